@@ -21,14 +21,14 @@ pub enum PkiError {
     #[error("validity for {what} must be at least one day")]
     Validity { what: &'static str },
 
-    #[error("generating {what} failed: {source}")]
+    #[error("generating {what} failed")]
     Generate {
         what: String,
         #[source]
         source: rcgen::Error,
     },
 
-    #[error("cannot use {path} as the output directory: {source}; choose a directory you can write to")]
+    #[error("cannot use {path} as the output directory")]
     OutDir {
         path: PathBuf,
         #[source]
@@ -45,14 +45,14 @@ pub enum PkiError {
     )]
     SpecMismatch { path: PathBuf, detail: String },
 
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
 
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         #[source]

@@ -1,0 +1,94 @@
+//! The command line, as clap types. Parsing only: every command calls into the `demo` crate.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Stands the demo security services up and proves they work.
+#[derive(Debug, Parser)]
+#[command(name = "demo", version, about, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// What to print on stdout: text for a person, one JSON document, or one JSON event per line.
+    #[arg(long, value_enum, default_value_t = Output::Human, global = true)]
+    pub output: Output,
+    /// Never colour the output (also off with NO_COLOR, CI, or when stdout is not a terminal).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// Say more (repeat for more still).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Say only what went wrong.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+    Structured,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the CA chain and the certificates of every demo service and client.
+    Pki(PkiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PkiArgs {
+    /// Directory to write; reused (after checking every file) if it already holds this PKI.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Number of CAs, root included: 1 is Root → leaf, 3 is Root → Policy → Issuing → leaf.
+    #[arg(long, value_name = "N", default_value_t = pki::DEFAULT_CHAIN_LENGTH,
+          value_parser = clap::value_parser!(u8).range(1..=i64::from(pki::MAX_CHAIN_LENGTH)))]
+    pub chain_length: u8,
+    /// Key algorithm of every certificate.
+    #[arg(long, value_enum, default_value_t = KeyTypeArg::P256)]
+    pub key_type: KeyTypeArg,
+    /// DNS domain of the services' names (kms.<domain>, identity.<domain>).
+    #[arg(long, value_name = "DOMAIN", default_value = pki::DEFAULT_DOMAIN)]
+    pub domain: String,
+    /// A service to issue a server certificate for (repeatable).
+    #[arg(long = "service", value_name = "NAME", default_values = ["kms", "identity"])]
+    pub services: Vec<String>,
+    /// A client to issue an mTLS client certificate for (repeatable).
+    #[arg(long = "client", value_name = "NAME", default_values = ["demo-cli"])]
+    pub clients: Vec<String>,
+    /// Also write a PKCS#12 bundle (key, leaf, chain, root) per leaf.
+    #[arg(long)]
+    pub pkcs12: bool,
+    /// File whose first line is the PKCS#12 password; without it a random one is written to
+    /// DIR/pkcs12-password.txt.
+    #[arg(long, value_name = "FILE", requires = "pkcs12")]
+    pub pkcs12_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyTypeArg {
+    P256,
+    P384,
+    Rsa2048,
+    Rsa3072,
+}
+
+impl From<KeyTypeArg> for pki::KeyType {
+    fn from(k: KeyTypeArg) -> Self {
+        match k {
+            KeyTypeArg::P256 => Self::P256,
+            KeyTypeArg::P384 => Self::P384,
+            KeyTypeArg::Rsa2048 => Self::Rsa2048,
+            KeyTypeArg::Rsa3072 => Self::Rsa3072,
+        }
+    }
+}

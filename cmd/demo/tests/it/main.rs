@@ -1,0 +1,15 @@
+//! Integration tests of the `demo` binary: arguments, exit codes, output. One test binary.
+// Tests unwrap freely: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod pki;
+mod reference;
+
+use assert_cmd::Command;
+
+/// The `demo` binary with a clean environment for colour decisions.
+pub fn demo() -> Command {
+    let mut cmd = Command::cargo_bin("demo").unwrap();
+    cmd.env_remove("NO_COLOR").env("CI", "true");
+    cmd
+}

@@ -1,0 +1,40 @@
+//! The demo orchestration library: what the `demo` CLI does, as a Rust API that integration
+//! tests call directly. Today it materialises the PKI (`demo pki`); the step engine, the
+//! runtimes and the end-to-end flows grow here as the services land.
+//!
+//! What it must not do: parse command lines (that is `cmd/demo`), print from inside the
+//! library except through the renderers in [`output`], or exit the process.
+
+pub mod error;
+pub mod output;
+pub mod pki_cmd;
+
+pub use error::{DemoError, ErrorReport};
+pub use output::{OutputFormat, Style};
+
+/// Version of the JSON documents printed with `--output json`. Bumped only when a field is
+/// removed or changes meaning; new fields may appear at any time.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How a command ended, and the process exit code it maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Everything passed: exit 0.
+    Success,
+    /// The run completed but some steps failed: exit 1.
+    Partial,
+    /// Bad arguments or configuration, or nothing useful ran: exit 2.
+    Failure,
+}
+
+impl Outcome {
+    /// The process exit code: 0, 1 or 2.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::Partial => 1,
+            Self::Failure => 2,
+        }
+    }
+}

@@ -17,9 +17,9 @@ pub enum DemoError {
         dir: std::path::PathBuf,
         /// What was being done ("created", "reused").
         action: &'static str,
-        /// The cause.
+        /// The cause (boxed: PKI errors carry paths and are large).
         #[source]
-        source: PkiError,
+        source: Box<PkiError>,
         /// What to do about it.
         #[help]
         hint: Option<String>,
@@ -29,7 +29,7 @@ pub enum DemoError {
 impl DemoError {
     pub(crate) fn pki(dir: &std::path::Path, action: &'static str, source: PkiError) -> Self {
         let hint = pki_hint(&source);
-        Self::Pki { dir: dir.to_owned(), action, source, hint }
+        Self::Pki { dir: dir.to_owned(), action, source: Box::new(source), hint }
     }
 
     /// The stable code of this error.

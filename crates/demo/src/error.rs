@@ -75,25 +75,40 @@ pub struct ErrorReport {
 }
 
 fn pki_hint(e: &PkiError) -> Option<String> {
+    use std::io::ErrorKind;
     let hint = match e {
-        PkiError::SpecMismatch { .. } | PkiError::ForeignDir { .. } => {
-            "choose another --out directory, or remove this one to start again"
+        PkiError::SpecMismatch { path, .. } | PkiError::ForeignDir { path } => format!(
+            "choose another --out directory, or remove {} to start again",
+            path.display()
+        ),
+        PkiError::OutDir { source, .. } => match source.kind() {
+            ErrorKind::PermissionDenied => "you may not write there: choose a directory you own".to_owned(),
+            ErrorKind::NotADirectory => "a part of the path is a file, not a directory".to_owned(),
+            ErrorKind::ReadOnlyFilesystem => "that file system is read-only".to_owned(),
+            ErrorKind::StorageFull => "the disk is full".to_owned(),
+            _ => "check that the directory can be created and written".to_owned(),
+        },
+        PkiError::OutPath { .. } => "pass --out the plain path of a new or empty directory".to_owned(),
+        PkiError::InvalidName { .. } | PkiError::DuplicateLeaf { .. } => {
+            "check the --domain, --service and --client values".to_owned()
         }
-        PkiError::OutDir { .. } | PkiError::Write { .. } => {
-            "check that the parent directory exists and is writable"
-        }
+        PkiError::Permissions { .. } => "or remove the directory and let the next run regenerate it".to_owned(),
         PkiError::Expired { .. }
         | PkiError::KeyMismatch { .. }
         | PkiError::ChainBroken { .. }
         | PkiError::BadCertificate { .. }
         | PkiError::BadKey { .. }
         | PkiError::NotPem { .. }
-        | PkiError::Manifest { .. } => {
-            "the generated files were changed or damaged; remove the directory (or run with --reset-demo) to regenerate them"
+        | PkiError::Manifest { .. }
+        | PkiError::Modified { .. }
+        | PkiError::Symlink { .. } => {
+            "the generated files were changed or damaged; remove the PKI directory and run again to regenerate it"
+                .to_owned()
         }
-        PkiError::NotYetValid { .. } => "check the system clock",
-        PkiError::EmptyPassword { .. } => "write the password on the first line of the file",
+        PkiError::Read { .. } => "check that the file exists and is readable".to_owned(),
+        PkiError::NotYetValid { .. } => "check the system clock".to_owned(),
+        PkiError::EmptyPassword { .. } => "write the password on the first line of the file".to_owned(),
         _ => return None,
     };
-    Some(hint.to_owned())
+    Some(hint)
 }

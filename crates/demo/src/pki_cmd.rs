@@ -73,8 +73,8 @@ pub struct PkiReport {
     pub dir: PathBuf,
     /// The trust anchor clients need.
     pub ca_bundle: PathBuf,
-    /// The CAs below the root, issuing first.
-    pub intermediates: PathBuf,
+    /// The CAs below the root, issuing first (none for a one-CA chain).
+    pub intermediates: Option<PathBuf>,
     /// Number of CAs and the key type.
     pub chain_length: u8,
     /// Key algorithm.
@@ -168,7 +168,7 @@ pub fn run(options: &PkiOptions) -> Result<PkiReport, DemoError> {
         exit_code: 0,
         created: done.created,
         ca_bundle: dir.ca_bundle(),
-        intermediates: dir.intermediates(),
+        intermediates: (spec.chain_length > 1).then(|| dir.intermediates()),
         dir: dir.root().to_owned(),
         chain_length: spec.chain_length,
         key_type: spec.key_type,
@@ -209,7 +209,9 @@ impl PkiReport {
         out.push('\n');
         let rel = |p: &Path| p.strip_prefix(&self.dir).unwrap_or(p).display().to_string();
         out.push_str(&format!("  {:<14} {}\n", "CA bundle", style.strong(&rel(&self.ca_bundle))));
-        out.push_str(&format!("  {:<14} {}\n", "intermediates", rel(&self.intermediates)));
+        if let Some(intermediates) = &self.intermediates {
+            out.push_str(&format!("  {:<14} {}\n", "intermediates", rel(intermediates)));
+        }
         for ca in &self.cas {
             out.push_str(&format!(
                 "  {:<14} {}  {}\n",
@@ -225,9 +227,10 @@ impl PkiReport {
                 LeafKind::Client => "client",
             };
             out.push_str(&format!(
-                "  {:<14} {}/{{cert,key,chain,fullchain}}.pem  {} {}\n",
+                "  {:<14} {}/{{{}}}.pem  {} {}\n",
                 leaf.name,
                 rel(&leaf.dir),
+                if self.intermediates.is_some() { "cert,key,chain,fullchain" } else { "cert,key,fullchain" },
                 kind,
                 style.dim(&leaf.names.join(", "))
             ));

@@ -28,6 +28,20 @@ pub enum PkiError {
         source: rcgen::Error,
     },
 
+    #[error("cannot use {path} as the output directory: {reason}")]
+    OutPath { path: PathBuf, reason: String },
+
+    #[error("{path} was changed after it was generated: it no longer holds {expected}")]
+    Modified { path: PathBuf, expected: &'static str },
+
+    #[error("{path} is a symbolic link; a PKI directory holds only regular files and directories")]
+    Symlink { path: PathBuf },
+
+    #[error(
+        "{path} is accessible to other users (mode {mode:o}); private keys must be 0600 and directories 0700: run `chmod -R go-rwx {root}`"
+    )]
+    Permissions { path: PathBuf, mode: u32, root: PathBuf },
+
     #[error("cannot use {path} as the output directory")]
     OutDir {
         path: PathBuf,

@@ -139,10 +139,8 @@ fn issue_leaf(
     let mut params = CertificateParams::default();
     params.distinguished_name = subject(&spec.organization, &leaf.common_name);
     params.is_ca = IsCa::ExplicitNoCa;
+    // TLS 1.3 has no RSA key transport, so even RSA leaves need only digitalSignature.
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    if matches!(spec.key_type, KeyType::Rsa2048 | KeyType::Rsa3072) && leaf.kind == LeafKind::Server {
-        params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
-    }
     params.extended_key_usages = match leaf.kind {
         LeafKind::Server => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
         LeafKind::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],

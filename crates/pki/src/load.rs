@@ -40,7 +40,7 @@ pub fn read_certs(path: &Path) -> Result<CertFile, PkiError> {
         let (kind, der): (SectionKind, Vec<u8>) = item.map_err(|e| PkiError::BadCertificate {
             path: path.to_owned(),
             index: index + 1,
-            detail: format!("malformed PEM: {e}"),
+            detail: pem_problem(&e),
         })?;
         if kind != SectionKind::Certificate {
             continue;
@@ -65,17 +65,28 @@ pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError> {
         rustls_pki_types::pem::Error::NoItemsFound => {
             PkiError::NotPem { path: path.to_owned(), expected: "PRIVATE KEY" }
         }
-        other => PkiError::BadKey { path: path.to_owned(), detail: other.to_string() },
+        other => PkiError::BadKey { path: path.to_owned(), detail: pem_problem(&other) },
     })
+}
+
+/// A PEM parse error in words (the library's own messages print markers as byte arrays).
+fn pem_problem(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error as E;
+    match e {
+        E::MissingSectionEnd { .. } => "a PEM block has no END line: the file is truncated".to_owned(),
+        E::IllegalSectionStart { .. } => "a PEM BEGIN line is malformed".to_owned(),
+        E::Base64Decode(detail) => format!("a PEM block is not valid base64 ({detail})"),
+        E::Io(io) => format!("read error: {io}"),
+        other => format!("malformed PEM ({other:?})"),
+    }
 }
 
 /// Checks every certificate of the file against the clock.
 pub fn check_validity(file: &CertFile, now: OffsetDateTime) -> Result<(), PkiError> {
-    for der in &file.certs {
-        // read_certs already parsed each one; a failure here would be a bug, reported as such.
+    for (index, der) in file.certs.iter().enumerate() {
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| PkiError::BadCertificate {
             path: file.path.clone(),
-            index: 0,
+            index: index + 1,
             detail: e.to_string(),
         })?;
         let validity = cert.validity();
@@ -200,6 +211,14 @@ mod tests {
         let f = file_with(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
         let err = read_certs(f.path()).unwrap_err();
         assert!(matches!(err, PkiError::BadCertificate { index: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_truncated_file_says_so_in_words() {
+        let f = file_with(b"-----BEGIN CERTIFICATE-----\nMIIB\n");
+        let err = read_certs(f.path()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        assert!(!err.to_string().contains("[45, 45"), "{err}");
     }
 
     #[test]

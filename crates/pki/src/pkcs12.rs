@@ -17,9 +17,17 @@ use crate::store::Password;
 /// default, low enough that opening a bundle stays instant.
 const ITERATIONS: u32 = 100_000;
 
+/// Most bytes read from a password file: a password is one short line, and a mistaken path
+/// (`/dev/zero`) must not exhaust memory.
+const MAX_PASSWORD_FILE: u64 = 4096;
+
 /// The first line of `path`, without its line ending.
 pub fn read_password_file(path: &Path) -> Result<Password, PkiError> {
-    let text = std::fs::read_to_string(path).map_err(io_read(path))?;
+    use std::io::Read;
+    let mut text = zeroize::Zeroizing::new(String::new());
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PASSWORD_FILE).read_to_string(&mut text))
+        .map_err(io_read(path))?;
     let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
     if line.is_empty() {
         return Err(PkiError::EmptyPassword { path: path.to_owned() });

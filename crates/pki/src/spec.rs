@@ -120,13 +120,14 @@ pub struct Validity {
     pub root_days: u32,
     /// Intermediate CAs (policy, issuing).
     pub intermediate_days: u32,
-    /// Leaves. 397 days is the CA/Browser Forum ceiling for server certificates.
+    /// Leaves. 200 days follows the CA/Browser Forum's ceiling for public server certificates
+    /// from March 2026 (ballot SC-081); private roots are not bound by it, but short is good.
     pub leaf_days: u32,
 }
 
 impl Default for Validity {
     fn default() -> Self {
-        Self { root_days: 3650, intermediate_days: 1825, leaf_days: 397 }
+        Self { root_days: 3650, intermediate_days: 1825, leaf_days: 200 }
     }
 }
 
@@ -192,6 +193,14 @@ impl PkiSpec {
             }
             for dns in std::iter::once(&leaf.common_name).chain(&leaf.dns_names) {
                 check_dns_name(dns)?;
+            }
+            if leaf.common_name.len() > 64 {
+                return Err(PkiError::InvalidName {
+                    what: "a common name",
+                    name: leaf.common_name.clone(),
+                    reason: "RFC 5280 limits a CN to 64 characters; use a shorter --domain or name"
+                        .to_owned(),
+                });
             }
         }
         Ok(())
@@ -288,6 +297,10 @@ mod tests {
 
         let spec = PkiSpec::for_services("bad_domain..", &["kms"], &[]);
         assert!(matches!(spec.validate(), Err(PkiError::InvalidName { .. })));
+
+        let long = format!("{}.example", "a".repeat(60));
+        let err = PkiSpec::for_services(&long, &["kms"], &[]).validate().unwrap_err();
+        assert!(err.to_string().contains("64 characters"), "{err}");
     }
 
     #[test]

@@ -150,10 +150,10 @@ impl ClientTlsFiles {
 fn root_store(ca: &CertFile, now: OffsetDateTime) -> Result<RootCertStore, PkiError> {
     load::check_validity(ca, now)?;
     let mut roots = RootCertStore::empty();
-    for cert in &ca.certs {
+    for (index, cert) in ca.certs.iter().enumerate() {
         roots.add(cert.clone()).map_err(|e| PkiError::BadCertificate {
             path: ca.path.clone(),
-            index: 0,
+            index: index + 1,
             detail: format!("cannot be used as a trust anchor: {e}"),
         })?;
     }

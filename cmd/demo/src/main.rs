@@ -28,7 +28,9 @@ fn main() -> ExitCode {
             pkcs12_password_file: args.pkcs12_password_file,
         })
         .map(|report| match format {
-            OutputFormat::Human if !cli.global.quiet => print!("{}", report.render_human(style)),
+            OutputFormat::Human if !cli.global.quiet => {
+                print!("{}", report.render_human(style, cli.global.verbose > 0));
+            }
             OutputFormat::Human => {}
             OutputFormat::Json | OutputFormat::Structured => println!("{}", json(&report)),
         }),

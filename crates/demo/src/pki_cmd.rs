@@ -180,8 +180,8 @@ pub fn run(options: &PkiOptions) -> Result<PkiReport, DemoError> {
 }
 
 impl PkiReport {
-    /// The report for a person.
-    pub fn render_human(&self, style: Style) -> String {
+    /// The report for a person; `verbose` adds every file written.
+    pub fn render_human(&self, style: Style, verbose: bool) -> String {
         let mut out = String::new();
         let dir = self.dir.display();
         let chain = self.cas.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" → ");
@@ -241,6 +241,12 @@ impl PkiReport {
         if let Some(pw) = &self.pkcs12_password_file {
             out.push_str(&format!("\n  PKCS#12 password: {}\n", pw.display()));
         }
+        if verbose && !self.written.is_empty() {
+            out.push_str("\n  Written:\n");
+            for file in &self.written {
+                out.push_str(&format!("    {}\n", rel(file)));
+            }
+        }
         out.push_str(&format!(
             "\n{}\n",
             style.dim(
@@ -265,12 +271,15 @@ mod tests {
         assert_eq!(first.leaves.len(), 3);
         assert!(
             first
-                .render_human(Style::plain())
+                .render_human(Style::plain(), false)
                 .starts_with("Generated a 3-CA chain (Root → Policy → Issuing, p256)")
         );
         let second = run(&options).unwrap();
         assert!(!second.created);
-        assert!(second.render_human(Style::plain()).contains("nothing rewritten"));
+        assert!(second.render_human(Style::plain(), false).contains("nothing rewritten"));
+        assert!(!first.render_human(Style::plain(), false).contains("Written:"));
+        let verbose = first.render_human(Style::plain(), true);
+        assert!(verbose.contains("Written:") && verbose.contains("leaves/kms/key.pem"), "{verbose}");
     }
 
     #[test]

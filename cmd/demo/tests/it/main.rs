@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod pki;
-mod reference;
+mod tidy;
 
 use assert_cmd::Command;
 

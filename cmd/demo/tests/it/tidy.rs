@@ -1,0 +1,42 @@
+//! Tidy: docs and code stay in step.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn readme_mentions_every_flag() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let help = crate::demo().args(["pki", "--help"]).assert().success();
+    let help = String::from_utf8_lossy(&help.get_output().stdout).into_owned();
+    let flags: Vec<&str> = help
+        .split_whitespace()
+        .map(|w| w.trim_end_matches([',', '.']))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .collect();
+    assert!(flags.contains(&"--out"), "{help}");
+    for flag in flags {
+        if flag == "--help" || flag == "--version" {
+            continue;
+        }
+        let flag = flag.split('=').next().unwrap_or(flag);
+        assert!(readme.contains(flag), "README.md does not document {flag}");
+    }
+}
+
+#[test]
+fn architecture_lists_every_crate_and_every_crate_says_what_it_is_for() {
+    let map = std::fs::read_to_string(root().join("docs/architecture.md")).unwrap();
+    for parent in ["crates", "cmd"] {
+        for entry in std::fs::read_dir(root().join(parent)).unwrap() {
+            let dir = entry.unwrap().path();
+            let name = format!("{parent}/{}", dir.file_name().unwrap().to_string_lossy());
+            assert!(map.contains(&format!("`{name}`")), "docs/architecture.md does not describe `{name}`");
+            let entry_file = if parent == "crates" { "src/lib.rs" } else { "src/main.rs" };
+            let source = std::fs::read_to_string(dir.join(entry_file)).unwrap();
+            assert!(source.starts_with("//!"), "{name}/{entry_file} must open with a //! paragraph");
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the `kms` crate. One test binary, modules by topic.
+// Tests unwrap freely: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod jose_interop;
+mod wycheproof_kat;

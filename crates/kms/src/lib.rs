@@ -2,8 +2,10 @@
 //! operations on them — AES-256-GCM encryption as JWE, ES256/EdDSA/PS256 signatures as JWS,
 //! A256KW key wrapping, data keys, public keys as JWK.
 //!
-//! This step holds the cryptographic core ([`crypto`], [`jose`]); storage, authentication and
-//! the HTTP API build on it.
+//! Layers, bottom up: [`crypto`] (key material through aws-lc-rs), [`jose`] (JWE/JWS/JWK),
+//! [`store`] (SQLite behind the [`store::Store`] trait), [`keys`] (the unsealed [`Kms`]:
+//! pools, versions and operations, all scoped by tenant). Authentication and the HTTP API
+//! build on these.
 //!
 //! What it must not do: hand-roll cryptography (aws-lc-rs does it), trust an algorithm named in
 //! a token or header beyond checking it equals the key's own, take a tenant from anywhere but
@@ -11,3 +13,9 @@
 
 pub mod crypto;
 pub mod jose;
+pub mod keys;
+pub mod model;
+pub mod store;
+
+pub use keys::{Kms, KmsError, PoolInfo};
+pub use model::{PoolName, TenantId};

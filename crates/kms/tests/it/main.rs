@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod jose_interop;
+mod keys;
 mod wycheproof_kat;

@@ -1,0 +1,443 @@
+//! The key service: unsealing, pools and versions, and every operation on keys. All of it is
+//! scoped by a [`TenantId`] the caller got from the authenticated principal; another tenant's
+//! pool answers exactly like a missing one.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use barrier::{BarrierError, RootKey, SealedRoot, Share};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::crypto::{Algorithm, CryptoError, KeyMaterial};
+use crate::jose::{self, JoseError, Kid, ParsedJwe, ParsedJws};
+use crate::model::{Pool, PoolName, StoredVersion, Tenant, TenantId};
+use crate::store::{SqliteStore, Store, StoreError, timestamp};
+
+/// What can go wrong with a key operation. The HTTP layer maps each variant to a status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KmsError {
+    /// No such tenant, pool or version — or one that belongs to another tenant.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// Already exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The version (or every version of the pool) is disabled.
+    #[error("key {0} is disabled")]
+    Disabled(String),
+    /// The pool's algorithm does not do the operation.
+    #[error("pool {pool} holds {algorithm} keys, which cannot {operation}")]
+    WrongAlgorithm {
+        /// The pool.
+        pool: String,
+        /// Its algorithm.
+        algorithm: &'static str,
+        /// What was asked.
+        operation: &'static str,
+    },
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// A JOSE object is malformed or does not decrypt/verify.
+    #[error(transparent)]
+    Jose(#[from] JoseError),
+    /// Unsealing failed: the service must not start.
+    #[error("cannot unseal the key store")]
+    Unseal(#[source] BarrierError),
+    /// Storage failed.
+    #[error("the key store failed")]
+    Store(#[source] StoreError),
+    /// A stored key could not be unwrapped or parsed: corruption, or a bug.
+    #[error("a stored key is unusable")]
+    Corrupt(String),
+}
+
+impl From<StoreError> for KmsError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => Self::Conflict(what),
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// A pool with its versions, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolInfo {
+    /// Name.
+    pub name: PoolName,
+    /// Algorithm (`A256GCM`, `ES256`, …).
+    pub algorithm: Algorithm,
+    /// The version new operations use: the newest enabled one.
+    pub current_version: Option<u32>,
+    /// Every version.
+    pub versions: Vec<VersionInfo>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// One version, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    /// Number.
+    pub version: u32,
+    /// `pool/version`.
+    pub kid: String,
+    /// Usable.
+    pub enabled: bool,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// The unsealed KMS.
+#[derive(Debug, Clone)]
+pub struct Kms {
+    store: Arc<dyn Store>,
+    root: Arc<RootKey>,
+}
+
+impl Kms {
+    /// Opens the KMS on the SQLite database at `db`, in an order that writes nothing unless
+    /// the shares are right: combine the shares (too few, duplicated, altered ones are refused
+    /// here), open an existing seal through a read-only connection, and only then open the
+    /// database for writing, migrate it, and (on first start) create the root key.
+    pub async fn open_sqlite(db: &Path, shares: &[Share]) -> Result<Self, KmsError> {
+        let key = barrier::combine(shares).map_err(KmsError::Unseal)?;
+        if let Some(json) = SqliteStore::peek_sealed_root(db).await? {
+            open_sealed(&json, &key)?;
+        }
+        let store = Arc::new(SqliteStore::open(db).await?);
+        Self::unseal(store, &key).await
+    }
+
+    /// Opens the sealed root key in `store` with `key`, creating it on first start.
+    pub async fn unseal(store: Arc<dyn Store>, key: &barrier::UnsealKey) -> Result<Self, KmsError> {
+        let root = match store.sealed_root().await? {
+            Some(json) => open_sealed(&json, key)?,
+            None => {
+                let (sealed, root) = SealedRoot::create(key).map_err(KmsError::Unseal)?;
+                let json = serde_json::to_string(&sealed).map_err(|e| KmsError::Corrupt(e.to_string()))?;
+                store.put_sealed_root(&sealed.barrier.to_string(), &json).await?;
+                tracing::info!(barrier = %sealed.barrier, "key store initialised with a new root key");
+                root
+            }
+        };
+        Ok(Self { store, root: Arc::new(root) })
+    }
+
+    /// The store (for seeding and tests).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Closes the store; call on shutdown.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    /// Creates the tenant `name` with `id` unless a tenant of that name exists; returns it.
+    pub async fn ensure_tenant(&self, name: &str, id: TenantId) -> Result<Tenant, KmsError> {
+        if let Some(existing) = self.store.tenant_by_name(name).await? {
+            return Ok(existing);
+        }
+        let tenant = Tenant { id, name: name.to_owned(), created_at: timestamp() };
+        self.store.create_tenant(&tenant).await?;
+        Ok(tenant)
+    }
+
+    /// Creates a pool with a first key version.
+    pub async fn create_pool(
+        &self,
+        tenant: TenantId,
+        name: &PoolName,
+        algorithm: Algorithm,
+    ) -> Result<PoolInfo, KmsError> {
+        if self.store.tenant(tenant).await?.is_none() {
+            return Err(KmsError::NotFound("tenant"));
+        }
+        let pool = Pool { tenant, name: name.clone(), algorithm, created_at: timestamp() };
+        let first = self.new_version(&pool, 1)?;
+        self.store.create_pool(&pool, &first).await?;
+        self.pool_info(tenant, name).await
+    }
+
+    /// A pool and its versions.
+    pub async fn pool_info(&self, tenant: TenantId, name: &PoolName) -> Result<PoolInfo, KmsError> {
+        let pool = self.pool(tenant, name).await?;
+        let versions = self.store.versions(tenant, name).await?;
+        Ok(info(&pool, &versions))
+    }
+
+    /// Every pool of the tenant.
+    pub async fn list_pools(&self, tenant: TenantId) -> Result<Vec<PoolInfo>, KmsError> {
+        let mut out = Vec::new();
+        for pool in self.store.pools(tenant).await? {
+            let versions = self.store.versions(tenant, &pool.name).await?;
+            out.push(info(&pool, &versions));
+        }
+        Ok(out)
+    }
+
+    /// Adds a new version, which becomes current; old versions still decrypt and verify.
+    pub async fn rotate(&self, tenant: TenantId, name: &PoolName) -> Result<PoolInfo, KmsError> {
+        let pool = self.pool(tenant, name).await?;
+        // Two concurrent rotations may pick the same number; the loser retries once.
+        for _ in 0..2 {
+            let next = self.store.versions(tenant, name).await?.last().map_or(1, |v| v.version + 1);
+            match self.store.add_version(tenant, name, &self.new_version(&pool, next)?).await {
+                Ok(()) => return self.pool_info(tenant, name).await,
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KmsError::Conflict(format!("a concurrent rotation of pool {name}")))
+    }
+
+    /// Enables or disables one version.
+    pub async fn set_enabled(
+        &self,
+        tenant: TenantId,
+        name: &PoolName,
+        version: u32,
+        enabled: bool,
+    ) -> Result<PoolInfo, KmsError> {
+        self.pool(tenant, name).await?;
+        if !self.store.set_enabled(tenant, name, version, enabled).await? {
+            return Err(KmsError::NotFound("key version"));
+        }
+        self.pool_info(tenant, name).await
+    }
+
+    /// Encrypts with the pool's current version: a compact JWE, or a flattened JSON JWE when
+    /// `aad` is given.
+    pub async fn encrypt(
+        &self,
+        tenant: TenantId,
+        name: &PoolName,
+        plaintext: &[u8],
+        aad: Option<&[u8]>,
+    ) -> Result<(Kid, serde_json::Value), KmsError> {
+        let (kid, key) = self.current(tenant, name, Algorithm::A256Gcm, "encrypt").await?;
+        let jwe = match aad {
+            None => serde_json::Value::String(jose::encrypt_compact(&key, &kid, plaintext)?),
+            Some(aad) => serde_json::to_value(jose::encrypt_json(&key, &kid, plaintext, aad)?)
+                .map_err(|e| KmsError::Corrupt(e.to_string()))?,
+        };
+        Ok((kid, jwe))
+    }
+
+    /// Decrypts a JWE made by any version of a pool of this tenant.
+    pub async fn decrypt(&self, tenant: TenantId, jwe: &str) -> Result<(Kid, Zeroizing<Vec<u8>>), KmsError> {
+        let parsed = ParsedJwe::parse(jwe)?;
+        let kid = parsed.kid().clone();
+        let key = self.version_key(tenant, &kid, Algorithm::A256Gcm, "decrypt").await?;
+        Ok((kid, parsed.decrypt(&key)?))
+    }
+
+    /// Signs with the pool's current version: a compact JWS.
+    pub async fn sign(
+        &self,
+        tenant: TenantId,
+        name: &PoolName,
+        payload: &[u8],
+    ) -> Result<(Kid, String), KmsError> {
+        let pool = self.pool(tenant, name).await?;
+        if !pool.algorithm.signs() {
+            return Err(wrong(&pool, "sign"));
+        }
+        let (kid, key) = self.current(tenant, name, pool.algorithm, "sign").await?;
+        Ok((kid.clone(), jose::sign_compact(&key, &kid, payload)?))
+    }
+
+    /// Verifies a JWS against the version its `kid` names. `Ok(false)` for a signature that does
+    /// not verify; errors for malformed input or an unknown key.
+    pub async fn verify(&self, tenant: TenantId, jws: &str) -> Result<(Kid, bool), KmsError> {
+        let parsed = ParsedJws::parse(jws)?;
+        let kid = parsed.kid().clone();
+        let pool = self.pool(tenant, &pool_name(&kid)?).await?;
+        if !pool.algorithm.signs() {
+            return Err(wrong(&pool, "verify"));
+        }
+        let key = self.version_key(tenant, &kid, pool.algorithm, "verify").await?;
+        let public = key.public_key().map_err(|e| KmsError::Corrupt(e.to_string()))?;
+        match parsed.verify(&public) {
+            Ok(()) => Ok((kid, true)),
+            Err(JoseError::Crypto(CryptoError::BadSignature) | JoseError::Algorithm { .. }) => {
+                Ok((kid, false))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Wraps caller key material (RFC 3394) with the pool's current version.
+    pub async fn wrap(
+        &self,
+        tenant: TenantId,
+        name: &PoolName,
+        material: &[u8],
+    ) -> Result<(Kid, Vec<u8>), KmsError> {
+        let (kid, key) = self.current(tenant, name, Algorithm::A256Kw, "wrap").await?;
+        let wrapped = key.wrap(material).map_err(|e| KmsError::Invalid(e.to_string()))?;
+        Ok((kid, wrapped))
+    }
+
+    /// Unwraps with the version `kid` names.
+    pub async fn unwrap(
+        &self,
+        tenant: TenantId,
+        kid: &Kid,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let key = self.version_key(tenant, kid, Algorithm::A256Kw, "unwrap").await?;
+        key.unwrap(wrapped).map_err(|e| KmsError::Jose(JoseError::Crypto(e)))
+    }
+
+    /// A fresh 256-bit data key: the plaintext (for immediate use) and the same key encrypted
+    /// under the pool as a compact JWE (to store beside the data).
+    pub async fn data_key(
+        &self,
+        tenant: TenantId,
+        name: &PoolName,
+    ) -> Result<(Zeroizing<Vec<u8>>, Kid, String), KmsError> {
+        let (kid, key) = self.current(tenant, name, Algorithm::A256Gcm, "make data keys").await?;
+        let mut plaintext = Zeroizing::new(vec![0u8; 32]);
+        aws_lc_rs::rand::fill(&mut plaintext)
+            .map_err(|_| KmsError::Corrupt("random generator failed".into()))?;
+        let jwe = jose::encrypt_compact(&key, &kid, &plaintext)?;
+        Ok((plaintext, kid, jwe))
+    }
+
+    /// The tenant's JWKS: the public key of every enabled version of every signing pool.
+    pub async fn jwks(&self, tenant: TenantId) -> Result<serde_json::Value, KmsError> {
+        let mut keys = Vec::new();
+        for pool in self.store.pools(tenant).await?.into_iter().filter(|p| p.algorithm.signs()) {
+            for version in self.store.versions(tenant, &pool.name).await?.into_iter().filter(|v| v.enabled) {
+                let kid = Kid::new(pool.name.as_str(), version.version);
+                let key = self.material(tenant, &pool, &version)?;
+                let public = key.public_key().map_err(|e| KmsError::Corrupt(e.to_string()))?;
+                keys.push(jose::public_jwk(&public, &kid));
+            }
+        }
+        Ok(serde_json::json!({ "keys": keys }))
+    }
+
+    /// The public JWK of one version of a signing pool.
+    pub async fn public_jwk(&self, tenant: TenantId, kid: &Kid) -> Result<serde_json::Value, KmsError> {
+        let pool = self.pool(tenant, &pool_name(kid)?).await?;
+        if !pool.algorithm.signs() {
+            return Err(wrong(&pool, "have a public key"));
+        }
+        let key = self.version_key(tenant, kid, pool.algorithm, "have a public key").await?;
+        Ok(jose::public_jwk(&key.public_key().map_err(|e| KmsError::Corrupt(e.to_string()))?, kid))
+    }
+
+    async fn pool(&self, tenant: TenantId, name: &PoolName) -> Result<Pool, KmsError> {
+        self.store.pool(tenant, name).await?.ok_or(KmsError::NotFound("pool"))
+    }
+
+    /// The newest enabled version of a pool whose algorithm must be `algorithm`.
+    async fn current(
+        &self,
+        tenant: TenantId,
+        name: &PoolName,
+        algorithm: Algorithm,
+        operation: &'static str,
+    ) -> Result<(Kid, KeyMaterial), KmsError> {
+        let pool = self.pool(tenant, name).await?;
+        if pool.algorithm != algorithm {
+            return Err(wrong(&pool, operation));
+        }
+        let versions = self.store.versions(tenant, name).await?;
+        let version = versions
+            .iter()
+            .rev()
+            .find(|v| v.enabled)
+            .ok_or_else(|| KmsError::Disabled(format!("pool {name}")))?;
+        let key = self.material(tenant, &pool, version)?;
+        Ok((Kid::new(name.as_str(), version.version), key))
+    }
+
+    /// The version a kid names, which must be enabled and of `algorithm`.
+    async fn version_key(
+        &self,
+        tenant: TenantId,
+        kid: &Kid,
+        algorithm: Algorithm,
+        operation: &'static str,
+    ) -> Result<KeyMaterial, KmsError> {
+        let name = pool_name(kid)?;
+        let pool = self.pool(tenant, &name).await?;
+        if pool.algorithm != algorithm {
+            return Err(wrong(&pool, operation));
+        }
+        let version =
+            self.store.version(tenant, &name, kid.version).await?.ok_or(KmsError::NotFound("key version"))?;
+        if !version.enabled {
+            return Err(KmsError::Disabled(kid.to_string()));
+        }
+        self.material(tenant, &pool, &version)
+    }
+
+    fn new_version(&self, pool: &Pool, version: u32) -> Result<StoredVersion, KmsError> {
+        let material = KeyMaterial::generate(pool.algorithm).map_err(|e| KmsError::Corrupt(e.to_string()))?;
+        let wrapped = self
+            .root
+            .wrap(&context(pool, version), material.secret_bytes())
+            .map_err(|e| KmsError::Corrupt(e.to_string()))?;
+        Ok(StoredVersion { version, enabled: true, wrapped, created_at: timestamp() })
+    }
+
+    fn material(
+        &self,
+        tenant: TenantId,
+        pool: &Pool,
+        version: &StoredVersion,
+    ) -> Result<KeyMaterial, KmsError> {
+        debug_assert_eq!(pool.tenant, tenant);
+        let bytes = self.root.unwrap(&context(pool, version.version), &version.wrapped).map_err(|e| {
+            tracing::error!(tenant = %tenant, pool = %pool.name, version = version.version, error = %e, "stored key does not unwrap");
+            KmsError::Corrupt(format!("{}/{}", pool.name, version.version))
+        })?;
+        KeyMaterial::from_bytes(pool.algorithm, bytes).map_err(|e| KmsError::Corrupt(e.to_string()))
+    }
+}
+
+fn open_sealed(json: &str, key: &barrier::UnsealKey) -> Result<RootKey, KmsError> {
+    let sealed: SealedRoot =
+        serde_json::from_str(json).map_err(|e| KmsError::Corrupt(format!("sealed root key: {e}")))?;
+    sealed.open(key).map_err(KmsError::Unseal)
+}
+
+/// What a wrapped key is bound to: moving the blob to another tenant, pool, version or
+/// algorithm makes it fail to unwrap.
+fn context(pool: &Pool, version: u32) -> String {
+    format!("kms:key:v1:{}:{}:{}:{}", pool.tenant, pool.name, version, pool.algorithm.jose_name())
+}
+
+fn pool_name(kid: &Kid) -> Result<PoolName, KmsError> {
+    PoolName::new(&kid.pool).map_err(KmsError::Invalid)
+}
+
+fn wrong(pool: &Pool, operation: &'static str) -> KmsError {
+    KmsError::WrongAlgorithm { pool: pool.name.to_string(), algorithm: pool.algorithm.jose_name(), operation }
+}
+
+fn info(pool: &Pool, versions: &[StoredVersion]) -> PoolInfo {
+    PoolInfo {
+        name: pool.name.clone(),
+        algorithm: pool.algorithm,
+        current_version: versions.iter().rev().find(|v| v.enabled).map(|v| v.version),
+        versions: versions
+            .iter()
+            .map(|v| VersionInfo {
+                version: v.version,
+                kid: Kid::new(pool.name.as_str(), v.version).to_string(),
+                enabled: v.enabled,
+                created_at: v.created_at.clone(),
+            })
+            .collect(),
+        created_at: pool.created_at.clone(),
+    }
+}

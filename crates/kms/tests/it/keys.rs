@@ -1,0 +1,181 @@
+//! The key service over a real SQLite store: pools, rotation, tenants, restart and unseal.
+
+use std::path::{Path, PathBuf};
+
+use barrier::Share;
+use kms::crypto::Algorithm;
+use kms::{Kms, KmsError, PoolName, TenantId};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    shares: Vec<Share>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kms.db");
+    Fixture { _dir: dir, db, shares: barrier::new_shares(3, 5).unwrap() }
+}
+
+fn pool(name: &str) -> PoolName {
+    PoolName::new(name).unwrap()
+}
+
+async fn open(f: &Fixture, picks: &[usize]) -> Result<Kms, KmsError> {
+    let shares: Vec<Share> = picks.iter().map(|&i| f.shares[i].clone()).collect();
+    Kms::open_sqlite(&f.db, &shares).await
+}
+
+async fn with_tenant(kms: &Kms, name: &str) -> TenantId {
+    kms.ensure_tenant(name, TenantId::random()).await.unwrap().id
+}
+
+/// A digest of the database and of any write-ahead log content, to prove a refused start
+/// wrote nothing. (An empty `-wal` file is no content.)
+fn checksum(db: &Path) -> Vec<u8> {
+    let mut all = std::fs::read(db).unwrap();
+    let wal = PathBuf::from(format!("{}-wal", db.display()));
+    all.extend_from_slice(&std::fs::read(wal).unwrap_or_default());
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &all).as_ref().to_vec()
+}
+
+#[tokio::test]
+async fn encrypt_rotate_and_old_versions_still_decrypt() {
+    let f = fixture();
+    let kms = open(&f, &[0, 1, 2]).await.unwrap();
+    let t = with_tenant(&kms, "acme").await;
+    let info = kms.create_pool(t, &pool("payments"), Algorithm::A256Gcm).await.unwrap();
+    assert_eq!(info.current_version, Some(1));
+
+    let (kid1, jwe1) = kms.encrypt(t, &pool("payments"), b"card 4111", None).await.unwrap();
+    assert_eq!(kid1.to_string(), "payments/1");
+    let info = kms.rotate(t, &pool("payments")).await.unwrap();
+    assert_eq!(info.current_version, Some(2));
+    let (kid2, jwe2) = kms.encrypt(t, &pool("payments"), b"card 5500", None).await.unwrap();
+    assert_eq!(kid2.to_string(), "payments/2");
+
+    let (_, pt1) = kms.decrypt(t, jwe1.as_str().unwrap()).await.unwrap();
+    assert_eq!(&*pt1, b"card 4111");
+    let (_, pt2) = kms.decrypt(t, jwe2.as_str().unwrap()).await.unwrap();
+    assert_eq!(&*pt2, b"card 5500");
+
+    // Disabling v1 stops it; v2 keeps working; re-enabling restores it.
+    kms.set_enabled(t, &pool("payments"), 1, false).await.unwrap();
+    assert!(matches!(kms.decrypt(t, jwe1.as_str().unwrap()).await, Err(KmsError::Disabled(_))));
+    assert!(kms.decrypt(t, jwe2.as_str().unwrap()).await.is_ok());
+    kms.set_enabled(t, &pool("payments"), 1, true).await.unwrap();
+    assert!(kms.decrypt(t, jwe1.as_str().unwrap()).await.is_ok());
+    // Disabling the current version falls back to the newest enabled one.
+    let info = kms.set_enabled(t, &pool("payments"), 2, false).await.unwrap();
+    assert_eq!(info.current_version, Some(1));
+    assert!(matches!(kms.set_enabled(t, &pool("payments"), 9, true).await, Err(KmsError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn aad_is_bound_to_the_ciphertext() {
+    let f = fixture();
+    let kms = open(&f, &[0, 1, 2]).await.unwrap();
+    let t = with_tenant(&kms, "acme").await;
+    kms.create_pool(t, &pool("p"), Algorithm::A256Gcm).await.unwrap();
+    let (_, jwe) = kms.encrypt(t, &pool("p"), b"x", Some(b"order-1")).await.unwrap();
+    assert!(jwe.is_object(), "AAD gives a flattened JSON JWE");
+    let text = jwe.to_string();
+    assert_eq!(&*kms.decrypt(t, &text).await.unwrap().1, b"x");
+    let tampered = text.replace(jwe["aad"].as_str().unwrap(), "b3JkZXItMg");
+    assert!(matches!(kms.decrypt(t, &tampered).await, Err(KmsError::Jose(_))));
+}
+
+#[tokio::test]
+async fn another_tenants_key_answers_like_a_missing_one() {
+    let f = fixture();
+    let kms = open(&f, &[0, 1, 2]).await.unwrap();
+    let a = with_tenant(&kms, "a").await;
+    let b = with_tenant(&kms, "b").await;
+    kms.create_pool(a, &pool("shared-name"), Algorithm::A256Gcm).await.unwrap();
+    let (_, jwe) = kms.encrypt(a, &pool("shared-name"), b"a's secret", None).await.unwrap();
+
+    let err_other = kms.decrypt(b, jwe.as_str().unwrap()).await.unwrap_err();
+    let jwe_missing = jwe.as_str().unwrap().to_owned();
+    let err_missing = kms.decrypt(TenantId::random(), &jwe_missing).await.unwrap_err();
+    assert_eq!(err_other.to_string(), err_missing.to_string());
+    assert!(matches!(err_other, KmsError::NotFound("pool")));
+
+    // Even with a pool of the same name, b's key is another key: decryption fails.
+    kms.create_pool(b, &pool("shared-name"), Algorithm::A256Gcm).await.unwrap();
+    assert!(matches!(kms.decrypt(b, jwe.as_str().unwrap()).await, Err(KmsError::Jose(_))));
+    assert!(kms.list_pools(a).await.unwrap().len() == 1 && kms.list_pools(b).await.unwrap().len() == 1);
+}
+
+#[tokio::test]
+async fn sign_verify_wrap_and_data_keys() {
+    let f = fixture();
+    let kms = open(&f, &[0, 1, 2]).await.unwrap();
+    let t = with_tenant(&kms, "acme").await;
+    for (name, algorithm) in [("es", Algorithm::Es256), ("ed", Algorithm::EdDsa), ("ps", Algorithm::Ps256)] {
+        kms.create_pool(t, &pool(name), algorithm).await.unwrap();
+        let (kid, jws) = kms.sign(t, &pool(name), b"payload").await.unwrap();
+        assert_eq!(kms.verify(t, &jws).await.unwrap(), (kid.clone(), true));
+        kms.rotate(t, &pool(name)).await.unwrap();
+        assert!(kms.verify(t, &jws).await.unwrap().1, "old versions still verify");
+        let mut forged = jws.clone();
+        forged.replace_range(forged.len() - 3.., "AAA");
+        assert!(!kms.verify(t, &forged).await.unwrap().1);
+    }
+    let jwks = kms.jwks(t).await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 6, "3 pools × 2 versions");
+
+    kms.create_pool(t, &pool("kek"), Algorithm::A256Kw).await.unwrap();
+    let (kid, wrapped) = kms.wrap(t, &pool("kek"), &[9u8; 32]).await.unwrap();
+    assert_eq!(&*kms.unwrap(t, &kid, &wrapped).await.unwrap(), &[9u8; 32]);
+    assert!(kms.unwrap(t, &kid, &wrapped[..16]).await.is_err());
+
+    kms.create_pool(t, &pool("dek"), Algorithm::A256Gcm).await.unwrap();
+    let (plain, _, jwe) = kms.data_key(t, &pool("dek")).await.unwrap();
+    assert_eq!(plain.len(), 32);
+    assert_eq!(kms.decrypt(t, &jwe).await.unwrap().1, plain);
+
+    // Operations that do not fit the pool's algorithm are refused by name.
+    let err = kms.encrypt(t, &pool("es"), b"x", None).await.unwrap_err();
+    assert!(matches!(err, KmsError::WrongAlgorithm { .. }), "{err}");
+    assert!(matches!(kms.sign(t, &pool("dek"), b"x").await, Err(KmsError::WrongAlgorithm { .. })));
+    assert!(matches!(kms.create_pool(t, &pool("dek"), Algorithm::A256Gcm).await, Err(KmsError::Conflict(_))));
+}
+
+#[tokio::test]
+async fn restart_with_other_shares_keeps_every_key() {
+    let f = fixture();
+    let (t, jwe) = {
+        let kms = open(&f, &[0, 1, 2]).await.unwrap();
+        let t = with_tenant(&kms, "acme").await;
+        kms.create_pool(t, &pool("p"), Algorithm::A256Gcm).await.unwrap();
+        let (_, jwe) = kms.encrypt(t, &pool("p"), b"survives restarts", None).await.unwrap();
+        (t, jwe)
+    };
+    let kms = open(&f, &[4, 2, 3]).await.unwrap();
+    assert_eq!(&*kms.decrypt(t, jwe.as_str().unwrap()).await.unwrap().1, b"survives restarts");
+}
+
+#[tokio::test]
+async fn too_few_or_wrong_shares_refuse_to_start_and_touch_nothing() {
+    let f = fixture();
+    {
+        let kms = open(&f, &[0, 1, 2]).await.unwrap();
+        let t = with_tenant(&kms, "acme").await;
+        kms.create_pool(t, &pool("p"), Algorithm::A256Gcm).await.unwrap();
+        kms.close().await;
+    }
+    let before = checksum(&f.db);
+
+    let err = open(&f, &[0, 1]).await.unwrap_err();
+    assert!(
+        matches!(err, KmsError::Unseal(barrier::BarrierError::TooFewShares { given: 2, needed: 3 })),
+        "{err:?}"
+    );
+
+    let other = barrier::new_shares(3, 5).unwrap();
+    let err = Kms::open_sqlite(&f.db, &other[..3]).await.unwrap_err();
+    assert!(matches!(err, KmsError::Unseal(barrier::BarrierError::ForeignBarrier { .. })), "{err:?}");
+
+    assert_eq!(checksum(&f.db), before, "a refused start must not change the database");
+}

@@ -348,6 +348,11 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        // sqlx's close returns before SQLite's own checkpoint-on-close has run on the worker
+        // thread; checkpoint explicitly so the database file is complete when close returns.
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+            tracing::warn!(error = %e, "WAL checkpoint on close failed");
+        }
         self.pool.close().await;
     }
 }

@@ -1,0 +1,417 @@
+//! Password authentication: realms (today the `realms.yml` file realm; a database realm later)
+//! tried in the configured order, a bounded cache of recent successful verifications, and a
+//! per-user limit on failures.
+//!
+//! Verifying PBKDF2 with 600,000 rounds costs ~0.1 s of CPU, which would cap a core near ten
+//! requests per second. Successful verifications are therefore cached for a short TTL, keyed
+//! by HMAC-SHA256 (with a per-process random key) over user and password, so the cache holds no
+//! password and a changed password misses. Reloading a realm clears the cache.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use service_kit::config::{Validate, Validator};
+use service_kit::password::{self, PasswordHashString};
+use uuid::Uuid;
+
+use crate::authz::{AuthMethod, Principal, Role};
+use crate::model::TenantId;
+
+/// The realm file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RealmError {
+    /// Reading, parsing or validating the file failed (the cause names file, key and line).
+    #[error("cannot load the realm file")]
+    Load(#[from] service_kit::ConfigError),
+}
+
+/// `realms.yml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmFile {
+    /// The users.
+    pub users: Vec<RealmUser>,
+}
+
+/// One user of the file realm.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmUser {
+    /// Login name (no ':').
+    pub username: String,
+    /// PBKDF2-SHA256 PHC hash (`demo hash-password` makes one).
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Plaintext password: allowed only with `demo: true`, and logged as a warning.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Marks a documented demo account.
+    #[serde(default)]
+    pub demo: bool,
+    /// The user's tenant (a UUID).
+    pub tenant: Uuid,
+    /// Roles.
+    pub roles: Vec<Role>,
+}
+
+impl Validate for RealmFile {
+    fn validate(&self, v: &mut Validator) {
+        let mut seen = std::collections::HashSet::new();
+        for (i, user) in self.users.iter().enumerate() {
+            let key = |field: &str| format!("users[{i}].{field}");
+            v.check(
+                !user.username.is_empty() && !user.username.contains(':') && user.username.len() <= 128,
+                key("username"),
+                "must be 1 to 128 characters without ':'",
+            );
+            v.check(seen.insert(user.username.as_str()), key("username"), "is used twice");
+            v.check(!user.roles.is_empty(), key("roles"), "needs at least one role");
+            match (&user.password_hash, &user.password) {
+                (Some(hash), None) => {
+                    if let Err(e) = PasswordHashString::parse(hash) {
+                        v.error(key("password_hash"), e.to_string());
+                    }
+                }
+                (None, Some(_)) if user.demo => {}
+                (None, Some(_)) => v.error(
+                    key("password"),
+                    "plaintext passwords are allowed only for demo users (demo: true); use password_hash",
+                ),
+                (Some(_), Some(_)) => v.error(key("password"), "give password_hash or password, not both"),
+                (None, None) => v.error(key("password_hash"), "is missing"),
+            }
+        }
+    }
+}
+
+enum Credential {
+    Hash(PasswordHashString),
+    DemoPlain(SecretString),
+}
+
+struct UserEntry {
+    credential: Credential,
+    tenant: TenantId,
+    roles: BTreeSet<Role>,
+}
+
+/// The answer of one realm about one login.
+#[derive(Debug)]
+pub enum Check {
+    /// The realm does not know the user: ask the next one.
+    Unknown,
+    /// The realm knows the user and the password is wrong.
+    Wrong,
+    /// Authenticated.
+    Ok(Principal),
+}
+
+/// The file realm.
+pub struct FileRealm {
+    path: PathBuf,
+    users: HashMap<String, UserEntry>,
+}
+
+impl std::fmt::Debug for FileRealm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileRealm").field("path", &self.path).field("users", &self.users.len()).finish()
+    }
+}
+
+impl FileRealm {
+    /// Loads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, RealmError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| service_kit::ConfigError::Read { path: path.to_owned(), source })?;
+        let file: RealmFile = service_kit::config::load_str(path, &text, "", Vec::new())?;
+        let mut users = HashMap::new();
+        for user in file.users {
+            let credential = match (user.password_hash, user.password) {
+                (Some(hash), _) => Credential::Hash(
+                    // validate() parsed it already; parse again to keep the typed value.
+                    PasswordHashString::parse(&hash).map_err(|e| service_kit::ConfigError::Validation {
+                        path: path.to_owned(),
+                        problems: vec![service_kit::config::Problem {
+                            key: "password_hash".into(),
+                            line: None,
+                            message: e.to_string(),
+                        }],
+                    })?,
+                ),
+                (None, Some(plain)) => {
+                    tracing::warn!(user = %user.username, file = %path.display(), "demo user with a plaintext password in the realm file");
+                    Credential::DemoPlain(SecretString::from(plain))
+                }
+                (None, None) => continue,
+            };
+            users.insert(
+                user.username,
+                UserEntry {
+                    credential,
+                    tenant: TenantId(user.tenant),
+                    roles: user.roles.into_iter().collect(),
+                },
+            );
+        }
+        Ok(Self { path: path.to_owned(), users })
+    }
+
+    /// Checks a login. Runs PBKDF2: call from a blocking context.
+    pub fn check(&self, username: &str, password: &SecretString) -> Check {
+        let Some(user) = self.users.get(username) else {
+            return Check::Unknown;
+        };
+        let ok = match &user.credential {
+            Credential::Hash(hash) => hash.verify(password),
+            Credential::DemoPlain(plain) => {
+                let (a, b) = (plain.expose_secret().as_bytes(), password.expose_secret().as_bytes());
+                aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+            }
+        };
+        if ok {
+            Check::Ok(Principal::from_roles(username, user.tenant, user.roles.clone(), AuthMethod::Basic))
+        } else {
+            Check::Wrong
+        }
+    }
+}
+
+/// Why a login failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// Unknown user or wrong password (deliberately not distinguished).
+    BadCredentials,
+    /// Too many recent failures for this user.
+    Locked {
+        /// Seconds until the window ends.
+        retry_after: u64,
+    },
+}
+
+/// Settings of the authenticator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// How long a successful verification is reused.
+    pub cache_ttl: Duration,
+    /// Most cached verifications.
+    pub cache_entries: usize,
+    /// Failures per user per window before further attempts are refused.
+    pub max_failures: u32,
+    /// The failure window.
+    pub failure_window: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            cache_ttl: Duration::from_secs(60),
+            cache_entries: 10_000,
+            max_failures: 5,
+            failure_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Password authentication over the configured realms.
+pub struct Authenticator {
+    realms: Vec<FileRealm>,
+    settings: AuthSettings,
+    cache_key: aws_lc_rs::hmac::Key,
+    cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("realms", &self.realms)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator over `realms`, tried in order.
+    pub fn new(
+        realms: Vec<FileRealm>,
+        settings: AuthSettings,
+    ) -> Result<Self, aws_lc_rs::error::Unspecified> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let cache_key = aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng)?;
+        Ok(Self {
+            realms,
+            settings,
+            cache_key,
+            cache: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Replaces the realms (after an edit of the realm file) and forgets every cached login.
+    pub fn reload(&mut self, realms: Vec<FileRealm>) {
+        self.realms = realms;
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Authenticates a Basic login. CPU-heavy on a cache miss: call from a blocking context.
+    pub fn basic(&self, username: &str, password: &SecretString) -> Result<Principal, Denied> {
+        let now = Instant::now();
+        if let Some(retry_after) = self.locked(username, now) {
+            return Err(Denied::Locked { retry_after });
+        }
+        let tag = self.cache_tag(username, password);
+        if let Some(principal) = self.cached(&tag, now) {
+            return Ok(principal);
+        }
+        for realm in &self.realms {
+            match realm.check(username, password) {
+                Check::Unknown => continue,
+                Check::Ok(principal) => {
+                    self.remember(tag, principal.clone(), now);
+                    self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(username);
+                    return Ok(principal);
+                }
+                Check::Wrong => {
+                    self.record_failure(username, now);
+                    return Err(Denied::BadCredentials);
+                }
+            }
+        }
+        // Unknown everywhere: spend the same time as a real check, so timing does not reveal
+        // which user names exist.
+        password::dummy_verify(password);
+        self.record_failure(username, now);
+        Err(Denied::BadCredentials)
+    }
+
+    fn cache_tag(&self, username: &str, password: &SecretString) -> [u8; 32] {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.cache_key);
+        ctx.update(username.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(password.expose_secret().as_bytes());
+        let mut tag = [0u8; 32];
+        tag.copy_from_slice(ctx.sign().as_ref());
+        tag
+    }
+
+    fn cached(&self, tag: &[u8; 32], now: Instant) -> Option<Principal> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(tag)
+            .filter(|(_, at)| now.duration_since(*at) < self.settings.cache_ttl)
+            .map(|(p, _)| p.clone())
+    }
+
+    fn remember(&self, tag: [u8; 32], principal: Principal, now: Instant) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= self.settings.cache_entries {
+            let ttl = self.settings.cache_ttl;
+            cache.retain(|_, (_, at)| now.duration_since(*at) < ttl);
+            // Still full of live entries: start over rather than track recency per entry; a
+            // miss costs one PBKDF2 verification.
+            if cache.len() >= self.settings.cache_entries {
+                cache.clear();
+            }
+        }
+        cache.insert(tag, (principal, now));
+    }
+
+    fn locked(&self, username: &str, now: Instant) -> Option<u64> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, since) = failures.get(username)?;
+        let elapsed = now.duration_since(*since);
+        (*count >= self.settings.max_failures && elapsed < self.settings.failure_window)
+            .then(|| (self.settings.failure_window - elapsed).as_secs().max(1))
+    }
+
+    fn record_failure(&self, username: &str, now: Instant) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let window = self.settings.failure_window;
+        // Bound the table against floods of invented user names.
+        if failures.len() > 10_000 {
+            failures.retain(|_, (_, since)| now.duration_since(*since) < window);
+        }
+        let entry = failures.entry(username.to_owned()).or_insert((0, now));
+        if now.duration_since(entry.1) >= window {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    fn realm_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("realms.yml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    const TENANT: &str = "6f1f8a5e-2b1c-4b7e-9a51-0d5e2f4c8a10";
+
+    #[test]
+    fn hashed_and_demo_users_authenticate_and_are_cached() {
+        let hash = password::hash_password(&secret("s3cret")).unwrap();
+        let text = format!(
+            "users:\n  - username: alice\n    password_hash: \"{}\"\n    tenant: {TENANT}\n    roles: [user]\n  - username: demo\n    password: demo-pass\n    demo: true\n    tenant: {TENANT}\n    roles: [auditor]\n",
+            hash.as_str()
+        );
+        let (_d, path) = realm_file(&text);
+        let auth =
+            Authenticator::new(vec![FileRealm::load(&path).unwrap()], AuthSettings::default()).unwrap();
+        let p = auth.basic("alice", &secret("s3cret")).unwrap();
+        assert_eq!(p.tenant.to_string(), TENANT);
+        assert!(p.roles.contains(&Role::User));
+        // Second call is served from the cache (same result, no PBKDF2): measured by benches,
+        // asserted here only for equality.
+        assert_eq!(auth.basic("alice", &secret("s3cret")).unwrap(), p);
+        assert_eq!(auth.basic("alice", &secret("wrong")).unwrap_err(), Denied::BadCredentials);
+        assert!(auth.basic("demo", &secret("demo-pass")).is_ok());
+        assert_eq!(auth.basic("nobody", &secret("x")).unwrap_err(), Denied::BadCredentials);
+    }
+
+    #[test]
+    fn repeated_failures_lock_the_user_for_the_window() {
+        let text = format!(
+            "users:\n  - username: bob\n    password: right\n    demo: true\n    tenant: {TENANT}\n    roles: [user]\n"
+        );
+        let (_d, path) = realm_file(&text);
+        let settings = AuthSettings { max_failures: 3, ..AuthSettings::default() };
+        let auth = Authenticator::new(vec![FileRealm::load(&path).unwrap()], settings).unwrap();
+        for _ in 0..3 {
+            assert_eq!(auth.basic("bob", &secret("wrong")).unwrap_err(), Denied::BadCredentials);
+        }
+        assert!(matches!(auth.basic("bob", &secret("right")), Err(Denied::Locked { .. })));
+        // Other users are not affected.
+        assert_eq!(auth.basic("carol", &secret("x")).unwrap_err(), Denied::BadCredentials);
+    }
+
+    #[test]
+    fn bad_realm_files_name_the_key_and_line() {
+        for (text, expect) in [
+            (format!("users:\n  - username: a\n    password: x\n    tenant: {TENANT}\n    roles: [user]\n"), "users[0].password"),
+            (format!("users:\n  - username: a\n    password_hash: nope\n    tenant: {TENANT}\n    roles: [user]\n"), "users[0].password_hash"),
+            (format!("users:\n  - username: a\n    password: x\n    demo: true\n    tenant: {TENANT}\n    roles: [wizard]\n"), "roles"),
+            ("users:\n  - username: a\n    password: x\n    demo: true\n    tenant: not-a-uuid\n    roles: [user]\n".to_owned(), "tenant"),
+            (format!("users:\n  - username: a\n    password: x\n    demo: true\n    tenant: {TENANT}\n    roles: []\n"), "users[0].roles"),
+        ] {
+            let (_d, path) = realm_file(&text);
+            let err = FileRealm::load(&path).unwrap_err();
+            let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+            assert!(chain.contains(expect), "{expect}: {chain}");
+            assert!(chain.contains("realms.yml"), "{chain}");
+        }
+    }
+}

@@ -42,6 +42,23 @@ pub enum Output {
 pub enum Command {
     /// Write the CA chain and the certificates of every demo service and client.
     Pki(PkiArgs),
+    /// Run a service (what the container images run).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The service to run.
+    #[arg(value_enum)]
+    pub service: ServiceArg,
+    /// Its configuration file (YAML; keys can be overridden with KMS__SECTION__KEY variables).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceArg {
+    Kms,
 }
 
 #[derive(Debug, Args)]

@@ -16,29 +16,44 @@ fn main() -> ExitCode {
         Output::Structured => OutputFormat::Structured,
     };
     let style = Style::detect(cli.global.no_color);
-    let result = match cli.command {
-        Command::Pki(args) => demo::pki_cmd::run(&demo::pki_cmd::PkiOptions {
-            out: args.out,
-            chain_length: args.chain_length,
-            key_type: args.key_type.into(),
-            domain: args.domain,
-            services: args.services,
-            clients: args.clients,
-            pkcs12: args.pkcs12,
-            pkcs12_password_file: args.pkcs12_password_file,
-        })
-        .map(|report| match format {
-            OutputFormat::Human if !cli.global.quiet => {
-                print!("{}", report.render_human(style, cli.global.verbose > 0));
-            }
-            OutputFormat::Human => {}
-            OutputFormat::Json | OutputFormat::Structured => println!("{}", json(&report)),
-        }),
+    let (command, result) = match cli.command {
+        Command::Serve(args) => {
+            let service = match args.service {
+                cli::ServiceArg::Kms => demo::serve::Service::Kms,
+            };
+            ("serve", demo::serve::run_blocking(service, &args.config))
+        }
+        Command::Pki(args) => ("pki", run_pki(args, format, style, cli.global.quiet, cli.global.verbose)),
     };
     match result {
         Ok(()) => ExitCode::from(Outcome::Success.exit_code()),
-        Err(err) => fail("pki", err, format, style),
+        Err(err) => fail(command, err, format, style),
     }
+}
+
+fn run_pki(
+    args: cli::PkiArgs,
+    format: OutputFormat,
+    style: Style,
+    quiet: bool,
+    verbose: u8,
+) -> Result<(), DemoError> {
+    let report = demo::pki_cmd::run(&demo::pki_cmd::PkiOptions {
+        out: args.out,
+        chain_length: args.chain_length,
+        key_type: args.key_type.into(),
+        domain: args.domain,
+        services: args.services,
+        clients: args.clients,
+        pkcs12: args.pkcs12,
+        pkcs12_password_file: args.pkcs12_password_file,
+    })?;
+    match format {
+        OutputFormat::Human if !quiet => print!("{}", report.render_human(style, verbose > 0)),
+        OutputFormat::Human => {}
+        OutputFormat::Json | OutputFormat::Structured => println!("{}", json(&report)),
+    }
+    Ok(())
 }
 
 fn fail(command: &str, err: DemoError, format: OutputFormat, style: Style) -> ExitCode {

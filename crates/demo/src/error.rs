@@ -24,9 +24,33 @@ pub enum DemoError {
         #[help]
         hint: Option<String>,
     },
+
+    /// A service could not start, or stopped with an error.
+    #[error("the {service} service failed")]
+    #[diagnostic(code(demo::serve))]
+    Serve {
+        /// Which service.
+        service: &'static str,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// What to do about it.
+        #[help]
+        hint: Option<String>,
+    },
 }
 
 impl DemoError {
+    pub(crate) fn serve(
+        service: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        let hint = Some(format!(
+            "check the configuration file and the files it names; run with RUST_LOG=debug for more about the {service} start"
+        ));
+        Self::Serve { service, source: Box::new(source), hint }
+    }
+
     pub(crate) fn pki(dir: &std::path::Path, action: &'static str, source: PkiError) -> Self {
         let hint = pki_hint(&source);
         Self::Pki { dir: dir.to_owned(), action, source: Box::new(source), hint }

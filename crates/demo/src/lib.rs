@@ -1,6 +1,7 @@
 //! The demo orchestration library: what the `demo` CLI does, as a Rust API that integration
-//! tests call directly. Today it materialises the PKI (`demo pki`); the step engine, the
-//! runtimes and the end-to-end flows grow here as the services land.
+//! tests call directly. Today it materialises the PKI (`demo pki`) and runs the services
+//! (`demo serve kms`); the step engine, the runtimes and the end-to-end flows grow here as the
+//! services land.
 //!
 //! What it must not do: parse command lines (that is `cmd/demo`), print from inside the
 //! library except through the renderers in [`output`], or exit the process.
@@ -8,6 +9,7 @@
 pub mod error;
 pub mod output;
 pub mod pki_cmd;
+pub mod serve;
 
 pub use error::{DemoError, ErrorReport};
 pub use output::{OutputFormat, Style};

@@ -11,12 +11,15 @@
 //! a token or header beyond checking it equals the key's own, take a tenant from anywhere but
 //! the authenticated principal, or put key material in logs, errors or `Debug` output.
 
+pub mod api;
 pub mod authz;
+pub mod config;
 pub mod crypto;
 pub mod jose;
 pub mod keys;
 pub mod model;
 pub mod realm;
+pub mod service;
 pub mod store;
 
 pub use keys::{Kms, KmsError, PoolInfo};

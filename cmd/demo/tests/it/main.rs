@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod pki;
+mod serve;
 mod tidy;
 
 use assert_cmd::Command;

@@ -9,8 +9,11 @@ fn root() -> PathBuf {
 #[test]
 fn readme_mentions_every_flag() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let help = crate::demo().args(["pki", "--help"]).assert().success();
-    let help = String::from_utf8_lossy(&help.get_output().stdout).into_owned();
+    let mut help = String::new();
+    for command in [&["--help"][..], &["pki", "--help"], &["serve", "--help"]] {
+        let out = crate::demo().args(command).assert().success();
+        help.push_str(&String::from_utf8_lossy(&out.get_output().stdout));
+    }
     let flags: Vec<&str> = help
         .split_whitespace()
         .map(|w| w.trim_end_matches([',', '.']))

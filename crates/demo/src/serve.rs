@@ -1,0 +1,38 @@
+//! `demo serve kms|identity --config FILE`: the services themselves, as the container images
+//! run them. Blocks until SIGINT or SIGTERM, then drains and exits.
+
+use std::path::Path;
+
+use crate::DemoError;
+
+/// The services `demo serve` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// The KMS.
+    Kms,
+}
+
+/// Builds a multi-threaded runtime and runs `service` on it: what `main` calls.
+pub fn run_blocking(service: Service, config: &Path) -> Result<(), DemoError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DemoError::serve(service.name(), e))?;
+    runtime.block_on(run(service, config))
+}
+
+impl Service {
+    /// The service's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kms => "kms",
+        }
+    }
+}
+
+/// Runs `service` with the configuration at `config` until a shutdown signal.
+pub async fn run(service: Service, config: &Path) -> Result<(), DemoError> {
+    match service {
+        Service::Kms => kms::service::run(config).await.map_err(|e| DemoError::serve("kms", e)),
+    }
+}

@@ -1,0 +1,110 @@
+//! Starting the KMS: configuration → shares → unseal → realms → HTTPS. Used by
+//! `demo serve kms` and by tests and the embedded runtime, which start it in-process.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use service_kit::{Readiness, RunningServer, ServerError};
+
+use crate::api::{self, AppState};
+use crate::config::{KmsConfig, RealmConfig};
+use crate::keys::{Kms, KmsError};
+use crate::realm::{AuthSettings, Authenticator, FileRealm, RealmError};
+
+/// Why the KMS could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration file is unusable.
+    #[error("invalid configuration")]
+    Config(#[from] service_kit::ConfigError),
+    /// An unseal share file is unusable.
+    #[error("cannot use the unseal share file {path}")]
+    ShareFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Unsealing or opening the store failed.
+    #[error("cannot open the key store")]
+    Kms(#[from] KmsError),
+    /// A realm is unusable.
+    #[error("cannot load a realm")]
+    Realm(#[from] RealmError),
+    /// The HTTPS server failed.
+    #[error("the HTTPS server failed")]
+    Server(#[from] ServerError),
+    /// The crypto library could not make the cache key.
+    #[error("the crypto library failed to initialise")]
+    Crypto,
+}
+
+/// A running KMS.
+#[derive(Debug)]
+pub struct RunningKms {
+    /// The HTTPS server (bound addresses, shutdown).
+    pub server: RunningServer,
+    /// The key service, for seeding and inspection.
+    pub kms: Kms,
+}
+
+impl RunningKms {
+    /// Graceful shutdown, then closes the store.
+    pub async fn shutdown(self) -> Result<(), StartError> {
+        let result = self.server.shutdown().await;
+        self.kms.close().await;
+        Ok(result?)
+    }
+}
+
+/// Loads `path` with `KMS__…` environment overrides.
+pub fn load_config(path: &Path) -> Result<KmsConfig, StartError> {
+    Ok(service_kit::config::load(path, "KMS")?)
+}
+
+/// Starts the KMS described by `config`.
+pub async fn start(config: &KmsConfig) -> Result<RunningKms, StartError> {
+    let mut shares = Vec::new();
+    for path in &config.unseal.share_files {
+        let text = service_kit::secret::read_secret_file(path)
+            .map_err(|e| StartError::ShareFile { path: path.clone(), source: Box::new(e) })?;
+        let share = secrecy::ExposeSecret::expose_secret(&text)
+            .parse::<barrier::Share>()
+            .map_err(|e| StartError::ShareFile { path: path.clone(), source: Box::new(e) })?;
+        shares.push(share);
+    }
+    let kms = Kms::open_sqlite(&config.storage.sqlite.path, &shares).await?;
+
+    let mut realms = Vec::new();
+    for realm in &config.auth.realms {
+        match realm {
+            RealmConfig::File { path } => realms.push(FileRealm::load(path)?),
+        }
+    }
+    let settings = AuthSettings {
+        cache_ttl: config.auth.cache_ttl,
+        cache_entries: config.auth.cache_entries,
+        max_failures: config.auth.max_failures,
+        failure_window: config.auth.failure_window,
+    };
+    let auth = Arc::new(Authenticator::new(realms, settings).map_err(|_| StartError::Crypto)?);
+    let readiness = Readiness::new();
+    readiness.dependency("key_store").ready();
+    let router = api::router(AppState { kms: kms.clone(), auth });
+    let server = service_kit::server::start(&config.server, router, readiness).await?;
+    Ok(RunningKms { server, kms })
+}
+
+/// `demo serve kms --config FILE`: start, serve until SIGINT/SIGTERM, drain, close.
+pub async fn run(config_path: &Path) -> Result<(), StartError> {
+    let config = load_config(config_path)?;
+    service_kit::telemetry::init_tracing(config.log_format);
+    let running = start(&config).await?;
+    tracing::info!(addr = %running.server.addr, admin = %running.server.admin_addr, "KMS ready");
+    let RunningKms { server, kms } = running;
+    let result = server.run_until_signal().await;
+    kms.close().await;
+    Ok(result?)
+}

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use service_kit::Problem;
+use utoipa::{OpenApi as _, ToSchema};
 
 use crate::authz::{Principal, Scope};
 use crate::crypto::Algorithm;
@@ -32,8 +33,12 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
 }
 
-/// The API router (mount it with `service_kit::server::start`, which adds the common layers).
+/// The API router (mount it with `service_kit::server::start`, which adds the common layers):
+/// the API under `/api/v1`, its OpenAPI document at `/api/v1/openapi.json`, and Swagger UI at
+/// `/docs` (assets built in, nothing fetched).
 pub fn router(state: AppState) -> Router {
+    let docs: Router =
+        utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()).into();
     Router::new()
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/pools", get(list_pools).post(create_pool))
@@ -51,6 +56,52 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/unwrap", post(unwrap))
         .route("/api/v1/jwks", get(jwks))
         .with_state(state)
+        .merge(docs)
+}
+
+/// The OpenAPI 3.1 document, generated from the handlers below.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Demo KMS", description = "Versioned key pools per tenant, sealed at rest: JWE encryption, JWS signatures, AES key wrap, data keys. Every error is application/problem+json."),
+    paths(whoami, list_pools, create_pool, get_pool, rotate, enable, disable, version_jwk, jwks, encrypt, datakey, decrypt, sign, verify, wrap, unwrap),
+    modifiers(&Security),
+    security(("basic" = [])),
+    tags((name = "pools", description = "Pool and version management"), (name = "keys", description = "Key operations"))
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.bearer_format = Some("JWT".to_owned());
+        bearer.description =
+            Some("Access tokens from Identity (accepted once the JWKS issue lands)".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+    }
+}
+
+/// An RFC 9457 problem document (every error).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemDoc {
+    /// `urn:demo:problem:<slug>`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// Summary of the problem type.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: Option<String>,
+    /// The request path.
+    pub instance: Option<String>,
+    /// Quote it when asking for help.
+    pub request_id: Option<String>,
 }
 
 /// Everything an API call can fail with.
@@ -194,12 +245,71 @@ fn b64(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
     B64.decode(value).map_err(|_| ApiError::BadRequest(format!("`{field}` is not standard base64")))
 }
 
+/// `{kid, plaintext}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecryptResponse {
+    /// `pool/version` that decrypted it.
+    pub kid: String,
+    /// Standard base64.
+    pub plaintext: String,
+}
+
+/// A data key: use `plaintext` now, store `ciphertext` beside the data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DataKeyResponse {
+    /// `pool/version`.
+    pub kid: String,
+    /// 32 random bytes, standard base64.
+    pub plaintext: String,
+    /// The same key as a compact JWE under the pool.
+    pub ciphertext: String,
+}
+
+/// `{kid, jws}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignResponse {
+    /// `pool/version`.
+    pub kid: String,
+    /// Compact JWS.
+    pub jws: String,
+}
+
+/// `{kid, valid}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyResponse {
+    /// The version the JWS named.
+    pub kid: String,
+    /// Whether the signature verifies.
+    pub valid: bool,
+}
+
+/// `{kid, wrapped}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WrapResponse {
+    /// `pool/version`; give it back to unwrap.
+    pub kid: String,
+    /// RFC 3394 output, standard base64.
+    pub wrapped: String,
+}
+
+/// `{key}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnwrapResponse {
+    /// The key material, standard base64.
+    pub key: String,
+}
+
+const PROBLEM: &str = "application/problem+json";
+
+/// The caller.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "pools",
+    responses((status = 200, body = Principal), (status = 401, body = ProblemDoc, content_type = PROBLEM)))]
 async fn whoami(caller: Caller) -> Json<Principal> {
     Json(caller.0)
 }
 
 /// `POST /api/v1/pools`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePool {
     /// Pool name.
@@ -208,6 +318,9 @@ pub struct CreatePool {
     pub algorithm: Algorithm,
 }
 
+/// Create a pool with its first version.
+#[utoipa::path(post, path = "/api/v1/pools", tag = "pools", request_body = CreatePool,
+    responses((status = 201, body = PoolInfo), (status = 403, body = ProblemDoc, content_type = PROBLEM), (status = 409, body = ProblemDoc, content_type = PROBLEM)))]
 async fn create_pool(
     State(s): State<AppState>,
     caller: Caller,
@@ -218,11 +331,16 @@ async fn create_pool(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
+/// The caller's pools.
+#[utoipa::path(get, path = "/api/v1/pools", tag = "pools", responses((status = 200, body = Vec<PoolInfo>)))]
 async fn list_pools(State(s): State<AppState>, caller: Caller) -> Result<Json<Vec<PoolInfo>>, ApiError> {
     let p = caller.require(Scope::Read)?;
     Ok(Json(s.kms.list_pools(p.tenant).await?))
 }
 
+/// One pool with its versions.
+#[utoipa::path(get, path = "/api/v1/pools/{pool}", tag = "pools", params(("pool" = String, Path)),
+    responses((status = 200, body = PoolInfo), (status = 404, body = ProblemDoc, content_type = PROBLEM)))]
 async fn get_pool(
     State(s): State<AppState>,
     caller: Caller,
@@ -232,6 +350,8 @@ async fn get_pool(
     Ok(Json(s.kms.pool_info(p.tenant, &pool_name(&pool)?).await?))
 }
 
+/// Add a version; it becomes current. Old versions still decrypt and verify.
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/rotate", tag = "pools", params(("pool" = String, Path)), responses((status = 200, body = PoolInfo)))]
 async fn rotate(
     State(s): State<AppState>,
     caller: Caller,
@@ -241,6 +361,9 @@ async fn rotate(
     Ok(Json(s.kms.rotate(p.tenant, &pool_name(&pool)?).await?))
 }
 
+/// Enable a version.
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/versions/{version}/enable", tag = "pools",
+    params(("pool" = String, Path), ("version" = u32, Path)), responses((status = 200, body = PoolInfo)))]
 async fn enable(
     State(s): State<AppState>,
     caller: Caller,
@@ -250,6 +373,9 @@ async fn enable(
     Ok(Json(s.kms.set_enabled(p.tenant, &pool_name(&pool)?, version, true).await?))
 }
 
+/// Disable a version: it refuses every operation until enabled again.
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/versions/{version}/disable", tag = "pools",
+    params(("pool" = String, Path), ("version" = u32, Path)), responses((status = 200, body = PoolInfo)))]
 async fn disable(
     State(s): State<AppState>,
     caller: Caller,
@@ -259,6 +385,9 @@ async fn disable(
     Ok(Json(s.kms.set_enabled(p.tenant, &pool_name(&pool)?, version, false).await?))
 }
 
+/// The public JWK of a signing key version.
+#[utoipa::path(get, path = "/api/v1/pools/{pool}/versions/{version}/jwk", tag = "keys",
+    params(("pool" = String, Path), ("version" = u32, Path)), responses((status = 200, body = Object)))]
 async fn version_jwk(
     State(s): State<AppState>,
     caller: Caller,
@@ -269,13 +398,15 @@ async fn version_jwk(
     Ok(Json(s.kms.public_jwk(p.tenant, &kid).await?))
 }
 
+/// The tenant's JWKS: every enabled version of every signing pool.
+#[utoipa::path(get, path = "/api/v1/jwks", tag = "keys", responses((status = 200, body = Object)))]
 async fn jwks(State(s): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
     let p = caller.require(Scope::Read)?;
     Ok(Json(s.kms.jwks(p.tenant).await?))
 }
 
 /// `POST /api/v1/pools/{pool}/encrypt`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EncryptRequest {
     /// Standard base64.
@@ -287,14 +418,18 @@ pub struct EncryptRequest {
 }
 
 /// The result of an encryption.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EncryptResponse {
     /// `pool/version`.
     pub kid: String,
     /// Compact JWE (a string), or flattened JSON JWE (an object) when AAD was given.
+    #[schema(value_type = Object)]
     pub jwe: serde_json::Value,
 }
 
+/// Encrypt with the pool's current version (JWE `dir` + `A256GCM`).
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/encrypt", tag = "keys", params(("pool" = String, Path)), request_body = EncryptRequest,
+    responses((status = 200, body = EncryptResponse), (status = 400, body = ProblemDoc, content_type = PROBLEM)))]
 async fn encrypt(
     State(s): State<AppState>,
     caller: Caller,
@@ -309,18 +444,22 @@ async fn encrypt(
 }
 
 /// `POST /api/v1/decrypt`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecryptRequest {
     /// A compact JWE string or a flattened JSON JWE object.
+    #[schema(value_type = Object)]
     pub jwe: serde_json::Value,
 }
 
+/// Decrypt a JWE made by any enabled version of one of the caller's pools.
+#[utoipa::path(post, path = "/api/v1/decrypt", tag = "keys", request_body = DecryptRequest,
+    responses((status = 200, body = DecryptResponse), (status = 400, body = ProblemDoc, content_type = PROBLEM), (status = 404, body = ProblemDoc, content_type = PROBLEM)))]
 async fn decrypt(
     State(s): State<AppState>,
     caller: Caller,
     Json(body): Json<DecryptRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DecryptResponse>, ApiError> {
     let p = caller.require(Scope::Decrypt)?;
     let text = match &body.jwe {
         serde_json::Value::String(s) => s.clone(),
@@ -332,81 +471,87 @@ async fn decrypt(
         }
     };
     let (kid, plaintext) = s.kms.decrypt(p.tenant, &text).await?;
-    Ok(Json(serde_json::json!({ "kid": kid.to_string(), "plaintext": B64.encode(&*plaintext) })))
+    Ok(Json(DecryptResponse { kid: kid.to_string(), plaintext: B64.encode(&*plaintext) }))
 }
 
+/// A fresh 256-bit data key, in plaintext and encrypted under the pool.
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/datakey", tag = "keys", params(("pool" = String, Path)), responses((status = 200, body = DataKeyResponse)))]
 async fn datakey(
     State(s): State<AppState>,
     caller: Caller,
     Path(pool): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DataKeyResponse>, ApiError> {
     let p = caller.require(Scope::Encrypt)?;
     let (plaintext, kid, jwe) = s.kms.data_key(p.tenant, &pool_name(&pool)?).await?;
-    Ok(Json(
-        serde_json::json!({ "kid": kid.to_string(), "plaintext": B64.encode(&*plaintext), "ciphertext": jwe }),
-    ))
+    Ok(Json(DataKeyResponse { kid: kid.to_string(), plaintext: B64.encode(&*plaintext), ciphertext: jwe }))
 }
 
 /// `POST /api/v1/pools/{pool}/sign`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
     /// Standard base64.
     pub payload: String,
 }
 
+/// Sign with the pool's current version (compact JWS).
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/sign", tag = "keys", params(("pool" = String, Path)), request_body = SignRequest, responses((status = 200, body = SignResponse)))]
 async fn sign(
     State(s): State<AppState>,
     caller: Caller,
     Path(pool): Path<String>,
     Json(body): Json<SignRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SignResponse>, ApiError> {
     let p = caller.require(Scope::Sign)?;
     let payload = b64("payload", &body.payload)?;
     let (kid, jws) = s.kms.sign(p.tenant, &pool_name(&pool)?, &payload).await?;
-    Ok(Json(serde_json::json!({ "kid": kid.to_string(), "jws": jws })))
+    Ok(Json(SignResponse { kid: kid.to_string(), jws }))
 }
 
 /// `POST /api/v1/verify`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// A compact JWS.
     pub jws: String,
 }
 
+/// Verify a compact JWS against the version its `kid` names.
+#[utoipa::path(post, path = "/api/v1/verify", tag = "keys", request_body = VerifyRequest, responses((status = 200, body = VerifyResponse)))]
 async fn verify(
     State(s): State<AppState>,
     caller: Caller,
     Json(body): Json<VerifyRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<VerifyResponse>, ApiError> {
     let p = caller.require(Scope::Verify)?;
     let (kid, valid) = s.kms.verify(p.tenant, &body.jws).await?;
-    Ok(Json(serde_json::json!({ "kid": kid.to_string(), "valid": valid })))
+    Ok(Json(VerifyResponse { kid: kid.to_string(), valid }))
 }
 
 /// `POST /api/v1/pools/{pool}/wrap`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WrapRequest {
     /// The key material to wrap, standard base64 (16 to 4096 bytes, a multiple of 8).
     pub key: String,
 }
 
+/// Wrap key material (RFC 3394 AES key wrap).
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/wrap", tag = "keys", params(("pool" = String, Path)), request_body = WrapRequest, responses((status = 200, body = WrapResponse)))]
 async fn wrap(
     State(s): State<AppState>,
     caller: Caller,
     Path(pool): Path<String>,
     Json(body): Json<WrapRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<WrapResponse>, ApiError> {
     let p = caller.require(Scope::Wrap)?;
     let key = zeroize::Zeroizing::new(b64("key", &body.key)?);
     let (kid, wrapped) = s.kms.wrap(p.tenant, &pool_name(&pool)?, &key).await?;
-    Ok(Json(serde_json::json!({ "kid": kid.to_string(), "wrapped": B64.encode(wrapped) })))
+    Ok(Json(WrapResponse { kid: kid.to_string(), wrapped: B64.encode(wrapped) }))
 }
 
 /// `POST /api/v1/unwrap`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnwrapRequest {
     /// `pool/version` of the wrapping key.
@@ -415,14 +560,16 @@ pub struct UnwrapRequest {
     pub wrapped: String,
 }
 
+/// Unwrap key material with the version `kid` names.
+#[utoipa::path(post, path = "/api/v1/unwrap", tag = "keys", request_body = UnwrapRequest, responses((status = 200, body = UnwrapResponse)))]
 async fn unwrap(
     State(s): State<AppState>,
     caller: Caller,
     Json(body): Json<UnwrapRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<UnwrapResponse>, ApiError> {
     let p = caller.require(Scope::Unwrap)?;
     let kid = Kid::parse(&body.kid).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let wrapped = b64("wrapped", &body.wrapped)?;
     let key = s.kms.unwrap(p.tenant, &kid, &wrapped).await?;
-    Ok(Json(serde_json::json!({ "key": B64.encode(&*key) })))
+    Ok(Json(UnwrapResponse { key: B64.encode(&*key) }))
 }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::TenantId;
 
 /// A scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub enum Scope {
     /// Everything, including pool management.
     #[serde(rename = "kms:admin")]
@@ -94,7 +96,9 @@ impl Scope {
 }
 
 /// A role, as realms and tokens name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Operator of the whole KMS.
@@ -125,7 +129,8 @@ impl Role {
 }
 
 /// A set of scopes, closed under the hierarchy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(value_type = Vec<Scope>)]
 pub struct Scopes(BTreeSet<Scope>);
 
 impl Scopes {
@@ -146,7 +151,7 @@ impl Scopes {
 }
 
 /// How the caller proved who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMethod {
     /// HTTP Basic against a realm.
@@ -156,7 +161,7 @@ pub enum AuthMethod {
 }
 
 /// The authenticated caller. The tenant comes from here and nowhere else.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Principal {
     /// User name or token subject.
     pub subject: String,

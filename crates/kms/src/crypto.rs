@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 /// What a pool's keys are and do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Algorithm {
     /// AES-256-GCM: encrypt/decrypt (JWE `dir` + `A256GCM`) and data keys.
     #[serde(rename = "A256GCM")]

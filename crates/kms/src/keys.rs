@@ -64,7 +64,7 @@ impl From<StoreError> for KmsError {
 }
 
 /// A pool with its versions, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PoolInfo {
     /// Name.
     pub name: PoolName,
@@ -79,7 +79,7 @@ pub struct PoolInfo {
 }
 
 /// One version, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionInfo {
     /// Number.
     pub version: u32,

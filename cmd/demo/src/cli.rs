@@ -54,6 +54,9 @@ pub struct ServeArgs {
     /// Its configuration file (YAML; keys can be overridden with KMS__SECTION__KEY variables).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// Apply the demo seed named in the configuration (tenants, pools, key versions) first.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
             let service = match args.service {
                 cli::ServiceArg::Kms => demo::serve::Service::Kms,
             };
-            ("serve", demo::serve::run_blocking(service, &args.config))
+            ("serve", demo::serve::run_blocking(service, &args.config, args.demo))
         }
         Command::Pki(args) => ("pki", run_pki(args, format, style, cli.global.quiet, cli.global.verbose)),
     };

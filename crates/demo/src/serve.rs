@@ -13,12 +13,12 @@ pub enum Service {
 }
 
 /// Builds a multi-threaded runtime and runs `service` on it: what `main` calls.
-pub fn run_blocking(service: Service, config: &Path) -> Result<(), DemoError> {
+pub fn run_blocking(service: Service, config: &Path, demo: bool) -> Result<(), DemoError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| DemoError::serve(service.name(), e))?;
-    runtime.block_on(run(service, config))
+    runtime.block_on(run(service, config, demo))
 }
 
 impl Service {
@@ -30,9 +30,12 @@ impl Service {
     }
 }
 
-/// Runs `service` with the configuration at `config` until a shutdown signal.
-pub async fn run(service: Service, config: &Path) -> Result<(), DemoError> {
+/// Runs `service` with the configuration at `config` until a shutdown signal; `demo` applies
+/// the demo seed first.
+pub async fn run(service: Service, config: &Path, demo: bool) -> Result<(), DemoError> {
     match service {
-        Service::Kms => kms::service::run(config).await.map_err(|e| DemoError::serve("kms", e)),
+        Service::Kms => kms::service::run(config, kms::service::StartOptions { demo })
+            .await
+            .map_err(|e| DemoError::serve("kms", e)),
     }
 }

@@ -35,9 +35,22 @@ pub struct KmsConfig {
     pub unseal: UnsealConfig,
     /// Authentication.
     pub auth: AuthConfig,
+    /// Demo seeding, applied when the service starts with `--demo`.
+    #[serde(default)]
+    pub seed: Option<SeedConfig>,
     /// Log format.
     #[serde(default)]
     pub log_format: LogFormat,
+}
+
+/// `seed:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedConfig {
+    /// `demo-seed.yml`: tenants and pools.
+    pub file: PathBuf,
+    /// Tenant name → id, generated per demo environment.
+    pub tenants_file: PathBuf,
 }
 
 /// `storage:`.

@@ -19,6 +19,7 @@ pub mod jose;
 pub mod keys;
 pub mod model;
 pub mod realm;
+pub mod seed;
 pub mod service;
 pub mod store;
 

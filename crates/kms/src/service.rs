@@ -39,6 +39,19 @@ pub enum StartError {
     /// The crypto library could not make the cache key.
     #[error("the crypto library failed to initialise")]
     Crypto,
+    /// `--demo` without a `seed:` section.
+    #[error("--demo needs a `seed:` section (file, tenants_file) in the configuration")]
+    NoSeedConfig,
+    /// Seeding failed.
+    #[error("cannot apply the demo seed")]
+    Seed(#[from] crate::seed::SeedError),
+}
+
+/// How to start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// Apply the demo seed (tenants, pools, versions) before serving.
+    pub demo: bool,
 }
 
 /// A running KMS.
@@ -66,6 +79,17 @@ pub fn load_config(path: &Path) -> Result<KmsConfig, StartError> {
 
 /// Starts the KMS described by `config`.
 pub async fn start(config: &KmsConfig) -> Result<RunningKms, StartError> {
+    start_with(config, StartOptions::default()).await
+}
+
+/// Starts the KMS described by `config`, seeding it first when `options.demo`.
+pub async fn start_with(config: &KmsConfig, options: StartOptions) -> Result<RunningKms, StartError> {
+    // Load the seed before anything else, so a bad seed file fails before the store opens.
+    let seed = match (options.demo, &config.seed) {
+        (false, _) => None,
+        (true, None) => return Err(StartError::NoSeedConfig),
+        (true, Some(seed)) => Some(crate::seed::Seed::load(&seed.file, &seed.tenants_file)?),
+    };
     let mut shares = Vec::new();
     for path in &config.unseal.share_files {
         let text = service_kit::secret::read_secret_file(path)
@@ -76,6 +100,10 @@ pub async fn start(config: &KmsConfig) -> Result<RunningKms, StartError> {
         shares.push(share);
     }
     let kms = Kms::open_sqlite(&config.storage.sqlite.path, &shares).await?;
+    if let Some(seed) = seed {
+        let report = seed.apply(&kms).await?;
+        tracing::info!(?report, "demo seed applied");
+    }
 
     let mut realms = Vec::new();
     for realm in &config.auth.realms {
@@ -97,11 +125,11 @@ pub async fn start(config: &KmsConfig) -> Result<RunningKms, StartError> {
     Ok(RunningKms { server, kms })
 }
 
-/// `demo serve kms --config FILE`: start, serve until SIGINT/SIGTERM, drain, close.
-pub async fn run(config_path: &Path) -> Result<(), StartError> {
+/// `demo serve kms --config FILE [--demo]`: start, serve until SIGINT/SIGTERM, drain, close.
+pub async fn run(config_path: &Path, options: StartOptions) -> Result<(), StartError> {
     let config = load_config(config_path)?;
     service_kit::telemetry::init_tracing(config.log_format);
-    let running = start(&config).await?;
+    let running = start_with(&config, options).await?;
     tracing::info!(addr = %running.server.addr, admin = %running.server.admin_addr, "KMS ready");
     let RunningKms { server, kms } = running;
     let result = server.run_until_signal().await;

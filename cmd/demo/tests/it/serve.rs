@@ -131,3 +131,12 @@ fn a_bad_config_names_the_file_and_line() {
     assert!(stderr.contains("kms.yml:9"), "{stderr}");
     assert!(stderr.contains("unknown field `sqlight`"), "{stderr}");
 }
+
+#[test]
+fn demo_without_a_seed_section_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_env(dir.path(), 3);
+    let run = crate::demo().args(["serve", "kms", "--demo", "--config"]).arg(&config).assert().code(2);
+    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    assert!(stderr.contains("--demo needs a `seed:` section"), "{stderr}");
+}

@@ -65,6 +65,7 @@ pub async fn start() -> Env {
             max_failures: 5,
             failure_window: Duration::from_secs(60),
         },
+        seed: None,
         log_format: Default::default(),
     };
     let kms = service::start(&config).await.unwrap();

@@ -5,4 +5,5 @@
 mod api;
 mod jose_interop;
 mod keys;
+mod seed;
 mod wycheproof_kat;

@@ -4,6 +4,7 @@
 
 mod api;
 mod jose_interop;
+mod jose_props;
 mod keys;
 mod seed;
 mod wycheproof_kat;

@@ -119,6 +119,9 @@ pub enum ApiError {
     /// Bad request body.
     #[error("{0}")]
     BadRequest(String),
+    /// A realm could not be asked: 503.
+    #[error("authentication is unavailable; retry shortly")]
+    Unavailable,
     /// From the key service.
     #[error(transparent)]
     Kms(#[from] KmsError),
@@ -146,6 +149,9 @@ impl IntoResponse for ApiError {
                 (Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed").with_detail(detail), None)
             }
             ApiError::BadRequest(_) => (Problem::bad_request(detail), None),
+            ApiError::Unavailable => {
+                (Problem::unavailable(detail), Some((header::RETRY_AFTER, "1".to_owned())))
+            }
             ApiError::Kms(e) => (kms_problem(e), None),
         };
         let mut response = problem.into_response();
@@ -216,16 +222,12 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or(ApiError::Unauthenticated("malformed Basic credentials"))?;
         let (user, password) =
             decoded.split_once(':').ok_or(ApiError::Unauthenticated("malformed Basic credentials"))?;
-        let (user, password) = (user.to_owned(), SecretString::from(password.to_owned()));
-        let auth = state.auth.clone();
-        // PBKDF2 on a cache miss is ~0.1 s of CPU: keep it off the async workers.
-        let result = tokio::task::spawn_blocking(move || auth.basic(&user, &password))
-            .await
-            .map_err(|_| ApiError::Unauthenticated("authentication failed"))?;
-        match result {
+        let password = SecretString::from(password.to_owned());
+        match state.auth.basic(user, &password).await {
             Ok(principal) => Ok(Caller(principal)),
             Err(Denied::BadCredentials) => Err(ApiError::Unauthenticated("unknown user or wrong password")),
             Err(Denied::Locked { retry_after }) => Err(ApiError::Locked(retry_after)),
+            Err(Denied::Unavailable) => Err(ApiError::Unavailable),
         }
     }
 }

@@ -114,11 +114,13 @@ fn default_failure_window() -> Duration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum RealmConfig {
-    /// A `realms.yml` file.
+    /// A `realms.yml` file (reloaded on SIGHUP).
     File {
         /// Its path.
         path: PathBuf,
     },
+    /// The `users` table of the key store (seeded by `--demo`).
+    Database,
 }
 
 impl Validate for KmsConfig {

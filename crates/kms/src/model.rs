@@ -113,3 +113,26 @@ impl std::fmt::Debug for StoredVersion {
             .finish_non_exhaustive()
     }
 }
+
+/// A user of the database realm.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    /// Login name.
+    pub username: String,
+    /// PBKDF2-SHA256 PHC string.
+    pub password_hash: String,
+    /// The user's tenant.
+    pub tenant: TenantId,
+    /// Role names, as in realm files (`key-manager`).
+    pub roles: Vec<String>,
+}
+
+impl std::fmt::Debug for StoredUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredUser")
+            .field("username", &self.username)
+            .field("tenant", &self.tenant)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}

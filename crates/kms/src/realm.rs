@@ -89,9 +89,31 @@ impl Validate for RealmFile {
     }
 }
 
+#[derive(Clone)]
 enum Credential {
     Hash(PasswordHashString),
     DemoPlain(SecretString),
+}
+
+impl Credential {
+    /// Runs PBKDF2 for hashes: call from a blocking context.
+    fn verify(&self, password: &SecretString) -> bool {
+        match self {
+            Credential::Hash(hash) => hash.verify(password),
+            Credential::DemoPlain(plain) => {
+                let (a, b) = (plain.expose_secret().as_bytes(), password.expose_secret().as_bytes());
+                aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+            }
+        }
+    }
+}
+
+/// A user found in a realm, not yet verified.
+#[derive(Clone)]
+struct Candidate {
+    credential: Credential,
+    tenant: TenantId,
+    roles: BTreeSet<Role>,
 }
 
 struct UserEntry {
@@ -163,22 +185,59 @@ impl FileRealm {
 
     /// Checks a login. Runs PBKDF2: call from a blocking context.
     pub fn check(&self, username: &str, password: &SecretString) -> Check {
-        let Some(user) = self.users.get(username) else {
-            return Check::Unknown;
-        };
-        let ok = match &user.credential {
-            Credential::Hash(hash) => hash.verify(password),
-            Credential::DemoPlain(plain) => {
-                let (a, b) = (plain.expose_secret().as_bytes(), password.expose_secret().as_bytes());
-                aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+        match self.lookup(username) {
+            None => Check::Unknown,
+            Some(c) if c.credential.verify(password) => {
+                Check::Ok(Principal::from_roles(username, c.tenant, c.roles, AuthMethod::Basic))
             }
-        };
-        if ok {
-            Check::Ok(Principal::from_roles(username, user.tenant, user.roles.clone(), AuthMethod::Basic))
-        } else {
-            Check::Wrong
+            Some(_) => Check::Wrong,
         }
     }
+
+    fn lookup(&self, username: &str) -> Option<Candidate> {
+        self.users.get(username).map(|u| Candidate {
+            credential: u.credential.clone(),
+            tenant: u.tenant,
+            roles: u.roles.clone(),
+        })
+    }
+}
+
+/// A realm: where users and their password hashes come from.
+#[derive(Debug)]
+pub enum Realm {
+    /// A `realms.yml` file, loaded at start and on reload.
+    File(FileRealm),
+    /// The `users` table of the key store.
+    Database(std::sync::Arc<dyn crate::store::Store>),
+}
+
+impl Realm {
+    async fn lookup(&self, username: &str) -> Result<Option<Candidate>, Denied> {
+        match self {
+            Realm::File(file) => Ok(file.lookup(username)),
+            Realm::Database(store) => {
+                let user = store.user(username).await.map_err(|e| {
+                    tracing::error!(error = %e, "database realm lookup failed");
+                    Denied::Unavailable
+                })?;
+                let Some(user) = user else { return Ok(None) };
+                // A stored hash that does not meet policy can never match: treat as unknown
+                // and say so in the log.
+                let Ok(hash) = PasswordHashString::parse(&user.password_hash) else {
+                    tracing::warn!(user = %user.username, "database realm user has an unusable password hash");
+                    return Ok(None);
+                };
+                let roles = user.roles.iter().filter_map(|r| parse_role(r)).collect();
+                Ok(Some(Candidate { credential: Credential::Hash(hash), tenant: user.tenant, roles }))
+            }
+        }
+    }
+}
+
+/// Parses a role name as realm files spell it (`key-manager`).
+fn parse_role(name: &str) -> Option<Role> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
 }
 
 /// Why a login failed.
@@ -186,6 +245,8 @@ impl FileRealm {
 pub enum Denied {
     /// Unknown user or wrong password (deliberately not distinguished).
     BadCredentials,
+    /// A realm could not be asked (the database failed): 503, not 401.
+    Unavailable,
     /// Too many recent failures for this user.
     Locked {
         /// Seconds until the window ends.
@@ -219,7 +280,7 @@ impl Default for AuthSettings {
 
 /// Password authentication over the configured realms.
 pub struct Authenticator {
-    realms: Vec<FileRealm>,
+    realms: std::sync::RwLock<std::sync::Arc<Vec<Realm>>>,
     settings: AuthSettings,
     cache_key: aws_lc_rs::hmac::Key,
     cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
@@ -237,14 +298,11 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     /// An authenticator over `realms`, tried in order.
-    pub fn new(
-        realms: Vec<FileRealm>,
-        settings: AuthSettings,
-    ) -> Result<Self, aws_lc_rs::error::Unspecified> {
+    pub fn new(realms: Vec<Realm>, settings: AuthSettings) -> Result<Self, aws_lc_rs::error::Unspecified> {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let cache_key = aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng)?;
         Ok(Self {
-            realms,
+            realms: std::sync::RwLock::new(std::sync::Arc::new(realms)),
             settings,
             cache_key,
             cache: Mutex::new(HashMap::new()),
@@ -252,14 +310,15 @@ impl Authenticator {
         })
     }
 
-    /// Replaces the realms (after an edit of the realm file) and forgets every cached login.
-    pub fn reload(&mut self, realms: Vec<FileRealm>) {
-        self.realms = realms;
+    /// Replaces the realms (after an edit of a realm file) and forgets every cached login.
+    pub fn reload(&self, realms: Vec<Realm>) {
+        *self.realms.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(realms);
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    /// Authenticates a Basic login. CPU-heavy on a cache miss: call from a blocking context.
-    pub fn basic(&self, username: &str, password: &SecretString) -> Result<Principal, Denied> {
+    /// Authenticates a Basic login: realms in order, the first that knows the user decides.
+    /// PBKDF2 runs on the blocking pool.
+    pub async fn basic(&self, username: &str, password: &SecretString) -> Result<Principal, Denied> {
         let now = Instant::now();
         if let Some(retry_after) = self.locked(username, now) {
             return Err(Denied::Locked { retry_after });
@@ -268,23 +327,27 @@ impl Authenticator {
         if let Some(principal) = self.cached(&tag, now) {
             return Ok(principal);
         }
-        for realm in &self.realms {
-            match realm.check(username, password) {
-                Check::Unknown => continue,
-                Check::Ok(principal) => {
-                    self.remember(tag, principal.clone(), now);
-                    self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(username);
-                    return Ok(principal);
-                }
-                Check::Wrong => {
-                    self.record_failure(username, now);
-                    return Err(Denied::BadCredentials);
-                }
+        let realms = self.realms.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for realm in realms.iter() {
+            let Some(candidate) = realm.lookup(username).await? else { continue };
+            let (password, credential) = (password.clone(), candidate.credential.clone());
+            let ok = tokio::task::spawn_blocking(move || credential.verify(&password))
+                .await
+                .map_err(|_| Denied::Unavailable)?;
+            if ok {
+                let principal =
+                    Principal::from_roles(username, candidate.tenant, candidate.roles, AuthMethod::Basic);
+                self.remember(tag, principal.clone(), now);
+                self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(username);
+                return Ok(principal);
             }
+            self.record_failure(username, now);
+            return Err(Denied::BadCredentials);
         }
         // Unknown everywhere: spend the same time as a real check, so timing does not reveal
         // which user names exist.
-        password::dummy_verify(password);
+        let password = password.clone();
+        let _ = tokio::task::spawn_blocking(move || password::dummy_verify(&password)).await;
         self.record_failure(username, now);
         Err(Denied::BadCredentials)
     }
@@ -361,8 +424,8 @@ mod tests {
 
     const TENANT: &str = "6f1f8a5e-2b1c-4b7e-9a51-0d5e2f4c8a10";
 
-    #[test]
-    fn hashed_and_demo_users_authenticate_and_are_cached() {
+    #[tokio::test]
+    async fn hashed_and_demo_users_authenticate_and_are_cached() {
         let hash = password::hash_password(&secret("s3cret")).unwrap();
         let text = format!(
             "users:\n  - username: alice\n    password_hash: \"{}\"\n    tenant: {TENANT}\n    roles: [user]\n  - username: demo\n    password: demo-pass\n    demo: true\n    tenant: {TENANT}\n    roles: [auditor]\n",
@@ -370,32 +433,37 @@ mod tests {
         );
         let (_d, path) = realm_file(&text);
         let auth =
-            Authenticator::new(vec![FileRealm::load(&path).unwrap()], AuthSettings::default()).unwrap();
-        let p = auth.basic("alice", &secret("s3cret")).unwrap();
+            Authenticator::new(vec![Realm::File(FileRealm::load(&path).unwrap())], AuthSettings::default())
+                .unwrap();
+        let p = auth.basic("alice", &secret("s3cret")).await.unwrap();
         assert_eq!(p.tenant.to_string(), TENANT);
         assert!(p.roles.contains(&Role::User));
         // Second call is served from the cache (same result, no PBKDF2): measured by benches,
         // asserted here only for equality.
-        assert_eq!(auth.basic("alice", &secret("s3cret")).unwrap(), p);
-        assert_eq!(auth.basic("alice", &secret("wrong")).unwrap_err(), Denied::BadCredentials);
-        assert!(auth.basic("demo", &secret("demo-pass")).is_ok());
-        assert_eq!(auth.basic("nobody", &secret("x")).unwrap_err(), Denied::BadCredentials);
+        assert_eq!(auth.basic("alice", &secret("s3cret")).await.unwrap(), p);
+        assert_eq!(auth.basic("alice", &secret("wrong")).await.unwrap_err(), Denied::BadCredentials);
+        assert!(auth.basic("demo", &secret("demo-pass")).await.is_ok());
+        assert_eq!(auth.basic("nobody", &secret("x")).await.unwrap_err(), Denied::BadCredentials);
+        // A reload forgets cached logins: a removed user no longer gets in.
+        let (_d2, empty) = realm_file("users: []\n");
+        auth.reload(vec![Realm::File(FileRealm::load(&empty).unwrap())]);
+        assert_eq!(auth.basic("alice", &secret("s3cret")).await.unwrap_err(), Denied::BadCredentials);
     }
 
-    #[test]
-    fn repeated_failures_lock_the_user_for_the_window() {
+    #[tokio::test]
+    async fn repeated_failures_lock_the_user_for_the_window() {
         let text = format!(
             "users:\n  - username: bob\n    password: right\n    demo: true\n    tenant: {TENANT}\n    roles: [user]\n"
         );
         let (_d, path) = realm_file(&text);
         let settings = AuthSettings { max_failures: 3, ..AuthSettings::default() };
-        let auth = Authenticator::new(vec![FileRealm::load(&path).unwrap()], settings).unwrap();
+        let auth = Authenticator::new(vec![Realm::File(FileRealm::load(&path).unwrap())], settings).unwrap();
         for _ in 0..3 {
-            assert_eq!(auth.basic("bob", &secret("wrong")).unwrap_err(), Denied::BadCredentials);
+            assert_eq!(auth.basic("bob", &secret("wrong")).await.unwrap_err(), Denied::BadCredentials);
         }
-        assert!(matches!(auth.basic("bob", &secret("right")), Err(Denied::Locked { .. })));
+        assert!(matches!(auth.basic("bob", &secret("right")).await, Err(Denied::Locked { .. })));
         // Other users are not affected.
-        assert_eq!(auth.basic("carol", &secret("x")).unwrap_err(), Denied::BadCredentials);
+        assert_eq!(auth.basic("carol", &secret("x")).await.unwrap_err(), Denied::BadCredentials);
     }
 
     #[test]

@@ -30,6 +30,33 @@ use crate::model::{PoolName, TenantId};
 pub struct SeedFile {
     /// Tenants and their pools.
     pub tenants: Vec<SeedTenant>,
+    /// Demo accounts for the database realm.
+    #[serde(default)]
+    pub users: Vec<SeedUser>,
+}
+
+/// A demo account. Its password is documented and predictable on purpose (a demo); it is
+/// stored only as a PBKDF2 hash.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedUser {
+    /// Login name.
+    pub username: String,
+    /// The documented demo password.
+    pub password: String,
+    /// Tenant name (from `tenants`).
+    pub tenant: String,
+    /// Roles.
+    pub roles: Vec<crate::authz::Role>,
+}
+
+impl std::fmt::Debug for SeedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedUser")
+            .field("username", &self.username)
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One tenant of the seed.
@@ -62,6 +89,24 @@ fn one() -> u32 {
 
 impl Validate for SeedFile {
     fn validate(&self, v: &mut Validator) {
+        let tenant_names: std::collections::HashSet<&str> =
+            self.tenants.iter().map(|t| t.name.as_str()).collect();
+        let mut usernames = std::collections::HashSet::new();
+        for (i, user) in self.users.iter().enumerate() {
+            v.check(
+                !user.username.is_empty() && !user.username.contains(':'),
+                format!("users[{i}].username"),
+                "must be non-empty without ':'",
+            );
+            v.check(usernames.insert(&user.username), format!("users[{i}].username"), "is used twice");
+            v.check(
+                tenant_names.contains(user.tenant.as_str()),
+                format!("users[{i}].tenant"),
+                "names no tenant of this seed",
+            );
+            v.check(!user.roles.is_empty(), format!("users[{i}].roles"), "needs at least one role");
+            v.check(user.password.len() >= 8, format!("users[{i}].password"), "needs at least 8 characters");
+        }
         let mut names = std::collections::HashSet::new();
         for (i, tenant) in self.tenants.iter().enumerate() {
             v.check(!tenant.name.is_empty(), format!("tenants[{i}].name"), "must not be empty");
@@ -92,6 +137,7 @@ impl Validate for TenantsFile {
 #[derive(Debug, Clone)]
 pub struct Seed {
     tenants: Vec<(TenantId, SeedTenant)>,
+    users: Vec<(TenantId, SeedUser)>,
 }
 
 /// What applying a seed changed.
@@ -103,6 +149,8 @@ pub struct SeedReport {
     pub pools_created: usize,
     /// Versions added by rotation (beyond each new pool's first).
     pub versions_added: usize,
+    /// Demo accounts created in the database realm.
+    pub users_created: usize,
 }
 
 /// Seeding failed.
@@ -152,7 +200,12 @@ impl Seed {
             })?;
             out.push((TenantId(*id), tenant));
         }
-        Ok(Self { tenants: out })
+        let users = file
+            .users
+            .into_iter()
+            .filter_map(|u| out.iter().find(|(_, t)| t.name == u.tenant).map(|(id, _)| (*id, u)))
+            .collect();
+        Ok(Self { tenants: out, users })
     }
 
     /// Creates what is missing; running it twice changes nothing the second time.
@@ -192,6 +245,34 @@ impl Seed {
                     report.versions_added += 1;
                 }
             }
+        }
+        for (tenant, user) in &self.users {
+            if kms.store().user(&user.username).await.map_err(KmsError::from)?.is_some() {
+                continue;
+            }
+            let password = secrecy::SecretString::from(user.password.clone());
+            let hash = tokio::task::spawn_blocking(move || service_kit::password::hash_password(&password))
+                .await
+                .map_err(|e| KmsError::Corrupt(e.to_string()))?
+                .map_err(|e| KmsError::Corrupt(e.to_string()))?;
+            let roles = user
+                .roles
+                .iter()
+                .map(|r| {
+                    serde_json::to_value(r)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                })
+                .collect();
+            let stored = crate::model::StoredUser {
+                username: user.username.clone(),
+                password_hash: hash.as_str().to_owned(),
+                tenant: *tenant,
+                roles,
+            };
+            kms.store().create_user(&stored).await.map_err(KmsError::from)?;
+            report.users_created += 1;
         }
         Ok(report)
     }

@@ -9,7 +9,7 @@ use service_kit::{Readiness, RunningServer, ServerError};
 use crate::api::{self, AppState};
 use crate::config::{KmsConfig, RealmConfig};
 use crate::keys::{Kms, KmsError};
-use crate::realm::{AuthSettings, Authenticator, FileRealm, RealmError};
+use crate::realm::{AuthSettings, Authenticator, FileRealm, Realm, RealmError};
 
 /// Why the KMS could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,8 @@ pub struct RunningKms {
     pub server: RunningServer,
     /// The key service, for seeding and inspection.
     pub kms: Kms,
+    auth: Arc<Authenticator>,
+    config: KmsConfig,
 }
 
 impl RunningKms {
@@ -105,12 +107,7 @@ pub async fn start_with(config: &KmsConfig, options: StartOptions) -> Result<Run
         tracing::info!(?report, "demo seed applied");
     }
 
-    let mut realms = Vec::new();
-    for realm in &config.auth.realms {
-        match realm {
-            RealmConfig::File { path } => realms.push(FileRealm::load(path)?),
-        }
-    }
+    let realms = load_realms(config, &kms)?;
     let settings = AuthSettings {
         cache_ttl: config.auth.cache_ttl,
         cache_entries: config.auth.cache_entries,
@@ -120,9 +117,47 @@ pub async fn start_with(config: &KmsConfig, options: StartOptions) -> Result<Run
     let auth = Arc::new(Authenticator::new(realms, settings).map_err(|_| StartError::Crypto)?);
     let readiness = Readiness::new();
     readiness.dependency("key_store").ready();
-    let router = api::router(AppState { kms: kms.clone(), auth });
+    let router = api::router(AppState { kms: kms.clone(), auth: auth.clone() });
     let server = service_kit::server::start(&config.server, router, readiness).await?;
-    Ok(RunningKms { server, kms })
+    Ok(RunningKms { server, kms, auth, config: config.clone() })
+}
+
+/// The configured realms, in order.
+fn load_realms(config: &KmsConfig, kms: &Kms) -> Result<Vec<Realm>, RealmError> {
+    config
+        .auth
+        .realms
+        .iter()
+        .map(|realm| match realm {
+            RealmConfig::File { path } => FileRealm::load(path).map(Realm::File),
+            RealmConfig::Database => Ok(Realm::Database(kms.store().clone())),
+        })
+        .collect()
+}
+
+/// Reloads the realms of a running KMS (what SIGHUP does).
+#[derive(Debug, Clone)]
+pub struct RealmReloader {
+    auth: Arc<Authenticator>,
+    config: KmsConfig,
+    kms: Kms,
+}
+
+impl RealmReloader {
+    /// Reloads the realm files and forgets every cached login. On error the old realms stay.
+    pub fn reload(&self) -> Result<(), RealmError> {
+        let realms = load_realms(&self.config, &self.kms)?;
+        self.auth.reload(realms);
+        tracing::info!("realms reloaded; cached logins forgotten");
+        Ok(())
+    }
+}
+
+impl RunningKms {
+    /// A handle that reloads the realms.
+    pub fn reloader(&self) -> RealmReloader {
+        RealmReloader { auth: self.auth.clone(), config: self.config.clone(), kms: self.kms.clone() }
+    }
 }
 
 /// `demo serve kms --config FILE [--demo]`: start, serve until SIGINT/SIGTERM, drain, close.
@@ -131,8 +166,20 @@ pub async fn run(config_path: &Path, options: StartOptions) -> Result<(), StartE
     service_kit::telemetry::init_tracing(config.log_format);
     let running = start_with(&config, options).await?;
     tracing::info!(addr = %running.server.addr, admin = %running.server.admin_addr, "KMS ready");
-    let RunningKms { server, kms } = running;
-    let result = server.run_until_signal().await;
-    kms.close().await;
-    Ok(result?)
+    // SIGHUP reloads the realm files (and so invalidates cached logins).
+    let reloader = running.reloader();
+    let on_hup = tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = reloader.reload() {
+                tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "realm reload failed; keeping the old realms");
+            }
+        }
+    });
+    service_kit::server::shutdown_signal().await;
+    tracing::info!("shutdown signal received; draining");
+    on_hup.abort();
+    running.shutdown().await
 }

@@ -14,7 +14,7 @@ use sqlx::sqlite::{
 };
 
 use crate::crypto::Algorithm;
-use crate::model::{Pool, PoolName, StoredVersion, Tenant, TenantId};
+use crate::model::{Pool, PoolName, StoredUser, StoredVersion, Tenant, TenantId};
 
 /// A storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +97,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         version: u32,
         enabled: bool,
     ) -> Result<bool, StoreError>;
+    /// A user of the database realm.
+    async fn user(&self, username: &str) -> Result<Option<StoredUser>, StoreError>;
+    /// Creates a user of the database realm; `Conflict` if the name is taken.
+    async fn create_user(&self, user: &StoredUser) -> Result<(), StoreError>;
     /// Closes connections, flushing what the backend buffers (SQLite checkpoints its WAL).
     async fn close(&self);
 }
@@ -345,6 +349,45 @@ impl Store for SqliteStore {
         .await
         .map_err(query_err)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<StoredUser>, StoreError> {
+        let row =
+            sqlx::query("SELECT username, password_hash, tenant_id, roles FROM users WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let tenant: String = row.try_get("tenant_id").map_err(StoreError::Query)?;
+        let roles: String = row.try_get("roles").map_err(StoreError::Query)?;
+        Ok(Some(StoredUser {
+            username: row.try_get("username").map_err(StoreError::Query)?,
+            password_hash: row.try_get("password_hash").map_err(StoreError::Query)?,
+            tenant: TenantId(
+                uuid::Uuid::parse_str(&tenant)
+                    .map_err(|_| StoreError::Corrupt(format!("tenant id {tenant:?}")))?,
+            ),
+            roles: roles.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect(),
+        }))
+    }
+
+    async fn create_user(&self, user: &StoredUser) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (username, password_hash, tenant_id, roles, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(user.tenant.to_string())
+        .bind(user.roles.join(","))
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match query_err(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("user {}", user.username)),
+            other => other,
+        })?;
+        Ok(())
     }
 
     async fn close(&self) {

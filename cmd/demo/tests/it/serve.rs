@@ -95,6 +95,29 @@ fn serves_until_sigterm_then_exits_cleanly() {
             .await
             .unwrap();
         assert_eq!(who.status(), 200);
+
+        // SIGHUP reloads the realm file and forgets cached logins: a removed user is refused.
+        std::fs::write(
+            dir.root().parent().unwrap().join("realms.yml"),
+            "users:\n  - {username: bob, password: b-pass, demo: true, tenant: 0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10, roles: [user]}\n",
+        )
+        .unwrap();
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+        let started = Instant::now();
+        loop {
+            let who = client
+                .get(format!("https://kms.demo.local:{}/api/v1/whoami", addr.port()))
+                .basic_auth("alice", Some("a-pass"))
+                .send()
+                .await
+                .unwrap();
+            if who.status() == 401 {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "alice still accepted after SIGHUP");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     });
 
     let pid = child.id().to_string();

@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
+use kms::authz::Scope;
+use kms::realm::{AuthSettings, Authenticator, Realm};
 use kms::seed::{Seed, SeedError, SeedReport};
 use kms::{Kms, PoolName, TenantId};
+use secrecy::SecretString;
 
 fn shipped_seed() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deployments/kms/config/demo-seed.yml"))
@@ -20,7 +23,10 @@ async fn the_shipped_seed_applies_idempotently() {
     let kms = Kms::open_sqlite(&dir.path().join("kms.db"), &shares[..3]).await.unwrap();
 
     let first = seed.apply(&kms).await.unwrap();
-    assert_eq!(first, SeedReport { tenants_created: 2, pools_created: 7, versions_added: 2 });
+    assert_eq!(
+        first,
+        SeedReport { tenants_created: 2, pools_created: 7, versions_added: 2, users_created: 5 }
+    );
     let second = seed.apply(&kms).await.unwrap();
     assert_eq!(second, SeedReport::default(), "a second run changes nothing");
 
@@ -29,6 +35,16 @@ async fn the_shipped_seed_applies_idempotently() {
     let jwks = kms.jwks(acme).await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 4, "signing ×2, signing-ed, signing-rsa");
     assert_eq!(kms.list_pools(globex).await.unwrap().len(), 1);
+
+    // The seeded accounts log in through the database realm with their documented passwords.
+    let auth =
+        Authenticator::new(vec![Realm::Database(kms.store().clone())], AuthSettings::default()).unwrap();
+    let app = auth.basic("acme-app", &SecretString::from("acme-app-demo".to_owned())).await.unwrap();
+    assert_eq!(app.tenant, acme);
+    assert!(app.require(Scope::Unwrap).is_ok());
+    let user = auth.basic("globex-user", &SecretString::from("globex-user-demo".to_owned())).await.unwrap();
+    assert_eq!(user.tenant, globex);
+    assert!(auth.basic("acme-app", &SecretString::from("wrong".to_owned())).await.is_err());
 }
 
 #[tokio::test]
@@ -65,6 +81,10 @@ fn bad_seed_files_name_the_problem() {
             "pool name",
         ),
         ("tenants:\n  - name: other\n", "no id for tenant \"other\""),
+        (
+            "tenants:\n  - name: acme\nusers:\n  - { username: u, password: long-enough, tenant: nope, roles: [user] }\n",
+            "users[0].tenant",
+        ),
     ] {
         std::fs::write(&seed, text).unwrap();
         let err = Seed::load(&seed, &tenants).unwrap_err();

@@ -2,8 +2,10 @@
 //! scoped by a [`TenantId`] the caller got from the authenticated principal; another tenant's
 //! pool answers exactly like a missing one.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use barrier::{BarrierError, RootKey, SealedRoot, Share};
 use serde::Serialize;
@@ -96,6 +98,42 @@ pub struct VersionInfo {
 pub struct Kms {
     store: Arc<dyn Store>,
     root: Arc<RootKey>,
+    cache: Arc<KeyCache>,
+}
+
+/// How long pool metadata (versions, enabled flags) is trusted before it is read again. Writes
+/// through this process invalidate at once; the TTL bounds how long a change made by another
+/// instance sharing the database takes to be seen.
+const META_TTL: Duration = Duration::from_secs(5);
+/// Most unwrapped key versions kept in memory.
+const MAX_CACHED_KEYS: usize = 10_000;
+
+/// In-memory caches in front of the store, so a key operation costs no database round trip and
+/// no unwrap when the key is hot. Unwrapped material lives only here and in the request using
+/// it, and is zeroised when dropped; a version's material never changes, so it needs no TTL.
+#[derive(Default)]
+struct KeyCache {
+    meta: Mutex<HashMap<(TenantId, PoolName), Arc<PoolMeta>>>,
+    keys: Mutex<HashMap<(TenantId, PoolName, u32), Arc<KeyMaterial>>>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyCache")
+    }
+}
+
+struct PoolMeta {
+    pool: Pool,
+    /// (version, enabled), oldest first.
+    versions: Vec<(u32, bool)>,
+    fetched: Instant,
+}
+
+impl PoolMeta {
+    fn current(&self) -> Option<u32> {
+        self.versions.iter().rev().find(|(_, enabled)| *enabled).map(|(v, _)| *v)
+    }
 }
 
 impl Kms {
@@ -124,7 +162,7 @@ impl Kms {
                 root
             }
         };
-        Ok(Self { store, root: Arc::new(root) })
+        Ok(Self { store, root: Arc::new(root), cache: Arc::default() })
     }
 
     /// The store (for seeding and tests).
@@ -160,6 +198,7 @@ impl Kms {
         let pool = Pool { tenant, name: name.clone(), algorithm, created_at: timestamp() };
         let first = self.new_version(&pool, 1)?;
         self.store.create_pool(&pool, &first).await?;
+        self.invalidate(tenant, name);
         self.pool_info(tenant, name).await
     }
 
@@ -187,7 +226,10 @@ impl Kms {
         for _ in 0..2 {
             let next = self.store.versions(tenant, name).await?.last().map_or(1, |v| v.version + 1);
             match self.store.add_version(tenant, name, &self.new_version(&pool, next)?).await {
-                Ok(()) => return self.pool_info(tenant, name).await,
+                Ok(()) => {
+                    self.invalidate(tenant, name);
+                    return self.pool_info(tenant, name).await;
+                }
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -204,7 +246,9 @@ impl Kms {
         enabled: bool,
     ) -> Result<PoolInfo, KmsError> {
         self.pool(tenant, name).await?;
-        if !self.store.set_enabled(tenant, name, version, enabled).await? {
+        let changed = self.store.set_enabled(tenant, name, version, enabled).await?;
+        self.invalidate(tenant, name);
+        if !changed {
             return Err(KmsError::NotFound("key version"));
         }
         self.pool_info(tenant, name).await
@@ -243,11 +287,11 @@ impl Kms {
         name: &PoolName,
         payload: &[u8],
     ) -> Result<(Kid, String), KmsError> {
-        let pool = self.pool(tenant, name).await?;
-        if !pool.algorithm.signs() {
-            return Err(wrong(&pool, "sign"));
+        let algorithm = self.meta(tenant, name).await?.pool.algorithm;
+        if !algorithm.signs() {
+            return Err(wrong(&self.meta(tenant, name).await?.pool, "sign"));
         }
-        let (kid, key) = self.current(tenant, name, pool.algorithm, "sign").await?;
+        let (kid, key) = self.current(tenant, name, algorithm, "sign").await?;
         Ok((kid.clone(), jose::sign_compact(&key, &kid, payload)?))
     }
 
@@ -256,11 +300,11 @@ impl Kms {
     pub async fn verify(&self, tenant: TenantId, jws: &str) -> Result<(Kid, bool), KmsError> {
         let parsed = ParsedJws::parse(jws)?;
         let kid = parsed.kid().clone();
-        let pool = self.pool(tenant, &pool_name(&kid)?).await?;
-        if !pool.algorithm.signs() {
-            return Err(wrong(&pool, "verify"));
+        let meta = self.meta(tenant, &pool_name(&kid)?).await?;
+        if !meta.pool.algorithm.signs() {
+            return Err(wrong(&meta.pool, "verify"));
         }
-        let key = self.version_key(tenant, &kid, pool.algorithm, "verify").await?;
+        let key = self.version_key(tenant, &kid, meta.pool.algorithm, "verify").await?;
         let public = key.public_key().map_err(|e| KmsError::Corrupt(e.to_string()))?;
         match parsed.verify(&public) {
             Ok(()) => Ok((kid, true)),
@@ -315,7 +359,7 @@ impl Kms {
         for pool in self.store.pools(tenant).await?.into_iter().filter(|p| p.algorithm.signs()) {
             for version in self.store.versions(tenant, &pool.name).await?.into_iter().filter(|v| v.enabled) {
                 let kid = Kid::new(pool.name.as_str(), version.version);
-                let key = self.material(tenant, &pool, &version)?;
+                let key = self.key(&pool, version.version).await?;
                 let public = key.public_key().map_err(|e| KmsError::Corrupt(e.to_string()))?;
                 keys.push(jose::public_jwk(&public, &kid));
             }
@@ -325,11 +369,11 @@ impl Kms {
 
     /// The public JWK of one version of a signing pool.
     pub async fn public_jwk(&self, tenant: TenantId, kid: &Kid) -> Result<serde_json::Value, KmsError> {
-        let pool = self.pool(tenant, &pool_name(kid)?).await?;
-        if !pool.algorithm.signs() {
-            return Err(wrong(&pool, "have a public key"));
+        let meta = self.meta(tenant, &pool_name(kid)?).await?;
+        if !meta.pool.algorithm.signs() {
+            return Err(wrong(&meta.pool, "have a public key"));
         }
-        let key = self.version_key(tenant, kid, pool.algorithm, "have a public key").await?;
+        let key = self.version_key(tenant, kid, meta.pool.algorithm, "have a public key").await?;
         Ok(jose::public_jwk(&key.public_key().map_err(|e| KmsError::Corrupt(e.to_string()))?, kid))
     }
 
@@ -344,19 +388,14 @@ impl Kms {
         name: &PoolName,
         algorithm: Algorithm,
         operation: &'static str,
-    ) -> Result<(Kid, KeyMaterial), KmsError> {
-        let pool = self.pool(tenant, name).await?;
-        if pool.algorithm != algorithm {
-            return Err(wrong(&pool, operation));
+    ) -> Result<(Kid, Arc<KeyMaterial>), KmsError> {
+        let meta = self.meta(tenant, name).await?;
+        if meta.pool.algorithm != algorithm {
+            return Err(wrong(&meta.pool, operation));
         }
-        let versions = self.store.versions(tenant, name).await?;
-        let version = versions
-            .iter()
-            .rev()
-            .find(|v| v.enabled)
-            .ok_or_else(|| KmsError::Disabled(format!("pool {name}")))?;
-        let key = self.material(tenant, &pool, version)?;
-        Ok((Kid::new(name.as_str(), version.version), key))
+        let version = meta.current().ok_or_else(|| KmsError::Disabled(format!("pool {name}")))?;
+        let key = self.key(&meta.pool, version).await?;
+        Ok((Kid::new(name.as_str(), version), key))
     }
 
     /// The version a kid names, which must be enabled and of `algorithm`.
@@ -366,18 +405,57 @@ impl Kms {
         kid: &Kid,
         algorithm: Algorithm,
         operation: &'static str,
-    ) -> Result<KeyMaterial, KmsError> {
-        let name = pool_name(kid)?;
-        let pool = self.pool(tenant, &name).await?;
-        if pool.algorithm != algorithm {
-            return Err(wrong(&pool, operation));
+    ) -> Result<Arc<KeyMaterial>, KmsError> {
+        let meta = self.meta(tenant, &pool_name(kid)?).await?;
+        if meta.pool.algorithm != algorithm {
+            return Err(wrong(&meta.pool, operation));
         }
-        let version =
-            self.store.version(tenant, &name, kid.version).await?.ok_or(KmsError::NotFound("key version"))?;
-        if !version.enabled {
-            return Err(KmsError::Disabled(kid.to_string()));
+        match meta.versions.iter().find(|(v, _)| *v == kid.version) {
+            None => Err(KmsError::NotFound("key version")),
+            Some((_, false)) => Err(KmsError::Disabled(kid.to_string())),
+            Some((v, true)) => self.key(&meta.pool, *v).await,
         }
-        self.material(tenant, &pool, &version)
+    }
+
+    /// Pool metadata, from the cache while fresh.
+    async fn meta(&self, tenant: TenantId, name: &PoolName) -> Result<Arc<PoolMeta>, KmsError> {
+        let cache_key = (tenant, name.clone());
+        if let Some(meta) = self.cache.meta.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key)
+            && meta.fetched.elapsed() < META_TTL
+        {
+            return Ok(meta.clone());
+        }
+        let pool = self.pool(tenant, name).await?;
+        let versions =
+            self.store.versions(tenant, name).await?.iter().map(|v| (v.version, v.enabled)).collect();
+        let meta = Arc::new(PoolMeta { pool, versions, fetched: Instant::now() });
+        self.cache.meta.lock().unwrap_or_else(|e| e.into_inner()).insert(cache_key, meta.clone());
+        Ok(meta)
+    }
+
+    /// One version's unwrapped material, from the cache when present.
+    async fn key(&self, pool: &Pool, version: u32) -> Result<Arc<KeyMaterial>, KmsError> {
+        let cache_key = (pool.tenant, pool.name.clone(), version);
+        if let Some(key) = self.cache.keys.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
+            return Ok(key.clone());
+        }
+        let stored = self
+            .store
+            .version(pool.tenant, &pool.name, version)
+            .await?
+            .ok_or(KmsError::NotFound("key version"))?;
+        let key = Arc::new(self.material(pool.tenant, pool, &stored)?);
+        let mut keys = self.cache.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= MAX_CACHED_KEYS {
+            // Rare: start over rather than track recency; a miss costs one query and one unwrap.
+            keys.clear();
+        }
+        keys.insert(cache_key, key.clone());
+        Ok(key)
+    }
+
+    fn invalidate(&self, tenant: TenantId, name: &PoolName) {
+        self.cache.meta.lock().unwrap_or_else(|e| e.into_inner()).remove(&(tenant, name.clone()));
     }
 
     fn new_version(&self, pool: &Pool, version: u32) -> Result<StoredVersion, KmsError> {

@@ -2,10 +2,8 @@
 //! tried in the configured order, a bounded cache of recent successful verifications, and a
 //! per-user limit on failures.
 //!
-//! Verifying PBKDF2 with 600,000 rounds costs ~0.1 s of CPU, which would cap a core near ten
-//! requests per second. Successful verifications are therefore cached for a short TTL, keyed
-//! by HMAC-SHA256 (with a per-process random key) over user and password, so the cache holds no
-//! password and a changed password misses. Reloading a realm clears the cache.
+//! Successful verifications are cached (`service_kit::credcache`: HMAC-keyed, TTL, bounded)
+//! because PBKDF2 with 600,000 rounds costs ~0.1 s of CPU. Reloading a realm clears the cache.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -282,8 +280,7 @@ impl Default for AuthSettings {
 pub struct Authenticator {
     realms: std::sync::RwLock<std::sync::Arc<Vec<Realm>>>,
     settings: AuthSettings,
-    cache_key: aws_lc_rs::hmac::Key,
-    cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    cache: service_kit::credcache::CredentialCache<Principal>,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
@@ -299,13 +296,12 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// An authenticator over `realms`, tried in order.
     pub fn new(realms: Vec<Realm>, settings: AuthSettings) -> Result<Self, aws_lc_rs::error::Unspecified> {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let cache_key = aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng)?;
+        let cache = service_kit::credcache::CredentialCache::new(settings.cache_ttl, settings.cache_entries)
+            .map_err(|_| aws_lc_rs::error::Unspecified)?;
         Ok(Self {
             realms: std::sync::RwLock::new(std::sync::Arc::new(realms)),
             settings,
-            cache_key,
-            cache: Mutex::new(HashMap::new()),
+            cache,
             failures: Mutex::new(HashMap::new()),
         })
     }
@@ -313,7 +309,7 @@ impl Authenticator {
     /// Replaces the realms (after an edit of a realm file) and forgets every cached login.
     pub fn reload(&self, realms: Vec<Realm>) {
         *self.realms.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(realms);
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.cache.clear();
     }
 
     /// Authenticates a Basic login: realms in order, the first that knows the user decides.
@@ -323,21 +319,20 @@ impl Authenticator {
         if let Some(retry_after) = self.locked(username, now) {
             return Err(Denied::Locked { retry_after });
         }
-        let tag = self.cache_tag(username, password);
-        if let Some(principal) = self.cached(&tag, now) {
+        if let Some(principal) = self.cache.get(username, password) {
             return Ok(principal);
         }
         let realms = self.realms.read().unwrap_or_else(|e| e.into_inner()).clone();
         for realm in realms.iter() {
             let Some(candidate) = realm.lookup(username).await? else { continue };
-            let (password, credential) = (password.clone(), candidate.credential.clone());
-            let ok = tokio::task::spawn_blocking(move || credential.verify(&password))
+            let (attempt, credential) = (password.clone(), candidate.credential.clone());
+            let ok = tokio::task::spawn_blocking(move || credential.verify(&attempt))
                 .await
                 .map_err(|_| Denied::Unavailable)?;
             if ok {
                 let principal =
                     Principal::from_roles(username, candidate.tenant, candidate.roles, AuthMethod::Basic);
-                self.remember(tag, principal.clone(), now);
+                self.cache.insert(username, password, principal.clone());
                 self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(username);
                 return Ok(principal);
             }
@@ -350,38 +345,6 @@ impl Authenticator {
         let _ = tokio::task::spawn_blocking(move || password::dummy_verify(&password)).await;
         self.record_failure(username, now);
         Err(Denied::BadCredentials)
-    }
-
-    fn cache_tag(&self, username: &str, password: &SecretString) -> [u8; 32] {
-        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.cache_key);
-        ctx.update(username.as_bytes());
-        ctx.update(&[0]);
-        ctx.update(password.expose_secret().as_bytes());
-        let mut tag = [0u8; 32];
-        tag.copy_from_slice(ctx.sign().as_ref());
-        tag
-    }
-
-    fn cached(&self, tag: &[u8; 32], now: Instant) -> Option<Principal> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(tag)
-            .filter(|(_, at)| now.duration_since(*at) < self.settings.cache_ttl)
-            .map(|(p, _)| p.clone())
-    }
-
-    fn remember(&self, tag: [u8; 32], principal: Principal, now: Instant) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= self.settings.cache_entries {
-            let ttl = self.settings.cache_ttl;
-            cache.retain(|_, (_, at)| now.duration_since(*at) < ttl);
-            // Still full of live entries: start over rather than track recency per entry; a
-            // miss costs one PBKDF2 verification.
-            if cache.len() >= self.settings.cache_entries {
-                cache.clear();
-            }
-        }
-        cache.insert(tag, (principal, now));
     }
 
     fn locked(&self, username: &str, now: Instant) -> Option<u64> {

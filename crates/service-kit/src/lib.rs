@@ -7,12 +7,14 @@
 //!   listener with [`health`] `livez`/`readyz`, request ids, tracing, body limits, timeouts,
 //!   graceful shutdown on SIGINT/SIGTERM.
 //! * [`problem`]: RFC 9457 problem+json for every error response, internals never echoed.
-//! * [`password`]: PBKDF2-HMAC-SHA256 (600,000 rounds, 32-byte salt) PHC hashes.
+//! * [`password`]: PBKDF2-HMAC-SHA256 (600,000 rounds, 32-byte salt) PHC hashes, and
+//!   [`credcache`], the cache of successful verifications that makes them affordable.
 //! * [`secret`]: redacting secret types and secret files.
 //!
 //! What it must not do: know about keys, tokens, tenants or any one service's routes.
 
 pub mod config;
+pub mod credcache;
 pub mod health;
 pub mod password;
 pub mod problem;

@@ -51,7 +51,7 @@ pub struct ServeArgs {
     /// The service to run.
     #[arg(value_enum)]
     pub service: ServiceArg,
-    /// Its configuration file (YAML; keys can be overridden with KMS__SECTION__KEY variables).
+    /// Its configuration file (YAML; keys can be overridden with KMS__… or IDENTITY__… variables).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// Apply the demo seed named in the configuration (tenants, pools, key versions) first.
@@ -62,6 +62,7 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ServiceArg {
     Kms,
+    Identity,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => {
             let service = match args.service {
                 cli::ServiceArg::Kms => demo::serve::Service::Kms,
+                cli::ServiceArg::Identity => demo::serve::Service::Identity,
             };
             ("serve", demo::serve::run_blocking(service, &args.config, args.demo))
         }

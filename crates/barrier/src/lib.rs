@@ -306,6 +306,25 @@ impl SealedRoot {
     }
 }
 
+/// Opens the sealed root key a service stored as JSON (`existing`), or on first start creates
+/// one and returns its JSON for the caller to store. The caller persists; this stores nothing.
+pub fn open_or_create(
+    key: &UnsealKey,
+    existing: Option<&str>,
+) -> Result<(RootKey, Option<String>), BarrierError> {
+    match existing {
+        Some(json) => {
+            let sealed: SealedRoot = serde_json::from_str(json).map_err(|_| BarrierError::SealBroken)?;
+            Ok((sealed.open(key)?, None))
+        }
+        None => {
+            let (sealed, root) = SealedRoot::create(key)?;
+            let json = serde_json::to_string(&sealed).map_err(|_| BarrierError::SealBroken)?;
+            Ok((root, Some(json)))
+        }
+    }
+}
+
 /// The unsealed root key: wraps and unwraps everything else. Never leaves memory.
 pub struct RootKey {
     key: LessSafeKey,

@@ -10,6 +10,8 @@ use crate::DemoError;
 pub enum Service {
     /// The KMS.
     Kms,
+    /// The OAuth 2.1 / OpenID Connect provider.
+    Identity,
 }
 
 /// Builds a multi-threaded runtime and runs `service` on it: what `main` calls.
@@ -26,6 +28,7 @@ impl Service {
     pub fn name(self) -> &'static str {
         match self {
             Self::Kms => "kms",
+            Self::Identity => "identity",
         }
     }
 }
@@ -37,5 +40,8 @@ pub async fn run(service: Service, config: &Path, demo: bool) -> Result<(), Demo
         Service::Kms => kms::service::run(config, kms::service::StartOptions { demo })
             .await
             .map_err(|e| DemoError::serve("kms", e)),
+        Service::Identity => identity::service::run(config, identity::service::StartOptions { demo })
+            .await
+            .map_err(|e| DemoError::serve("identity", e)),
     }
 }

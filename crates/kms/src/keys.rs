@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use barrier::{BarrierError, RootKey, SealedRoot, Share};
+use barrier::{BarrierError, RootKey, Share};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -144,7 +144,7 @@ impl Kms {
     pub async fn open_sqlite(db: &Path, shares: &[Share]) -> Result<Self, KmsError> {
         let key = barrier::combine(shares).map_err(KmsError::Unseal)?;
         if let Some(json) = SqliteStore::peek_sealed_root(db).await? {
-            open_sealed(&json, &key)?;
+            barrier::open_or_create(&key, Some(&json)).map_err(KmsError::Unseal)?;
         }
         let store = Arc::new(SqliteStore::open(db).await?);
         Self::unseal(store, &key).await
@@ -152,16 +152,12 @@ impl Kms {
 
     /// Opens the sealed root key in `store` with `key`, creating it on first start.
     pub async fn unseal(store: Arc<dyn Store>, key: &barrier::UnsealKey) -> Result<Self, KmsError> {
-        let root = match store.sealed_root().await? {
-            Some(json) => open_sealed(&json, key)?,
-            None => {
-                let (sealed, root) = SealedRoot::create(key).map_err(KmsError::Unseal)?;
-                let json = serde_json::to_string(&sealed).map_err(|e| KmsError::Corrupt(e.to_string()))?;
-                store.put_sealed_root(&sealed.barrier.to_string(), &json).await?;
-                tracing::info!(barrier = %sealed.barrier, "key store initialised with a new root key");
-                root
-            }
-        };
+        let existing = store.sealed_root().await?;
+        let (root, created) = barrier::open_or_create(key, existing.as_deref()).map_err(KmsError::Unseal)?;
+        if let Some(json) = created {
+            store.put_sealed_root(&key.barrier().to_string(), &json).await?;
+            tracing::info!(barrier = %key.barrier(), "key store initialised with a new root key");
+        }
         Ok(Self { store, root: Arc::new(root), cache: Arc::default() })
     }
 
@@ -480,12 +476,6 @@ impl Kms {
         })?;
         KeyMaterial::from_bytes(pool.algorithm, bytes).map_err(|e| KmsError::Corrupt(e.to_string()))
     }
-}
-
-fn open_sealed(json: &str, key: &barrier::UnsealKey) -> Result<RootKey, KmsError> {
-    let sealed: SealedRoot =
-        serde_json::from_str(json).map_err(|e| KmsError::Corrupt(format!("sealed root key: {e}")))?;
-    sealed.open(key).map_err(KmsError::Unseal)
 }
 
 /// What a wrapped key is bound to: moving the blob to another tenant, pool, version or

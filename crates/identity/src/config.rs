@@ -1,0 +1,103 @@
+//! `identity.yml`. Secrets (unseal shares, client secrets) are only ever paths to files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use service_kit::config::{Validate, Validator};
+use service_kit::server::HttpConfig;
+use service_kit::telemetry::LogFormat;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Listeners, TLS, limits.
+    pub server: HttpConfig,
+    /// The issuer URL, the same everywhere (`https://identity.demo.local:8082`).
+    pub issuer: String,
+    /// Where clients, keys and revocations live.
+    pub storage: Storage,
+    /// The unseal shares.
+    pub unseal: Unseal,
+    /// Token lifetimes.
+    #[serde(default)]
+    pub tokens: Tokens,
+    /// Demo seeding, applied with `--demo`.
+    #[serde(default)]
+    pub seed: Option<SeedConfig>,
+    /// Log format.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// `storage:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// SQLite.
+    pub sqlite: Sqlite,
+}
+
+/// `storage.sqlite:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sqlite {
+    /// The database file.
+    pub path: PathBuf,
+}
+
+/// `unseal:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unseal {
+    /// Share files (Docker secrets).
+    pub share_files: Vec<PathBuf>,
+}
+
+/// `tokens:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tokens {
+    /// Access token lifetime (short by default).
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Self { access_ttl: Duration::from_secs(300) }
+    }
+}
+
+/// `seed:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedConfig {
+    /// `demo-seed.yml` (clients).
+    pub file: PathBuf,
+    /// Tenant name → id, generated per demo environment.
+    pub tenants_file: PathBuf,
+    /// Directory that client `secret_file`s are relative to.
+    pub secrets_dir: PathBuf,
+}
+
+impl Validate for IdentityConfig {
+    fn validate(&self, v: &mut Validator) {
+        self.server.validate(v);
+        v.check(
+            self.issuer.starts_with("https://")
+                && !self.issuer.ends_with('/')
+                && !self.issuer.contains(['?', '#']),
+            "issuer",
+            "must be an https URL without a trailing slash, query or fragment",
+        );
+        v.check(!self.unseal.share_files.is_empty(), "unseal.share_files", "list the unseal share files");
+        let ttl = self.tokens.access_ttl;
+        v.check(
+            ttl >= Duration::from_secs(10) && ttl <= Duration::from_secs(3600),
+            "tokens.access_ttl",
+            "must be between 10s and 1h",
+        );
+    }
+}

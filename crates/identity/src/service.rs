@@ -1,0 +1,144 @@
+//! Starting Identity: configuration → shares → unseal → signing keys → seed → HTTPS. Used by
+//! `demo serve identity` and, in-process, by tests and the embedded runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use service_kit::credcache::CredentialCache;
+use service_kit::{Readiness, RunningServer, ServerError};
+
+use crate::api::{self, AppState};
+use crate::config::IdentityConfig;
+use crate::signing::{SigningError, SigningKeys};
+use crate::store::{SqliteStore, Store, StoreError};
+
+/// Why Identity could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration file is unusable.
+    #[error("invalid configuration")]
+    Config(#[from] service_kit::ConfigError),
+    /// An unseal share file is unusable.
+    #[error("cannot use the unseal share file {path}")]
+    ShareFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Unsealing failed.
+    #[error("cannot unseal")]
+    Unseal(#[from] barrier::BarrierError),
+    /// Storage failed.
+    #[error("cannot open the store")]
+    Store(#[from] StoreError),
+    /// Signing keys are unusable.
+    #[error("cannot load the signing keys")]
+    Signing(#[from] SigningError),
+    /// `--demo` without `seed:`.
+    #[error("--demo needs a `seed:` section (file, tenants_file, secrets_dir) in the configuration")]
+    NoSeedConfig,
+    /// Seeding failed.
+    #[error("cannot apply the demo seed")]
+    Seed(#[from] crate::seed::SeedError),
+    /// The HTTPS server failed.
+    #[error("the HTTPS server failed")]
+    Server(#[from] ServerError),
+    /// The crypto library could not initialise.
+    #[error("the crypto library failed to initialise")]
+    Crypto,
+}
+
+/// How to start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// Apply the demo seed before serving.
+    pub demo: bool,
+}
+
+/// A running Identity service.
+#[derive(Debug)]
+pub struct RunningIdentity {
+    /// The HTTPS server.
+    pub server: RunningServer,
+    /// The signing keys (tests rotate them).
+    pub keys: Arc<SigningKeys>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+}
+
+impl RunningIdentity {
+    /// Graceful shutdown, then closes the store.
+    pub async fn shutdown(self) -> Result<(), StartError> {
+        let result = self.server.shutdown().await;
+        self.store.close().await;
+        Ok(result?)
+    }
+}
+
+/// Loads `path` with `IDENTITY__…` overrides.
+pub fn load_config(path: &Path) -> Result<IdentityConfig, StartError> {
+    Ok(service_kit::config::load(path, "IDENTITY")?)
+}
+
+/// Starts Identity.
+pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<RunningIdentity, StartError> {
+    if options.demo && config.seed.is_none() {
+        return Err(StartError::NoSeedConfig);
+    }
+    let mut shares = Vec::new();
+    for path in &config.unseal.share_files {
+        let text = service_kit::secret::read_secret_file(path)
+            .map_err(|e| StartError::ShareFile { path: path.clone(), source: Box::new(e) })?;
+        let share = secrecy::ExposeSecret::expose_secret(&text)
+            .parse::<barrier::Share>()
+            .map_err(|e| StartError::ShareFile { path: path.clone(), source: Box::new(e) })?;
+        shares.push(share);
+    }
+    // Shares first, then the seal read-only, and only then the database for writing: wrong
+    // shares change nothing.
+    let key = barrier::combine(&shares)?;
+    let db = &config.storage.sqlite.path;
+    if let Some(json) = SqliteStore::peek_sealed_root(db).await? {
+        barrier::open_or_create(&key, Some(&json))?;
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db).await?);
+    let existing = store.sealed_root().await?;
+    let (root, created) = barrier::open_or_create(&key, existing.as_deref())?;
+    if let Some(json) = created {
+        store.put_sealed_root(&key.barrier().to_string(), &json).await?;
+    }
+    let keys = Arc::new(SigningKeys::load_or_init(store.clone(), Arc::new(root)).await?);
+    if let (true, Some(seed)) = (options.demo, &config.seed) {
+        let added =
+            crate::seed::apply(store.as_ref(), &seed.file, &seed.tenants_file, &seed.secrets_dir).await?;
+        tracing::info!(clients_added = added, "demo seed applied");
+    }
+    let clients =
+        Arc::new(CredentialCache::new(Duration::from_secs(60), 10_000).map_err(|_| StartError::Crypto)?);
+    let state = AppState {
+        issuer: config.issuer.clone(),
+        store: store.clone(),
+        keys: keys.clone(),
+        clients,
+        access_ttl: i64::try_from(config.tokens.access_ttl.as_secs()).unwrap_or(300),
+    };
+    let readiness = Readiness::new();
+    readiness.dependency("signing_keys").ready();
+    let server = service_kit::server::start(&config.server, api::router(state), readiness).await?;
+    Ok(RunningIdentity { server, keys, store })
+}
+
+/// `demo serve identity --config FILE [--demo]`.
+pub async fn run(config_path: &Path, options: StartOptions) -> Result<(), StartError> {
+    let config = load_config(config_path)?;
+    service_kit::telemetry::init_tracing(config.log_format);
+    let running = start(&config, options).await?;
+    tracing::info!(addr = %running.server.addr, admin = %running.server.admin_addr, issuer = %config.issuer, "Identity ready");
+    service_kit::server::shutdown_signal().await;
+    tracing::info!("shutdown signal received; draining");
+    running.shutdown().await
+}

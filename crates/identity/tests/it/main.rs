@@ -1,0 +1,130 @@
+//! Integration tests of the `identity` crate over real HTTPS. One test binary.
+// Tests unwrap freely: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod oauth;
+mod oracle;
+
+use identity::config::{IdentityConfig, SeedConfig, Sqlite, Storage, Tokens, Unseal};
+use identity::service::{self, RunningIdentity, StartOptions};
+use secrecy::ExposeSecret;
+use service_kit::server::{ClientAuthMode, HttpConfig, Limits, TlsSettings};
+
+pub const ISSUER: &str = "https://identity.demo.local:8082";
+pub const KMS_SECRET: &str = "kms-service-secret-for-tests";
+pub const OTHER_SECRET: &str = "other-app-secret-for-tests";
+
+#[derive(Debug)]
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub identity: RunningIdentity,
+    pub client: reqwest::Client,
+}
+
+pub async fn start() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki::ensure(&dir.path().join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
+    let shares = barrier::new_shares(3, 5).unwrap();
+    let mut share_files = Vec::new();
+    for (i, share) in shares.iter().take(3).enumerate() {
+        let path = dir.path().join(format!("share_{i}"));
+        std::fs::write(&path, share.encode().expose_secret()).unwrap();
+        share_files.push(path);
+    }
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("kms_service"), KMS_SECRET).unwrap();
+    std::fs::write(secrets.join("other_app"), OTHER_SECRET).unwrap();
+    std::fs::write(dir.path().join("tenants.yml"), "acme: 0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10\n").unwrap();
+    std::fs::write(
+        dir.path().join("seed.yml"),
+        "clients:
+  - client_id: kms-service
+    type: confidential
+    secret_file: kms_service
+    grant_types: [client_credentials]
+    scopes: [kms:encrypt, kms:decrypt, kms:read]
+    audiences: [https://kms.demo.local:8081, https://other.demo.local]
+    tenant: acme
+    roles: [service]
+  - client_id: other-app
+    type: confidential
+    secret_file: other_app
+    grant_types: [client_credentials]
+    scopes: [kms:read]
+    audiences: [https://kms.demo.local:8081]
+    tenant: acme
+    roles: [auditor]
+  - client_id: spa
+    type: public
+    grant_types: [authorization_code, refresh_token]
+    redirect_uris: [https://app.demo.local/callback]
+    tenant: acme
+",
+    )
+    .unwrap();
+    let leaf = pki.dir.leaf("identity");
+    let config = IdentityConfig {
+        server: HttpConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            tls: TlsSettings {
+                cert_file: leaf.fullchain,
+                key_file: leaf.key,
+                ca_file: pki.dir.ca_bundle(),
+                client_auth: ClientAuthMode::None,
+            },
+            limits: Limits::default(),
+        },
+        issuer: ISSUER.to_owned(),
+        storage: Storage { sqlite: Sqlite { path: dir.path().join("identity.db") } },
+        unseal: Unseal { share_files },
+        tokens: Tokens::default(),
+        seed: Some(SeedConfig {
+            file: dir.path().join("seed.yml"),
+            tenants_file: dir.path().join("tenants.yml"),
+            secrets_dir: secrets,
+        }),
+        log_format: Default::default(),
+    };
+    let identity = service::start(&config, StartOptions { demo: true }).await.unwrap();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(pki::client_config_for(&pki.dir, None).unwrap())
+        .resolve("identity.demo.local", identity.server.addr)
+        .build()
+        .unwrap();
+    Env { dir, identity, client }
+}
+
+impl Env {
+    pub fn url(&self, path: &str) -> String {
+        format!("https://identity.demo.local:{}{path}", self.identity.server.addr.port())
+    }
+
+    /// POSTs a form with optional Basic client credentials; returns status and JSON body.
+    pub async fn post(
+        &self,
+        path: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.client.post(self.url(path)).form(form);
+        if let Some((id, secret)) = basic {
+            req = req.basic_auth(id, Some(secret));
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    pub async fn token(&self, scope: Option<&str>) -> String {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        let (status, body) = self.post("/token", Some(("kms-service", KMS_SECRET)), &form).await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+}

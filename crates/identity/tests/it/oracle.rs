@@ -1,0 +1,53 @@
+//! An independent JWT library (Python PyJWT) verifies our access tokens against our JWKS with
+//! issuer, audience and expiry checks.
+
+use std::process::Command;
+
+use crate::{ISSUER, start};
+
+fn have_pyjwt() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import jwt, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 with PyJWT[crypto] is missing under CI: .ci/run must install it"
+        );
+        eprintln!(
+            "SKIPPED: python3 with PyJWT[crypto] is not installed; this test needs it as an independent oracle"
+        );
+    }
+    ok
+}
+
+#[tokio::test]
+async fn pyjwt_verifies_access_tokens_against_the_jwks() {
+    if !have_pyjwt() {
+        return;
+    }
+    let env = start().await;
+    let token = env.token(None).await;
+    let jwks = env.client.get(env.url("/jwks")).send().await.unwrap().text().await.unwrap();
+    let script = r#"
+import json, sys, jwt
+token, jwks, issuer = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+kid = jwt.get_unverified_header(token)["kid"]
+key = next(jwt.PyJWK(k) for k in jwks["keys"] if k["kid"] == kid)
+claims = jwt.decode(token, key.key, algorithms=["ES256"], audience="https://kms.demo.local:8081",
+                    issuer=issuer, options={"require": ["exp", "iat", "iss", "sub", "aud", "jti"]})
+assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
+try:
+    jwt.decode(token, key.key, algorithms=["ES256"], audience="https://wrong.example", issuer=issuer)
+    sys.exit("a wrong audience was accepted")
+except jwt.InvalidAudienceError:
+    pass
+print(json.dumps(claims))
+"#;
+    let out = Command::new("python3").args(["-c", script, &token, &jwks, ISSUER]).output().unwrap();
+    assert!(out.status.success(), "PyJWT refused our token: {}", String::from_utf8_lossy(&out.stderr));
+    let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claims["client_id"], "kms-service");
+    env.identity.shutdown().await.unwrap();
+}

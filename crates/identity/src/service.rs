@@ -38,6 +38,11 @@ pub enum StartError {
     /// Signing keys are unusable.
     #[error("cannot load the signing keys")]
     Signing(#[from] SigningError),
+    /// The database holds keys or clients but no seal.
+    #[error(
+        "the database holds keys or clients but no seal: it is damaged or was altered; restore it from a backup or reset the demo"
+    )]
+    SealMissing,
     /// `--demo` without `seed:`.
     #[error("--demo needs a `seed:` section (file, tenants_file, secrets_dir) in the configuration")]
     NoSeedConfig,
@@ -107,6 +112,9 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
     }
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db).await?);
     let existing = store.sealed_root().await?;
+    if existing.is_none() && store.holds_data().await? {
+        return Err(StartError::SealMissing);
+    }
     let (root, created) = barrier::open_or_create(&key, existing.as_deref())?;
     if let Some(json) = created {
         store.put_sealed_root(&key.barrier().to_string(), &json).await?;

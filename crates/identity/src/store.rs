@@ -148,6 +148,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
     /// Whether a token id was revoked.
     async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Whether any signing key or client exists (a store without a seal must hold nothing).
+    async fn holds_data(&self) -> Result<bool, StoreError>;
     /// Closes connections after a WAL checkpoint.
     async fn close(&self);
 }
@@ -361,6 +363,17 @@ impl Store for SqliteStore {
             .await
             .map_err(q)?;
         Ok(row.is_some())
+    }
+
+    async fn holds_data(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT (EXISTS (SELECT 1 FROM signing_keys) OR EXISTS (SELECT 1 FROM clients)) AS data",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(q)?;
+        let data: i64 = row.try_get("data").map_err(StoreError::Query)?;
+        Ok(data != 0)
     }
 
     async fn close(&self) {

@@ -190,7 +190,7 @@ fn kms_problem(e: &KmsError) -> Problem {
             Problem::new(StatusCode::BAD_REQUEST, "invalid-jose", "Malformed or unsupported JOSE object")
                 .with_detail(detail)
         }
-        KmsError::Unseal(_) | KmsError::Store(_) | KmsError::Corrupt(_) => {
+        KmsError::Unseal(_) | KmsError::Store(_) | KmsError::Corrupt(_) | KmsError::SealMissing => {
             tracing::error!(error = %e, source = ?std::error::Error::source(e), "key service failure");
             Problem::internal()
         }

@@ -70,10 +70,11 @@ impl Kid {
         if !valid_pool_name(pool) {
             return Err(malformed("kid", "the pool name must be 1 to 64 of a-z, 0-9, '-', '_'"));
         }
-        let version: u32 = version
-            .parse()
-            .ok()
-            .filter(|v| *v >= 1 && !version.starts_with('0'))
+        // Digits only: `u32::from_str` also takes a leading '+', which would make kids
+        // non-canonical (`p/+1` and `p/1` naming one version).
+        let version: u32 = Some(version)
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0'))
+            .and_then(|v| v.parse().ok())
             .ok_or_else(|| malformed("kid", "the version must be a whole number from 1"))?;
         Ok(Self { pool: pool.to_owned(), version })
     }

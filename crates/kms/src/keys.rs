@@ -51,6 +51,12 @@ pub enum KmsError {
     /// Storage failed.
     #[error("the key store failed")]
     Store(#[source] StoreError),
+    /// The database holds tenants or keys but no seal: never re-seal it with whatever shares
+    /// were given.
+    #[error(
+        "the database holds keys but no seal: it is damaged or was altered; restore it from a backup or reset the demo"
+    )]
+    SealMissing,
     /// A stored key could not be unwrapped or parsed: corruption, or a bug.
     #[error("a stored key is unusable")]
     Corrupt(String),
@@ -113,6 +119,9 @@ const MAX_CACHED_KEYS: usize = 10_000;
 /// it, and is zeroised when dropped; a version's material never changes, so it needs no TTL.
 #[derive(Default)]
 struct KeyCache {
+    /// Bumped by every invalidation: a read that started before one must not fill the cache
+    /// with what it read (it may predate a disable).
+    generation: std::sync::atomic::AtomicU64,
     meta: Mutex<HashMap<(TenantId, PoolName), Arc<PoolMeta>>>,
     keys: Mutex<HashMap<(TenantId, PoolName, u32), Arc<KeyMaterial>>>,
 }
@@ -153,6 +162,9 @@ impl Kms {
     /// Opens the sealed root key in `store` with `key`, creating it on first start.
     pub async fn unseal(store: Arc<dyn Store>, key: &barrier::UnsealKey) -> Result<Self, KmsError> {
         let existing = store.sealed_root().await?;
+        if existing.is_none() && store.holds_data().await? {
+            return Err(KmsError::SealMissing);
+        }
         let (root, created) = barrier::open_or_create(key, existing.as_deref()).map_err(KmsError::Unseal)?;
         if let Some(json) = created {
             store.put_sealed_root(&key.barrier().to_string(), &json).await?;
@@ -451,7 +463,9 @@ impl Kms {
     }
 
     fn invalidate(&self, tenant: TenantId, name: &PoolName) {
-        self.cache.meta.lock().unwrap_or_else(|e| e.into_inner()).remove(&(tenant, name.clone()));
+        let mut cache = self.cache.meta.lock().unwrap_or_else(|e| e.into_inner());
+        self.cache.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cache.remove(&(tenant, name.clone()));
     }
 
     fn new_version(&self, pool: &Pool, version: u32) -> Result<StoredVersion, KmsError> {

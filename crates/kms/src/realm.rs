@@ -37,7 +37,7 @@ pub struct RealmFile {
 }
 
 /// One user of the file realm.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RealmUser {
     /// Login name (no ':').
@@ -55,6 +55,16 @@ pub struct RealmUser {
     pub tenant: Uuid,
     /// Roles.
     pub roles: Vec<Role>,
+}
+
+impl std::fmt::Debug for RealmUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealmUser")
+            .field("username", &self.username)
+            .field("tenant", &self.tenant)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Validate for RealmFile {
@@ -99,6 +109,8 @@ impl Credential {
         match self {
             Credential::Hash(hash) => hash.verify(password),
             Credential::DemoPlain(plain) => {
+                // Cost the same as a hashed user, so timing does not single out demo accounts.
+                password::dummy_verify(password);
                 let (a, b) = (plain.expose_secret().as_bytes(), password.expose_secret().as_bytes());
                 aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
             }
@@ -252,6 +264,16 @@ pub enum Denied {
     },
 }
 
+/// Longest a login waits for a free PBKDF2 slot before it is answered 503.
+const VERIFY_WAIT: Duration = Duration::from_secs(10);
+
+/// Failed and in-flight attempts of one user in the current window.
+struct Attempts {
+    failures: u32,
+    in_flight: u32,
+    since: Instant,
+}
+
 /// Settings of the authenticator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthSettings {
@@ -281,7 +303,8 @@ pub struct Authenticator {
     realms: std::sync::RwLock<std::sync::Arc<Vec<Realm>>>,
     settings: AuthSettings,
     cache: service_kit::credcache::CredentialCache<Principal>,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    failures: Mutex<HashMap<String, Attempts>>,
+    verifiers: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -303,6 +326,9 @@ impl Authenticator {
             settings,
             cache,
             failures: Mutex::new(HashMap::new()),
+            verifiers: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
         })
     }
 
@@ -313,12 +339,29 @@ impl Authenticator {
     }
 
     /// Authenticates a Basic login: realms in order, the first that knows the user decides.
-    /// PBKDF2 runs on the blocking pool.
+    ///
+    /// A cached success is answered first (it proves the password, so a lockout an attacker
+    /// caused does not shut out a client that keeps using its valid credentials). Otherwise the
+    /// attempt is counted *before* verification — attempts in flight count — so parallel
+    /// guesses cannot exceed the limit, and PBKDF2 runs behind a semaphore sized to the cores,
+    /// so a flood of logins queues instead of exhausting the CPU.
     pub async fn basic(&self, username: &str, password: &SecretString) -> Result<Principal, Denied> {
-        let now = Instant::now();
-        if let Some(retry_after) = self.locked(username, now) {
-            return Err(Denied::Locked { retry_after });
+        if let Some(principal) = self.cache.get(username, password) {
+            return Ok(principal);
         }
+        let now = Instant::now();
+        self.begin_attempt(username, now)?;
+        let result = self.verify_uncached(username, password).await;
+        self.end_attempt(username, result.is_ok(), now);
+        result
+    }
+
+    async fn verify_uncached(&self, username: &str, password: &SecretString) -> Result<Principal, Denied> {
+        let _permit = tokio::time::timeout(VERIFY_WAIT, self.verifiers.acquire())
+            .await
+            .map_err(|_| Denied::Unavailable)?
+            .map_err(|_| Denied::Unavailable)?;
+        // While this request waited, another may have verified the same credentials.
         if let Some(principal) = self.cache.get(username, password) {
             return Ok(principal);
         }
@@ -329,44 +372,58 @@ impl Authenticator {
             let ok = tokio::task::spawn_blocking(move || credential.verify(&attempt))
                 .await
                 .map_err(|_| Denied::Unavailable)?;
-            if ok {
-                let principal =
-                    Principal::from_roles(username, candidate.tenant, candidate.roles, AuthMethod::Basic);
-                self.cache.insert(username, password, principal.clone());
-                self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(username);
-                return Ok(principal);
+            if !ok {
+                return Err(Denied::BadCredentials);
             }
-            self.record_failure(username, now);
-            return Err(Denied::BadCredentials);
+            let principal =
+                Principal::from_roles(username, candidate.tenant, candidate.roles, AuthMethod::Basic);
+            self.cache.insert(username, password, principal.clone());
+            return Ok(principal);
         }
         // Unknown everywhere: spend the same time as a real check, so timing does not reveal
         // which user names exist.
-        let password = password.clone();
-        let _ = tokio::task::spawn_blocking(move || password::dummy_verify(&password)).await;
-        self.record_failure(username, now);
+        let attempt = password.clone();
+        let _ = tokio::task::spawn_blocking(move || password::dummy_verify(&attempt)).await;
         Err(Denied::BadCredentials)
     }
 
-    fn locked(&self, username: &str, now: Instant) -> Option<u64> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let (count, since) = failures.get(username)?;
-        let elapsed = now.duration_since(*since);
-        (*count >= self.settings.max_failures && elapsed < self.settings.failure_window)
-            .then(|| (self.settings.failure_window - elapsed).as_secs().max(1))
-    }
-
-    fn record_failure(&self, username: &str, now: Instant) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+    /// Counts an attempt before it is verified; refuses when failures plus attempts in flight
+    /// reach the limit within the window.
+    fn begin_attempt(&self, username: &str, now: Instant) -> Result<(), Denied> {
+        let mut table = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let window = self.settings.failure_window;
         // Bound the table against floods of invented user names.
-        if failures.len() > 10_000 {
-            failures.retain(|_, (_, since)| now.duration_since(*since) < window);
+        if table.len() > 10_000 {
+            table.retain(|_, a| a.in_flight > 0 || now.duration_since(a.since) < window);
         }
-        let entry = failures.entry(username.to_owned()).or_insert((0, now));
-        if now.duration_since(entry.1) >= window {
-            *entry = (0, now);
+        let entry =
+            table.entry(username.to_owned()).or_insert(Attempts { failures: 0, in_flight: 0, since: now });
+        if now.duration_since(entry.since) >= window {
+            entry.failures = 0;
+            entry.since = now;
         }
-        entry.0 += 1;
+        if entry.failures + entry.in_flight >= self.settings.max_failures {
+            let retry_after = (window.saturating_sub(now.duration_since(entry.since))).as_secs().max(1);
+            return Err(Denied::Locked { retry_after });
+        }
+        entry.in_flight += 1;
+        Ok(())
+    }
+
+    fn end_attempt(&self, username: &str, succeeded: bool, now: Instant) {
+        let mut table = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = table.get_mut(username) {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+            if succeeded {
+                entry.failures = 0;
+            } else {
+                if now.duration_since(entry.since) >= self.settings.failure_window {
+                    entry.failures = 0;
+                    entry.since = now;
+                }
+                entry.failures += 1;
+            }
+        }
     }
 }
 
@@ -444,5 +501,55 @@ mod tests {
             assert!(chain.contains(expect), "{expect}: {chain}");
             assert!(chain.contains("realms.yml"), "{chain}");
         }
+    }
+}
+
+#[cfg(test)]
+mod concurrency_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_guesses_cannot_exceed_the_limit_and_cached_clients_keep_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("realms.yml");
+        let hash = password::hash_password(&SecretString::from("right".to_owned())).unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "users:\n  - username: svc\n    password_hash: \"{}\"\n    tenant: 6f1f8a5e-2b1c-4b7e-9a51-0d5e2f4c8a10\n    roles: [service]\n",
+                hash.as_str()
+            ),
+        )
+        .unwrap();
+        let auth = Arc::new(
+            Authenticator::new(vec![Realm::File(FileRealm::load(&path).unwrap())], AuthSettings::default())
+                .unwrap(),
+        );
+        // A client logs in once: its credentials are now cached.
+        auth.basic("svc", &SecretString::from("right".to_owned())).await.unwrap();
+
+        let mut guesses = tokio::task::JoinSet::new();
+        for i in 0..12 {
+            let auth = auth.clone();
+            guesses.spawn(async move { auth.basic("svc", &SecretString::from(format!("guess-{i}"))).await });
+        }
+        let (mut bad, mut locked) = (0, 0);
+        while let Some(result) = guesses.join_next().await {
+            match result.unwrap() {
+                Err(Denied::BadCredentials) => bad += 1,
+                Err(Denied::Locked { .. }) => locked += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(bad, 5, "exactly max_failures guesses were checked");
+        assert_eq!(locked, 7);
+        // The attacker locked the name, but the cached client is not shut out.
+        assert!(auth.basic("svc", &SecretString::from("right".to_owned())).await.is_ok());
+        // An uncached attempt with the right password is refused until the window ends.
+        assert!(matches!(
+            auth.basic("svc", &SecretString::from("guess-x".to_owned())).await,
+            Err(Denied::Locked { .. })
+        ));
     }
 }

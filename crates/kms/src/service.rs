@@ -101,6 +101,13 @@ pub async fn start_with(config: &KmsConfig, options: StartOptions) -> Result<Run
             .map_err(|e| StartError::ShareFile { path: path.clone(), source: Box::new(e) })?;
         shares.push(share);
     }
+    // Realm files are checked before the database is touched, so a bad realms.yml leaves no
+    // initialised database behind.
+    for realm in &config.auth.realms {
+        if let RealmConfig::File { path } = realm {
+            FileRealm::load(path)?;
+        }
+    }
     let kms = Kms::open_sqlite(&config.storage.sqlite.path, &shares).await?;
     if let Some(seed) = seed {
         let report = seed.apply(&kms).await?;

@@ -101,6 +101,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn user(&self, username: &str) -> Result<Option<StoredUser>, StoreError>;
     /// Creates a user of the database realm; `Conflict` if the name is taken.
     async fn create_user(&self, user: &StoredUser) -> Result<(), StoreError>;
+    /// Whether any tenant or key exists (a store without a seal must hold nothing).
+    async fn holds_data(&self) -> Result<bool, StoreError>;
     /// Closes connections, flushing what the backend buffers (SQLite checkpoints its WAL).
     async fn close(&self);
 }
@@ -388,6 +390,18 @@ impl Store for SqliteStore {
             other => other,
         })?;
         Ok(())
+    }
+
+    async fn holds_data(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT (EXISTS (SELECT 1 FROM tenants) OR EXISTS (SELECT 1 FROM key_versions) \
+             OR EXISTS (SELECT 1 FROM users)) AS data",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err)?;
+        let data: i64 = row.try_get("data").map_err(StoreError::Query)?;
+        Ok(data != 0)
     }
 
     async fn close(&self) {

@@ -179,3 +179,25 @@ async fn too_few_or_wrong_shares_refuse_to_start_and_touch_nothing() {
 
     assert_eq!(checksum(&f.db), before, "a refused start must not change the database");
 }
+
+#[tokio::test]
+async fn a_database_with_keys_but_no_seal_is_never_resealed() {
+    let f = fixture();
+    {
+        let kms = open(&f, &[0, 1, 2]).await.unwrap();
+        let t = with_tenant(&kms, "acme").await;
+        kms.create_pool(t, &pool("p"), Algorithm::A256Gcm).await.unwrap();
+        kms.close().await;
+    }
+    // Someone deletes the seal row.
+    let url = format!("sqlite://{}", f.db.display());
+    let pool_ = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM seal").execute(&pool_).await.unwrap();
+    pool_.close().await;
+
+    let other = barrier::new_shares(3, 5).unwrap();
+    let err = Kms::open_sqlite(&f.db, &other[..3]).await.unwrap_err();
+    assert!(matches!(err, KmsError::SealMissing), "{err:?}");
+    let err = open(&f, &[0, 1, 2]).await.unwrap_err();
+    assert!(matches!(err, KmsError::SealMissing), "even the right shares do not re-seal: {err:?}");
+}

@@ -6,6 +6,7 @@
 //! What it must not do: parse command lines (that is `cmd/demo`), print from inside the
 //! library except through the renderers in [`output`], or exit the process.
 
+pub mod engine;
 pub mod error;
 pub mod output;
 pub mod pki_cmd;

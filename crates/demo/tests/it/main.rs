@@ -1,0 +1,5 @@
+//! Integration tests of the `demo` library. One test binary.
+// Tests unwrap freely: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod engine;

@@ -44,6 +44,20 @@ pub enum Command {
     Pki(PkiArgs),
     /// Run a service (what the container images run).
     Serve(ServeArgs),
+    /// Probe an HTTPS health endpoint: exit 0 when it answers 2xx, 1 otherwise.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The endpoint, e.g. https://kms:9081/readyz.
+    pub url: String,
+    /// The only CA bundle to trust.
+    #[arg(long, value_name = "FILE")]
+    pub ca: PathBuf,
+    /// How long to wait for an answer.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -25,6 +25,22 @@ fn main() -> ExitCode {
             ("serve", demo::serve::run_blocking(service, &args.config, args.demo))
         }
         Command::Pki(args) => ("pki", run_pki(args, format, style, cli.global.quiet, cli.global.verbose)),
+        Command::Healthcheck(args) => {
+            // Docker's contract: 0 healthy, 1 unhealthy; usage mistakes are 2 like everywhere.
+            return match demo::healthcheck::check_blocking(&args.url, &args.ca, args.timeout) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    let mut line = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(cause) = source {
+                        line.push_str(&format!(": {cause}"));
+                        source = cause.source();
+                    }
+                    eprintln!("unhealthy: {line}");
+                    ExitCode::from(if e.is_usage() { 2 } else { 1 })
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::from(Outcome::Success.exit_code()),

@@ -8,6 +8,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod healthcheck;
 pub mod output;
 pub mod pki_cmd;
 pub mod serve;

@@ -135,6 +135,21 @@ pub struct StepReport {
     pub error: Option<StepError>,
 }
 
+impl StepReport {
+    /// The phase's name (`health`), as reports and error codes spell it.
+    pub fn phase_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Setup => "setup",
+            Phase::Start => "start",
+            Phase::Health => "health",
+            Phase::Seed => "seed",
+            Phase::Verify => "verify",
+            Phase::Flows => "flows",
+            Phase::Teardown => "teardown",
+        }
+    }
+}
+
 /// Progress, as it happens (for the spinner, or one JSON line each with `--output structured`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {

@@ -1,0 +1,109 @@
+//! The report of a `demo kms|identity|all` run: what `--output json` prints as its one
+//! document, and what the human output summarises. The schema is `docs/report.schema.json`;
+//! fields listed there are stable (new fields may be added; none removed or changed without a
+//! new `schema_version`).
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::engine::{RunResult, Status, StepReport};
+use crate::{ErrorReport, Outcome, SCHEMA_VERSION};
+
+/// Which runtime ran the stack, and why that one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuntimeChoice {
+    /// `embedded` or `docker`.
+    pub name: &'static str,
+    /// Why (`--runtime embedded`, `auto: no Docker engine answered at /var/run/docker.sock`).
+    pub reason: String,
+}
+
+/// A service the run brought up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceReport {
+    /// `kms`, `identity`.
+    pub name: String,
+    /// Its base URL.
+    pub url: String,
+    /// `healthy`, `unhealthy` or `unknown`.
+    pub health: &'static str,
+}
+
+/// Files a person or CI needs afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Artifacts {
+    /// The CA bundle to trust.
+    pub ca_bundle: PathBuf,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// Where the demo credentials are written.
+    pub credentials_file: PathBuf,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// `kms`, `identity` or `all`.
+    pub command: String,
+    /// The runtime.
+    pub runtime: RuntimeChoice,
+    /// `dev`, `demo`, `ci` or `prod`.
+    pub profile: String,
+    /// success / partial / failure.
+    pub outcome: Outcome,
+    /// 0, 1 or 2.
+    pub exit_code: u8,
+    /// Wall time of the run.
+    pub duration_ms: u64,
+    /// Every step, in run order.
+    pub steps: Vec<StepReport>,
+    /// One entry per failed step: what, why, what to do.
+    pub errors: Vec<ErrorReport>,
+    /// The services and their health.
+    pub services: Vec<ServiceReport>,
+    /// Files to use afterwards.
+    pub artifacts: Artifacts,
+}
+
+impl Report {
+    /// The report of `run`.
+    pub fn new(
+        command: &str,
+        runtime: RuntimeChoice,
+        profile: &str,
+        run: &RunResult,
+        services: Vec<ServiceReport>,
+        artifacts: Artifacts,
+    ) -> Self {
+        let errors = run
+            .steps
+            .iter()
+            .filter(|s| s.status == Status::Failed)
+            .filter_map(|s| {
+                s.error.as_ref().map(|e| ErrorReport {
+                    step: Some(s.id.clone()),
+                    code: format!("demo::step::{}", s.phase_name()),
+                    message: e.message.clone(),
+                    causes: e.causes.clone(),
+                    hint: e.hint.clone(),
+                })
+            })
+            .collect();
+        Self {
+            schema_version: SCHEMA_VERSION,
+            command: command.to_owned(),
+            runtime,
+            profile: profile.to_owned(),
+            outcome: run.outcome,
+            exit_code: run.outcome.exit_code(),
+            duration_ms: run.duration_ms,
+            steps: run.steps.clone(),
+            errors,
+            services,
+            artifacts,
+        }
+    }
+}

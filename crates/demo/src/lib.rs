@@ -13,6 +13,7 @@ pub mod output;
 pub mod pki_cmd;
 pub mod report;
 pub mod serve;
+pub mod state;
 
 pub use error::{DemoError, ErrorReport};
 pub use output::{OutputFormat, Style};

@@ -1,0 +1,290 @@
+//! The demo's state directory: everything a demo environment is made of, generated once and
+//! reused until `--reset-demo`.
+//!
+//! ```text
+//! STATE/
+//!   .gitignore, state.json         "*"; what made the directory (the reset guard)
+//!   pki/                           the CA chain and leaves (crates/pki)
+//!   secrets/                       Docker secrets: one file each, 0600
+//!     kms_unseal_share_{1..5}      3-of-5 shares of the KMS barrier
+//!     identity_unseal_share_{1..5} 3-of-5 shares of Identity's barrier
+//!     tenants.yml                  tenant name -> UUIDv4, new for every environment
+//!     client_secret_<client>       random client secrets
+//!   data/                          databases (removed by a reset)
+//! ```
+//!
+//! Files are 0600, directories 0700. A reset removes only a directory whose `state.json` says
+//! this tool made it.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::distributions::{Alphanumeric, DistString};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+/// Shares per barrier, and how many open it.
+pub const SHARES: u8 = 5;
+/// Threshold of each barrier.
+pub const THRESHOLD: u8 = 3;
+/// The demo's tenants.
+pub const TENANTS: [&str; 2] = ["acme", "globex"];
+/// Confidential clients whose secrets are generated.
+pub const CLIENTS: [&str; 2] = ["kms-service", "demo-confidential"];
+/// What `state.json` says about its directory.
+const MARKER: &str = "demo-security-state";
+
+/// A state-directory operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A file or directory could not be created or read.
+    #[error("cannot use {path}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The directory holds something this tool did not write.
+    #[error(
+        "{path} is not empty and is not a demo state directory (no state.json of ours); refusing to use or delete it"
+    )]
+    Foreign {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The PKI is unusable.
+    #[error("the PKI in the state directory is unusable")]
+    Pki(#[source] pki::PkiError),
+    /// Share generation failed.
+    #[error("cannot generate unseal shares")]
+    Barrier(#[source] barrier::BarrierError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io { path: path.to_owned(), source }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    kind: String,
+    format: u32,
+}
+
+/// A materialised state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    root: PathBuf,
+}
+
+impl State {
+    /// The default location: `$XDG_DATA_HOME/demo-security`, else
+    /// `~/.local/share/demo-security`, else `./.demo-state`.
+    pub fn default_root() -> PathBuf {
+        if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir).join("demo-security");
+        }
+        if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+            return PathBuf::from(home).join(".local/share/demo-security");
+        }
+        PathBuf::from(".demo-state")
+    }
+
+    /// Creates what is missing under `root` and returns it; never overwrites a file.
+    pub fn ensure(root: &Path, pki_spec: &pki::PkiSpec) -> Result<Self, StateError> {
+        let state = Self { root: root.to_owned() };
+        state.claim()?;
+        pki::ensure(&state.pki_dir(), pki_spec, &Default::default()).map_err(StateError::Pki)?;
+        let secrets = state.secrets_dir();
+        mkdir(&secrets)?;
+        mkdir(&state.data_dir())?;
+        for service in ["kms", "identity"] {
+            if !secrets.join(format!("{service}_unseal_share_1")).exists() {
+                let shares = barrier::new_shares(THRESHOLD, SHARES).map_err(StateError::Barrier)?;
+                for share in shares {
+                    let path = secrets.join(format!("{service}_unseal_share_{}", share.index()));
+                    write_new(&path, format!("{}\n", share.encode().expose_secret()).as_bytes())?;
+                }
+            }
+        }
+        let tenants = state.tenants_file();
+        if !tenants.exists() {
+            let lines: String = TENANTS.iter().map(|t| format!("{t}: {}\n", uuid::Uuid::new_v4())).collect();
+            write_new(&tenants, lines.as_bytes())?;
+        }
+        for client in CLIENTS {
+            let path = state.client_secret(client);
+            if !path.exists() {
+                let secret = zeroize::Zeroizing::new(Alphanumeric.sample_string(&mut rand::thread_rng(), 40));
+                write_new(&path, secret.as_bytes())?;
+            }
+        }
+        Ok(state)
+    }
+
+    /// Removes everything a previous `ensure` made (a `--reset-demo`). Refuses a directory
+    /// without our marker, so a mistyped `--state-dir` never deletes someone's files.
+    pub fn reset(root: &Path) -> Result<(), StateError> {
+        match fs::read_dir(root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(StateError::Io { path: root.to_owned(), source }),
+            Ok(_) => {}
+        }
+        if !is_ours(root) {
+            return Err(StateError::Foreign { path: root.to_owned() });
+        }
+        fs::remove_dir_all(root).map_err(io(root))
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The PKI.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.root.join("pki")
+    }
+    /// The Docker secrets.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+    /// Databases.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    /// Tenant name → id.
+    pub fn tenants_file(&self) -> PathBuf {
+        self.secrets_dir().join("tenants.yml")
+    }
+    /// A client's secret.
+    pub fn client_secret(&self, client: &str) -> PathBuf {
+        self.secrets_dir().join(format!("client_secret_{client}"))
+    }
+    /// A service's unseal share files (`kms` or `identity`), 1..=5.
+    pub fn unseal_shares(&self, service: &str) -> Vec<PathBuf> {
+        (1..=SHARES).map(|i| self.secrets_dir().join(format!("{service}_unseal_share_{i}"))).collect()
+    }
+
+    /// Creates the directory with its marker, or checks that an existing one is ours.
+    fn claim(&self) -> Result<(), StateError> {
+        let root = &self.root;
+        match fs::read_dir(root) {
+            Ok(mut entries) => {
+                let empty = entries.next().is_none();
+                if !empty && !is_ours(root) {
+                    return Err(StateError::Foreign { path: root.to_owned() });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => mkdir(root)?,
+            Err(source) => return Err(StateError::Io { path: root.to_owned(), source }),
+        }
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io(root))?;
+        let marker = root.join("state.json");
+        if !marker.exists() {
+            let json = serde_json::to_vec_pretty(&Marker { kind: MARKER.into(), format: 1 })
+                .map_err(|e| StateError::Io { path: marker.clone(), source: std::io::Error::other(e) })?;
+            write_new(&marker, &json)?;
+            write_new(&root.join(".gitignore"), b"# Demo state: keys and secrets. Never commit.\n*\n")?;
+        }
+        Ok(())
+    }
+}
+
+fn is_ours(root: &Path) -> bool {
+    fs::read(root.join("state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Marker>(&b).ok())
+        .is_some_and(|m| m.kind == MARKER)
+}
+
+fn mkdir(path: &Path) -> Result<(), StateError> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(io(path))
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let mut file =
+        fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
+    file.write_all(bytes).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_owned()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push((p.clone(), fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn created_once_private_and_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("state");
+        let state = State::ensure(&root, &pki::PkiSpec::demo()).unwrap();
+        let first = files(&root);
+        for (path, _) in &first {
+            let mode = fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        assert_eq!(fs::metadata(&root).unwrap().permissions().mode() & 0o777, 0o700);
+        // Shares open their barrier; the two services have different barriers.
+        let read = |p: &PathBuf| fs::read_to_string(p).unwrap().parse::<barrier::Share>().unwrap();
+        let kms: Vec<_> = state.unseal_shares("kms").iter().map(read).collect();
+        let identity: Vec<_> = state.unseal_shares("identity").iter().map(read).collect();
+        assert!(barrier::combine(&kms[..3]).is_ok());
+        assert_ne!(kms[0].barrier(), identity[0].barrier());
+        let tenants = fs::read_to_string(state.tenants_file()).unwrap();
+        assert!(tenants.contains("acme: ") && tenants.contains("globex: "));
+        assert_eq!(fs::read(state.client_secret("kms-service")).unwrap().len(), 40);
+
+        // A second run changes nothing.
+        State::ensure(&root, &pki::PkiSpec::demo()).unwrap();
+        assert_eq!(files(&root), first);
+
+        // A reset removes it all; the next ensure makes a new environment.
+        State::reset(&root).unwrap();
+        assert!(!root.exists());
+        let again = State::ensure(&root, &pki::PkiSpec::demo()).unwrap();
+        assert_ne!(
+            fs::read(again.tenants_file()).unwrap(),
+            first.iter().find(|(p, _)| p.ends_with("tenants.yml")).unwrap().1
+        );
+    }
+
+    #[test]
+    fn a_foreign_directory_is_neither_used_nor_deleted() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("thesis.tex"), "years of work").unwrap();
+        assert!(matches!(State::ensure(tmp.path(), &pki::PkiSpec::demo()), Err(StateError::Foreign { .. })));
+        assert!(matches!(State::reset(tmp.path()), Err(StateError::Foreign { .. })));
+        assert!(tmp.path().join("thesis.tex").exists());
+        // Resetting what does not exist is fine.
+        State::reset(&tmp.path().join("nothing")).unwrap();
+    }
+
+    #[test]
+    fn default_root_follows_xdg() {
+        assert!(
+            State::default_root().ends_with("demo-security")
+                || State::default_root().ends_with(".demo-state")
+        );
+    }
+}

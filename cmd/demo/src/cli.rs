@@ -40,6 +40,8 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Stand the KMS up, seed it, check it and run its flows (embedded runtime).
+    Kms(RunArgs),
     /// Write the CA chain and the certificates of every demo service and client.
     Pki(PkiArgs),
     /// Run a service (what the container images run).
@@ -58,6 +60,41 @@ pub struct HealthcheckArgs {
     /// How long to wait for an answer.
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where the services run: docker if an engine answers, else embedded (in-process).
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Auto)]
+    pub runtime: RuntimeKind,
+    /// The state directory (certificates, secrets, data); default under the user's data dir.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Remove the previous environment (data, secrets, tenant ids, certificates) first.
+    #[arg(long)]
+    pub reset_demo: bool,
+    /// Stop at the first failed step.
+    #[arg(long, conflicts_with = "continue_on_error")]
+    pub fail_fast: bool,
+    /// Run every step that can still run (the default).
+    #[arg(long)]
+    pub continue_on_error: bool,
+    /// Retries for transient errors (connection refused, 503).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub retry_backoff: std::time::Duration,
+    /// How long a service may take to become ready.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub health_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    Auto,
+    Embedded,
+    Docker,
 }
 
 #[derive(Debug, Args)]

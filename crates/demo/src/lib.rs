@@ -9,9 +9,11 @@
 pub mod engine;
 pub mod error;
 pub mod healthcheck;
+pub mod kms_demo;
 pub mod output;
 pub mod pki_cmd;
 pub mod report;
+pub mod run_cmd;
 pub mod serve;
 pub mod state;
 

@@ -140,6 +140,11 @@ impl State {
         fs::remove_dir_all(root).map_err(io(root))
     }
 
+    /// A state directory at `root`, without checking or creating anything.
+    pub fn at(root: &Path) -> Self {
+        Self { root: root.to_owned() }
+    }
+
     /// The directory.
     pub fn root(&self) -> &Path {
         &self.root

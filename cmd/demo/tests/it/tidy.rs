@@ -10,7 +10,13 @@ fn root() -> PathBuf {
 fn readme_mentions_every_flag() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let mut help = String::new();
-    for command in [&["--help"][..], &["pki", "--help"], &["serve", "--help"], &["healthcheck", "--help"]] {
+    for command in [
+        &["--help"][..],
+        &["pki", "--help"],
+        &["serve", "--help"],
+        &["healthcheck", "--help"],
+        &["kms", "--help"],
+    ] {
         let out = crate::demo().args(command).assert().success();
         help.push_str(&String::from_utf8_lossy(&out.get_output().stdout));
     }

@@ -1,0 +1,179 @@
+//! `demo kms|identity|all`: picks the runtime, runs the plan, renders progress and the report,
+//! and returns the exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::{EngineOptions, Event, EventKind, Observer};
+use crate::report::Report;
+use crate::{OutputFormat, Style};
+
+/// `--runtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeArg {
+    /// Docker if an engine answers, else embedded.
+    Auto,
+    /// In-process on loopback.
+    Embedded,
+    /// Compose stacks through the Docker API.
+    Docker,
+}
+
+/// What `demo kms` was asked for.
+#[derive(Debug, Clone)]
+pub struct RunCmdOptions {
+    /// Which stack (`kms` only so far).
+    pub command: &'static str,
+    /// Runtime.
+    pub runtime: RuntimeArg,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Start from scratch.
+    pub reset: bool,
+    /// Engine settings.
+    pub engine: EngineOptions,
+    /// Health timeout.
+    pub health_timeout: Duration,
+    /// Output format.
+    pub format: OutputFormat,
+    /// Colours.
+    pub style: Style,
+    /// Fewer words.
+    pub quiet: bool,
+}
+
+/// Runs and returns the exit code.
+pub fn run_blocking(options: RunCmdOptions) -> u8 {
+    let reason = match options.runtime {
+        RuntimeArg::Embedded => "--runtime embedded".to_owned(),
+        RuntimeArg::Auto => "--runtime auto: the Docker runtime is not built yet, so embedded".to_owned(),
+        RuntimeArg::Docker => {
+            eprintln!(
+                "error: the Docker runtime is not available yet\n  hint: use --runtime embedded (or auto)"
+            );
+            return 2;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    let observer: Arc<dyn Observer> = match options.format {
+        OutputFormat::Human if !options.quiet => Arc::new(HumanProgress { style: options.style }),
+        OutputFormat::Structured => Arc::new(JsonLines),
+        _ => Arc::new(()),
+    };
+    let report = runtime.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = tx.send(true);
+            }
+        });
+        crate::kms_demo::run(
+            crate::kms_demo::KmsDemoOptions {
+                state_dir: options.state_dir.clone(),
+                reset: options.reset,
+                engine: options.engine,
+                health_timeout: options.health_timeout,
+                runtime_reason: reason,
+            },
+            observer,
+            rx,
+        )
+        .await
+    });
+    match options.format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+        OutputFormat::Structured => println!("{}", serde_json::json!({"event": "report", "report": report})),
+        OutputFormat::Human => print!("{}", render_summary(&report, options.style, options.quiet)),
+    }
+    report.exit_code
+}
+
+struct HumanProgress {
+    style: Style,
+}
+
+impl Observer for HumanProgress {
+    fn event(&self, e: &Event) {
+        let line = match e.kind {
+            EventKind::Retrying => {
+                let why = e.error.as_ref().map(|x| x.message.as_str()).unwrap_or("");
+                format!(
+                    "  {} {} (attempt {} failed: {why}; retrying)",
+                    self.style.dim("↻"),
+                    e.step,
+                    e.attempt
+                )
+            }
+            EventKind::Started => return,
+            EventKind::Passed => format!("  {} {}", self.style.good("✓"), e.step),
+            EventKind::Failed => {
+                let why = e.error.as_ref().map(|x| x.message.as_str()).unwrap_or("");
+                format!("  {} {}: {why}", self.style.strong("✗"), e.step)
+            }
+            EventKind::Skipped => {
+                let why = e.error.as_ref().map(|x| x.message.as_str()).unwrap_or("");
+                format!("  {} {} ({why})", self.style.dim("-"), e.step)
+            }
+        };
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+}
+
+struct JsonLines;
+
+impl Observer for JsonLines {
+    fn event(&self, e: &Event) {
+        println!("{}", serde_json::json!({"event": "step", "step": e}));
+    }
+}
+
+/// The end-of-run summary for a person.
+pub fn render_summary(report: &Report, style: Style, quiet: bool) -> String {
+    let count = |s: crate::engine::Status| report.steps.iter().filter(|x| x.status == s).count();
+    let (passed, failed, skipped) = (
+        count(crate::engine::Status::Passed),
+        count(crate::engine::Status::Failed),
+        count(crate::engine::Status::Skipped),
+    );
+    let mut out = String::new();
+    if !quiet || failed > 0 {
+        let verdict = match report.exit_code {
+            0 => style.good("all passed"),
+            1 => style.strong("partial"),
+            _ => style.strong("failed"),
+        };
+        out.push_str(&format!(
+            "demo {} ({} runtime): {verdict} — {passed} passed, {failed} failed, {skipped} skipped in {:.1}s\n",
+            report.command,
+            report.runtime.name,
+            report.duration_ms as f64 / 1000.0
+        ));
+    }
+    for e in &report.errors {
+        out.push_str(&format!("\n  × {}: {}\n", e.step.as_deref().unwrap_or("run"), e.message));
+        for cause in &e.causes {
+            out.push_str(&format!("    ╰─▶ {cause}\n"));
+        }
+        if let Some(hint) = &e.hint {
+            out.push_str(&format!("    help: {hint}\n"));
+        }
+    }
+    if !quiet {
+        out.push('\n');
+        for s in &report.services {
+            out.push_str(&format!("  {:<12} {} ({})\n", s.name, s.url, s.health));
+        }
+        out.push_str(&format!("  {:<12} {}\n", "CA bundle", report.artifacts.ca_bundle.display()));
+        out.push_str(&format!("  {:<12} {}\n", "credentials", report.artifacts.credentials_file.display()));
+        out.push_str(&format!("  {:<12} {}\n", "state", report.artifacts.state_dir.display()));
+    }
+    out
+}

@@ -1,7 +1,7 @@
 //! Starting Identity: configuration → shares → unseal → signing keys → seed → HTTPS. Used by
 //! `demo serve identity` and, in-process, by tests and the embedded runtime.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,14 +21,8 @@ pub enum StartError {
     #[error("invalid configuration")]
     Config(#[from] service_kit::ConfigError),
     /// An unseal share file is unusable.
-    #[error("cannot use the unseal share file {path}")]
-    ShareFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    #[error(transparent)]
+    ShareFile(#[from] service_kit::secret::ShareFileError),
     /// Unsealing failed.
     #[error("cannot unseal")]
     Unseal(#[from] barrier::BarrierError),
@@ -94,15 +88,7 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
     if options.demo && config.seed.is_none() {
         return Err(StartError::NoSeedConfig);
     }
-    let mut shares = Vec::new();
-    for path in &config.unseal.share_files {
-        let text = service_kit::secret::read_secret_file(path)
-            .map_err(|e| StartError::ShareFile { path: path.clone(), source: Box::new(e) })?;
-        let share = secrecy::ExposeSecret::expose_secret(&text)
-            .parse::<barrier::Share>()
-            .map_err(|e| StartError::ShareFile { path: path.clone(), source: Box::new(e) })?;
-        shares.push(share);
-    }
+    let shares = service_kit::secret::read_share_files(&config.unseal.share_files)?;
     // Shares first, then the seal read-only, and only then the database for writing: wrong
     // shares change nothing.
     let key = barrier::combine(&shares)?;

@@ -2,30 +2,18 @@
 //! `synchronous=FULL`), PostgreSQL later with the same portable SQL.
 
 use std::path::Path;
-use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 
 /// A storage operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The database could not be opened.
-    #[error("cannot open the database {path}")]
-    Open {
-        /// Where.
-        path: String,
-        /// Why.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// Migrations failed.
-    #[error("cannot migrate the database schema")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The database could not be opened, migrated or peeked at.
+    #[error(transparent)]
+    Sqlite(#[from] service_kit::sqlite::SqliteError),
     /// A query failed.
     #[error("database query failed")]
     Query(#[source] sqlx::Error),
@@ -163,42 +151,14 @@ pub struct SqliteStore {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl SqliteStore {
-    /// Reads the sealed root through a read-only connection, writing nothing (see the KMS for
-    /// why: wrong shares must leave the database as it was).
+    /// Reads the sealed root without writing anything (see the KMS for why).
     pub async fn peek_sealed_root(path: &Path) -> Result<Option<String>, StoreError> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
-        let options =
-            SqliteConnectOptions::from_str("sqlite://").map_err(open_err)?.filename(path).read_only(true);
-        let pool =
-            SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(open_err)?;
-        let sealed =
-            match sqlx::query("SELECT sealed_root FROM seal WHERE id = 1").fetch_optional(&pool).await {
-                Ok(row) => row.map(|r| r.try_get("sealed_root").map_err(StoreError::Query)).transpose()?,
-                Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => None,
-                Err(e) => return Err(StoreError::Query(e)),
-            };
-        pool.close().await;
-        Ok(sealed)
+        Ok(service_kit::sqlite::peek_sealed_root(path).await?)
     }
 
     /// Opens (creating if missing) and migrates the database at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(open_err)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let pool =
-            SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(open_err)?;
-        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
-        Ok(Self { pool })
+        Ok(Self { pool: service_kit::sqlite::open(path, &MIGRATOR).await? })
     }
 }
 
@@ -377,10 +337,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
-            tracing::warn!(error = %e, "WAL checkpoint on close failed");
-        }
-        self.pool.close().await;
+        service_kit::sqlite::close(&self.pool).await;
     }
 }
 

@@ -1,7 +1,7 @@
 //! Starting the KMS: configuration → shares → unseal → realms → HTTPS. Used by
 //! `demo serve kms` and by tests and the embedded runtime, which start it in-process.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use service_kit::{Readiness, RunningServer, ServerError};
@@ -19,14 +19,8 @@ pub enum StartError {
     #[error("invalid configuration")]
     Config(#[from] service_kit::ConfigError),
     /// An unseal share file is unusable.
-    #[error("cannot use the unseal share file {path}")]
-    ShareFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    #[error(transparent)]
+    ShareFile(#[from] service_kit::secret::ShareFileError),
     /// Unsealing or opening the store failed.
     #[error("cannot open the key store")]
     Kms(#[from] KmsError),
@@ -92,15 +86,7 @@ pub async fn start_with(config: &KmsConfig, options: StartOptions) -> Result<Run
         (true, None) => return Err(StartError::NoSeedConfig),
         (true, Some(seed)) => Some(crate::seed::Seed::load(&seed.file, &seed.tenants_file)?),
     };
-    let mut shares = Vec::new();
-    for path in &config.unseal.share_files {
-        let text = service_kit::secret::read_secret_file(path)
-            .map_err(|e| StartError::ShareFile { path: path.clone(), source: Box::new(e) })?;
-        let share = secrecy::ExposeSecret::expose_secret(&text)
-            .parse::<barrier::Share>()
-            .map_err(|e| StartError::ShareFile { path: path.clone(), source: Box::new(e) })?;
-        shares.push(share);
-    }
+    let shares = service_kit::secret::read_share_files(&config.unseal.share_files)?;
     // Realm files are checked before the database is touched, so a bad realms.yml leaves no
     // initialised database behind.
     for realm in &config.auth.realms {

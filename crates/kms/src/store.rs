@@ -5,13 +5,10 @@
 //! version without a `TenantId`.
 
 use std::path::Path;
-use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 
 use crate::crypto::Algorithm;
 use crate::model::{Pool, PoolName, StoredUser, StoredVersion, Tenant, TenantId};
@@ -23,18 +20,9 @@ pub enum StoreError {
     /// The row exists already.
     #[error("{0} already exists")]
     Conflict(String),
-    /// The database could not be opened or migrated.
-    #[error("cannot open the database {path}")]
-    Open {
-        /// Where.
-        path: String,
-        /// Why.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// Migrations failed.
-    #[error("cannot migrate the database schema")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The database could not be opened, migrated or peeked at.
+    #[error(transparent)]
+    Sqlite(#[from] service_kit::sqlite::SqliteError),
     /// A query failed.
     #[error("database query failed")]
     Query(#[source] sqlx::Error),
@@ -117,44 +105,15 @@ pub struct SqliteStore {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl SqliteStore {
-    /// Reads the sealed root key through a read-only connection, without migrating or writing
-    /// anything: a start with the wrong shares must leave the database as it was. `None` when
-    /// the database or its seal does not exist yet.
+    /// Reads the sealed root key without migrating or writing anything (see
+    /// `service_kit::sqlite::peek_sealed_root`).
     pub async fn peek_sealed_root(path: &Path) -> Result<Option<String>, StoreError> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
-        let options =
-            SqliteConnectOptions::from_str("sqlite://").map_err(open_err)?.filename(path).read_only(true);
-        let pool =
-            SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(open_err)?;
-        let sealed =
-            match sqlx::query("SELECT sealed_root FROM seal WHERE id = 1").fetch_optional(&pool).await {
-                Ok(row) => row.map(|r| r.try_get("sealed_root").map_err(StoreError::Query)).transpose()?,
-                // No seal table: a database that was never initialised.
-                Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => None,
-                Err(e) => return Err(StoreError::Query(e)),
-            };
-        pool.close().await;
-        Ok(sealed)
+        Ok(service_kit::sqlite::peek_sealed_root(path).await?)
     }
 
     /// Opens (creating if missing) and migrates the database at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(open_err)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let pool =
-            SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(open_err)?;
-        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
-        Ok(Self { pool })
+        Ok(Self { pool: service_kit::sqlite::open(path, &MIGRATOR).await? })
     }
 }
 
@@ -199,25 +158,16 @@ fn version_from(row: &sqlx::sqlite::SqliteRow) -> Result<StoredVersion, StoreErr
 #[async_trait]
 impl Store for SqliteStore {
     async fn sealed_root(&self) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT sealed_root FROM seal WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_err)?;
-        row.map(|r| r.try_get("sealed_root").map_err(StoreError::Query)).transpose()
+        service_kit::sqlite::sealed_root(&self.pool).await.map_err(query_err)
     }
 
     async fn put_sealed_root(&self, barrier: &str, sealed: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO seal (id, barrier, sealed_root, created_at) VALUES (1, $1, $2, $3)")
-            .bind(barrier)
-            .bind(sealed)
-            .bind(now())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| match query_err(e) {
+        service_kit::sqlite::put_sealed_root(&self.pool, barrier, sealed, &now()).await.map_err(|e| {
+            match query_err(e) {
                 StoreError::Conflict(_) => StoreError::Conflict("the seal".to_owned()),
                 other => other,
-            })?;
-        Ok(())
+            }
+        })
     }
 
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
@@ -405,12 +355,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        // sqlx's close returns before SQLite's own checkpoint-on-close has run on the worker
-        // thread; checkpoint explicitly so the database file is complete when close returns.
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
-            tracing::warn!(error = %e, "WAL checkpoint on close failed");
-        }
-        self.pool.close().await;
+        service_kit::sqlite::close(&self.pool).await;
     }
 }
 

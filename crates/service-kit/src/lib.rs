@@ -21,6 +21,7 @@ pub mod problem;
 pub mod request_id;
 pub mod secret;
 pub mod server;
+pub mod sqlite;
 pub mod telemetry;
 
 pub use config::{ConfigError, Validate, Validator};

@@ -92,3 +92,28 @@ mod tests {
         assert!(read_secret_bytes(tmp.path()).is_ok(), "a newline is a byte");
     }
 }
+
+/// An unseal share file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use the unseal share file {path}")]
+pub struct ShareFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Reads and parses unseal share files (Docker secrets), in order.
+pub fn read_share_files(paths: &[PathBuf]) -> Result<Vec<barrier::Share>, ShareFileError> {
+    paths
+        .iter()
+        .map(|path| {
+            let text = read_secret_file(path)
+                .map_err(|e| ShareFileError { path: path.clone(), source: Box::new(e) })?;
+            text.expose_secret()
+                .parse::<barrier::Share>()
+                .map_err(|e| ShareFileError { path: path.clone(), source: Box::new(e) })
+        })
+        .collect()
+}

@@ -33,6 +33,8 @@ pub struct AppState {
     pub keys: Arc<SigningKeys>,
     /// Verified client secrets.
     pub clients: Arc<CredentialCache<StoredClient>>,
+    /// Failure limit and PBKDF2 slots for client authentication.
+    pub throttle: Arc<service_kit::throttle::LoginThrottle>,
     /// Access token lifetime, seconds.
     pub access_ttl: i64,
 }
@@ -187,7 +189,35 @@ async fn authenticate_client(
     if let Some(client) = s.clients.get(&id, &secret) {
         return Ok(client);
     }
-    let client = s.store.client(&id).await.map_err(|e| {
+    let attempt = s.throttle.begin(&id).map_err(|r| throttled(r, used_basic))?;
+    let result = verify_client(s, &id, &secret, used_basic).await;
+    s.throttle.finish(attempt, result.is_ok());
+    result
+}
+
+fn throttled(r: service_kit::throttle::Refused, basic: bool) -> OAuthError {
+    match r {
+        // Locked out: answer like a bad secret (the lockout says nothing about the client).
+        service_kit::throttle::Refused::Locked { .. } => OAuthError::invalid_client(basic),
+        service_kit::throttle::Refused::Busy => OAuthError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "too many client authentications at once; retry shortly",
+        ),
+    }
+}
+
+async fn verify_client(
+    s: &AppState,
+    id: &str,
+    secret: &SecretString,
+    used_basic: bool,
+) -> Result<StoredClient, OAuthError> {
+    let _slot = s.throttle.slot().await.map_err(|r| throttled(r, used_basic))?;
+    if let Some(client) = s.clients.get(id, secret) {
+        return Ok(client);
+    }
+    let client = s.store.client(id).await.map_err(|e| {
         tracing::error!(error = %e, "client lookup failed");
         OAuthError::server_error()
     })?;
@@ -208,7 +238,7 @@ async fn authenticate_client(
     .unwrap_or(false);
     match client {
         Some(client) if ok && client.confidential => {
-            s.clients.insert(&id, &secret, client.clone());
+            s.clients.insert(id, secret, client.clone());
             Ok(client)
         }
         _ => Err(OAuthError::invalid_client(used_basic)),

@@ -118,6 +118,11 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
         store: store.clone(),
         keys: keys.clone(),
         clients,
+        throttle: Arc::new(service_kit::throttle::LoginThrottle::new(
+            5,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        )),
         access_ttl: i64::try_from(config.tokens.access_ttl.as_secs()).unwrap_or(300),
     };
     let readiness = Readiness::new();

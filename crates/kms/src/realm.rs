@@ -7,8 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -267,11 +266,11 @@ pub enum Denied {
 /// Longest a login waits for a free PBKDF2 slot before it is answered 503.
 const VERIFY_WAIT: Duration = Duration::from_secs(10);
 
-/// Failed and in-flight attempts of one user in the current window.
-struct Attempts {
-    failures: u32,
-    in_flight: u32,
-    since: Instant,
+fn refused(r: service_kit::throttle::Refused) -> Denied {
+    match r {
+        service_kit::throttle::Refused::Locked { retry_after } => Denied::Locked { retry_after },
+        service_kit::throttle::Refused::Busy => Denied::Unavailable,
+    }
 }
 
 /// Settings of the authenticator.
@@ -303,8 +302,7 @@ pub struct Authenticator {
     realms: std::sync::RwLock<std::sync::Arc<Vec<Realm>>>,
     settings: AuthSettings,
     cache: service_kit::credcache::CredentialCache<Principal>,
-    failures: Mutex<HashMap<String, Attempts>>,
-    verifiers: tokio::sync::Semaphore,
+    throttle: service_kit::throttle::LoginThrottle,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -325,9 +323,10 @@ impl Authenticator {
             realms: std::sync::RwLock::new(std::sync::Arc::new(realms)),
             settings,
             cache,
-            failures: Mutex::new(HashMap::new()),
-            verifiers: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            throttle: service_kit::throttle::LoginThrottle::new(
+                settings.max_failures,
+                settings.failure_window,
+                VERIFY_WAIT,
             ),
         })
     }
@@ -349,18 +348,14 @@ impl Authenticator {
         if let Some(principal) = self.cache.get(username, password) {
             return Ok(principal);
         }
-        let now = Instant::now();
-        self.begin_attempt(username, now)?;
+        let attempt = self.throttle.begin(username).map_err(refused)?;
         let result = self.verify_uncached(username, password).await;
-        self.end_attempt(username, result.is_ok(), now);
+        self.throttle.finish(attempt, result.is_ok());
         result
     }
 
     async fn verify_uncached(&self, username: &str, password: &SecretString) -> Result<Principal, Denied> {
-        let _permit = tokio::time::timeout(VERIFY_WAIT, self.verifiers.acquire())
-            .await
-            .map_err(|_| Denied::Unavailable)?
-            .map_err(|_| Denied::Unavailable)?;
+        let _permit = self.throttle.slot().await.map_err(refused)?;
         // While this request waited, another may have verified the same credentials.
         if let Some(principal) = self.cache.get(username, password) {
             return Ok(principal);
@@ -385,45 +380,6 @@ impl Authenticator {
         let attempt = password.clone();
         let _ = tokio::task::spawn_blocking(move || password::dummy_verify(&attempt)).await;
         Err(Denied::BadCredentials)
-    }
-
-    /// Counts an attempt before it is verified; refuses when failures plus attempts in flight
-    /// reach the limit within the window.
-    fn begin_attempt(&self, username: &str, now: Instant) -> Result<(), Denied> {
-        let mut table = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let window = self.settings.failure_window;
-        // Bound the table against floods of invented user names.
-        if table.len() > 10_000 {
-            table.retain(|_, a| a.in_flight > 0 || now.duration_since(a.since) < window);
-        }
-        let entry =
-            table.entry(username.to_owned()).or_insert(Attempts { failures: 0, in_flight: 0, since: now });
-        if now.duration_since(entry.since) >= window {
-            entry.failures = 0;
-            entry.since = now;
-        }
-        if entry.failures + entry.in_flight >= self.settings.max_failures {
-            let retry_after = (window.saturating_sub(now.duration_since(entry.since))).as_secs().max(1);
-            return Err(Denied::Locked { retry_after });
-        }
-        entry.in_flight += 1;
-        Ok(())
-    }
-
-    fn end_attempt(&self, username: &str, succeeded: bool, now: Instant) {
-        let mut table = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = table.get_mut(username) {
-            entry.in_flight = entry.in_flight.saturating_sub(1);
-            if succeeded {
-                entry.failures = 0;
-            } else {
-                if now.duration_since(entry.since) >= self.settings.failure_window {
-                    entry.failures = 0;
-                    entry.since = now;
-                }
-                entry.failures += 1;
-            }
-        }
     }
 }
 

@@ -23,6 +23,7 @@ pub mod secret;
 pub mod server;
 pub mod sqlite;
 pub mod telemetry;
+pub mod throttle;
 
 pub use config::{ConfigError, Validate, Validator};
 pub use health::{Dependency, Readiness};

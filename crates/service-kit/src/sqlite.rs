@@ -49,21 +49,19 @@ pub async fn open(path: &Path, migrator: &sqlx::migrate::Migrator) -> Result<Sql
     Ok(pool)
 }
 
-/// Reads the sealed root key through a read-only, immutable connection, without migrating or
-/// writing: a start with the wrong shares must leave the database as it was. `None` when the
-/// database or its seal does not exist yet.
+/// Reads the sealed root key through a read-only connection, without migrating or writing: a
+/// start with the wrong shares must leave the database as it was. `None` when the database or
+/// its seal does not exist yet.
 pub async fn peek_sealed_root(path: &Path) -> Result<Option<String>, SqliteError> {
     if !path.exists() {
         return Ok(None);
     }
     let open_err = |source| SqliteError::Open { path: path.display().to_string(), source };
-    // The content cannot change through this connection (SQLite may still create its
-    // -wal/-shm side files).
-    let options = SqliteConnectOptions::from_str("sqlite://")
-        .map_err(open_err)?
-        .filename(path)
-        .read_only(true)
-        .immutable(true);
+    // The content cannot change through this connection (SQLite may still create its -wal and
+    // -shm side files). Not `immutable`: that turns off locking and WAL reading, and a read
+    // racing another connection's checkpoint then sees a malformed file.
+    let options =
+        SqliteConnectOptions::from_str("sqlite://").map_err(open_err)?.filename(path).read_only(true);
     let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(open_err)?;
     let sealed = match sqlx::query("SELECT sealed_root FROM seal WHERE id = 1").fetch_optional(&pool).await {
         Ok(row) => row.map(|r| r.try_get("sealed_root").map_err(SqliteError::Query)).transpose()?,

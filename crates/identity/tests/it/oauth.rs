@@ -242,3 +242,32 @@ async fn rotation_publishes_next_first_and_keeps_the_old_key() {
     assert_eq!(env.post("/introspect", other, &[("token", &before)]).await.1["active"], true);
     env.identity.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn parallel_wrong_secrets_are_limited_and_the_cached_client_keeps_working() {
+    let env = start().await;
+    let _ = env.token(None).await; // kms-service's secret is now cached
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let (client, url) = (env.client.clone(), env.url("/token"));
+        tasks.spawn(async move {
+            client
+                .post(url)
+                .basic_auth("kms-service", Some(format!("guess-{i}")))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), 401);
+    }
+    // The limit is reached, but the client holding the real secret is answered from the cache.
+    let (status, _) =
+        env.post("/token", Some(("kms-service", KMS_SECRET)), &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 200);
+    env.identity.shutdown().await.unwrap();
+}

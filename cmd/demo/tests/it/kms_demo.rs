@@ -74,3 +74,33 @@ fn the_docker_runtime_is_refused_plainly_until_it_exists() {
     let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
     assert!(stderr.contains("--runtime embedded"), "{stderr}");
 }
+
+#[test]
+fn human_output_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let out = crate::demo()
+        .args(["kms", "--runtime", "embedded", "--no-color", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // Progress goes to stderr (minus the services' own log lines), the summary to stdout.
+    let progress: String = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let text = format!("--- stderr\n{progress}--- stdout\n{}", String::from_utf8_lossy(&out.stdout));
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(&tmp.path().display().to_string()), "[TMP]");
+    settings.add_filter(r"kms.demo.local:\d+", "kms.demo.local:[PORT]");
+    settings.add_filter(r"in \d+\.\ds", "in [TIME]");
+    settings.bind(|| insta::assert_snapshot!("kms_human", text));
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") })
+        .collect()
+}

@@ -23,9 +23,9 @@ pub enum StartError {
     /// An unseal share file is unusable.
     #[error(transparent)]
     ShareFile(#[from] service_kit::secret::ShareFileError),
-    /// Unsealing failed.
-    #[error("cannot unseal")]
-    Unseal(#[from] barrier::BarrierError),
+    /// Unsealing failed, or the database holds keys but no seal.
+    #[error("cannot open the sealed database")]
+    Sealed(#[from] service_kit::sqlite::SealedOpenError),
     /// Storage failed.
     #[error("cannot open the store")]
     Store(#[from] StoreError),
@@ -89,22 +89,8 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
         return Err(StartError::NoSeedConfig);
     }
     let shares = service_kit::secret::read_share_files(&config.unseal.share_files)?;
-    // Shares first, then the seal read-only, and only then the database for writing: wrong
-    // shares change nothing.
-    let key = barrier::combine(&shares)?;
-    let db = &config.storage.sqlite.path;
-    if let Some(json) = SqliteStore::peek_sealed_root(db).await? {
-        barrier::open_or_create(&key, Some(&json))?;
-    }
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db).await?);
-    let existing = store.sealed_root().await?;
-    if existing.is_none() && store.holds_data().await? {
-        return Err(StartError::SealMissing);
-    }
-    let (root, created) = barrier::open_or_create(&key, existing.as_deref())?;
-    if let Some(json) = created {
-        store.put_sealed_root(&key.barrier().to_string(), &json).await?;
-    }
+    let (store, root) = SqliteStore::open_sealed(&config.storage.sqlite.path, &shares).await?;
+    let store: Arc<dyn Store> = Arc::new(store);
     let keys = Arc::new(SigningKeys::load_or_init(store.clone(), Arc::new(root)).await?);
     if let (true, Some(seed)) = (options.demo, &config.seed) {
         let added =

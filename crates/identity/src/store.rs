@@ -111,10 +111,6 @@ impl std::fmt::Debug for StoredClient {
 /// Identity's persistent state.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// The sealed root key, if initialised.
-    async fn sealed_root(&self) -> Result<Option<String>, StoreError>;
-    /// Stores the sealed root key once.
-    async fn put_sealed_root(&self, barrier: &str, sealed: &str) -> Result<(), StoreError>;
     /// Every signing key.
     async fn keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     /// Adds a key.
@@ -136,8 +132,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
     /// Whether a token id was revoked.
     async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
-    /// Whether any signing key or client exists (a store without a seal must hold nothing).
-    async fn holds_data(&self) -> Result<bool, StoreError>;
     /// Closes connections after a WAL checkpoint.
     async fn close(&self);
 }
@@ -151,14 +145,15 @@ pub struct SqliteStore {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl SqliteStore {
-    /// Reads the sealed root without writing anything (see the KMS for why).
-    pub async fn peek_sealed_root(path: &Path) -> Result<Option<String>, StoreError> {
-        Ok(service_kit::sqlite::peek_sealed_root(path).await?)
-    }
-
-    /// Opens (creating if missing) and migrates the database at `path`.
-    pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { pool: service_kit::sqlite::open(path, &MIGRATOR).await? })
+    /// Opens the database at `path` sealed by `shares`, returning the store and the unsealed
+    /// root key (`service_kit::sqlite::open_sealed`: wrong shares write nothing).
+    pub async fn open_sealed(
+        path: &Path,
+        shares: &[barrier::Share],
+    ) -> Result<(Self, barrier::RootKey), service_kit::sqlite::SealedOpenError> {
+        let tables = ["signing_keys", "clients"];
+        let (pool, root) = service_kit::sqlite::open_sealed(path, &MIGRATOR, shares, &tables).await?;
+        Ok((Self { pool }, root))
     }
 }
 
@@ -168,25 +163,6 @@ fn list(s: &str) -> Vec<String> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn sealed_root(&self) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT sealed_root FROM seal WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(q)?;
-        row.map(|r| r.try_get("sealed_root").map_err(StoreError::Query)).transpose()
-    }
-
-    async fn put_sealed_root(&self, barrier: &str, sealed: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO seal (id, barrier, sealed_root, created_at) VALUES (1, $1, $2, $3)")
-            .bind(barrier)
-            .bind(sealed)
-            .bind(now().to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(q)?;
-        Ok(())
-    }
-
     async fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT kid, state, private_key, public_jwk, created_at, retire_after FROM signing_keys ORDER BY created_at",
@@ -323,17 +299,6 @@ impl Store for SqliteStore {
             .await
             .map_err(q)?;
         Ok(row.is_some())
-    }
-
-    async fn holds_data(&self) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "SELECT (EXISTS (SELECT 1 FROM signing_keys) OR EXISTS (SELECT 1 FROM clients)) AS data",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(q)?;
-        let data: i64 = row.try_get("data").map_err(StoreError::Query)?;
-        Ok(data != 0)
     }
 
     async fn close(&self) {

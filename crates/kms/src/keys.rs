@@ -146,31 +146,18 @@ impl PoolMeta {
 }
 
 impl Kms {
-    /// Opens the KMS on the SQLite database at `db`, in an order that writes nothing unless
-    /// the shares are right: combine the shares (too few, duplicated, altered ones are refused
-    /// here), open an existing seal through a read-only connection, and only then open the
-    /// database for writing, migrate it, and (on first start) create the root key.
+    /// Opens the KMS on the SQLite database at `db`, unsealed by `shares`. With too few,
+    /// duplicated, damaged or foreign shares — or a database holding keys but no seal — it
+    /// refuses and writes nothing (`service_kit::sqlite::open_sealed`).
     pub async fn open_sqlite(db: &Path, shares: &[Share]) -> Result<Self, KmsError> {
-        let key = barrier::combine(shares).map_err(KmsError::Unseal)?;
-        if let Some(json) = SqliteStore::peek_sealed_root(db).await? {
-            barrier::open_or_create(&key, Some(&json)).map_err(KmsError::Unseal)?;
-        }
-        let store = Arc::new(SqliteStore::open(db).await?);
-        Self::unseal(store, &key).await
-    }
-
-    /// Opens the sealed root key in `store` with `key`, creating it on first start.
-    pub async fn unseal(store: Arc<dyn Store>, key: &barrier::UnsealKey) -> Result<Self, KmsError> {
-        let existing = store.sealed_root().await?;
-        if existing.is_none() && store.holds_data().await? {
-            return Err(KmsError::SealMissing);
-        }
-        let (root, created) = barrier::open_or_create(key, existing.as_deref()).map_err(KmsError::Unseal)?;
-        if let Some(json) = created {
-            store.put_sealed_root(&key.barrier().to_string(), &json).await?;
-            tracing::info!(barrier = %key.barrier(), "key store initialised with a new root key");
-        }
-        Ok(Self { store, root: Arc::new(root), cache: Arc::default() })
+        use service_kit::sqlite::SealedOpenError;
+        let (store, root) = SqliteStore::open_sealed(db, shares).await.map_err(|e| match e {
+            SealedOpenError::Unseal(b) => KmsError::Unseal(b),
+            SealedOpenError::SealMissing => KmsError::SealMissing,
+            SealedOpenError::Sqlite(s) => KmsError::Store(StoreError::Sqlite(s)),
+            other => KmsError::Corrupt(other.to_string()),
+        })?;
+        Ok(Self { store: Arc::new(store), root: Arc::new(root), cache: Arc::default() })
     }
 
     /// The store (for seeding and tests).

@@ -43,11 +43,6 @@ fn query_err(e: sqlx::Error) -> StoreError {
 /// The KMS's persistent state.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// The sealed root key, if the store was ever initialised.
-    async fn sealed_root(&self) -> Result<Option<String>, StoreError>;
-    /// Stores the sealed root key; fails with `Conflict` if one exists.
-    async fn put_sealed_root(&self, barrier: &str, sealed: &str) -> Result<(), StoreError>;
-
     /// Creates a tenant.
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
     /// A tenant by id.
@@ -89,8 +84,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn user(&self, username: &str) -> Result<Option<StoredUser>, StoreError>;
     /// Creates a user of the database realm; `Conflict` if the name is taken.
     async fn create_user(&self, user: &StoredUser) -> Result<(), StoreError>;
-    /// Whether any tenant or key exists (a store without a seal must hold nothing).
-    async fn holds_data(&self) -> Result<bool, StoreError>;
     /// Closes connections, flushing what the backend buffers (SQLite checkpoints its WAL).
     async fn close(&self);
 }
@@ -105,15 +98,16 @@ pub struct SqliteStore {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl SqliteStore {
-    /// Reads the sealed root key without migrating or writing anything (see
-    /// `service_kit::sqlite::peek_sealed_root`).
-    pub async fn peek_sealed_root(path: &Path) -> Result<Option<String>, StoreError> {
-        Ok(service_kit::sqlite::peek_sealed_root(path).await?)
-    }
-
-    /// Opens (creating if missing) and migrates the database at `path`.
-    pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { pool: service_kit::sqlite::open(path, &MIGRATOR).await? })
+    /// Opens the database at `path` sealed by `shares`, returning the store and the unsealed
+    /// root key (see `service_kit::sqlite::open_sealed` for the order that keeps wrong shares
+    /// from writing anything).
+    pub async fn open_sealed(
+        path: &Path,
+        shares: &[barrier::Share],
+    ) -> Result<(Self, barrier::RootKey), service_kit::sqlite::SealedOpenError> {
+        let tables = ["tenants", "key_versions", "users"];
+        let (pool, root) = service_kit::sqlite::open_sealed(path, &MIGRATOR, shares, &tables).await?;
+        Ok((Self { pool }, root))
     }
 }
 
@@ -157,19 +151,6 @@ fn version_from(row: &sqlx::sqlite::SqliteRow) -> Result<StoredVersion, StoreErr
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn sealed_root(&self) -> Result<Option<String>, StoreError> {
-        service_kit::sqlite::sealed_root(&self.pool).await.map_err(query_err)
-    }
-
-    async fn put_sealed_root(&self, barrier: &str, sealed: &str) -> Result<(), StoreError> {
-        service_kit::sqlite::put_sealed_root(&self.pool, barrier, sealed, &now()).await.map_err(|e| {
-            match query_err(e) {
-                StoreError::Conflict(_) => StoreError::Conflict("the seal".to_owned()),
-                other => other,
-            }
-        })
-    }
-
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(tenant.id.to_string())
@@ -340,18 +321,6 @@ impl Store for SqliteStore {
             other => other,
         })?;
         Ok(())
-    }
-
-    async fn holds_data(&self) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "SELECT (EXISTS (SELECT 1 FROM tenants) OR EXISTS (SELECT 1 FROM key_versions) \
-             OR EXISTS (SELECT 1 FROM users)) AS data",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(query_err)?;
-        let data: i64 = row.try_get("data").map_err(StoreError::Query)?;
-        Ok(data != 0)
     }
 
     async fn close(&self) {

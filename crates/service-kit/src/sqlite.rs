@@ -1,6 +1,6 @@
 //! SQLite plumbing both services share: opening with durable settings and embedded migrations,
-//! the `seal` table every schema has, reading the seal through a read-only connection, and a
-//! close that leaves a complete database file.
+//! opening a database sealed by the `barrier` (the `seal` table every schema has) in an order
+//! that writes nothing with wrong shares, and a close that leaves a complete database file.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -52,7 +52,7 @@ pub async fn open(path: &Path, migrator: &sqlx::migrate::Migrator) -> Result<Sql
 /// Reads the sealed root key through a read-only connection, without migrating or writing: a
 /// start with the wrong shares must leave the database as it was. `None` when the database or
 /// its seal does not exist yet.
-pub async fn peek_sealed_root(path: &Path) -> Result<Option<String>, SqliteError> {
+async fn peek_sealed_root(path: &Path) -> Result<Option<String>, SqliteError> {
     if !path.exists() {
         return Ok(None);
     }
@@ -73,26 +73,74 @@ pub async fn peek_sealed_root(path: &Path) -> Result<Option<String>, SqliteError
     Ok(sealed)
 }
 
-/// The sealed root key of an open database.
-pub async fn sealed_root(pool: &SqlitePool) -> Result<Option<String>, sqlx::Error> {
-    let row = sqlx::query("SELECT sealed_root FROM seal WHERE id = 1").fetch_optional(pool).await?;
-    row.map(|r| r.try_get("sealed_root")).transpose()
+/// Opening a sealed database failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealedOpenError {
+    /// The shares are wrong, too few, or do not open the stored seal.
+    #[error("cannot unseal")]
+    Unseal(#[source] barrier::BarrierError),
+    /// The database holds data but no seal: never re-seal it with whatever shares were given.
+    #[error(
+        "the database holds data but no seal: it is damaged or was altered; restore it from a backup or reset the demo"
+    )]
+    SealMissing,
+    /// Opening, migrating or reading failed.
+    #[error(transparent)]
+    Sqlite(#[from] SqliteError),
 }
 
-/// Stores the sealed root key; fails (unique violation) if one exists.
-pub async fn put_sealed_root(
-    pool: &SqlitePool,
-    barrier: &str,
-    sealed: &str,
-    now: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO seal (id, barrier, sealed_root, created_at) VALUES (1, $1, $2, $3)")
-        .bind(barrier)
-        .bind(sealed)
-        .bind(now)
-        .execute(pool)
-        .await?;
-    Ok(())
+/// Opens a sealed database in the one order that writes nothing unless the shares are right:
+///
+/// 1. combine the shares (too few, duplicated, altered or mixed shares are refused here);
+/// 2. open an existing seal through a read-only connection;
+/// 3. only then open the database for writing and migrate it;
+/// 4. refuse a database whose `data_tables` hold rows but which has no seal;
+/// 5. open the seal, or on first start create the root key and store its seal.
+pub async fn open_sealed(
+    path: &Path,
+    migrator: &sqlx::migrate::Migrator,
+    shares: &[barrier::Share],
+    data_tables: &[&str],
+) -> Result<(SqlitePool, barrier::RootKey), SealedOpenError> {
+    let key = barrier::combine(shares).map_err(SealedOpenError::Unseal)?;
+    if let Some(json) = peek_sealed_root(path).await? {
+        barrier::open_or_create(&key, Some(&json)).map_err(SealedOpenError::Unseal)?;
+    }
+    let pool = open(path, migrator).await?;
+    let existing = sqlx::query("SELECT sealed_root FROM seal WHERE id = 1")
+        .fetch_optional(&pool)
+        .await
+        .map_err(SqliteError::Query)?
+        .map(|r| r.try_get::<String, _>("sealed_root"))
+        .transpose()
+        .map_err(SqliteError::Query)?;
+    if existing.is_none() {
+        for table in data_tables {
+            // Table names are the caller's constants, never input.
+            let row = sqlx::query(&format!("SELECT EXISTS (SELECT 1 FROM {table}) AS data"))
+                .fetch_one(&pool)
+                .await
+                .map_err(SqliteError::Query)?;
+            if row.try_get::<i64, _>("data").map_err(SqliteError::Query)? != 0 {
+                return Err(SealedOpenError::SealMissing);
+            }
+        }
+    }
+    let (root, created) =
+        barrier::open_or_create(&key, existing.as_deref()).map_err(SealedOpenError::Unseal)?;
+    if let Some(json) = created {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+        sqlx::query("INSERT INTO seal (id, barrier, sealed_root, created_at) VALUES (1, $1, $2, $3)")
+            .bind(key.barrier().to_string())
+            .bind(json)
+            .bind(now)
+            .execute(&pool)
+            .await
+            .map_err(SqliteError::Query)?;
+        tracing::info!(barrier = %key.barrier(), path = %path.display(), "new root key sealed");
+    }
+    Ok((pool, root))
 }
 
 /// Checkpoints the WAL, then closes. sqlx's close returns before SQLite's own

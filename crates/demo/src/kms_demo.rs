@@ -60,12 +60,6 @@ impl Ctx {
     }
 }
 
-fn free_port() -> Result<SocketAddr, StepError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| StepError::from_error("no free loopback port", &e))
-}
-
 /// Runs `demo kms` on the embedded runtime and returns the report.
 pub async fn run(
     options: KmsDemoOptions,
@@ -355,7 +349,7 @@ fn write_config(state: &State) -> std::io::Result<kms::config::KmsConfig> {
     use kms::config::{
         AuthConfig, KmsConfig, RealmConfig, SeedConfig, SqliteConfig, StorageConfig, UnsealConfig,
     };
-    use service_kit::server::{ClientAuthMode, HttpConfig, Limits, TlsSettings};
+    use service_kit::server::HttpConfig;
     let config_dir = state.root().join("config");
     std::fs::create_dir_all(&config_dir)?;
     let seed = config_dir.join("kms-demo-seed.yml");
@@ -375,21 +369,9 @@ fn write_config(state: &State) -> std::io::Result<kms::config::KmsConfig> {
             state.pki_dir().join("ca-bundle.pem").display()
         ),
     )?;
-    let pki = pki::PkiDir::new(state.pki_dir());
-    let leaf = pki.leaf("kms");
-    let ports = |e: StepError| std::io::Error::other(e.message);
     Ok(KmsConfig {
-        server: HttpConfig {
-            listen: free_port().map_err(ports)?,
-            admin_listen: free_port().map_err(ports)?,
-            tls: TlsSettings {
-                cert_file: leaf.fullchain,
-                key_file: leaf.key,
-                ca_file: pki.ca_bundle(),
-                client_auth: ClientAuthMode::None,
-            },
-            limits: Limits::default(),
-        },
+        // Free loopback ports: the running server reports what it bound.
+        server: HttpConfig::loopback(&pki::PkiDir::new(state.pki_dir()), "kms"),
         storage: StorageConfig { sqlite: SqliteConfig { path: state.data_dir().join("kms.db") } },
         unseal: UnsealConfig { share_files: state.unseal_shares("kms").into_iter().take(3).collect() },
         auth: AuthConfig {

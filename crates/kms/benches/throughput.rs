@@ -22,7 +22,7 @@ use base64::Engine as _;
 use kms::TenantId;
 use kms::config::{AuthConfig, KmsConfig, RealmConfig, SqliteConfig, StorageConfig, UnsealConfig};
 use secrecy::ExposeSecret;
-use service_kit::server::{ClientAuthMode, HttpConfig, Limits, TlsSettings};
+use service_kit::server::HttpConfig;
 
 const TENANT: &str = "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10";
 
@@ -56,18 +56,7 @@ async fn run() {
         format!("users:\n  - {{username: svc, password_hash: \"{}\", tenant: {TENANT}, roles: [service, key-manager]}}\n", hash.as_str()),
     )
     .unwrap();
-    let leaf = pki.dir.leaf("kms");
-    let server = HttpConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        tls: TlsSettings {
-            cert_file: leaf.fullchain,
-            key_file: leaf.key,
-            ca_file: pki.dir.ca_bundle(),
-            client_auth: ClientAuthMode::None,
-        },
-        limits: Limits::default(),
-    };
+    let server = HttpConfig::loopback(&pki.dir, "kms");
     let config = KmsConfig {
         server: server.clone(),
         storage: StorageConfig { sqlite: SqliteConfig { path: dir.path().join("kms.db") } },

@@ -98,6 +98,27 @@ impl Default for Limits {
     }
 }
 
+impl HttpConfig {
+    /// Both listeners on free loopback ports (`127.0.0.1:0`; the bound addresses are on
+    /// [`RunningServer`]), TLS from the `leaf` of a materialised PKI, no client certificates,
+    /// default limits: what the embedded runtime and tests start services with.
+    pub fn loopback(pki: &pki::PkiDir, leaf: &str) -> Self {
+        let paths = pki.leaf(leaf);
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            listen: any_port,
+            admin_listen: any_port,
+            tls: TlsSettings {
+                cert_file: paths.fullchain,
+                key_file: paths.key,
+                ca_file: pki.ca_bundle(),
+                client_auth: ClientAuthMode::None,
+            },
+            limits: Limits::default(),
+        }
+    }
+}
+
 impl Validate for HttpConfig {
     fn validate(&self, v: &mut Validator) {
         v.check(

@@ -3,22 +3,11 @@
 use std::time::Duration;
 
 use service_kit::Readiness;
-use service_kit::server::{ClientAuthMode, HttpConfig, Limits, TlsSettings};
+use service_kit::server::HttpConfig;
 
 async fn server(dir: &std::path::Path) -> (pki::PkiDir, service_kit::RunningServer, service_kit::Dependency) {
     let pki = pki::ensure(&dir.join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
-    let leaf = pki.dir.leaf("kms");
-    let config = HttpConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        tls: TlsSettings {
-            cert_file: leaf.fullchain,
-            key_file: leaf.key,
-            ca_file: pki.dir.ca_bundle(),
-            client_auth: ClientAuthMode::None,
-        },
-        limits: Limits::default(),
-    };
+    let config = HttpConfig::loopback(&pki.dir, "kms");
     let readiness = Readiness::new();
     let db = readiness.dependency("database");
     let running = service_kit::server::start(&config, axum::Router::new(), readiness).await.unwrap();

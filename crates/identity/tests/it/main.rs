@@ -8,7 +8,7 @@ mod oracle;
 use identity::config::{IdentityConfig, SeedConfig, Sqlite, Storage, Tokens, Unseal};
 use identity::service::{self, RunningIdentity, StartOptions};
 use secrecy::ExposeSecret;
-use service_kit::server::{ClientAuthMode, HttpConfig, Limits, TlsSettings};
+use service_kit::server::HttpConfig;
 
 pub const ISSUER: &str = "https://identity.demo.local:8082";
 pub const KMS_SECRET: &str = "kms-service-secret-for-tests";
@@ -63,19 +63,8 @@ pub async fn start() -> Env {
 ",
     )
     .unwrap();
-    let leaf = pki.dir.leaf("identity");
     let config = IdentityConfig {
-        server: HttpConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            tls: TlsSettings {
-                cert_file: leaf.fullchain,
-                key_file: leaf.key,
-                ca_file: pki.dir.ca_bundle(),
-                client_auth: ClientAuthMode::None,
-            },
-            limits: Limits::default(),
-        },
+        server: HttpConfig::loopback(&pki.dir, "identity"),
         issuer: ISSUER.to_owned(),
         storage: Storage { sqlite: Sqlite { path: dir.path().join("identity.db") } },
         unseal: Unseal { share_files },

@@ -9,7 +9,7 @@ use kms::config::{AuthConfig, KmsConfig, RealmConfig, SqliteConfig, StorageConfi
 use kms::service::{self, RunningKms};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use service_kit::server::{ClientAuthMode, HttpConfig, Limits, TlsSettings};
+use service_kit::server::{HttpConfig, Limits};
 
 const TENANT_A: &str = "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10";
 const TENANT_B: &str = "5d2a9e71-3c8b-4f6d-8e2a-1b7c9d0e3f42";
@@ -43,18 +43,10 @@ pub async fn start() -> Env {
     );
     let realm_path = dir.path().join("realms.yml");
     std::fs::write(&realm_path, realm).unwrap();
-    let leaf = pki.dir.leaf("kms");
     let config = KmsConfig {
         server: HttpConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            tls: TlsSettings {
-                cert_file: leaf.fullchain,
-                key_file: leaf.key,
-                ca_file: pki.dir.ca_bundle(),
-                client_auth: ClientAuthMode::None,
-            },
             limits: Limits { body_bytes: 64 * 1024, ..Limits::default() },
+            ..HttpConfig::loopback(&pki.dir, "kms")
         },
         storage: StorageConfig { sqlite: SqliteConfig { path: dir.path().join("kms.db") } },
         unseal: UnsealConfig { share_files },

@@ -8,28 +8,20 @@ mod server;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use service_kit::server::{ClientAuthMode, HttpConfig, Limits, TlsSettings};
+use service_kit::server::{HttpConfig, Limits};
 
 /// A demo PKI and a server config using the `kms` leaf on free loopback ports.
 pub fn fixture() -> (tempfile::TempDir, pki::PkiDir, HttpConfig) {
     let tmp = tempfile::tempdir().unwrap();
     let done = pki::ensure(&tmp.path().join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
-    let leaf = done.dir.leaf("kms");
     let config = HttpConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        tls: TlsSettings {
-            cert_file: leaf.fullchain,
-            key_file: leaf.key,
-            ca_file: done.dir.ca_bundle(),
-            client_auth: ClientAuthMode::None,
-        },
         limits: Limits {
             body_bytes: 1024,
             request_timeout: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(5),
             ..Limits::default()
         },
+        ..HttpConfig::loopback(&done.dir, "kms")
     };
     (tmp, done.dir, config)
 }

@@ -1,4 +1,6 @@
-//! The HTTP endpoints: discovery, JWKS, token, introspection, revocation.
+//! The HTTP surface: the router, shared state, discovery, JWKS, client authentication,
+//! introspection, revocation and userinfo. The token endpoint lives in `token`, the browser
+//! endpoints (authorize, end-session) in `authorize`.
 //!
 //! OAuth endpoints answer errors the OAuth way (RFC 6749 §5.2: `{"error", "error_description"}`
 //! with `Cache-Control: no-store`), not as problem+json: OAuth clients parse exactly that.
@@ -19,8 +21,9 @@ use service_kit::password::{self, PasswordHashString};
 use service_kit::problem::Passthrough;
 
 use crate::signing::SigningKeys;
-use crate::store::{Store, StoredClient, now};
-use crate::tokens::{ACCESS_TOKEN_TYP, AccessClaims, verify_own};
+use crate::store::{RefreshToken, Store, StoredClient, now};
+use crate::tokens::{opaque_hash, verify_own};
+use crate::{authorize, token};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -35,8 +38,35 @@ pub struct AppState {
     pub clients: Arc<CredentialCache<StoredClient>>,
     /// Failure limit and PBKDF2 slots for client authentication.
     pub throttle: Arc<service_kit::throttle::LoginThrottle>,
-    /// Access token lifetime, seconds.
-    pub access_ttl: i64,
+    /// Failure limit and PBKDF2 slots for user sign-in.
+    pub logins: Arc<service_kit::throttle::LoginThrottle>,
+    /// Lifetimes.
+    pub ttl: Lifetimes,
+}
+
+/// Token and session lifetimes, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Access and ID tokens.
+    pub access: i64,
+    /// Authorization codes.
+    pub code: i64,
+    /// Refresh tokens.
+    pub refresh: i64,
+    /// Browser sessions.
+    pub session: i64,
+}
+
+impl From<&crate::config::Tokens> for Lifetimes {
+    fn from(t: &crate::config::Tokens) -> Self {
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        Self {
+            access: secs(t.access_ttl),
+            code: secs(t.code_ttl),
+            refresh: secs(t.refresh_ttl),
+            session: secs(t.session_ttl),
+        }
+    }
 }
 
 /// The router (mounted with `service_kit::server::start`).
@@ -45,9 +75,12 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/jwks", get(jwks))
-        .route("/token", post(token))
+        .route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+        .route("/token", post(token::token))
         .route("/introspect", post(introspect))
         .route("/revoke", post(revoke))
+        .route("/userinfo", get(userinfo).post(userinfo))
+        .route("/end_session", get(authorize::end_session_get).post(authorize::end_session_post))
         .with_state(state)
 }
 
@@ -56,16 +89,29 @@ async fn discovery(State(s): State<AppState>) -> Json<serde_json::Value> {
     let i = &s.issuer;
     Json(serde_json::json!({
         "issuer": i,
-        "jwks_uri": format!("{i}/jwks"),
+        "authorization_endpoint": format!("{i}/authorize"),
         "token_endpoint": format!("{i}/token"),
+        "userinfo_endpoint": format!("{i}/userinfo"),
+        "end_session_endpoint": format!("{i}/end_session"),
+        "jwks_uri": format!("{i}/jwks"),
         "introspection_endpoint": format!("{i}/introspect"),
         "revocation_endpoint": format!("{i}/revoke"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
+        "scopes_supported": ["openid", "profile", "email"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["login", "consent"],
+        "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp",
+                             "name", "preferred_username", "email", "tenant_id", "roles"],
+        "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
     }))
 }
 
@@ -86,11 +132,14 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
         Self { status, error, description: description.into(), basic_challenge: false }
     }
-    fn invalid_request(d: impl Into<String>) -> Self {
+    pub(crate) fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+    }
+    pub(crate) fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
     }
     fn invalid_client(basic: bool) -> Self {
         Self {
@@ -100,7 +149,7 @@ impl OAuthError {
             basic_challenge: basic,
         }
     }
-    fn server_error() -> Self {
+    pub(crate) fn server_error() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error; see the server log")
     }
 }
@@ -119,22 +168,44 @@ impl IntoResponse for OAuthError {
     }
 }
 
-/// Parses an `application/x-www-form-urlencoded` body; a parameter given twice is an error
-/// (RFC 6749 §3.1).
-fn form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, OAuthError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
-        return Err(OAuthError::invalid_request("send parameters as application/x-www-form-urlencoded"));
-    }
+/// Parses `application/x-www-form-urlencoded` text (a body or a query); a parameter given twice
+/// is an error (RFC 6749 §3.1), and so is an empty value (treated as absent by nobody here).
+pub(crate) fn params(bytes: &[u8]) -> Result<HashMap<String, String>, String> {
     let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(|_| OAuthError::invalid_request("malformed form body"))?;
+        serde_urlencoded::from_bytes(bytes).map_err(|_| "malformed form parameters".to_owned())?;
     let mut out = HashMap::new();
     for (k, v) in pairs {
+        if v.is_empty() {
+            continue;
+        }
         if out.insert(k.clone(), v).is_some() {
-            return Err(OAuthError::invalid_request(format!("parameter {k:?} given more than once")));
+            return Err(format!("parameter {k:?} given more than once"));
         }
     }
     Ok(out)
+}
+
+/// Whether the request body is a form.
+pub(crate) fn is_form(headers: &HeaderMap) -> bool {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded")
+}
+
+/// A form body for the OAuth endpoints.
+pub(crate) fn form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, OAuthError> {
+    if !is_form(headers) {
+        return Err(OAuthError::invalid_request("send parameters as application/x-www-form-urlencoded"));
+    }
+    params(body).map_err(OAuthError::invalid_request)
+}
+
+/// Whether public clients (no secret, `client_id` only) are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Public {
+    /// Token endpoint (code and refresh grants) and revocation.
+    Allowed,
+    /// Introspection: confidential clients only.
+    Refused,
 }
 
 /// Decodes one `client_secret_basic` component (form-urlencoded, RFC 6749 §2.3.1).
@@ -148,10 +219,11 @@ fn form_decode(part: &str) -> Option<String> {
 
 /// Authenticates a confidential client by `client_secret_basic` or `client_secret_post` (one,
 /// not both). PBKDF2 on a miss runs on the blocking pool; successes are cached.
-async fn authenticate_client(
+pub(crate) async fn authenticate_client(
     s: &AppState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
+    public: Public,
 ) -> Result<StoredClient, OAuthError> {
     let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let (id, secret, used_basic) = match (basic, params.get("client_secret")) {
@@ -183,7 +255,19 @@ async fn authenticate_client(
                 params.get("client_id").ok_or_else(|| OAuthError::invalid_request("client_id is missing"))?;
             (id.clone(), secret.clone(), false)
         }
-        (None, None) => return Err(OAuthError::invalid_client(false)),
+        (None, None) => {
+            // A public client names itself and proves nothing: only allowed where PKCE or the
+            // token itself binds the request (code and refresh grants, revocation).
+            let Some(id) = params.get("client_id") else { return Err(OAuthError::invalid_client(false)) };
+            let client = s.store.client(id).await.map_err(|e| {
+                tracing::error!(error = %e, "client lookup failed");
+                OAuthError::server_error()
+            })?;
+            return match client {
+                Some(c) if !c.confidential && public == Public::Allowed => Ok(c),
+                _ => Err(OAuthError::invalid_client(false)),
+            };
+        }
     };
     let secret = SecretString::from(secret);
     if let Some(client) = s.clients.get(&id, &secret) {
@@ -195,7 +279,7 @@ async fn authenticate_client(
     result
 }
 
-fn throttled(r: service_kit::throttle::Refused, basic: bool) -> OAuthError {
+pub(crate) fn throttled(r: service_kit::throttle::Refused, basic: bool) -> OAuthError {
     match r {
         // Locked out: answer like a bad secret (the lockout says nothing about the client).
         service_kit::throttle::Refused::Locked { .. } => OAuthError::invalid_client(basic),
@@ -245,84 +329,6 @@ async fn verify_client(
     }
 }
 
-/// `POST /token`.
-async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, OAuthError> {
-    let params = form(&headers, &body)?;
-    let grant =
-        params.get("grant_type").ok_or_else(|| OAuthError::invalid_request("grant_type is missing"))?;
-    if grant != "client_credentials" {
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            format!("grant type {grant:?} is not supported here"),
-        ));
-    }
-    let client = authenticate_client(&s, &headers, &params).await?;
-    if !client.grant_types.iter().any(|g| g == "client_credentials") {
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "this client may not use client_credentials",
-        ));
-    }
-    let scopes: Vec<String> = match params.get("scope") {
-        Some(requested) => {
-            let requested: Vec<String> =
-                requested.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect();
-            if let Some(bad) = requested.iter().find(|r| !client.scopes.contains(r)) {
-                return Err(OAuthError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_scope",
-                    format!("scope {bad:?} is not allowed for this client"),
-                ));
-            }
-            requested
-        }
-        None => client.scopes.clone(),
-    };
-    let audience = match params.get("resource").or_else(|| params.get("audience")) {
-        Some(r) if client.audiences.contains(r) => r.clone(),
-        Some(r) => {
-            return Err(OAuthError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_target",
-                format!("resource {r:?} is not allowed for this client"),
-            ));
-        }
-        None => client.audiences.first().cloned().ok_or_else(|| {
-            OAuthError::invalid_request("this client has no audience; ask for a resource it may use")
-        })?,
-    };
-    let now = now();
-    let claims = AccessClaims {
-        iss: s.issuer.clone(),
-        sub: client.client_id.clone(),
-        aud: audience,
-        exp: now + s.access_ttl,
-        iat: now,
-        nbf: now,
-        jti: uuid::Uuid::new_v4().to_string(),
-        client_id: client.client_id.clone(),
-        scope: scopes.join(" "),
-        tenant_id: client.tenant_id.clone(),
-        roles: client.roles.clone(),
-    };
-    let jwt = s.keys.sign(ACCESS_TOKEN_TYP, &claims).map_err(|e| {
-        tracing::error!(error = %e, "signing failed");
-        OAuthError::server_error()
-    })?;
-    let mut response = Json(serde_json::json!({
-        "access_token": jwt,
-        "token_type": "Bearer",
-        "expires_in": s.access_ttl,
-        "scope": claims.scope,
-    }))
-    .into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
-}
-
 /// `POST /introspect` (RFC 7662): any authenticated confidential client may ask.
 async fn introspect(
     State(s): State<AppState>,
@@ -330,10 +336,21 @@ async fn introspect(
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let params = form(&headers, &body)?;
-    authenticate_client(&s, &headers, &params).await?;
+    authenticate_client(&s, &headers, &params, Public::Refused).await?;
     let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     let inactive = || Json(serde_json::json!({ "active": false })).into_response();
-    let Some(claims) = verify_own(&s.keys, &s.issuer, token) else { return Ok(inactive()) };
+    let Some(claims) = verify_own(&s.keys, &s.issuer, token) else {
+        return Ok(match refresh_token(&s, token).await? {
+            Some(r) if r.used_at.is_none() && !r.family_revoked && r.expires_at >= now() => {
+                Json(serde_json::json!({
+                    "active": true, "iss": s.issuer, "client_id": r.client_id, "sub": r.user_id,
+                    "scope": r.scope, "exp": r.expires_at, "token_type": "refresh_token",
+                }))
+                .into_response()
+            }
+            _ => inactive(),
+        });
+    };
     match s.store.is_revoked(&claims.jti).await {
         Ok(false) => {}
         Ok(true) => return Ok(inactive()),
@@ -355,14 +372,93 @@ async fn introspect(
 /// tokens that are invalid or unknown too, as the RFC asks.
 async fn revoke(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, OAuthError> {
     let params = form(&headers, &body)?;
-    let client = authenticate_client(&s, &headers, &params).await?;
+    let client = authenticate_client(&s, &headers, &params, Public::Allowed).await?;
     let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
-    if let Some(claims) = verify_own(&s.keys, &s.issuer, token)
-        && claims.client_id == client.client_id
-        && let Err(e) = s.store.revoke(&claims.jti, claims.exp).await
-    {
+    let failed = |e: crate::store::StoreError| {
         tracing::error!(error = %e, "revocation failed");
-        return Err(OAuthError::server_error());
+        OAuthError::server_error()
+    };
+    if let Some(claims) = verify_own(&s.keys, &s.issuer, token) {
+        if claims.client_id == client.client_id {
+            s.store.revoke(&claims.jti, claims.exp).await.map_err(failed)?;
+        }
+    } else if let Some(r) = refresh_token(&s, token).await?
+        && r.client_id == client.client_id
+    {
+        // Revoking a refresh token ends its whole family (RFC 7009 §2.1 allows it; OAuth 2.1
+        // asks for it).
+        s.store.revoke_family(&r.family_id).await.map_err(failed)?;
     }
     Ok(StatusCode::OK.into_response())
+}
+
+async fn refresh_token(s: &AppState, token: &str) -> Result<Option<RefreshToken>, OAuthError> {
+    s.store.refresh(&opaque_hash(token)).await.map_err(|e| {
+        tracing::error!(error = %e, "refresh token lookup failed");
+        OAuthError::server_error()
+    })
+}
+
+/// A Bearer-token error for userinfo (RFC 6750 §3).
+fn bearer_error(status: StatusCode, challenge: &'static str) -> Response {
+    let mut response = (status, axum::Extension(Passthrough)).into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `GET|POST /userinfo` (OIDC Core §5.3): claims about the user an access token was issued for,
+/// by the scopes it carries.
+async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    let Some(token) = token else {
+        return bearer_error(StatusCode::UNAUTHORIZED, r#"Bearer realm="identity""#);
+    };
+    let invalid = || {
+        bearer_error(
+            StatusCode::UNAUTHORIZED,
+            r#"Bearer realm="identity", error="invalid_token", error_description="the access token is invalid, expired or revoked""#,
+        )
+    };
+    let Some(claims) = verify_own(&s.keys, &s.issuer, token) else { return invalid() };
+    match s.store.is_revoked(&claims.jti).await {
+        Ok(false) => {}
+        Ok(true) => return invalid(),
+        Err(e) => {
+            tracing::error!(error = %e, "revocation lookup failed");
+            return OAuthError::server_error().into_response();
+        }
+    }
+    let scopes: Vec<&str> = claims.scope.split(' ').collect();
+    if !scopes.contains(&"openid") {
+        return bearer_error(
+            StatusCode::FORBIDDEN,
+            r#"Bearer realm="identity", error="insufficient_scope", scope="openid""#,
+        );
+    }
+    let user = match s.store.user(&claims.sub).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return invalid(),
+        Err(e) => {
+            tracing::error!(error = %e, "user lookup failed");
+            return OAuthError::server_error().into_response();
+        }
+    };
+    let mut body =
+        serde_json::json!({ "sub": user.user_id, "tenant_id": user.tenant_id, "roles": user.roles });
+    if scopes.contains(&"profile") {
+        body["name"] = user.name.into();
+        body["preferred_username"] = user.username.into();
+    }
+    if scopes.contains(&"email") {
+        body["email"] = user.email.into();
+    }
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

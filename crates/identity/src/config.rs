@@ -55,18 +55,32 @@ pub struct Unseal {
     pub share_files: Vec<PathBuf>,
 }
 
-/// `tokens:`.
+/// `tokens:` — lifetimes, short by default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tokens {
-    /// Access token lifetime (short by default).
+    /// Access and ID tokens (default 5 min).
     #[serde(with = "humantime_serde")]
     pub access_ttl: Duration,
+    /// Authorization codes (default 60 s).
+    #[serde(with = "humantime_serde")]
+    pub code_ttl: Duration,
+    /// Each refresh token (default 1 h; rotation issues a new one).
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
+    /// Browser sessions (default 1 h).
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
 }
 
 impl Default for Tokens {
     fn default() -> Self {
-        Self { access_ttl: Duration::from_secs(300) }
+        Self {
+            access_ttl: Duration::from_secs(300),
+            code_ttl: Duration::from_secs(60),
+            refresh_ttl: Duration::from_secs(3600),
+            session_ttl: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -74,11 +88,11 @@ impl Default for Tokens {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedConfig {
-    /// `demo-seed.yml` (clients).
+    /// `demo-seed.yml` (users and clients).
     pub file: PathBuf,
     /// Tenant name → id, generated per demo environment.
     pub tenants_file: PathBuf,
-    /// Directory that client `secret_file`s are relative to.
+    /// Directory that client `secret_file`s and user `password_file`s are relative to.
     pub secrets_dir: PathBuf,
 }
 
@@ -93,11 +107,15 @@ impl Validate for IdentityConfig {
             "must be an https URL without a trailing slash, query or fragment",
         );
         v.check(!self.unseal.share_files.is_empty(), "unseal.share_files", "list the unseal share files");
-        let ttl = self.tokens.access_ttl;
-        v.check(
-            ttl >= Duration::from_secs(10) && ttl <= Duration::from_secs(3600),
-            "tokens.access_ttl",
-            "must be between 10s and 1h",
-        );
+        let t = &self.tokens;
+        let secs = Duration::from_secs;
+        for (key, ttl, min, max, range) in [
+            ("tokens.access_ttl", t.access_ttl, secs(10), secs(3600), "10s and 1h"),
+            ("tokens.code_ttl", t.code_ttl, secs(5), secs(600), "5s and 10m"),
+            ("tokens.refresh_ttl", t.refresh_ttl, secs(60), secs(30 * 86_400), "1m and 30d"),
+            ("tokens.session_ttl", t.session_ttl, secs(60), secs(86_400), "1m and 24h"),
+        ] {
+            v.check(ttl >= min && ttl <= max, key, format!("must be between {range}"));
+        }
     }
 }

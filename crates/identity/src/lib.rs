@@ -1,17 +1,22 @@
-//! The Identity service as a library: an OAuth 2.1 authorization server and (growing into) an
-//! OpenID Connect provider. Today: clients (secrets PBKDF2-hashed, from files), ES256 signing
-//! keys sealed at rest by the `barrier` and rotated with a published next key, discovery, JWKS,
-//! the `client_credentials` grant with RFC 9068 access tokens, introspection (RFC 7662) and
-//! revocation (RFC 7009).
+//! The Identity service as a library: an OAuth 2.1 authorization server and OpenID Connect
+//! provider. Users and clients (passwords and secrets PBKDF2-hashed, read from files), ES256
+//! signing keys sealed at rest by the `barrier` and rotated with a published next key,
+//! discovery, JWKS, a server-rendered sign-in and consent form, the `authorization_code` (PKCE
+//! S256 only), `refresh_token` (rotation, reuse revokes the family) and `client_credentials`
+//! grants, RFC 9068 access tokens, ID tokens, userinfo, RP-initiated logout, introspection
+//! (RFC 7662) and revocation (RFC 7009).
 //!
 //! What it must not do: share code with the KMS other than through `pki`, `service-kit` and
 //! `barrier`; accept an algorithm from a token; take secrets from anywhere but files; advertise
 //! in discovery anything it does not implement.
 
 pub mod api;
+mod authorize;
 pub mod config;
+mod html;
 pub mod seed;
 pub mod service;
 pub mod signing;
 pub mod store;
+mod token;
 pub mod tokens;

@@ -1,5 +1,6 @@
-//! Demo seeding: clients from `demo-seed.yml`, their secrets read from files (Docker secrets)
-//! and stored only as PBKDF2 hashes. Idempotent: existing clients are left as they are.
+//! Demo seeding: users and clients from `demo-seed.yml`, their passwords and secrets read from
+//! files (Docker secrets) and stored only as PBKDF2 hashes. Idempotent: existing users and
+//! clients are left as they are.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,14 +9,36 @@ use serde::Deserialize;
 use service_kit::config::{Validate, Validator};
 use uuid::Uuid;
 
-use crate::store::{Store, StoreError, StoredClient};
+use crate::store::{Store, StoreError, StoredClient, StoredUser};
 
 /// `demo-seed.yml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedFile {
+    /// Users who sign in through the login form.
+    #[serde(default)]
+    pub users: Vec<SeedUser>,
     /// OAuth clients.
     pub clients: Vec<SeedClient>,
+}
+
+/// One user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedUser {
+    /// Login name.
+    pub username: String,
+    /// The password's file, relative to `seed.secrets_dir`.
+    pub password_file: PathBuf,
+    /// Display name.
+    pub name: String,
+    /// E-mail.
+    pub email: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// Roles its tokens carry.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// One client.
@@ -46,12 +69,27 @@ pub struct SeedClient {
     /// Roles its tokens carry.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Exact post-logout redirect URIs (RP-initiated logout).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 const GRANTS: [&str; 3] = ["client_credentials", "authorization_code", "refresh_token"];
 
 impl Validate for SeedFile {
     fn validate(&self, v: &mut Validator) {
+        let mut names = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let key = |f: &str| format!("users[{i}].{f}");
+            v.check(
+                !u.username.is_empty()
+                    && u.username.len() <= 64
+                    && u.username.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)),
+                key("username"),
+                "1-64 characters: letters, digits, - _ . @",
+            );
+            v.check(names.insert(u.username.to_ascii_lowercase()), key("username"), "is used twice");
+        }
         let mut ids = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             let key = |f: &str| format!("clients[{i}].{f}");
@@ -82,13 +120,14 @@ impl Validate for SeedFile {
                     format!("unknown grant type {g:?}"),
                 );
             }
-            for uri in &c.redirect_uris {
+            for uri in c.redirect_uris.iter().chain(&c.post_logout_redirect_uris) {
                 v.check(
-                    uri.starts_with("https://")
+                    (uri.starts_with("https://")
                         || uri.starts_with("http://127.0.0.1")
-                        || uri.starts_with("http://localhost"),
+                        || uri.starts_with("http://localhost"))
+                        && !uri.contains('#'),
                     key("redirect_uris"),
-                    format!("{uri:?}: https only (or loopback http for native apps)"),
+                    format!("{uri:?}: https only (or loopback http for native apps), no fragment"),
                 );
             }
         }
@@ -113,6 +152,15 @@ pub enum SeedError {
     /// A tenant has no id.
     #[error("the tenants file has no id for tenant {0:?}; regenerate the demo environment")]
     MissingTenant(String),
+    /// A user's password file is unusable.
+    #[error("cannot read the password of user {user}")]
+    Password {
+        /// The user.
+        user: String,
+        /// Why.
+        #[source]
+        source: service_kit::secret::SecretFileError,
+    },
     /// A client secret file is unusable.
     #[error("cannot read the secret of client {client}")]
     Secret {
@@ -136,16 +184,53 @@ fn load_yaml<T: serde::de::DeserializeOwned + Validate>(path: &Path) -> Result<T
     service_kit::config::load_str(path, &text, "", Vec::new())
 }
 
-/// Loads the seed and registers the clients that do not exist yet; returns how many it added.
+async fn hash_secret(secret: secrecy::SecretString) -> Result<String, SeedError> {
+    let hash = tokio::task::spawn_blocking(move || service_kit::password::hash_password(&secret))
+        .await
+        .map_err(|e| SeedError::Hash(e.to_string()))?
+        .map_err(|e| SeedError::Hash(e.to_string()))?;
+    Ok(hash.as_str().to_owned())
+}
+
+/// What a seed run added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// New users.
+    pub users: usize,
+    /// New clients.
+    pub clients: usize,
+}
+
+/// Loads the seed and registers the users and clients that do not exist yet.
 pub async fn apply(
     store: &dyn Store,
     seed: &Path,
     tenants: &Path,
     secrets_dir: &Path,
-) -> Result<usize, SeedError> {
+) -> Result<Applied, SeedError> {
     let file: SeedFile = load_yaml(seed)?;
     let ids: TenantsFile = load_yaml(tenants)?;
-    let mut added = 0;
+    let mut added = Applied::default();
+    for u in file.users {
+        if store.user_by_name(&u.username).await?.is_some() {
+            continue;
+        }
+        let tenant = ids.0.get(&u.tenant).ok_or_else(|| SeedError::MissingTenant(u.tenant.clone()))?;
+        let password = service_kit::secret::read_secret_file(&secrets_dir.join(&u.password_file))
+            .map_err(|source| SeedError::Password { user: u.username.clone(), source })?;
+        store
+            .insert_user(&StoredUser {
+                user_id: Uuid::new_v4().to_string(),
+                username: u.username,
+                password_hash: hash_secret(password).await?,
+                name: u.name,
+                email: u.email,
+                tenant_id: tenant.to_string(),
+                roles: u.roles,
+            })
+            .await?;
+        added.users += 1;
+    }
     for c in file.clients {
         if store.client(&c.client_id).await?.is_some() {
             continue;
@@ -156,11 +241,7 @@ pub async fn apply(
             Some(rel) => {
                 let secret = service_kit::secret::read_secret_file(&secrets_dir.join(rel))
                     .map_err(|source| SeedError::Secret { client: c.client_id.clone(), source })?;
-                let hash = tokio::task::spawn_blocking(move || service_kit::password::hash_password(&secret))
-                    .await
-                    .map_err(|e| SeedError::Hash(e.to_string()))?
-                    .map_err(|e| SeedError::Hash(e.to_string()))?;
-                Some(hash.as_str().to_owned())
+                Some(hash_secret(secret).await?)
             }
         };
         store
@@ -174,9 +255,10 @@ pub async fn apply(
                 redirect_uris: c.redirect_uris,
                 tenant_id: tenant.to_string(),
                 roles: c.roles,
+                post_logout_redirect_uris: c.post_logout_redirect_uris,
             })
             .await?;
-        added += 1;
+        added.clients += 1;
     }
     Ok(added)
 }

@@ -95,7 +95,7 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
     if let (true, Some(seed)) = (options.demo, &config.seed) {
         let added =
             crate::seed::apply(store.as_ref(), &seed.file, &seed.tenants_file, &seed.secrets_dir).await?;
-        tracing::info!(clients_added = added, "demo seed applied");
+        tracing::info!(users_added = added.users, clients_added = added.clients, "demo seed applied");
     }
     let clients =
         Arc::new(CredentialCache::new(Duration::from_secs(60), 10_000).map_err(|_| StartError::Crypto)?);
@@ -109,7 +109,12 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
             Duration::from_secs(60),
             Duration::from_secs(10),
         )),
-        access_ttl: i64::try_from(config.tokens.access_ttl.as_secs()).unwrap_or(300),
+        logins: Arc::new(service_kit::throttle::LoginThrottle::new(
+            5,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        )),
+        ttl: (&config.tokens).into(),
     };
     let readiness = Readiness::new();
     readiness.dependency("signing_keys").ready();

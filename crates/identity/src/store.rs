@@ -100,12 +100,117 @@ pub struct StoredClient {
     pub tenant_id: String,
     /// Roles its tokens carry.
     pub roles: Vec<String>,
+    /// Registered post-logout redirect URIs (exact match).
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl std::fmt::Debug for StoredClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredClient").field("client_id", &self.client_id).finish_non_exhaustive()
     }
+}
+
+/// A user who signs in through the login form.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    /// Stable subject identifier (a UUID).
+    pub user_id: String,
+    /// Login name.
+    pub username: String,
+    /// PBKDF2 PHC hash of the password.
+    pub password_hash: String,
+    /// Display name (`profile` scope).
+    pub name: String,
+    /// E-mail (`email` scope).
+    pub email: String,
+    /// The tenant the user's tokens carry.
+    pub tenant_id: String,
+    /// Roles the user's tokens carry.
+    pub roles: Vec<String>,
+}
+
+impl std::fmt::Debug for StoredUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredUser").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+/// A browser session (looked up by the hash of its cookie).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Who signed in.
+    pub user_id: String,
+    /// When they typed their password (OIDC `auth_time`).
+    pub auth_time: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// An authorization code (looked up by its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthCode {
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user who approved it.
+    pub user_id: String,
+    /// The exact redirect URI of the request.
+    pub redirect_uri: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// PKCE S256 challenge.
+    pub code_challenge: String,
+    /// OIDC nonce of the request.
+    pub nonce: Option<String>,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Set on the first exchange.
+    pub used_at: Option<i64>,
+    /// The access token the first exchange issued (revoked on replay).
+    pub access_jti: Option<String>,
+    /// Its expiry.
+    pub access_exp: Option<i64>,
+    /// The refresh token family the first exchange started (revoked on replay).
+    pub family_id: Option<String>,
+}
+
+/// A refresh token with its family (looked up by its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    /// Its family.
+    pub family_id: String,
+    /// The client.
+    pub client_id: String,
+    /// The user.
+    pub user_id: String,
+    /// Scopes, space-separated.
+    pub scope: String,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Set when it was rotated.
+    pub used_at: Option<i64>,
+    /// Whether its family was revoked.
+    pub family_revoked: bool,
+}
+
+/// A refresh token to store, with the access token issued beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefresh {
+    /// SHA-256 of the token.
+    pub token_hash: String,
+    /// Its family.
+    pub family_id: String,
+    /// Scopes.
+    pub scope: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The access token issued with it.
+    pub access_jti: String,
+    /// Its expiry.
+    pub access_exp: i64,
 }
 
 /// Identity's persistent state.
@@ -128,6 +233,48 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn client(&self, client_id: &str) -> Result<Option<StoredClient>, StoreError>;
     /// Registers a client; `Conflict` if the id is taken.
     async fn insert_client(&self, client: &StoredClient) -> Result<(), StoreError>;
+    /// A user by login name.
+    async fn user_by_name(&self, username: &str) -> Result<Option<StoredUser>, StoreError>;
+    /// A user by id.
+    async fn user(&self, user_id: &str) -> Result<Option<StoredUser>, StoreError>;
+    /// Adds a user; `Conflict` if the name is taken.
+    async fn insert_user(&self, user: &StoredUser) -> Result<(), StoreError>;
+    /// Stores a session under the hash of its cookie.
+    async fn insert_session(&self, hash: &str, session: &Session) -> Result<(), StoreError>;
+    /// A session that has not expired.
+    async fn session(&self, hash: &str) -> Result<Option<Session>, StoreError>;
+    /// Ends a session.
+    async fn delete_session(&self, hash: &str) -> Result<(), StoreError>;
+    /// Stores a code under its hash.
+    async fn insert_code(&self, hash: &str, code: &AuthCode) -> Result<(), StoreError>;
+    /// A code, used or not.
+    async fn code(&self, hash: &str) -> Result<Option<AuthCode>, StoreError>;
+    /// Marks a code used and records what its exchange issues (so a replay can revoke it);
+    /// `false` if it was already used (exactly one caller wins).
+    async fn consume_code(
+        &self,
+        hash: &str,
+        access_jti: &str,
+        access_exp: i64,
+        family_id: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// Starts a refresh token family.
+    async fn insert_family(
+        &self,
+        family_id: &str,
+        client_id: &str,
+        user_id: &str,
+        auth_time: i64,
+    ) -> Result<(), StoreError>;
+    /// Stores a refresh token.
+    async fn insert_refresh(&self, token: &NewRefresh) -> Result<(), StoreError>;
+    /// A refresh token, used or not, with its family.
+    async fn refresh(&self, hash: &str) -> Result<Option<RefreshToken>, StoreError>;
+    /// Marks a refresh token used; `false` if it already was (exactly one caller wins).
+    async fn consume_refresh(&self, hash: &str) -> Result<bool, StoreError>;
+    /// Revokes a family: its refresh tokens stop working and the access tokens issued with them
+    /// are recorded as revoked.
+    async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError>;
     /// Records a revoked token until its expiry.
     async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
     /// Whether a token id was revoked.
@@ -151,7 +298,7 @@ impl SqliteStore {
         path: &Path,
         shares: &[barrier::Share],
     ) -> Result<(Self, barrier::RootKey), service_kit::sqlite::SealedOpenError> {
-        let tables = ["signing_keys", "clients"];
+        let tables = ["signing_keys", "clients", "users"];
         let (pool, root) = service_kit::sqlite::open_sealed(path, &MIGRATOR, shares, &tables).await?;
         Ok((Self { pool }, root))
     }
@@ -229,7 +376,8 @@ impl Store for SqliteStore {
 
     async fn client(&self, client_id: &str) -> Result<Option<StoredClient>, StoreError> {
         let row = sqlx::query(
-            "SELECT client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, tenant_id, roles \
+            "SELECT client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, tenant_id, roles, \
+             post_logout_redirect_uris \
              FROM clients WHERE client_id = $1",
         )
         .bind(client_id)
@@ -248,13 +396,14 @@ impl Store for SqliteStore {
             redirect_uris: list(&get("redirect_uris")?),
             tenant_id: get("tenant_id")?,
             roles: list(&get("roles")?),
+            post_logout_redirect_uris: list(&get("post_logout_redirect_uris")?),
         }))
     }
 
     async fn insert_client(&self, c: &StoredClient) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO clients (client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, \
-             tenant_id, roles, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             tenant_id, roles, post_logout_redirect_uris, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&c.client_id)
         .bind(if c.confidential { "confidential" } else { "public" })
@@ -265,6 +414,7 @@ impl Store for SqliteStore {
         .bind(c.redirect_uris.join(" "))
         .bind(&c.tenant_id)
         .bind(c.roles.join(" "))
+        .bind(c.post_logout_redirect_uris.join(" "))
         .bind(now())
         .execute(&self.pool)
         .await
@@ -272,6 +422,255 @@ impl Store for SqliteStore {
             StoreError::Conflict(_) => StoreError::Conflict(format!("client {}", c.client_id)),
             other => other,
         })?;
+        Ok(())
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<StoredUser>, StoreError> {
+        self.user_where("username", username).await
+    }
+
+    async fn user(&self, user_id: &str) -> Result<Option<StoredUser>, StoreError> {
+        self.user_where("user_id", user_id).await
+    }
+
+    async fn insert_user(&self, u: &StoredUser) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (user_id, username, password_hash, name, email, tenant_id, roles, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&u.user_id)
+        .bind(&u.username)
+        .bind(&u.password_hash)
+        .bind(&u.name)
+        .bind(&u.email)
+        .bind(&u.tenant_id)
+        .bind(u.roles.join(" "))
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match q(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("user {}", u.username)),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn insert_session(&self, hash: &str, s: &Session) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (session_hash, user_id, auth_time, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(&s.user_id)
+        .bind(s.auth_time)
+        .bind(s.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(q)?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(q)?;
+        Ok(())
+    }
+
+    async fn session(&self, hash: &str) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id, auth_time, expires_at FROM sessions WHERE session_hash = $1 AND expires_at >= $2",
+        )
+        .bind(hash)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q)?;
+        row.map(|r| {
+            Ok(Session {
+                user_id: r.try_get("user_id").map_err(StoreError::Query)?,
+                auth_time: r.try_get("auth_time").map_err(StoreError::Query)?,
+                expires_at: r.try_get("expires_at").map_err(StoreError::Query)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE session_hash = $1")
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(q)?;
+        Ok(())
+    }
+
+    async fn insert_code(&self, hash: &str, c: &AuthCode) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, \
+             auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(hash)
+        .bind(&c.client_id)
+        .bind(&c.user_id)
+        .bind(&c.redirect_uri)
+        .bind(&c.scope)
+        .bind(&c.code_challenge)
+        .bind(&c.nonce)
+        .bind(c.auth_time)
+        .bind(c.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(q)?;
+        // Codes live a minute; keep used ones a day for replay detection, then drop them.
+        sqlx::query("DELETE FROM auth_codes WHERE expires_at < $1")
+            .bind(now() - 86_400)
+            .execute(&self.pool)
+            .await
+            .map_err(q)?;
+        Ok(())
+    }
+
+    async fn code(&self, hash: &str) -> Result<Option<AuthCode>, StoreError> {
+        let row = sqlx::query(
+            "SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, used_at, \
+             access_jti, access_exp, family_id FROM auth_codes WHERE code_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q)?;
+        let Some(r) = row else { return Ok(None) };
+        let e = StoreError::Query;
+        Ok(Some(AuthCode {
+            client_id: r.try_get("client_id").map_err(e)?,
+            user_id: r.try_get("user_id").map_err(e)?,
+            redirect_uri: r.try_get("redirect_uri").map_err(e)?,
+            scope: r.try_get("scope").map_err(e)?,
+            code_challenge: r.try_get("code_challenge").map_err(e)?,
+            nonce: r.try_get("nonce").map_err(e)?,
+            auth_time: r.try_get("auth_time").map_err(e)?,
+            expires_at: r.try_get("expires_at").map_err(e)?,
+            used_at: r.try_get("used_at").map_err(e)?,
+            access_jti: r.try_get("access_jti").map_err(e)?,
+            access_exp: r.try_get("access_exp").map_err(e)?,
+            family_id: r.try_get("family_id").map_err(e)?,
+        }))
+    }
+
+    async fn consume_code(
+        &self,
+        hash: &str,
+        access_jti: &str,
+        access_exp: i64,
+        family_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE auth_codes SET used_at = $1, access_jti = $2, access_exp = $3, family_id = $4 \
+             WHERE code_hash = $5 AND used_at IS NULL",
+        )
+        .bind(now())
+        .bind(access_jti)
+        .bind(access_exp)
+        .bind(family_id)
+        .bind(hash)
+        .execute(&self.pool)
+        .await
+        .map_err(q)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_family(
+        &self,
+        family_id: &str,
+        client_id: &str,
+        user_id: &str,
+        auth_time: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO refresh_families (family_id, client_id, user_id, auth_time, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(family_id)
+        .bind(client_id)
+        .bind(user_id)
+        .bind(auth_time)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn insert_refresh(&self, t: &NewRefresh) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, scope, expires_at, access_jti, access_exp) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.token_hash)
+        .bind(&t.family_id)
+        .bind(&t.scope)
+        .bind(t.expires_at)
+        .bind(&t.access_jti)
+        .bind(t.access_exp)
+        .execute(&self.pool)
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn refresh(&self, hash: &str) -> Result<Option<RefreshToken>, StoreError> {
+        let row = sqlx::query(
+            "SELECT t.family_id, f.client_id, f.user_id, t.scope, f.auth_time, t.expires_at, t.used_at, \
+             f.revoked_at FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
+             WHERE t.token_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q)?;
+        let Some(r) = row else { return Ok(None) };
+        let e = StoreError::Query;
+        let revoked: Option<i64> = r.try_get("revoked_at").map_err(e)?;
+        Ok(Some(RefreshToken {
+            family_id: r.try_get("family_id").map_err(e)?,
+            client_id: r.try_get("client_id").map_err(e)?,
+            user_id: r.try_get("user_id").map_err(e)?,
+            scope: r.try_get("scope").map_err(e)?,
+            auth_time: r.try_get("auth_time").map_err(e)?,
+            expires_at: r.try_get("expires_at").map_err(e)?,
+            used_at: r.try_get("used_at").map_err(e)?,
+            family_revoked: revoked.is_some(),
+        }))
+    }
+
+    async fn consume_refresh(&self, hash: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
+                .bind(now())
+                .bind(hash)
+                .execute(&self.pool)
+                .await
+                .map_err(q)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q)?;
+        sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(family_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(q)?;
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at) SELECT access_jti, access_exp FROM refresh_tokens \
+             WHERE family_id = $1 ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(family_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(q)?;
+        tx.commit().await.map_err(q)?;
         Ok(())
     }
 
@@ -303,6 +702,27 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         service_kit::sqlite::close(&self.pool).await;
+    }
+}
+
+impl SqliteStore {
+    async fn user_where(&self, column: &str, value: &str) -> Result<Option<StoredUser>, StoreError> {
+        // `column` is one of two literals from this file, never input.
+        let sql = format!(
+            "SELECT user_id, username, password_hash, name, email, tenant_id, roles FROM users WHERE {column} = $1"
+        );
+        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await.map_err(q)?;
+        let Some(r) = row else { return Ok(None) };
+        let get = |c: &str| -> Result<String, StoreError> { r.try_get(c).map_err(StoreError::Query) };
+        Ok(Some(StoredUser {
+            user_id: get("user_id")?,
+            username: get("username")?,
+            password_hash: get("password_hash")?,
+            name: get("name")?,
+            email: get("email")?,
+            tenant_id: get("tenant_id")?,
+            roles: list(&get("roles")?),
+        }))
     }
 }
 

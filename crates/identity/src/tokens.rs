@@ -51,3 +51,122 @@ pub fn verify_own(keys: &SigningKeys, issuer: &str, token: &str) -> Option<Acces
     validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
     jsonwebtoken::decode::<AccessClaims>(token, &key, &validation).ok().map(|d| d.claims)
 }
+
+/// The `typ` of ID tokens.
+pub const ID_TOKEN_TYP: &str = "JWT";
+
+/// OpenID Connect ID token claims (Core §2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdClaims {
+    /// Issuer.
+    pub iss: String,
+    /// The user.
+    pub sub: String,
+    /// The client.
+    pub aud: String,
+    /// Authorized party: the client (one audience).
+    pub azp: String,
+    /// Expiry.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// When the user typed their password.
+    pub auth_time: i64,
+    /// The authorization request's nonce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Left half of SHA-256 of the access token (Core §3.1.3.6).
+    pub at_hash: String,
+}
+
+/// OIDC `at_hash` for ES256: base64url of the left half of SHA-256 over the token's ASCII.
+pub fn at_hash(access_token: &str) -> String {
+    use base64::Engine as _;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access_token.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
+}
+
+/// Checks an ID token we issued, as an `id_token_hint`: signature, issuer and `typ`; expiry is
+/// not checked (the hint of a session that outlived its ID token still names who signs out).
+pub fn verify_id_token_hint(keys: &SigningKeys, issuer: &str, token: &str) -> Option<IdClaims> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(ID_TOKEN_TYP) {
+        return None;
+    }
+    let key = keys.decoding_key(header.kid.as_deref()?)?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[issuer]);
+    validation.validate_aud = false;
+    validation.validate_exp = false;
+    validation.set_required_spec_claims(&["iss", "sub", "aud"]);
+    jsonwebtoken::decode::<IdClaims>(token, &key, &validation).ok().map(|d| d.claims)
+}
+
+/// A new opaque secret (authorization code, refresh token, session id): 256 random bits,
+/// base64url. Returns the value and the hash that is stored.
+pub fn opaque() -> Result<(String, String), crate::signing::SigningError> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| crate::signing::SigningError::Key("the random generator failed".into()))?;
+    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = opaque_hash(&value);
+    Ok((value, hash))
+}
+
+/// The stored form of an opaque secret: hex SHA-256. Lookups by this hash leak nothing useful
+/// through timing (the attacker does not control the hash's bytes).
+pub fn opaque_hash(value: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes()))
+}
+
+/// PKCE S256 (RFC 7636 §4.6): whether `BASE64URL(SHA256(verifier)) == challenge`, compared in
+/// constant time. A verifier outside the RFC's 43–128 unreserved characters never matches.
+pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
+    use base64::Engine as _;
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    if !well_formed {
+        return false;
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+    aws_lc_rs::constant_time::verify_slices_are_equal(computed.as_bytes(), challenge.as_bytes()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_matches_the_rfc_7636_appendix_b_example() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert!(pkce_s256_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(!pkce_s256_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"));
+        // The plain method's "challenge == verifier" never passes.
+        assert!(!pkce_s256_matches(verifier, verifier));
+        assert!(!pkce_s256_matches("short", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(!pkce_s256_matches(&"a".repeat(129), "x"));
+        assert!(!pkce_s256_matches(&format!("{verifier}!"), "x"));
+    }
+
+    #[test]
+    fn at_hash_is_the_left_half_of_sha256() {
+        // Expected value computed independently with Python's hashlib:
+        // urlsafe_b64encode(sha256(token).digest()[:16]) without padding.
+        assert_eq!(
+            at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNOQuL8W1lEMc9iqo0JGNGdVNQ2x3Q46OkuLl2eVN"),
+            "TnJWBb6n0KjW8v9Fqs3r3g"
+        );
+    }
+
+    #[test]
+    fn opaque_values_are_unique_and_hashed() {
+        let (a, ha) = opaque().unwrap();
+        let (b, _) = opaque().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_eq!(ha, opaque_hash(&a));
+        assert_eq!(ha.len(), 64);
+    }
+}

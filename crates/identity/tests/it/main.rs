@@ -2,6 +2,8 @@
 // Tests unwrap freely: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser;
+mod flows;
 mod oauth;
 mod oracle;
 
@@ -13,6 +15,13 @@ use service_kit::server::HttpConfig;
 pub const ISSUER: &str = "https://identity.demo.local:8082";
 pub const KMS_SECRET: &str = "kms-service-secret-for-tests";
 pub const OTHER_SECRET: &str = "other-app-secret-for-tests";
+pub const WEBAPP_SECRET: &str = "webapp-secret-for-tests";
+pub const ALICE_PASSWORD: &str = "alice-password-for-tests";
+pub const BOB_PASSWORD: &str = "bob-password-for-tests";
+pub const SPA_REDIRECT: &str = "https://app.demo.local/callback";
+pub const SPA_LOGOUT: &str = "https://app.demo.local/signed-out";
+pub const WEBAPP_REDIRECT: &str = "https://webapp.demo.local/cb";
+pub const KMS_AUDIENCE: &str = "https://kms.demo.local:8081";
 
 #[derive(Debug)]
 pub struct Env {
@@ -22,6 +31,10 @@ pub struct Env {
 }
 
 pub async fn start() -> Env {
+    start_with(Tokens::default()).await
+}
+
+pub async fn start_with(tokens: Tokens) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki::ensure(&dir.path().join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
     let shares = barrier::new_shares(3, 5).unwrap();
@@ -35,10 +48,26 @@ pub async fn start() -> Env {
     std::fs::create_dir(&secrets).unwrap();
     std::fs::write(secrets.join("kms_service"), KMS_SECRET).unwrap();
     std::fs::write(secrets.join("other_app"), OTHER_SECRET).unwrap();
+    std::fs::write(secrets.join("webapp"), WEBAPP_SECRET).unwrap();
+    std::fs::write(secrets.join("alice"), ALICE_PASSWORD).unwrap();
+    std::fs::write(secrets.join("bob"), BOB_PASSWORD).unwrap();
     std::fs::write(dir.path().join("tenants.yml"), "acme: 0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10\n").unwrap();
     std::fs::write(
         dir.path().join("seed.yml"),
-        "clients:
+        "users:
+  - username: alice
+    password_file: alice
+    name: Alice Example
+    email: alice@acme.example
+    tenant: acme
+    roles: [admin]
+  - username: bob
+    password_file: bob
+    name: Bob Example
+    email: bob@acme.example
+    tenant: acme
+    roles: [user]
+clients:
   - client_id: kms-service
     type: confidential
     secret_file: kms_service
@@ -58,7 +87,17 @@ pub async fn start() -> Env {
   - client_id: spa
     type: public
     grant_types: [authorization_code, refresh_token]
+    scopes: [openid, profile, email, kms:encrypt]
+    audiences: [https://kms.demo.local:8081]
     redirect_uris: [https://app.demo.local/callback]
+    post_logout_redirect_uris: [https://app.demo.local/signed-out]
+    tenant: acme
+  - client_id: webapp
+    type: confidential
+    secret_file: webapp
+    grant_types: [authorization_code]
+    scopes: [openid, profile]
+    redirect_uris: [https://webapp.demo.local/cb]
     tenant: acme
 ",
     )
@@ -68,7 +107,7 @@ pub async fn start() -> Env {
         issuer: ISSUER.to_owned(),
         storage: Storage { sqlite: Sqlite { path: dir.path().join("identity.db") } },
         unseal: Unseal { share_files },
-        tokens: Tokens::default(),
+        tokens,
         seed: Some(SeedConfig {
             file: dir.path().join("seed.yml"),
             tenants_file: dir.path().join("tenants.yml"),
@@ -80,6 +119,7 @@ pub async fn start() -> Env {
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(pki::client_config_for(&pki.dir, None).unwrap())
         .resolve("identity.demo.local", identity.server.addr)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     Env { dir, identity, client }

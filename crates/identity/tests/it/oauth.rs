@@ -25,8 +25,38 @@ async fn discovery_advertises_exactly_what_is_implemented() {
         .unwrap();
     assert_eq!(doc["issuer"], ISSUER);
     assert_eq!(doc["jwks_uri"], format!("{ISSUER}/jwks"));
-    assert_eq!(doc["grant_types_supported"], serde_json::json!(["client_credentials"]));
-    assert!(doc.get("authorization_endpoint").is_none(), "not implemented yet, so not advertised");
+    assert_eq!(
+        doc["grant_types_supported"],
+        serde_json::json!(["authorization_code", "client_credentials", "refresh_token"])
+    );
+    assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+    // Every advertised endpoint answers (not 404/405) at the advertised path.
+    for key in [
+        "authorization_endpoint",
+        "token_endpoint",
+        "userinfo_endpoint",
+        "end_session_endpoint",
+        "jwks_uri",
+        "introspection_endpoint",
+        "revocation_endpoint",
+    ] {
+        let url = doc[key].as_str().unwrap();
+        let path = url.strip_prefix(ISSUER).unwrap_or_else(|| panic!("{key} is not under the issuer"));
+        for method in [reqwest::Method::GET, reqwest::Method::POST] {
+            let status = env.client.request(method.clone(), env.url(path)).send().await.unwrap().status();
+            if status != 405 {
+                assert_ne!(status, 404, "{key}");
+            }
+        }
+    }
+    // Nothing that is not implemented: no implicit, no password grant, no private_key_jwt.
+    let text = doc.to_string();
+    for absent in
+        ["implicit", "\"password\"", "private_key_jwt", "token_endpoint_auth_signing_alg_values_supported"]
+    {
+        assert!(!text.contains(absent), "{absent} advertised");
+    }
     let jwks: Value = env.client.get(env.url("/jwks")).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "current and next");
     for key in jwks["keys"].as_array().unwrap() {

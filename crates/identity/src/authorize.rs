@@ -1,0 +1,535 @@
+//! The browser endpoints: `/authorize` (sign-in and consent form, authorization codes) and
+//! `/end_session` (RP-initiated logout).
+//!
+//! Order of checks in an authorization request (RFC 6749 §4.1.2.1, OAuth 2.1 §4.1.2.1): the
+//! client and its **exactly** registered redirect URI come first, and until both hold, errors
+//! are shown as a page, never redirected — an attacker cannot use us as an open redirector. After
+//! that, errors go back to the client with `state` and `iss` (RFC 9207).
+//!
+//! Cookies: the session is `__Host-session` (Secure, HttpOnly, SameSite=Lax: it must survive
+//! the top-level navigation from the client), the CSRF token `__Host-csrf` (Secure, HttpOnly,
+//! SameSite=Strict) is double-submitted by the form and compared in constant time. Only hashes
+//! of session ids and codes are stored.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::SecretString;
+use service_kit::password::{self, PasswordHashString};
+use service_kit::throttle::Refused;
+
+use crate::api::{AppState, is_form, params};
+use crate::html;
+use crate::store::{AuthCode, Session, StoredClient, StoredUser, now};
+use crate::tokens::{opaque, opaque_hash, verify_id_token_hint};
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "__Host-session";
+/// The CSRF double-submit cookie.
+pub const CSRF_COOKIE: &str = "__Host-csrf";
+/// Longest `state` or `nonce` accepted.
+const MAX_PARAM: usize = 512;
+
+/// A cookie's value from the `Cookie` headers. A few lines instead of a cookie crate: we read
+/// two cookies of our own whose values are base64url.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn set_cookie(name: &str, value: &str, max_age: i64, same_site: &str) -> HeaderValue {
+    let text = format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite={same_site}; Max-Age={max_age}");
+    // Our values are base64url and our names are constants: always a valid header.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A validated authorization request.
+#[derive(Debug)]
+struct AuthRequest {
+    client: StoredClient,
+    redirect_uri: String,
+    scopes: Vec<String>,
+    state: Option<String>,
+    nonce: Option<String>,
+    code_challenge: String,
+    prompt: Option<String>,
+}
+
+impl AuthRequest {
+    /// The request again, as the form's hidden fields.
+    fn hidden<'a>(&'a self, csrf: &'a str, scope: &'a str) -> Vec<(&'static str, &'a str)> {
+        let mut fields = vec![
+            ("scope", scope),
+            ("response_type", "code"),
+            ("client_id", self.client.client_id.as_str()),
+            ("redirect_uri", self.redirect_uri.as_str()),
+            ("code_challenge", self.code_challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("csrf", csrf),
+        ];
+        if let Some(state) = &self.state {
+            fields.push(("state", state));
+        }
+        if let Some(nonce) = &self.nonce {
+            fields.push(("nonce", nonce));
+        }
+        fields
+    }
+
+    fn scope(&self) -> String {
+        self.scopes.join(" ")
+    }
+}
+
+/// Why an authorization request stops.
+#[derive(Debug)]
+enum Refusal {
+    /// Shown to the person: the client or redirect URI cannot be trusted (or the form is not ours).
+    Page(StatusCode, String),
+    /// Sent back to the client's verified redirect URI.
+    Redirect { redirect_uri: String, error: &'static str, description: String, state: Option<String> },
+}
+
+fn redirect(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// `uri` with `pairs` appended to its query.
+fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
+    let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
+    let separator = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{separator}{query}")
+}
+
+impl Refusal {
+    fn respond(self, issuer: &str) -> Response {
+        match self {
+            Self::Page(status, message) => html::error_page(status, &message),
+            Self::Redirect { redirect_uri, error, description, state } => {
+                let mut pairs = vec![("error", error), ("error_description", description.as_str())];
+                if let Some(state) = &state {
+                    pairs.push(("state", state));
+                }
+                pairs.push(("iss", issuer));
+                redirect(&with_query(&redirect_uri, &pairs))
+            }
+        }
+    }
+}
+
+async fn validate(s: &AppState, p: &HashMap<String, String>) -> Result<AuthRequest, Refusal> {
+    let page = |m: &str| Refusal::Page(StatusCode::BAD_REQUEST, m.to_owned());
+    let client_id = p.get("client_id").ok_or_else(|| page("The request has no client_id."))?;
+    let client = s.store.client(client_id).await.map_err(|e| {
+        tracing::error!(error = %e, "client lookup failed");
+        Refusal::Page(StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.".into())
+    })?;
+    let client = client.ok_or_else(|| page("The application is not registered here."))?;
+    let redirect_uri = p.get("redirect_uri").ok_or_else(|| page("The request has no redirect_uri."))?;
+    // Exact string comparison: no prefix, case, trailing-slash or port leniency.
+    if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
+        return Err(page("The redirect_uri is not registered for this application."));
+    }
+    let state = p.get("state").cloned();
+    let refuse = |error: &'static str, description: &str| Refusal::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        error,
+        description: description.to_owned(),
+        state: state.clone().filter(|s| s.len() <= MAX_PARAM),
+    };
+    if p.contains_key("request") {
+        return Err(refuse("request_not_supported", "request objects are not supported"));
+    }
+    if p.contains_key("request_uri") {
+        return Err(refuse("request_uri_not_supported", "request_uri is not supported"));
+    }
+    if p.get("response_type").map(String::as_str) != Some("code") {
+        return Err(refuse("unsupported_response_type", "only response_type=code is supported"));
+    }
+    if !client.grant_types.iter().any(|g| g == "authorization_code") {
+        return Err(refuse("unauthorized_client", "this client may not use the authorization code grant"));
+    }
+    match p.get("code_challenge_method").map(String::as_str) {
+        Some("S256") => {}
+        Some(_) => {
+            return Err(refuse("invalid_request", "code_challenge_method must be S256 (plain is refused)"));
+        }
+        None => return Err(refuse("invalid_request", "PKCE is required: send code_challenge_method=S256")),
+    }
+    let code_challenge = p
+        .get("code_challenge")
+        .filter(|c| c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .ok_or_else(|| {
+            refuse("invalid_request", "code_challenge must be a base64url SHA-256 (43 characters)")
+        })?
+        .clone();
+    if state.as_ref().is_some_and(|s| s.len() > MAX_PARAM)
+        || p.get("nonce").is_some_and(|n| n.len() > MAX_PARAM)
+    {
+        return Err(refuse("invalid_request", "state and nonce are limited to 512 characters"));
+    }
+    let scopes: Vec<String> = match p.get("scope") {
+        Some(scope) => scope.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect(),
+        None => client.scopes.clone(),
+    };
+    if let Some(bad) = scopes.iter().find(|x| !client.scopes.contains(x)) {
+        return Err(refuse("invalid_scope", &format!("scope {bad:?} is not allowed for this client")));
+    }
+    let prompt = p.get("prompt").cloned();
+    match prompt.as_deref() {
+        None | Some("login" | "consent") => {}
+        // Consent is asked every time and never remembered, so nothing can happen silently.
+        Some("none") => return Err(refuse("consent_required", "this server always asks for consent")),
+        Some(_) => return Err(refuse("invalid_request", "prompt must be login or consent")),
+    }
+    Ok(AuthRequest {
+        client,
+        redirect_uri: redirect_uri.clone(),
+        scopes,
+        state,
+        nonce: p.get("nonce").cloned(),
+        code_challenge,
+        prompt,
+    })
+}
+
+/// The signed-in user of this browser, if any.
+async fn current_session(s: &AppState, headers: &HeaderMap) -> Option<(Session, StoredUser)> {
+    let value = cookie(headers, SESSION_COOKIE)?;
+    let session = s.store.session(&opaque_hash(&value)).await.ok()??;
+    let user = s.store.user(&session.user_id).await.ok()??;
+    Some((session, user))
+}
+
+/// The CSRF token this browser already holds, or a new one (with the cookie that sets it).
+fn csrf_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    if let Some(value) = cookie(headers, CSRF_COOKIE).filter(|v| v.len() == 43) {
+        return (value, None);
+    }
+    match opaque() {
+        Ok((value, _)) => {
+            let cookie = set_cookie(CSRF_COOKIE, &value, 3600, "Strict");
+            (value, Some(cookie))
+        }
+        // No randomness: a token nobody can submit (the form then fails safely).
+        Err(_) => (String::new(), None),
+    }
+}
+
+/// Double-submit check: the form's `csrf` equals the cookie's, compared in constant time.
+fn csrf_ok(headers: &HeaderMap, p: &HashMap<String, String>) -> bool {
+    match (cookie(headers, CSRF_COOKIE), p.get("csrf")) {
+        (Some(c), Some(f)) if !c.is_empty() => {
+            aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), f.as_bytes()).is_ok()
+        }
+        _ => false,
+    }
+}
+
+fn login_form(
+    status: StatusCode,
+    request: &AuthRequest,
+    headers: &HeaderMap,
+    signed_in_as: Option<&str>,
+    error: Option<&str>,
+) -> Response {
+    let (csrf, set) = csrf_token(headers);
+    let scope = request.scope();
+    let hidden = request.hidden(&csrf, &scope);
+    let mut response =
+        html::login_page(status, &request.client.client_id, &request.scopes, &hidden, signed_in_as, error);
+    if let Some(set) = set {
+        response.headers_mut().append(header::SET_COOKIE, set);
+    }
+    response
+}
+
+/// `GET /authorize`: validates the request and shows the sign-in and consent form.
+pub(crate) async fn authorize_get(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let p = match params(query.unwrap_or_default().as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return html::error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let request = match validate(&s, &p).await {
+        Ok(r) => r,
+        Err(refusal) => return refusal.respond(&s.issuer),
+    };
+    let session = match request.prompt.as_deref() {
+        Some("login") => None,
+        _ => current_session(&s, &headers).await,
+    };
+    let signed_in_as = session.as_ref().map(|(_, u)| u.username.as_str());
+    login_form(StatusCode::OK, &request, &headers, signed_in_as, None)
+}
+
+/// Why a password sign-in failed.
+enum LoginFailure {
+    Invalid,
+    Throttled(Refused),
+    Internal,
+}
+
+async fn verify_user(
+    s: &AppState,
+    username: &str,
+    password: SecretString,
+) -> Result<StoredUser, LoginFailure> {
+    let attempt = s.logins.begin(&username.to_ascii_lowercase()).map_err(LoginFailure::Throttled)?;
+    let result = async {
+        let _slot = s.logins.slot().await.map_err(LoginFailure::Throttled)?;
+        let user = s.store.user_by_name(username).await.map_err(|e| {
+            tracing::error!(error = %e, "user lookup failed");
+            LoginFailure::Internal
+        })?;
+        let hash = user.as_ref().and_then(|u| PasswordHashString::parse(&u.password_hash).ok());
+        let ok = tokio::task::spawn_blocking(move || match hash {
+            Some(hash) => hash.verify(&password),
+            None => {
+                // Unknown user: spend the same time, reveal nothing.
+                password::dummy_verify(&password);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
+        match user {
+            Some(user) if ok => Ok(user),
+            _ => Err(LoginFailure::Invalid),
+        }
+    }
+    .await;
+    s.logins.finish(attempt, result.is_ok());
+    result
+}
+
+/// `POST /authorize`: the form's answer. Checks the CSRF token, signs the user in (or uses the
+/// session), then redirects with a code — or with `access_denied` on "Deny".
+pub(crate) async fn authorize_post(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !is_form(&headers) {
+        return html::error_page(StatusCode::UNSUPPORTED_MEDIA_TYPE, "The form was not sent as a form.");
+    }
+    let p = match params(&body) {
+        Ok(p) => p,
+        Err(e) => return html::error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let request = match validate(&s, &p).await {
+        Ok(r) => r,
+        Err(refusal) => return refusal.respond(&s.issuer),
+    };
+    if !csrf_ok(&headers, &p) {
+        return html::error_page(
+            StatusCode::FORBIDDEN,
+            "The sign-in form expired or did not come from this site.",
+        );
+    }
+    match p.get("action").map(String::as_str) {
+        Some("allow") => {}
+        Some("deny") => {
+            return Refusal::Redirect {
+                redirect_uri: request.redirect_uri.clone(),
+                error: "access_denied",
+                description: "the user denied the request".into(),
+                state: request.state.clone(),
+            }
+            .respond(&s.issuer);
+        }
+        _ => return html::error_page(StatusCode::BAD_REQUEST, "The form has no valid action."),
+    }
+    let mut new_session = None;
+    let (user, auth_time) = match p.get("username") {
+        Some(username) => {
+            let password = SecretString::from(p.get("password").cloned().unwrap_or_default());
+            match verify_user(&s, username, password).await {
+                Ok(user) => {
+                    let auth_time = now();
+                    match start_session(&s, &user, auth_time).await {
+                        Ok(cookie) => new_session = Some(cookie),
+                        Err(response) => return response,
+                    }
+                    (user, auth_time)
+                }
+                Err(failure) => {
+                    let (status, message) = match failure {
+                        LoginFailure::Invalid => (StatusCode::UNAUTHORIZED, "Invalid username or password."),
+                        LoginFailure::Throttled(Refused::Locked { .. }) => (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "Too many failed sign-ins; wait a minute and try again.",
+                        ),
+                        LoginFailure::Throttled(Refused::Busy) => {
+                            (StatusCode::SERVICE_UNAVAILABLE, "The server is busy; try again in a moment.")
+                        }
+                        LoginFailure::Internal => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
+                        }
+                    };
+                    return login_form(status, &request, &headers, None, Some(message));
+                }
+            }
+        }
+        None => match current_session(&s, &headers).await {
+            Some((session, user)) if request.prompt.as_deref() != Some("login") => (user, session.auth_time),
+            _ => {
+                let message = "Your session has ended; sign in again.";
+                return login_form(StatusCode::UNAUTHORIZED, &request, &headers, None, Some(message));
+            }
+        },
+    };
+    let (code, hash) = match opaque() {
+        Ok(pair) => pair,
+        Err(_) => {
+            return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.");
+        }
+    };
+    let row = AuthCode {
+        client_id: request.client.client_id.clone(),
+        user_id: user.user_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        scope: request.scope(),
+        code_challenge: request.code_challenge.clone(),
+        nonce: request.nonce.clone(),
+        auth_time,
+        expires_at: now() + s.ttl.code,
+        used_at: None,
+        access_jti: None,
+        access_exp: None,
+        family_id: None,
+    };
+    if let Err(e) = s.store.insert_code(&hash, &row).await {
+        tracing::error!(error = %e, "storing a code failed");
+        return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.");
+    }
+    tracing::info!(client_id = %request.client.client_id, user = %user.username, "authorization code issued");
+    let mut pairs = vec![("code", code.as_str())];
+    if let Some(state) = &request.state {
+        pairs.push(("state", state));
+    }
+    pairs.push(("iss", &s.issuer));
+    let mut response = redirect(&with_query(&request.redirect_uri, &pairs));
+    if let Some(cookie) = new_session {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn start_session(s: &AppState, user: &StoredUser, auth_time: i64) -> Result<HeaderValue, Response> {
+    let internal =
+        || html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.");
+    let (value, hash) = opaque().map_err(|_| internal())?;
+    let session = Session { user_id: user.user_id.clone(), auth_time, expires_at: auth_time + s.ttl.session };
+    s.store.insert_session(&hash, &session).await.map_err(|e| {
+        tracing::error!(error = %e, "storing a session failed");
+        internal()
+    })?;
+    Ok(set_cookie(SESSION_COOKIE, &value, s.ttl.session, "Lax"))
+}
+
+/// Where RP-initiated logout may send the browser afterwards.
+async fn logout_target(s: &AppState, p: &HashMap<String, String>) -> Result<Option<String>, Response> {
+    let Some(uri) = p.get("post_logout_redirect_uri") else { return Ok(None) };
+    let hint = p.get("id_token_hint").and_then(|t| verify_id_token_hint(&s.keys, &s.issuer, t));
+    let client_id = hint.map(|h| h.aud).or_else(|| p.get("client_id").cloned());
+    let bad = || html::error_page(StatusCode::BAD_REQUEST, "The post_logout_redirect_uri is not registered.");
+    let Some(client_id) = client_id else { return Err(bad()) };
+    let client = s.store.client(&client_id).await.ok().flatten();
+    match client {
+        Some(c) if c.post_logout_redirect_uris.iter().any(|r| r == uri) => {
+            let mut pairs = Vec::new();
+            if let Some(state) = p.get("state") {
+                pairs.push(("state", state.as_str()));
+            }
+            Ok(Some(if pairs.is_empty() { uri.clone() } else { with_query(uri, &pairs) }))
+        }
+        _ => Err(bad()),
+    }
+}
+
+async fn sign_out(s: &AppState, headers: &HeaderMap, target: Option<String>) -> Response {
+    if let Some(value) = cookie(headers, SESSION_COOKIE)
+        && let Err(e) = s.store.delete_session(&opaque_hash(&value)).await
+    {
+        tracing::error!(error = %e, "ending a session failed");
+        return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.");
+    }
+    let mut response = match target {
+        Some(target) => redirect(&target),
+        None => html::logged_out_page(),
+    };
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0, "Lax"));
+    response
+}
+
+/// `GET /end_session` (OpenID Connect RP-Initiated Logout 1.0). With a valid `id_token_hint`
+/// the session ends at once; without one the person confirms with a CSRF-protected form.
+pub(crate) async fn end_session_get(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let p = match params(query.unwrap_or_default().as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return html::error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let target = match logout_target(&s, &p).await {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    let hinted = p.get("id_token_hint").and_then(|t| verify_id_token_hint(&s.keys, &s.issuer, t));
+    let session = current_session(&s, &headers).await;
+    if let Some(hint) = hinted
+        && session.as_ref().is_none_or(|(_, user)| user.user_id == hint.sub)
+    {
+        return sign_out(&s, &headers, target).await;
+    }
+    let (csrf, set) = csrf_token(&headers);
+    let mut hidden: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+    for key in ["post_logout_redirect_uri", "state", "client_id", "id_token_hint"] {
+        if let Some(v) = p.get(key) {
+            hidden.push((key, v));
+        }
+    }
+    let mut response = html::logout_confirm_page(&hidden);
+    if let Some(set) = set {
+        response.headers_mut().append(header::SET_COOKIE, set);
+    }
+    response
+}
+
+/// `POST /end_session`: the confirmation form.
+pub(crate) async fn end_session_post(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let p = match params(&body) {
+        Ok(p) if is_form(&headers) => p,
+        Ok(_) => {
+            return html::error_page(StatusCode::UNSUPPORTED_MEDIA_TYPE, "The form was not sent as a form.");
+        }
+        Err(e) => return html::error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    if !csrf_ok(&headers, &p) || p.get("action").map(String::as_str) != Some("logout") {
+        return html::error_page(
+            StatusCode::FORBIDDEN,
+            "The sign-out form expired or did not come from this site.",
+        );
+    }
+    match logout_target(&s, &p).await {
+        Ok(target) => sign_out(&s, &headers, target).await,
+        Err(response) => response,
+    }
+}

@@ -1,0 +1,491 @@
+//! The browser flows: authorization code + PKCE through the sign-in form, ID tokens, userinfo,
+//! refresh rotation, RP-initiated logout, and the attacks each must refuse.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use identity::config::Tokens;
+use serde_json::Value;
+
+use crate::browser::{Browser, authorize_query, login_for_code, pkce, submit_login};
+use crate::{
+    ALICE_PASSWORD, BOB_PASSWORD, Env, ISSUER, KMS_AUDIENCE, SPA_LOGOUT, SPA_REDIRECT, WEBAPP_REDIRECT,
+    WEBAPP_SECRET, start, start_with,
+};
+
+fn claims(token: &str) -> Value {
+    serde_json::from_slice(&B64.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
+fn header(token: &str) -> Value {
+    serde_json::from_slice(&B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap()
+}
+
+async fn exchange(env: &Env, code: &str, verifier: Option<&str>) -> (u16, Value) {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("client_id", "spa"),
+        ("code", code),
+        ("redirect_uri", SPA_REDIRECT),
+    ];
+    if let Some(v) = verifier {
+        form.push(("code_verifier", v));
+    }
+    env.post("/token", None, &form).await
+}
+
+async fn refresh(env: &Env, token: &str) -> (u16, Value) {
+    env.post(
+        "/token",
+        None,
+        &[("grant_type", "refresh_token"), ("client_id", "spa"), ("refresh_token", token)],
+    )
+    .await
+}
+
+async fn active(env: &Env, token: &str) -> bool {
+    let (status, body) =
+        env.post("/introspect", Some(("kms-service", crate::KMS_SECRET)), &[("token", token)]).await;
+    assert_eq!(status, 200, "{body}");
+    body["active"].as_bool().unwrap()
+}
+
+async fn userinfo(env: &Env, token: &str) -> (u16, Option<String>, Value) {
+    let resp = env.client.get(env.url("/userinfo")).bearer_auth(token).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let challenge = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, challenge, body)
+}
+
+#[tokio::test]
+async fn code_flow_with_pkce_gives_tokens_userinfo_and_rotating_refresh() {
+    let env = start().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let page = browser.get(&env, &authorize_query(&challenge, &[])).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("name=\"password\""), "{}", page.body);
+    assert!(page.body.contains("<li>openid</li>"), "the consent lists the scopes");
+    assert!(!page.body.contains("<script"), "no JavaScript");
+    let csrf_cookie = page.set_cookies.iter().find(|c| c.starts_with("__Host-csrf=")).unwrap();
+    for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(csrf_cookie.contains(attr), "{csrf_cookie}");
+    }
+
+    let answer = submit_login(&mut browser, &env, &page, Some(("alice", ALICE_PASSWORD)), "allow").await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert!(answer.location.as_deref().unwrap().starts_with(&format!("{SPA_REDIRECT}?code=")));
+    assert_eq!(answer.location_param("state").as_deref(), Some("st-123"));
+    assert_eq!(answer.location_param("iss").as_deref(), Some(ISSUER));
+    let session = answer.set_cookies.iter().find(|c| c.starts_with("__Host-session=")).unwrap();
+    for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    assert!(!session.contains("Domain"), "__Host- cookies carry no Domain");
+    let code = answer.location_param("code").unwrap();
+
+    let (status, tokens) = exchange(&env, &code, Some(&verifier)).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let refresh1 = tokens["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(tokens["scope"], "openid profile email");
+
+    let at = claims(access);
+    assert_eq!(header(access)["typ"], "at+jwt");
+    assert_eq!(at["aud"], KMS_AUDIENCE);
+    assert_eq!(at["client_id"], "spa");
+    assert_eq!(at["roles"], serde_json::json!(["admin"]));
+    let id = claims(id_token);
+    assert_eq!(header(id_token)["typ"], "JWT");
+    assert_eq!(header(id_token)["alg"], "ES256");
+    assert_eq!(id["iss"], ISSUER);
+    assert_eq!(id["aud"], "spa");
+    assert_eq!(id["sub"], at["sub"]);
+    assert_eq!(id["nonce"], "n-456");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!((now - id["auth_time"].as_i64().unwrap()).abs() < 30);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access.as_bytes());
+    assert_eq!(id["at_hash"], B64.encode(&digest.as_ref()[..16]));
+
+    let (status, _, info) = userinfo(&env, access).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["sub"], id["sub"]);
+    assert_eq!(info["preferred_username"], "alice");
+    assert_eq!(info["email"], "alice@acme.example");
+
+    // Rotation: a new refresh token each time; the ID token keeps auth_time, drops the nonce.
+    let (status, second) = refresh(&env, &refresh1).await;
+    assert_eq!(status, 200, "{second}");
+    let refresh2 = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(refresh1, refresh2);
+    let id2 = claims(second["id_token"].as_str().unwrap());
+    assert_eq!(id2["auth_time"], id["auth_time"]);
+    assert!(id2.get("nonce").is_none());
+    let access2 = second["access_token"].as_str().unwrap().to_owned();
+    assert!(active(&env, &access2).await);
+    assert!(active(&env, &refresh2).await, "a live refresh token introspects active");
+    assert!(!active(&env, &refresh1).await, "a rotated one does not");
+
+    // A narrower scope on refresh is allowed, a wider one is not.
+    let (status, body) = env
+        .post(
+            "/token",
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "spa"),
+                ("refresh_token", &refresh2),
+                ("scope", "kms:encrypt"),
+            ],
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")), "{body}");
+
+    // Reuse of the first refresh token: refused, and the whole family with it.
+    let (status, body) = refresh(&env, &refresh1).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let (status, body) = refresh(&env, &refresh2).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "the family is revoked: {body}"
+    );
+    assert!(!active(&env, &access2).await, "access tokens of the family are revoked too");
+    assert!(!active(&env, access).await);
+    let (status, challenge, _) = userinfo(&env, &access2).await;
+    assert_eq!(status, 401);
+    assert!(challenge.unwrap().contains("invalid_token"));
+    env.identity.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn redirect_uri_tricks_are_refused_on_a_page_never_redirected() {
+    let env = start().await;
+    let mut browser = Browser::default();
+    let (_, challenge) = pkce();
+    for uri in [
+        "https://app.demo.local/callback/evil",
+        "https://app.demo.local/callbackx",
+        "https://app.demo.local/callback/",
+        "https://app.demo.local/callback?next=https://evil.example",
+        "https://APP.demo.local/callback",
+        "https://app.demo.local/Callback",
+        "https://app.demo.local:443/callback",
+        "http://app.demo.local/callback",
+        "https://app.demo.local.evil.example/callback",
+        "https://app.demo.local/callback#frag",
+    ] {
+        let page = browser.get(&env, &authorize_query(&challenge, &[("redirect_uri", uri)])).await;
+        assert_eq!(page.status, 400, "{uri}");
+        assert!(page.location.is_none(), "{uri} must not be redirected to");
+        assert!(page.body.contains("not registered"), "{uri}: {}", page.body);
+    }
+    for (query, expect) in [
+        (authorize_query(&challenge, &[("client_id", "nobody")]), "not registered"),
+        (authorize_query(&challenge, &[("redirect_uri", "")]), "no redirect_uri"),
+        (authorize_query(&challenge, &[("client_id", "")]), "no client_id"),
+        (format!("{}&client_id=spa", authorize_query(&challenge, &[])), "more than once"),
+    ] {
+        let page = browser.get(&env, &query).await;
+        assert_eq!(page.status, 400, "{query}");
+        assert!(page.location.is_none());
+        assert!(page.body.contains(expect), "{query}: {}", page.body);
+    }
+    env.identity.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn authorization_errors_go_back_with_state_and_iss() {
+    let env = start().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    for (extra, error) in [
+        (vec![("code_challenge_method", "plain"), ("code_challenge", verifier.as_str())], "invalid_request"),
+        (vec![("code_challenge_method", "")], "invalid_request"),
+        (vec![("code_challenge", "")], "invalid_request"),
+        (vec![("code_challenge", "too-short")], "invalid_request"),
+        (vec![("response_type", "token")], "unsupported_response_type"),
+        (vec![("response_type", "")], "unsupported_response_type"),
+        (vec![("scope", "openid kms:admin")], "invalid_scope"),
+        (vec![("prompt", "none")], "consent_required"),
+        (vec![("request_uri", "https://evil.example/r")], "request_uri_not_supported"),
+    ] {
+        let page = browser.get(&env, &authorize_query(&challenge, &extra)).await;
+        assert_eq!(page.status, 303, "{extra:?}: {}", page.body);
+        assert!(page.location.as_deref().unwrap().starts_with(SPA_REDIRECT));
+        assert_eq!(page.location_param("error").as_deref(), Some(error), "{extra:?}");
+        assert_eq!(page.location_param("state").as_deref(), Some("st-123"));
+        assert_eq!(page.location_param("iss").as_deref(), Some(ISSUER));
+        assert!(page.location_param("code").is_none());
+    }
+    // "Deny" on the form.
+    let page = browser.get(&env, &authorize_query(&challenge, &[])).await;
+    let answer = submit_login(&mut browser, &env, &page, None, "deny").await;
+    assert_eq!(answer.location_param("error").as_deref(), Some("access_denied"));
+    assert_eq!(answer.location_param("state").as_deref(), Some("st-123"));
+    env.identity.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn pkce_and_code_attacks_are_refused() {
+    let env = start().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let code =
+        login_for_code(&mut browser, &env, &authorize_query(&challenge, &[]), ("alice", ALICE_PASSWORD))
+            .await;
+
+    let (status, body) = exchange(&env, &code, None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "missing verifier: {body}");
+    let (other_verifier, _) = pkce();
+    let (status, body) = exchange(&env, &code, Some(&other_verifier)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "wrong verifier: {body}");
+    // The challenge itself as the verifier (a "plain" downgrade) does not match either.
+    let (status, body) = exchange(&env, &code, Some(&challenge)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    // Another redirect URI than the request's.
+    let (status, body) = env
+        .post(
+            "/token",
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "spa"),
+                ("code", &code),
+                ("redirect_uri", "https://app.demo.local/callback/"),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    // Another client presenting the code.
+    let (status, body) = env
+        .post(
+            "/token",
+            Some(("webapp", WEBAPP_SECRET)),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", SPA_REDIRECT),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+
+    // The right exchange works once…
+    let (status, first) = exchange(&env, &code, Some(&verifier)).await;
+    assert_eq!(status, 200, "{first}");
+    let access = first["access_token"].as_str().unwrap();
+    let refresh_token = first["refresh_token"].as_str().unwrap();
+    assert!(active(&env, access).await);
+    // …and its replay is refused and revokes what the first use issued.
+    let (status, body) = exchange(&env, &code, Some(&verifier)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert!(!active(&env, access).await, "the first exchange's access token is revoked");
+    let (status, body) = refresh(&env, refresh_token).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    // An unknown code.
+    let (status, body) = exchange(&env, "not-a-code", Some(&verifier)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    env.identity.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused() {
+    let env = start_with(Tokens { code_ttl: std::time::Duration::from_secs(5), ..Tokens::default() }).await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let code =
+        login_for_code(&mut browser, &env, &authorize_query(&challenge, &[]), ("bob", BOB_PASSWORD)).await;
+    // Expiry is checked in whole seconds against `expires_at`: wait until it has passed.
+    tokio::time::sleep(std::time::Duration::from_millis(6_100)).await;
+    let (status, body) = exchange(&env, &code, Some(&verifier)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    env.identity.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn confidential_clients_authenticate_for_the_code_grant() {
+    let env = start().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let query = format!(
+        "/authorize?{}",
+        serde_urlencoded::to_string([
+            ("response_type", "code"),
+            ("client_id", "webapp"),
+            ("redirect_uri", WEBAPP_REDIRECT),
+            ("scope", "openid"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .unwrap()
+    );
+    let code = login_for_code(&mut browser, &env, &query, ("bob", BOB_PASSWORD)).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", WEBAPP_REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let (status, body) = env.post("/token", Some(("webapp", "wrong-secret")), &form).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+    // Posing as a public client (client_id only) is not enough either.
+    let mut public = form.to_vec();
+    public.push(("client_id", "webapp"));
+    let (status, body) = env.post("/token", None, &public).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+    let (status, body) = env.post("/token", Some(("webapp", WEBAPP_SECRET)), &form).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("refresh_token").is_none(), "webapp may not refresh");
+    assert_eq!(claims(body["access_token"].as_str().unwrap())["aud"], ISSUER, "no resource: the issuer");
+    env.identity.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn sign_in_failures_csrf_and_sessions() {
+    let env = start().await;
+    let mut browser = Browser::default();
+    let (_, challenge) = pkce();
+    let query = authorize_query(&challenge, &[("state", "\"><script>alert(1)</script>")]);
+    let page = browser.get(&env, &query).await;
+    assert!(!page.body.contains("<script>alert"), "state is escaped in the form");
+    assert!(page.body.contains("&quot;&gt;&lt;script&gt;"));
+
+    // A form without the CSRF cookie, or with another token, is refused.
+    let mut stranger = Browser::default();
+    let mut form = page.hidden();
+    form.extend([
+        ("username".into(), "alice".into()),
+        ("password".into(), ALICE_PASSWORD.into()),
+        ("action".into(), "allow".into()),
+    ]);
+    let answer = stranger.post(&env, "/authorize", &form).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    stranger.jar.insert("__Host-csrf".into(), "x".repeat(43));
+    let answer = stranger.post(&env, "/authorize", &form).await;
+    assert_eq!(answer.status, 403);
+    assert!(answer.location.is_none());
+
+    // Wrong passwords re-render the form; the sixth attempt is locked even with the right one.
+    for _ in 0..5 {
+        let answer = submit_login(&mut browser, &env, &page, Some(("bob", "wrong")), "allow").await;
+        assert_eq!(answer.status, 401, "{}", answer.body);
+        assert!(answer.body.contains("Invalid username or password."));
+        assert!(answer.location.is_none());
+    }
+    let answer = submit_login(&mut browser, &env, &page, Some(("bob", BOB_PASSWORD)), "allow").await;
+    assert_eq!(answer.status, 429, "{}", answer.body);
+    // An unknown user gets the same answer as a wrong password.
+    let answer = submit_login(&mut browser, &env, &page, Some(("mallory", "x")), "allow").await;
+    assert_eq!(answer.status, 401);
+    assert!(answer.body.contains("Invalid username or password."));
+
+    // Alice signs in; the next authorization uses her session (no password fields)…
+    let answer = submit_login(&mut browser, &env, &page, Some(("alice", ALICE_PASSWORD)), "allow").await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let again = browser.get(&env, &authorize_query(&challenge, &[])).await;
+    assert!(again.body.contains("Signed in as <strong>alice</strong>"), "{}", again.body);
+    assert!(!again.body.contains("name=\"password\""));
+    let answer = submit_login(&mut browser, &env, &again, None, "allow").await;
+    assert_eq!(answer.status, 303);
+    assert!(answer.location_param("code").is_some());
+    // …unless the client asks for a fresh login.
+    let fresh = browser.get(&env, &authorize_query(&challenge, &[("prompt", "login")])).await;
+    assert!(fresh.body.contains("name=\"password\""));
+    env.identity.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn end_session_signs_out_and_redirects_only_where_registered() {
+    let env = start().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let code =
+        login_for_code(&mut browser, &env, &authorize_query(&challenge, &[]), ("alice", ALICE_PASSWORD))
+            .await;
+    let (_, tokens) = exchange(&env, &code, Some(&verifier)).await;
+    let id_token = tokens["id_token"].as_str().unwrap();
+
+    let evil = format!(
+        "/end_session?{}",
+        serde_urlencoded::to_string([
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", "https://evil.example/")
+        ])
+        .unwrap()
+    );
+    let page = browser.get(&env, &evil).await;
+    assert_eq!(page.status, 400);
+    assert!(page.location.is_none());
+    assert!(browser.jar.contains_key("__Host-session"), "still signed in");
+
+    // Without a hint: a confirmation form, nothing ends yet.
+    let page = browser.get(&env, "/end_session").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Sign out?"));
+    assert!(browser.jar.contains_key("__Host-session"));
+
+    let good = format!(
+        "/end_session?{}",
+        serde_urlencoded::to_string([
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", SPA_LOGOUT),
+            ("state", "bye")
+        ])
+        .unwrap()
+    );
+    let page = browser.get(&env, &good).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location.as_deref(), Some(format!("{SPA_LOGOUT}?state=bye").as_str()));
+    assert!(!browser.jar.contains_key("__Host-session"), "the cookie is cleared");
+    let page = browser.get(&env, &authorize_query(&challenge, &[])).await;
+    assert!(page.body.contains("name=\"password\""), "signed out: the password form again");
+    env.identity.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused_by_userinfo() {
+    let env = start().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let code =
+        login_for_code(&mut browser, &env, &authorize_query(&challenge, &[]), ("alice", ALICE_PASSWORD))
+            .await;
+    let (_, tokens) = exchange(&env, &code, Some(&verifier)).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let parts: Vec<&str> = access.split('.').collect();
+    let none_header = B64.encode(br#"{"alg":"none","typ":"at+jwt"}"#);
+    for forged in [
+        format!("{none_header}.{}.", parts[1]),
+        format!("{}.{}.{}", parts[0], parts[1], B64.encode(b"not a signature")),
+        tokens["id_token"].as_str().unwrap().to_owned(),
+    ] {
+        let (status, challenge, _) = userinfo(&env, &forged).await;
+        assert_eq!(status, 401, "{forged}");
+        assert!(challenge.unwrap().contains("invalid_token"));
+    }
+    let (status, challenge, _) = env
+        .client
+        .get(env.url("/userinfo"))
+        .send()
+        .await
+        .map(|r| {
+            (
+                r.status().as_u16(),
+                r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()),
+                (),
+            )
+        })
+        .unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="identity""#));
+    // A client_credentials token has no user and no openid scope.
+    let service = env.token(None).await;
+    let (status, challenge, _) = userinfo(&env, &service).await;
+    assert_eq!(status, 403);
+    assert!(challenge.unwrap().contains("insufficient_scope"));
+    env.identity.shutdown().await.unwrap();
+}

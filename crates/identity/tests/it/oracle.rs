@@ -51,3 +51,54 @@ print(json.dumps(claims))
     assert_eq!(claims["client_id"], "kms-service");
     env.identity.shutdown().await.unwrap();
 }
+
+fn have_authlib() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import authlib, requests, jwt"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 with Authlib, requests and PyJWT is missing under CI: .ci/run must install them"
+        );
+        eprintln!("SKIPPED: python3 with Authlib/requests/PyJWT is not installed; this test needs them as oracles");
+    }
+    ok
+}
+
+/// Authlib (a client nobody here wrote) runs client_credentials, the authorization code flow
+/// with PKCE through our sign-in form, userinfo and refresh; PyJWT verifies access and ID
+/// tokens against our JWKS; `at_hash` is recomputed with Python's hashlib.
+#[tokio::test]
+async fn authlib_runs_client_credentials_code_pkce_and_refresh() {
+    if !have_authlib() {
+        return;
+    }
+    let env = start().await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/authlib_oracle.py");
+    let ca = env.dir.path().join("pki/ca-bundle.pem");
+    let port = env.identity.server.addr.port().to_string();
+    // The server runs on this test's runtime: wait for Python off it.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(&script)
+            .args([ISSUER, &port, ca.to_str().unwrap(), crate::KMS_SECRET, "alice", crate::ALICE_PASSWORD])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the Authlib client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["client_credentials_client_secret_basic"], "kms-service");
+    assert_eq!(seen["client_credentials_client_secret_post"], "kms-service");
+    assert_eq!(seen["userinfo"]["email"], "alice@acme.example");
+    assert_eq!(seen["refresh_reuse"], "invalid_grant");
+    env.identity.shutdown().await.unwrap();
+}

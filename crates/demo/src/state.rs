@@ -10,6 +10,7 @@
 //!     identity_unseal_share_{1..5} 3-of-5 shares of Identity's barrier
 //!     tenants.yml                  tenant name -> UUIDv4, new for every environment
 //!     client_secret_<client>       random client secrets
+//!     user_password_<user>         random passwords of Identity's demo users
 //!   data/                          databases (removed by a reset)
 //! ```
 //!
@@ -33,6 +34,8 @@ pub const THRESHOLD: u8 = 3;
 pub const TENANTS: [&str; 2] = ["acme", "globex"];
 /// Confidential clients whose secrets are generated.
 pub const CLIENTS: [&str; 2] = ["kms-service", "demo-confidential"];
+/// Identity's demo users whose passwords are generated.
+pub const USERS: [&str; 3] = ["admin", "user", "service"];
 /// What `state.json` says about its directory.
 const MARKER: &str = "demo-security-state";
 
@@ -116,8 +119,9 @@ impl State {
             let lines: String = TENANTS.iter().map(|t| format!("{t}: {}\n", uuid::Uuid::new_v4())).collect();
             write_new(&tenants, lines.as_bytes())?;
         }
-        for client in CLIENTS {
-            let path = state.client_secret(client);
+        let secret_files =
+            CLIENTS.map(|c| state.client_secret(c)).into_iter().chain(USERS.map(|u| state.user_password(u)));
+        for path in secret_files {
             if !path.exists() {
                 let secret = zeroize::Zeroizing::new(Alphanumeric.sample_string(&mut rand::thread_rng(), 40));
                 write_new(&path, secret.as_bytes())?;
@@ -168,6 +172,11 @@ impl State {
     /// A client's secret.
     pub fn client_secret(&self, client: &str) -> PathBuf {
         self.secrets_dir().join(format!("client_secret_{client}"))
+    }
+
+    /// The password file of one of Identity's demo users.
+    pub fn user_password(&self, user: &str) -> PathBuf {
+        self.secrets_dir().join(format!("user_password_{user}"))
     }
     /// A service's unseal share files (`kms` or `identity`), 1..=5.
     pub fn unseal_shares(&self, service: &str) -> Vec<PathBuf> {
@@ -259,6 +268,7 @@ mod tests {
         let tenants = fs::read_to_string(state.tenants_file()).unwrap();
         assert!(tenants.contains("acme: ") && tenants.contains("globex: "));
         assert_eq!(fs::read(state.client_secret("kms-service")).unwrap().len(), 40);
+        assert_eq!(fs::read(state.user_password("admin")).unwrap().len(), 40);
 
         // A second run changes nothing.
         State::ensure(&root, &pki::PkiSpec::demo()).unwrap();

@@ -19,6 +19,7 @@ use secrecy::SecretString;
 use service_kit::credcache::CredentialCache;
 use service_kit::password::{self, PasswordHashString};
 use service_kit::problem::Passthrough;
+use service_kit::throttle::Admitted;
 
 use crate::signing::SigningKeys;
 use crate::store::{RefreshToken, Store, StoredClient, now};
@@ -270,10 +271,11 @@ pub(crate) async fn authenticate_client(
         }
     };
     let secret = SecretString::from(secret);
-    if let Some(client) = s.clients.get(&id, &secret) {
-        return Ok(client);
-    }
-    let attempt = s.throttle.begin(&id).map_err(|r| throttled(r, used_basic))?;
+    let attempt = match s.throttle.begin_or_wait(&id, || s.clients.get(&id, &secret)).await {
+        Ok(Admitted::Ready(client)) => return Ok(client),
+        Ok(Admitted::Attempt(attempt)) => attempt,
+        Err(r) => return Err(throttled(r, used_basic)),
+    };
     let result = verify_client(s, &id, &secret, used_basic).await;
     s.throttle.finish(attempt, result.is_ok());
     result

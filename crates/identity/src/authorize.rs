@@ -396,7 +396,10 @@ pub(crate) async fn authorize_post(State(s): State<AppState>, headers: HeaderMap
     let (code, hash) = match opaque() {
         Ok(pair) => pair,
         Err(_) => {
-            return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.");
+            return html::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error; see the server log.",
+            );
         }
     };
     let row = AuthCode {

@@ -174,6 +174,8 @@ async fn load(
             }
         });
     }
-    while workers.join_next().await.is_some() {}
+    while let Some(worker) = workers.join_next().await {
+        worker.expect("a load worker failed (its panic is printed above): the figures would be wrong");
+    }
     total as f64 / started.elapsed().as_secs_f64()
 }

@@ -342,13 +342,16 @@ impl Authenticator {
     /// A cached success is answered first (it proves the password, so a lockout an attacker
     /// caused does not shut out a client that keeps using its valid credentials). Otherwise the
     /// attempt is counted *before* verification — attempts in flight count — so parallel
-    /// guesses cannot exceed the limit, and PBKDF2 runs behind a semaphore sized to the cores,
-    /// so a flood of logins queues instead of exhausting the CPU.
+    /// guesses cannot exceed the limit (a burst of the same login waits for the attempts in
+    /// flight and is answered from the cache they fill), and PBKDF2 runs behind a semaphore
+    /// sized to the cores, so a flood of logins queues instead of exhausting the CPU.
     pub async fn basic(&self, username: &str, password: &SecretString) -> Result<Principal, Denied> {
-        if let Some(principal) = self.cache.get(username, password) {
-            return Ok(principal);
-        }
-        let attempt = self.throttle.begin(username).map_err(refused)?;
+        let attempt = match self.throttle.begin_or_wait(username, || self.cache.get(username, password)).await
+        {
+            Ok(service_kit::throttle::Admitted::Ready(principal)) => return Ok(principal),
+            Ok(service_kit::throttle::Admitted::Attempt(attempt)) => attempt,
+            Err(r) => return Err(refused(r)),
+        };
         let result = self.verify_uncached(username, password).await;
         self.throttle.finish(attempt, result.is_ok());
         result

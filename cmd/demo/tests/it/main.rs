@@ -6,6 +6,7 @@ mod healthcheck;
 mod kms_demo;
 mod pki;
 mod serve;
+mod serve_identity;
 mod tidy;
 
 use assert_cmd::Command;

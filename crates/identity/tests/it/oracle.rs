@@ -62,7 +62,9 @@ fn have_authlib() -> bool {
             std::env::var_os("CI").is_none(),
             "python3 with Authlib, requests and PyJWT is missing under CI: .ci/run must install them"
         );
-        eprintln!("SKIPPED: python3 with Authlib/requests/PyJWT is not installed; this test needs them as oracles");
+        eprintln!(
+            "SKIPPED: python3 with Authlib/requests/PyJWT is not installed; this test needs them as oracles"
+        );
     }
     ok
 }

@@ -42,6 +42,8 @@ pub enum Output {
 pub enum Command {
     /// Stand the KMS up, seed it, check it and run its flows (embedded runtime).
     Kms(RunArgs),
+    /// Stand Identity up, seed it, check it and run its OAuth / OpenID Connect flows.
+    Identity(RunArgs),
     /// Write the CA chain and the certificates of every demo service and client.
     Pki(PkiArgs),
     /// Run a service (what the container images run).

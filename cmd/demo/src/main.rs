@@ -26,30 +26,10 @@ fn main() -> ExitCode {
         }
         Command::Pki(args) => ("pki", run_pki(args, format, style, cli.global.quiet, cli.global.verbose)),
         Command::Kms(args) => {
-            let options = demo::run_cmd::RunCmdOptions {
-                command: "kms",
-                runtime: match args.runtime {
-                    cli::RuntimeKind::Auto => demo::run_cmd::RuntimeArg::Auto,
-                    cli::RuntimeKind::Embedded => demo::run_cmd::RuntimeArg::Embedded,
-                    cli::RuntimeKind::Docker => demo::run_cmd::RuntimeArg::Docker,
-                },
-                state_dir: args.state_dir.unwrap_or_else(demo::state::State::default_root),
-                reset: args.reset_demo,
-                engine: demo::engine::EngineOptions {
-                    fail_fast: args.fail_fast,
-                    retry: demo::engine::Retry {
-                        retries: args.retries,
-                        backoff: args.retry_backoff,
-                        ..demo::engine::Retry::default()
-                    },
-                    ..demo::engine::EngineOptions::default()
-                },
-                health_timeout: args.health_timeout,
-                format,
-                style,
-                quiet: cli.global.quiet,
-            };
-            return ExitCode::from(demo::run_cmd::run_blocking(options));
+            return run_stack(demo::embedded::Stack::Kms, args, format, style, cli.global.quiet);
+        }
+        Command::Identity(args) => {
+            return run_stack(demo::embedded::Stack::Identity, args, format, style, cli.global.quiet);
         }
         Command::Healthcheck(args) => {
             // Docker's contract: 0 healthy, 1 unhealthy; usage mistakes are 2 like everywhere.
@@ -72,6 +52,39 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(Outcome::Success.exit_code()),
         Err(err) => fail(command, err, format, style),
     }
+}
+
+fn run_stack(
+    stack: demo::embedded::Stack,
+    args: cli::RunArgs,
+    format: OutputFormat,
+    style: Style,
+    quiet: bool,
+) -> ExitCode {
+    let options = demo::run_cmd::RunCmdOptions {
+        stack,
+        runtime: match args.runtime {
+            cli::RuntimeKind::Auto => demo::run_cmd::RuntimeArg::Auto,
+            cli::RuntimeKind::Embedded => demo::run_cmd::RuntimeArg::Embedded,
+            cli::RuntimeKind::Docker => demo::run_cmd::RuntimeArg::Docker,
+        },
+        state_dir: args.state_dir.unwrap_or_else(demo::state::State::default_root),
+        reset: args.reset_demo,
+        engine: demo::engine::EngineOptions {
+            fail_fast: args.fail_fast,
+            retry: demo::engine::Retry {
+                retries: args.retries,
+                backoff: args.retry_backoff,
+                ..demo::engine::Retry::default()
+            },
+            ..demo::engine::EngineOptions::default()
+        },
+        health_timeout: args.health_timeout,
+        format,
+        style,
+        quiet,
+    };
+    ExitCode::from(demo::run_cmd::run_blocking(options))
 }
 
 fn run_pki(

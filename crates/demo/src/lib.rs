@@ -6,10 +6,10 @@
 //! What it must not do: parse command lines (that is `cmd/demo`), print from inside the
 //! library except through the renderers in [`output`], or exit the process.
 
+pub mod embedded;
 pub mod engine;
 pub mod error;
 pub mod healthcheck;
-pub mod kms_demo;
 pub mod output;
 pub mod pki_cmd;
 pub mod report;

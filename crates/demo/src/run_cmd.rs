@@ -21,11 +21,11 @@ pub enum RuntimeArg {
     Docker,
 }
 
-/// What `demo kms` was asked for.
+/// What `demo kms|identity` was asked for.
 #[derive(Debug, Clone)]
 pub struct RunCmdOptions {
-    /// Which stack (`kms` only so far).
-    pub command: &'static str,
+    /// Which services.
+    pub stack: crate::embedded::Stack,
     /// Runtime.
     pub runtime: RuntimeArg,
     /// State directory.
@@ -75,8 +75,9 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
                 let _ = tx.send(true);
             }
         });
-        crate::kms_demo::run(
-            crate::kms_demo::KmsDemoOptions {
+        crate::embedded::run(
+            crate::embedded::DemoOptions {
+                stack: options.stack,
                 state_dir: options.state_dir.clone(),
                 reset: options.reset,
                 engine: options.engine,

@@ -1,0 +1,403 @@
+//! Identity's steps: configuration from the state directory, start in-process, readiness, the
+//! seeded users and clients, and the OAuth 2.1 / OpenID Connect flows of DESIGN §8 that need
+//! Identity alone (the KMS's Bearer flows join them in `demo all`).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use super::Ctx;
+use super::oidc::{self, Authorize, Expect};
+use crate::engine::{Phase, Plan, Retry, Step, StepError};
+use crate::state::State;
+
+/// Identity's demo seed, shipped inside the binary (the same file the compose stack mounts).
+const IDENTITY_SEED: &str = include_str!("../../../../deployments/identity/config/demo-seed.yml");
+/// The issuer, the same everywhere.
+pub(crate) const ISSUER: &str = "https://identity.demo.local:8082";
+const KMS_AUDIENCE: &str = "https://kms.demo.local:8081";
+const SPA: &str = "demo-spa";
+const SPA_REDIRECT: &str = "https://app.demo.local/callback";
+
+/// What Identity's steps share.
+#[derive(Default)]
+pub(crate) struct IdentityCtx {
+    config: OnceLock<identity::config::IdentityConfig>,
+    pub(crate) running: Mutex<Option<identity::service::RunningIdentity>>,
+    pub(crate) api: OnceLock<SocketAddr>,
+    admin: OnceLock<SocketAddr>,
+    client: OnceLock<reqwest::Client>,
+    jwks: OnceLock<serde_json::Value>,
+    /// The code flow's tokens (access, id, refresh).
+    login: OnceLock<serde_json::Value>,
+    /// The refresh token that replaced the code flow's, and the one it replaced.
+    rotated: OnceLock<(String, String)>,
+}
+
+impl IdentityCtx {
+    fn client(&self) -> Result<&reqwest::Client, StepError> {
+        self.client.get().ok_or_else(|| StepError::new("no HTTPS client"))
+    }
+    fn base(&self) -> Result<String, StepError> {
+        let addr = self.api.get().ok_or_else(|| StepError::new("Identity is not running"))?;
+        Ok(format!("https://identity.demo.local:{}", addr.port()))
+    }
+    fn jwks(&self) -> Result<&serde_json::Value, StepError> {
+        self.jwks.get().ok_or_else(|| StepError::new("the JWKS was not fetched"))
+    }
+}
+
+fn secret(path: &std::path::Path) -> Result<String, StepError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| StepError::from_error(format!("cannot read {}", path.display()), &e))
+}
+
+/// POSTs a form with optional Basic client credentials; returns status and JSON body.
+async fn post_form(
+    c: &Ctx,
+    path: &str,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> Result<(u16, serde_json::Value), StepError> {
+    let mut req = c.identity.client()?.post(format!("{}{path}", c.identity.base()?)).form(form);
+    if let Some((id, secret)) = basic {
+        req = req.basic_auth(id, Some(secret));
+    }
+    let resp = req.send().await.map_err(|e| StepError::from_error(format!("POST {path} failed"), &e))?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(serde_json::Value::Null)))
+}
+
+fn expect_status(
+    what: &str,
+    got: (u16, serde_json::Value),
+    want: u16,
+) -> Result<serde_json::Value, StepError> {
+    if got.0 != want {
+        let error = got.1["error"].as_str().unwrap_or("");
+        let description = got.1["error_description"].as_str().unwrap_or("");
+        return Err(StepError {
+            causes: vec![format!("{}: {error} {description}", got.0)],
+            ..StepError::new(format!("{what} answered {}, expected {want}", got.0))
+        });
+    }
+    Ok(got.1)
+}
+
+async fn client_credentials(c: &Ctx, client: &str, scope: Option<&str>) -> Result<String, StepError> {
+    let secret = secret(&c.state()?.client_secret(client))?;
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    let body = expect_status(
+        &format!("client_credentials for {client}"),
+        post_form(c, "/token", Some((client, &secret)), &form).await?,
+        200,
+    )?;
+    body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| StepError::new("the token answer has no access_token"))
+}
+
+async fn introspect(c: &Ctx, token: &str) -> Result<serde_json::Value, StepError> {
+    let secret = secret(&c.state()?.client_secret("kms-service"))?;
+    expect_status(
+        "introspection",
+        post_form(c, "/introspect", Some(("kms-service", &secret)), &[("token", token)]).await?,
+        200,
+    )
+}
+
+/// Signs `user` in through the form as the public PKCE client and exchanges the code.
+async fn code_flow(c: &Ctx, user: &str) -> Result<(serde_json::Value, String), StepError> {
+    let password = secret(&c.state()?.user_password(user))?;
+    let (verifier, challenge) = oidc::pkce()?;
+    let (state, nonce) = (oidc::random()?, oidc::random()?);
+    let base = c.identity.base()?;
+    let request = Authorize {
+        base: &base,
+        issuer: ISSUER,
+        client_id: SPA,
+        redirect_uri: SPA_REDIRECT,
+        scope: "openid profile email kms:encrypt kms:decrypt",
+        challenge: &challenge,
+        state: &state,
+        nonce: &nonce,
+    };
+    let code = oidc::sign_in(c.identity.client()?, &request, user, &password).await?;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", SPA),
+        ("code", code.as_str()),
+        ("redirect_uri", SPA_REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let tokens = expect_status("the code exchange", post_form(c, "/token", None, &form).await?, 200)?;
+    Ok((tokens, nonce))
+}
+
+/// Adds Identity's steps after `state.prepare`.
+pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
+    plan.step(
+        Step::new("config.identity", Phase::Setup, |c: Arc<Ctx>| async move {
+            let config = write_config(c.state()?)
+                .map_err(|e| StepError::from_error("cannot write Identity's configuration", &e))?;
+            let _ = c.identity.config.set(config);
+            Ok(())
+        })
+        .after(&["state.prepare"])
+        .critical(),
+    )
+    .step(
+        Step::new("stack.up.identity", Phase::Start, |c: Arc<Ctx>| async move {
+            let config = c.identity.config.get().ok_or_else(|| StepError::new("no configuration"))?.clone();
+            let running = identity::service::start(&config, identity::service::StartOptions { demo: true })
+                .await
+                .map_err(|e| StepError::from_error("Identity did not start", &e))?;
+            let _ = c.identity.api.set(running.server.addr);
+            let _ = c.identity.admin.set(running.server.admin_addr);
+            let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
+                .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
+            let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .resolve("identity.demo.local", running.server.addr)
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
+            let _ = c.identity.client.set(client);
+            *c.identity.running.lock().await = Some(running);
+            Ok(())
+        })
+        .after(&["config.identity"])
+        .critical(),
+    )
+    .step(
+        Step::new("health.identity", Phase::Health, |c: Arc<Ctx>| async move {
+            let admin = c.identity.admin.get().ok_or_else(|| StepError::new("Identity is not running"))?;
+            let ca = c.state()?.pki_dir().join("ca-bundle.pem");
+            let url = format!("https://localhost:{}/readyz", admin.port());
+            crate::healthcheck::check(&url, &ca, Duration::from_secs(2)).await.map_err(|e| {
+                let mut err = StepError::from_error("Identity is not ready", &e);
+                err.transient = true;
+                err.with_hint("see Identity's log lines above; readyz names the dependency that is not ready")
+            })
+        })
+        .after(&["stack.up.identity"])
+        .timeout(health_timeout)
+        .retry(Retry {
+            retries: 20,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        })
+        .critical(),
+    )
+    .step(
+        Step::new("verify.identity.discovery", Phase::Verify, |c: Arc<Ctx>| async move {
+            let client = c.identity.client()?;
+            let base = c.identity.base()?;
+            let get = |path: &'static str| {
+                let url = format!("{base}{path}");
+                async move {
+                    let resp = client
+                        .get(&url)
+                        .send()
+                        .await
+                        .map_err(|e| StepError::from_error(format!("GET {path} failed"), &e))?;
+                    if resp.status() != 200 {
+                        return Err(StepError::new(format!("GET {path} answered {}", resp.status())));
+                    }
+                    resp.json::<serde_json::Value>()
+                        .await
+                        .map_err(|e| StepError::from_error(format!("{path} is not JSON"), &e))
+                }
+            };
+            let doc = get("/.well-known/openid-configuration").await?;
+            if doc["issuer"] != ISSUER
+                || doc["code_challenge_methods_supported"] != serde_json::json!(["S256"])
+            {
+                return Err(StepError::new("discovery does not name our issuer with PKCE S256 only"));
+            }
+            let jwks = get("/jwks").await?;
+            if jwks["keys"].as_array().is_none_or(Vec::is_empty) {
+                return Err(StepError::new("the JWKS has no keys"));
+            }
+            let _ = c.identity.jwks.set(jwks);
+            Ok(())
+        })
+        .after(&["health.identity"]),
+    )
+    .step(
+        Step::new("verify.identity.clients", Phase::Verify, |c: Arc<Ctx>| async move {
+            for client in crate::state::CLIENTS {
+                let scope = if client == "kms-service" { "kms:read" } else { "kms:encrypt" };
+                client_credentials(&c, client, Some(scope)).await?;
+            }
+            Ok(())
+        })
+        .after(&["health.identity"]),
+    )
+    .step(
+        Step::new("verify.identity.users", Phase::Verify, |c: Arc<Ctx>| async move {
+            for user in crate::state::USERS {
+                code_flow(&c, user).await.map_err(|e| StepError {
+                    causes: [vec![e.message], e.causes].concat(),
+                    ..StepError::new(format!("seeded user {user} cannot sign in"))
+                })?;
+            }
+            Ok(())
+        })
+        .after(&["health.identity"]),
+    )
+    .step(
+        Step::new("flow.identity.client-credentials", Phase::Flows, |c: Arc<Ctx>| async move {
+            let token = client_credentials(&c, "demo-confidential", None).await?;
+            let claims = oidc::verify(
+                &token,
+                c.identity.jwks()?,
+                &Expect { issuer: ISSUER, audience: KMS_AUDIENCE, typ: "at+jwt" },
+            )?;
+            if claims["client_id"] != "demo-confidential" || claims["tenant_id"].as_str().is_none() {
+                return Err(StepError::new("the access token lacks client_id or tenant_id"));
+            }
+            Ok(())
+        })
+        .after(&["verify.identity.discovery", "verify.identity.clients"]),
+    )
+    .step(
+        Step::new("flow.identity.introspection", Phase::Flows, |c: Arc<Ctx>| async move {
+            let token = client_credentials(&c, "demo-confidential", Some("kms:read")).await?;
+            let answer = introspect(&c, &token).await?;
+            if answer["active"] != true || answer["scope"] != "kms:read" {
+                return Err(StepError::new(format!("introspection of a fresh token said {answer}")));
+            }
+            Ok(())
+        })
+        .after(&["verify.identity.clients"]),
+    )
+    .step(
+        Step::new("flow.identity.revocation", Phase::Flows, |c: Arc<Ctx>| async move {
+            let token = client_credentials(&c, "demo-confidential", None).await?;
+            let secret = secret(&c.state()?.client_secret("demo-confidential"))?;
+            expect_status(
+                "revocation",
+                post_form(&c, "/revoke", Some(("demo-confidential", &secret)), &[("token", &token)]).await?,
+                200,
+            )?;
+            let answer = introspect(&c, &token).await?;
+            if answer["active"] != false {
+                return Err(StepError::new("a revoked token is still active"));
+            }
+            Ok(())
+        })
+        .after(&["verify.identity.clients"]),
+    )
+    .step(
+        Step::new("flow.identity.code-pkce", Phase::Flows, |c: Arc<Ctx>| async move {
+            let (tokens, nonce) = code_flow(&c, "user").await?;
+            let jwks = c.identity.jwks()?;
+            let id_token = tokens["id_token"].as_str().ok_or_else(|| StepError::new("no id_token"))?;
+            let id = oidc::verify(id_token, jwks, &Expect { issuer: ISSUER, audience: SPA, typ: "JWT" })?;
+            if id["nonce"] != nonce.as_str() {
+                return Err(StepError::new("the id_token's nonce is not ours"));
+            }
+            let access = tokens["access_token"].as_str().ok_or_else(|| StepError::new("no access_token"))?;
+            let at = oidc::verify(
+                access,
+                jwks,
+                &Expect { issuer: ISSUER, audience: KMS_AUDIENCE, typ: "at+jwt" },
+            )?;
+            if at["sub"] != id["sub"] {
+                return Err(StepError::new("the access token and id_token name different users"));
+            }
+            if tokens["refresh_token"].as_str().is_none() {
+                return Err(StepError::new("no refresh_token for the public client"));
+            }
+            let _ = c.identity.login.set(tokens);
+            Ok(())
+        })
+        .after(&["verify.identity.discovery", "verify.identity.users"]),
+    )
+    .step(
+        Step::new("flow.identity.userinfo", Phase::Flows, |c: Arc<Ctx>| async move {
+            let tokens =
+                c.identity.login.get().ok_or_else(|| StepError::new("no tokens from the code flow"))?;
+            let access = tokens["access_token"].as_str().unwrap_or_default();
+            let resp = c
+                .identity
+                .client()?
+                .get(format!("{}/userinfo", c.identity.base()?))
+                .bearer_auth(access)
+                .send()
+                .await
+                .map_err(|e| StepError::from_error("GET /userinfo failed", &e))?;
+            let got = (resp.status().as_u16(), resp.json().await.unwrap_or(serde_json::Value::Null));
+            let info = expect_status("userinfo", got, 200)?;
+            if info["preferred_username"] != "user" || info["sub"].as_str().is_none() {
+                return Err(StepError::new(format!("userinfo said {info}")));
+            }
+            Ok(())
+        })
+        .after(&["flow.identity.code-pkce"]),
+    )
+    .step(
+        Step::new("flow.identity.refresh-rotation", Phase::Flows, |c: Arc<Ctx>| async move {
+            let tokens =
+                c.identity.login.get().ok_or_else(|| StepError::new("no tokens from the code flow"))?;
+            let old = tokens["refresh_token"].as_str().unwrap_or_default().to_owned();
+            let form = [("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", old.as_str())];
+            let new = expect_status("the refresh", post_form(&c, "/token", None, &form).await?, 200)?;
+            let new = new["refresh_token"].as_str().ok_or_else(|| StepError::new("no new refresh_token"))?;
+            if new == old {
+                return Err(StepError::new("the refresh token did not rotate"));
+            }
+            let _ = c.identity.rotated.set((old, new.to_owned()));
+            Ok(())
+        })
+        .after(&["flow.identity.code-pkce"]),
+    )
+    .step(
+        Step::new("flow.identity.refresh-reuse", Phase::Flows, |c: Arc<Ctx>| async move {
+            let (old, new) =
+                c.identity.rotated.get().ok_or_else(|| StepError::new("no rotated refresh token"))?;
+            for (which, token) in [("the used refresh token", old), ("its successor (family revoked)", new)] {
+                let form =
+                    [("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", token.as_str())];
+                let body = expect_status(which, post_form(&c, "/token", None, &form).await?, 400)?;
+                if body["error"] != "invalid_grant" {
+                    return Err(StepError::new(format!("{which} gave {}, not invalid_grant", body["error"])));
+                }
+            }
+            Ok(())
+        })
+        .after(&["flow.identity.refresh-rotation"]),
+    )
+}
+
+/// Writes the seed and returns Identity's configuration over the state directory.
+fn write_config(state: &State) -> std::io::Result<identity::config::IdentityConfig> {
+    use identity::config::{IdentityConfig, SeedConfig, Sqlite, Storage, Tokens, Unseal};
+    let config_dir = state.root().join("config");
+    std::fs::create_dir_all(&config_dir)?;
+    let seed = config_dir.join("identity-demo-seed.yml");
+    std::fs::write(&seed, IDENTITY_SEED)?;
+    Ok(IdentityConfig {
+        // Free loopback ports: the running server reports what it bound.
+        server: service_kit::server::HttpConfig::loopback(&pki::PkiDir::new(state.pki_dir()), "identity"),
+        issuer: ISSUER.to_owned(),
+        storage: Storage { sqlite: Sqlite { path: state.data_dir().join("identity.db") } },
+        unseal: Unseal { share_files: state.unseal_shares("identity").into_iter().take(3).collect() },
+        tokens: Tokens::default(),
+        seed: Some(SeedConfig {
+            file: seed,
+            tenants_file: state.tenants_file(),
+            secrets_dir: state.secrets_dir(),
+        }),
+        log_format: Default::default(),
+    })
+}

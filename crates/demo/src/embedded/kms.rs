@@ -1,0 +1,277 @@
+//! The KMS's steps: configuration from the state directory, start in-process, readiness, the
+//! seeded pools, and the Basic-realm flows.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use tokio::sync::Mutex;
+
+use super::Ctx;
+use crate::engine::{Phase, Plan, Retry, Step, StepError};
+use crate::state::State;
+
+/// The KMS demo seed, shipped inside the binary (the same file the compose stack mounts).
+const KMS_SEED: &str = include_str!("../../../../deployments/kms/config/demo-seed.yml");
+
+/// What the KMS steps share.
+#[derive(Default)]
+pub(crate) struct KmsCtx {
+    config: OnceLock<kms::config::KmsConfig>,
+    pub(crate) running: Mutex<Option<kms::service::RunningKms>>,
+    pub(crate) api: OnceLock<SocketAddr>,
+    admin: OnceLock<SocketAddr>,
+    client: OnceLock<reqwest::Client>,
+    jwe: OnceLock<serde_json::Value>,
+}
+
+impl KmsCtx {
+    fn client(&self) -> Result<&reqwest::Client, StepError> {
+        self.client.get().ok_or_else(|| StepError::new("no HTTPS client"))
+    }
+    fn url(&self, path: &str) -> Result<String, StepError> {
+        let addr = self.api.get().ok_or_else(|| StepError::new("the KMS is not running"))?;
+        Ok(format!("https://kms.demo.local:{}/api/v1{path}", addr.port()))
+    }
+}
+
+/// Adds the KMS's steps after `state.prepare`.
+pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
+    plan.step(
+        Step::new("config.kms", Phase::Setup, |c: Arc<Ctx>| async move {
+            let state = c.state()?;
+            let config = write_config(state)
+                .map_err(|e| StepError::from_error("cannot write the KMS configuration", &e))?;
+            let _ = c.kms.config.set(config);
+            Ok(())
+        })
+        .after(&["state.prepare"])
+        .critical(),
+    )
+    .step(
+        Step::new("stack.up.kms", Phase::Start, |c: Arc<Ctx>| async move {
+            let config = c.kms.config.get().ok_or_else(|| StepError::new("no configuration"))?.clone();
+            let running = kms::service::start_with(&config, kms::service::StartOptions { demo: true })
+                .await
+                .map_err(|e| StepError::from_error("the KMS did not start", &e))?;
+            let _ = c.kms.api.set(running.server.addr);
+            let _ = c.kms.admin.set(running.server.admin_addr);
+            let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
+                .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
+            let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .resolve("kms.demo.local", running.server.addr)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
+            let _ = c.kms.client.set(client);
+            *c.kms.running.lock().await = Some(running);
+            Ok(())
+        })
+        .after(&["config.kms"])
+        .critical(),
+    )
+    .step(
+        Step::new("health.kms", Phase::Health, |c: Arc<Ctx>| async move {
+            let admin = c.kms.admin.get().ok_or_else(|| StepError::new("the KMS is not running"))?;
+            let ca = c.state()?.pki_dir().join("ca-bundle.pem");
+            let url = format!("https://localhost:{}/readyz", admin.port());
+            crate::healthcheck::check(&url, &ca, Duration::from_secs(2)).await.map_err(|e| {
+                let mut err = StepError::from_error("the KMS is not ready", &e);
+                err.transient = true;
+                err.with_hint("see the KMS log lines above; readyz names the dependency that is not ready")
+            })
+        })
+        .after(&["stack.up.kms"])
+        .timeout(health_timeout)
+        .retry(Retry {
+            retries: 20,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        })
+        .critical(),
+    )
+    .step(
+        Step::new("verify.kms.pools", Phase::Verify, |c: Arc<Ctx>| async move {
+            let pools = get(&c, "/pools", ("acme-admin", "acme-admin-demo")).await?;
+            let names: Vec<&str> =
+                pools.as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+            for want in ["payments", "documents", "signing", "signing-ed", "signing-rsa", "key-wrapping"] {
+                if !names.contains(&want) {
+                    return Err(StepError::new(format!("seeded pool {want} is missing (found {names:?})")));
+                }
+            }
+            let payments = get(&c, "/pools/payments", ("acme-admin", "acme-admin-demo")).await?;
+            if payments["versions"].as_array().map(Vec::len) != Some(2) {
+                return Err(StepError::new("pool payments should have 2 versions"));
+            }
+            Ok(())
+        })
+        .after(&["health.kms"]),
+    )
+    .step(
+        Step::new("flow.basic.kms.encrypt", Phase::Flows, |c: Arc<Ctx>| async move {
+            let body = serde_json::json!({"plaintext": B64.encode("4111 1111 1111 1111")});
+            let enc = post(&c, "/pools/payments/encrypt", ("acme-app", "acme-app-demo"), body, 200).await?;
+            let dec = post(
+                &c,
+                "/decrypt",
+                ("acme-app", "acme-app-demo"),
+                serde_json::json!({"jwe": enc["jwe"]}),
+                200,
+            )
+            .await?;
+            if dec["plaintext"] != B64.encode("4111 1111 1111 1111") {
+                return Err(StepError::new("decrypt did not give the plaintext back"));
+            }
+            let _ = c.kms.jwe.set(enc["jwe"].clone());
+            Ok(())
+        })
+        .after(&["verify.kms.pools"]),
+    )
+    .step(
+        Step::new("flow.basic.kms.sign", Phase::Flows, |c: Arc<Ctx>| async move {
+            let signed = post(
+                &c,
+                "/pools/signing/sign",
+                ("acme-app", "acme-app-demo"),
+                serde_json::json!({"payload": B64.encode("order 42")}),
+                200,
+            )
+            .await?;
+            let verified = post(
+                &c,
+                "/verify",
+                ("acme-app", "acme-app-demo"),
+                serde_json::json!({"jws": signed["jws"]}),
+                200,
+            )
+            .await?;
+            if verified["valid"] != true {
+                return Err(StepError::new("a fresh signature did not verify"));
+            }
+            Ok(())
+        })
+        .after(&["verify.kms.pools"]),
+    )
+    .step(
+        Step::new("flow.basic.kms.forbidden", Phase::Flows, |c: Arc<Ctx>| async move {
+            post(
+                &c,
+                "/pools/payments/encrypt",
+                ("acme-auditor", "acme-auditor-demo"),
+                serde_json::json!({"plaintext": "eA=="}),
+                403,
+            )
+            .await
+            .map(|_| ())
+        })
+        .after(&["verify.kms.pools"]),
+    )
+    .step(
+        Step::new("flow.basic.kms.unauthenticated", Phase::Flows, |c: Arc<Ctx>| async move {
+            let resp = c
+                .kms
+                .client()?
+                .get(c.kms.url("/pools")?)
+                .send()
+                .await
+                .map_err(|e| StepError::from_error("request failed", &e))?;
+            if resp.status() != 401 || !resp.headers().contains_key("www-authenticate") {
+                return Err(StepError::new(format!(
+                    "no credentials gave {}, not 401 with WWW-Authenticate",
+                    resp.status()
+                )));
+            }
+            Ok(())
+        })
+        .after(&["health.kms"]),
+    )
+    .step(
+        Step::new("flow.basic.kms.tenant-isolation", Phase::Flows, |c: Arc<Ctx>| async move {
+            let jwe =
+                c.kms.jwe.get().ok_or_else(|| StepError::new("no ciphertext from the encrypt flow"))?.clone();
+            post(&c, "/decrypt", ("globex-user", "globex-user-demo"), serde_json::json!({"jwe": jwe}), 404)
+                .await
+                .map(|_| ())
+        })
+        .after(&["flow.basic.kms.encrypt"]),
+    )
+}
+
+async fn get(c: &Ctx, path: &str, user: (&str, &str)) -> Result<serde_json::Value, StepError> {
+    let resp = c
+        .kms
+        .client()?
+        .get(c.kms.url(path)?)
+        .basic_auth(user.0, Some(user.1))
+        .send()
+        .await
+        .map_err(|e| StepError::from_error(format!("GET {path} failed"), &e))?;
+    expect(resp, path, 200).await
+}
+
+async fn post(
+    c: &Ctx,
+    path: &str,
+    user: (&str, &str),
+    body: serde_json::Value,
+    status: u16,
+) -> Result<serde_json::Value, StepError> {
+    let resp = c
+        .kms
+        .client()?
+        .post(c.kms.url(path)?)
+        .basic_auth(user.0, Some(user.1))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| StepError::from_error(format!("POST {path} failed"), &e))?;
+    expect(resp, path, status).await
+}
+
+pub(crate) async fn expect(
+    resp: reqwest::Response,
+    path: &str,
+    status: u16,
+) -> Result<serde_json::Value, StepError> {
+    let got = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+    if got != status {
+        let detail = body["detail"].as_str().unwrap_or("").to_owned();
+        return Err(StepError {
+            causes: vec![format!("{got}: {detail}")],
+            ..StepError::new(format!("{path} answered {got}, expected {status}"))
+        });
+    }
+    Ok(body)
+}
+
+/// Writes the seed, the tenants-backed config and returns the KMS configuration.
+fn write_config(state: &State) -> std::io::Result<kms::config::KmsConfig> {
+    use kms::config::{
+        AuthConfig, KmsConfig, RealmConfig, SeedConfig, SqliteConfig, StorageConfig, UnsealConfig,
+    };
+    use service_kit::server::HttpConfig;
+    let config_dir = state.root().join("config");
+    std::fs::create_dir_all(&config_dir)?;
+    let seed = config_dir.join("kms-demo-seed.yml");
+    std::fs::write(&seed, KMS_SEED)?;
+    Ok(KmsConfig {
+        // Free loopback ports: the running server reports what it bound.
+        server: HttpConfig::loopback(&pki::PkiDir::new(state.pki_dir()), "kms"),
+        storage: StorageConfig { sqlite: SqliteConfig { path: state.data_dir().join("kms.db") } },
+        unseal: UnsealConfig { share_files: state.unseal_shares("kms").into_iter().take(3).collect() },
+        auth: AuthConfig {
+            realms: vec![RealmConfig::Database],
+            cache_ttl: Duration::from_secs(60),
+            cache_entries: 10_000,
+            max_failures: 5,
+            failure_window: Duration::from_secs(60),
+        },
+        seed: Some(SeedConfig { file: seed, tenants_file: state.tenants_file() }),
+        log_format: Default::default(),
+    })
+}

@@ -158,10 +158,7 @@ pub(crate) fn classify(url: &str, timeout: std::time::Duration, e: &reqwest::Err
         if let Some(r) = err.downcast_ref::<RedirectRefused>() {
             return FetchError::RedirectRefused { url, reason: r.0.clone() };
         }
-        let rustls_err = err.downcast_ref::<rustls::Error>().or_else(|| {
-            err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()?.downcast_ref::<rustls::Error>())
-        });
-        if let Some(tls) = rustls_err {
+        if let Some(tls) = find_rustls_error(err) {
             if let rustls::Error::InvalidCertificate(CertificateError::Other(other)) = tls
                 && other.0.downcast_ref::<PinMismatch>().is_some()
             {
@@ -178,6 +175,18 @@ pub(crate) fn classify(url: &str, timeout: std::time::Duration, e: &reqwest::Err
     } else {
         FetchError::Connect { url, detail: error_chain(e) }
     }
+}
+
+/// The rustls error in `err`, looking through nested `io::Error`s (whose `source()` skips
+/// the error they wrap).
+fn find_rustls_error<'a>(mut err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    for _ in 0..8 {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        err = err.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+    None
 }
 
 fn error_chain(e: &dyn StdError) -> String {

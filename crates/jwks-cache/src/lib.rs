@@ -51,3 +51,8 @@ pub use keys::{
 pub use provider::{BackgroundRefresh, CacheState, Counts, Provider, ProviderStatus};
 pub use registry::Registry;
 pub use validator::{FORBIDDEN_HEADERS, Validator, ValidatorConfig};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

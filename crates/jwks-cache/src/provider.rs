@@ -124,7 +124,8 @@ struct Inner {
     snapshot_written_ms: Arc<Mutex<u64>>,
 }
 
-/// The key cache of one issuer. Cheap to clone (clones share the cache).
+/// The key cache of one issuer. Cheap to clone (clones share the cache). Lookups and
+/// refreshes run on tokio (refreshes are spawned tasks), so call them inside a tokio runtime.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -723,6 +724,18 @@ impl Inner {
 
         if parts.status == http::StatusCode::NOT_MODIFIED {
             let Some(c) = current else { return Err(FetchError::UnexpectedNotModified { url }) };
+            // A 304 answers the conditions we sent, which came from our one stored response.
+            // Servers may leave the validators out (RFC 9110 §15.4.5 does not require
+            // Last-Modified), and the cache rules would then refuse to match it: a 304 with
+            // no validator at all confirms ours.
+            if !parts.headers.contains_key(ETAG) && !parts.headers.contains_key(LAST_MODIFIED) {
+                if let Some(etag) = &c.etag {
+                    parts.headers.insert(ETAG, etag.clone());
+                }
+                if let Some(modified) = &c.last_modified {
+                    parts.headers.insert(LAST_MODIFIED, modified.clone());
+                }
+            }
             return match c.policy.after_response(&request, &parts, now) {
                 AfterResponse::NotModified(policy, _) => {
                     let ttl = policy.time_to_live(now);

@@ -123,6 +123,40 @@ async fn revalidation_sends_the_etag_and_a_304_keeps_the_keys() {
 }
 
 #[tokio::test]
+async fn revalidation_uses_last_modified_when_there_is_no_etag() {
+    let fx = Fixture::start().await;
+    fx.issuer.last_modified_only.store(true, Ordering::SeqCst);
+    let provider = fx.provider();
+    let first = provider.refresh().await.unwrap();
+    let second = provider.refresh().await.unwrap();
+    assert_eq!(fx.issuer.conditional.load(Ordering::SeqCst), 1, "If-Modified-Since was sent");
+    assert_eq!(fx.issuer.not_modified.load(Ordering::SeqCst), 1);
+    assert!(Arc::ptr_eq(&first, &second));
+}
+
+#[tokio::test]
+async fn a_registry_refreshes_and_reports_every_issuer() {
+    let fx = Fixture::start().await;
+    let registry = jwks_cache::Registry::new();
+    let a = registry.add(fx.config()).unwrap();
+    let b = registry.add(fx.config()).unwrap();
+    assert_eq!(registry.statuses().iter().filter(|s| s.state == CacheState::Empty).count(), 2);
+    let results = registry.refresh_all().await;
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    let statuses = registry.statuses();
+    assert!(statuses.iter().all(|s| s.state == CacheState::Fresh && s.key_count == 1), "{statuses:?}");
+    assert_eq!(registry.get(a.issuer()).unwrap().issuer(), a.issuer());
+    // Each provider keeps its own cache: two issuers, two requests.
+    assert_eq!(fx.issuer.requests(), 2);
+    fx.issuer.set_mode(Mode::Status(500));
+    let results = registry.refresh_all().await;
+    assert!(results.iter().all(|(_, r)| r.is_err()));
+    let failed = registry.get(b.issuer()).unwrap().status();
+    assert!(failed.last_error.is_some() && failed.state == CacheState::Fresh, "{failed:?}");
+}
+
+#[tokio::test]
 async fn transient_errors_are_retried_with_backoff_and_client_errors_are_not() {
     let fx = Fixture::start().await;
     fx.issuer.fail_next.store(2, Ordering::SeqCst);

@@ -57,6 +57,8 @@ pub struct Issuer {
     pub delay: Mutex<Duration>,
     pub keys: Mutex<Vec<Value>>,
     pub cache_control: Mutex<String>,
+    /// Send `Last-Modified` (and honour If-Modified-Since) instead of an ETag.
+    pub last_modified_only: std::sync::atomic::AtomicBool,
 }
 
 impl Issuer {
@@ -103,6 +105,23 @@ async fn jwks(State(issuer): State<Arc<Issuer>>, headers: HeaderMap) -> Response
     let mode = issuer.mode.lock().unwrap().clone();
     let cache_control = issuer.cache_control.lock().unwrap().clone();
     match mode {
+        Mode::Ok if issuer.last_modified_only.load(Ordering::SeqCst) => {
+            const MODIFIED: &str = "Wed, 21 Oct 2026 07:28:00 GMT";
+            let (body, _) = issuer.body_and_etag();
+            let ims = headers.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok());
+            if ims.is_some() {
+                issuer.conditional.fetch_add(1, Ordering::SeqCst);
+            }
+            if headers.contains_key(header::IF_NONE_MATCH) {
+                return StatusCode::BAD_REQUEST.into_response(); // no ETag was ever sent
+            }
+            if ims == Some(MODIFIED) {
+                issuer.not_modified.fetch_add(1, Ordering::SeqCst);
+                return (StatusCode::NOT_MODIFIED, [(header::CACHE_CONTROL, cache_control)]).into_response();
+            }
+            ([(header::LAST_MODIFIED, MODIFIED.to_owned()), (header::CACHE_CONTROL, cache_control)], body)
+                .into_response()
+        }
         Mode::Ok => {
             let (body, etag) = issuer.body_and_etag();
             let inm = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -168,6 +187,7 @@ impl Fixture {
             delay: Mutex::new(Duration::ZERO),
             keys: Mutex::new(vec![key.jwk()]),
             cache_control: Mutex::new("max-age=300".to_owned()),
+            last_modified_only: Default::default(),
         });
         let app = Router::new().route("/jwks", get(jwks)).with_state(issuer.clone());
         let server =

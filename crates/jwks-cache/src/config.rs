@@ -184,6 +184,9 @@ pub struct ProviderConfig {
     /// If not empty, the server's public key must match one of these (in addition to a valid
     /// chain to `trust`).
     pub spki_pins: Vec<SpkiPin>,
+    /// Speak TLS 1.3 only (off by default: many public issuers still offer TLS 1.2 as well,
+    /// and rustls' TLS 1.2 has only forward-secret AEAD suites). Turn it on for issuers you run.
+    pub tls13_only: bool,
     /// Largest response body read, in bytes; reading stops past it.
     pub max_response_bytes: usize,
     /// Most keys a set may list (usable or not); a longer set is refused.
@@ -237,6 +240,7 @@ impl ProviderConfig {
             allowed_domains,
             trust: TrustRoots::System,
             spki_pins: Vec::new(),
+            tls13_only: false,
             max_response_bytes: 256 * 1024,
             max_keys: 100,
             min_ttl: Duration::from_secs(60),

@@ -89,8 +89,8 @@ impl ServerCertVerifier for PinningVerifier {
     }
 }
 
-/// Builds the rustls client config: TLS 1.2 and 1.3 (rustls' safe defaults), the configured
-/// roots, and the pin check when pins are given.
+/// Builds the rustls client config: TLS 1.2 and 1.3 (rustls' safe defaults) or 1.3 only, the
+/// configured roots, and the pin check when pins are given.
 pub(crate) fn client_config(config: &ProviderConfig) -> Result<ClientConfig, ConfigError> {
     let client_err = |detail: String| ConfigError::Client { issuer: config.issuer.clone(), detail };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -98,8 +98,10 @@ pub(crate) fn client_config(config: &ProviderConfig) -> Result<ClientConfig, Con
     let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(|e| client_err(format!("certificate verifier: {e}")))?;
+    let versions: &[&rustls::SupportedProtocolVersion] =
+        if config.tls13_only { &[&rustls::version::TLS13] } else { rustls::DEFAULT_VERSIONS };
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| client_err(format!("protocol versions: {e}")))?;
     let mut tls = if config.spki_pins.is_empty() {
         builder.with_webpki_verifier(webpki).with_no_client_auth()

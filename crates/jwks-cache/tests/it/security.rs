@@ -46,6 +46,7 @@ async fn a_matching_spki_pin_is_accepted_and_a_mismatch_refused() {
     let fx = Fixture::start().await;
     let mut pinned = fx.config();
     pinned.spki_pins = vec![SpkiPin::of_spki(b"some other key"), fx.server_pin()];
+    pinned.tls13_only = true;
     Provider::new(pinned).unwrap().refresh().await.unwrap();
     assert_eq!(fx.issuer.requests(), 1);
 

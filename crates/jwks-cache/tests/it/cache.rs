@@ -266,8 +266,8 @@ async fn forged_kids_neither_starve_valid_tokens_nor_hammer_the_issuer() {
     validator.validate(&good).await.unwrap();
     assert_eq!(fx.issuer.requests(), 1);
 
-    // The issuer is slow now: a refetch takes 500 ms.
-    fx.issuer.set_delay(Duration::from_millis(500));
+    // The issuer is slow now: a refetch takes 1.5 s.
+    fx.issuer.set_delay(Duration::from_millis(1500));
     let forger = TestKey::new("unused");
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..500 {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod healthcheck;
+mod identity_demo;
 mod kms_demo;
 mod pki;
 mod serve;

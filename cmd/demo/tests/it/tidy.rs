@@ -16,6 +16,7 @@ fn readme_mentions_every_flag() {
         &["serve", "--help"],
         &["healthcheck", "--help"],
         &["kms", "--help"],
+        &["identity", "--help"],
     ] {
         let out = crate::demo().args(command).assert().success();
         help.push_str(&String::from_utf8_lossy(&out.get_output().stdout));

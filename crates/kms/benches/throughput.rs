@@ -67,6 +67,7 @@ async fn run() {
             cache_entries: 1000,
             max_failures: 5,
             failure_window: Duration::from_secs(60),
+            bearer: None,
         },
         seed: None,
         log_format: Default::default(),

@@ -31,6 +31,8 @@ pub struct AppState {
     pub kms: Kms,
     /// Password authentication.
     pub auth: Arc<Authenticator>,
+    /// Identity's Bearer tokens, when configured.
+    pub bearer: Option<Arc<crate::bearer::BearerRealm>>,
 }
 
 /// The API router (mount it with `service_kit::server::start`, which adds the common layers):
@@ -110,6 +112,10 @@ pub enum ApiError {
     /// No or unusable credentials: 401 with `WWW-Authenticate`.
     #[error("authentication required: {0}")]
     Unauthenticated(&'static str),
+    /// A Bearer token that is not valid: 401 with `WWW-Authenticate: Bearer error="invalid_token"`
+    /// (the text is the reason in detailed mode, a fixed sentence in minimal mode).
+    #[error("{0}")]
+    InvalidToken(String),
     /// Too many failed logins: 429 with `Retry-After`.
     #[error("too many failed logins; retry in {0} s")]
     Locked(u64),
@@ -131,10 +137,24 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let detail = self.to_string();
         let (problem, extra): (Problem, Option<(header::HeaderName, String)>) = match &self {
-            ApiError::Unauthenticated(_) => (
-                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required")
+            ApiError::Unauthenticated(_) => {
+                let mut response =
+                    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required")
+                        .with_detail(detail)
+                        .into_response();
+                // Both schemes: Basic for accounts, Bearer for Identity's tokens.
+                let h = response.headers_mut();
+                h.append(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="kms", charset="UTF-8""#),
+                );
+                h.append(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="kms""#));
+                return response;
+            }
+            ApiError::InvalidToken(_) => (
+                Problem::new(StatusCode::UNAUTHORIZED, "invalid-token", "The access token is not valid")
                     .with_detail(detail),
-                Some((header::WWW_AUTHENTICATE, r#"Basic realm="kms", charset="UTF-8""#.to_owned())),
+                Some((header::WWW_AUTHENTICATE, r#"Bearer realm="kms", error="invalid_token""#.to_owned())),
             ),
             ApiError::Locked(secs) => (
                 Problem::new(
@@ -212,8 +232,11 @@ impl FromRequestParts<AppState> for Caller {
         let value =
             value.to_str().map_err(|_| ApiError::Unauthenticated("the Authorization header is not text"))?;
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return bearer(parts, state, rest.trim()).await;
+        }
         if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(ApiError::Unauthenticated("only the Basic scheme is accepted"));
+            return Err(ApiError::Unauthenticated("use the Basic or Bearer scheme"));
         }
         let decoded = B64
             .decode(rest.trim())
@@ -228,6 +251,30 @@ impl FromRequestParts<AppState> for Caller {
             Err(Denied::BadCredentials) => Err(ApiError::Unauthenticated("unknown user or wrong password")),
             Err(Denied::Locked { retry_after }) => Err(ApiError::Locked(retry_after)),
             Err(Denied::Unavailable) => Err(ApiError::Unavailable),
+        }
+    }
+}
+
+/// Operations that release or create secrets: introspected in `sensitive` mode. Everything
+/// that is not a read, an encryption, a verification or a wrap.
+fn sensitive(parts: &Parts) -> bool {
+    let path = parts.uri.path();
+    parts.method != axum::http::Method::GET
+        && !(path.ends_with("/encrypt") || path.ends_with("/verify") || path.ends_with("/wrap"))
+}
+
+async fn bearer(parts: &Parts, state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let Some(realm) = &state.bearer else {
+        return Err(ApiError::Unauthenticated("Bearer tokens are not accepted here (no issuer configured)"));
+    };
+    match realm.authenticate(token, sensitive(parts)).await {
+        Ok(principal) => Ok(Caller(principal)),
+        Err(crate::bearer::BearerDenied::Unavailable) => Err(ApiError::Unavailable),
+        Err(crate::bearer::BearerDenied::Invalid(reason)) => {
+            Err(ApiError::InvalidToken(match realm.detail() {
+                crate::config::ErrorDetail::Detailed => format!("the access token is not valid: {reason}"),
+                crate::config::ErrorDetail::Minimal => "the access token is not valid".to_owned(),
+            }))
         }
     }
 }

@@ -95,6 +95,100 @@ pub struct AuthConfig {
     /// The failure window.
     #[serde(default = "default_failure_window", with = "humantime_serde")]
     pub failure_window: Duration,
+    /// Bearer tokens from Identity (off when absent).
+    #[serde(default)]
+    pub bearer: Option<BearerConfig>,
+}
+
+/// `auth.bearer:` — Identity's access tokens, validated locally through the JWKS cache and,
+/// if configured, confirmed by introspection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerConfig {
+    /// The `iss` tokens must carry (`https://identity.demo.local:8082`).
+    pub issuer: String,
+    /// Where Identity publishes its keys (HTTPS).
+    pub jwks_url: String,
+    /// The `aud` tokens must carry: this KMS.
+    pub audience: String,
+    /// Accepted algorithms, pinned here and never taken from a token.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// The only CA trusted for the JWKS and introspection.
+    pub ca_file: PathBuf,
+    /// Fixed host → address mappings (the embedded runtime's loopback ports).
+    #[serde(default)]
+    pub resolve: std::collections::BTreeMap<String, std::net::SocketAddr>,
+    /// Clock skew tolerated on `exp`, `nbf`, `iat`.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Asking Identity whether a token is still active.
+    #[serde(default)]
+    pub introspection: Option<IntrospectionConfig>,
+    /// How much a 401 says: `minimal` for production, `detailed` (the reason) for the demo.
+    #[serde(default)]
+    pub error_detail: ErrorDetail,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["ES256".to_owned()]
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// `auth.bearer.introspection:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// Identity's RFC 7662 endpoint.
+    pub endpoint: String,
+    /// The KMS's own client.
+    pub client_id: String,
+    /// Its secret, from a file (Docker secret).
+    pub client_secret_file: PathBuf,
+    /// When to ask.
+    #[serde(default)]
+    pub mode: IntrospectionMode,
+    /// With `mode: interval`, how long an "active" answer is trusted: a revoked token is
+    /// refused at most this long after its revocation.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// In the other modes, how long an answer is shared by requests carrying the same token.
+    #[serde(default = "default_introspection_cache", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_introspection_cache() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// When the KMS introspects a Bearer token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntrospectionMode {
+    /// Every request.
+    #[default]
+    EveryRequest,
+    /// Only operations that release or create secrets (decrypt, unwrap, sign, data keys,
+    /// pool management).
+    Sensitive,
+    /// Every request, but an "active" answer is reused for `interval`.
+    Interval,
+}
+
+/// How much a 401 or 403 body explains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorDetail {
+    /// "The access token is not valid" and nothing more.
+    #[default]
+    Minimal,
+    /// The reason (expired, wrong audience, unknown key…), for development and the demo.
+    Detailed,
 }
 
 fn default_cache_ttl() -> Duration {
@@ -131,5 +225,34 @@ impl Validate for KmsConfig {
         v.check(self.auth.cache_ttl <= Duration::from_secs(3600), "auth.cache_ttl", "at most 1h");
         v.check(self.auth.cache_entries >= 1, "auth.cache_entries", "at least 1");
         v.check(self.auth.max_failures >= 1, "auth.max_failures", "at least 1");
+        if let Some(b) = &self.auth.bearer {
+            v.check(b.jwks_url.starts_with("https://"), "auth.bearer.jwks_url", "must be an https URL");
+            v.check(!b.issuer.is_empty(), "auth.bearer.issuer", "must not be empty");
+            v.check(!b.audience.is_empty(), "auth.bearer.audience", "must not be empty");
+            v.check(
+                !b.algorithms.is_empty()
+                    && b.algorithms.iter().all(|a| crate::bearer::parse_algorithm(a).is_some()),
+                "auth.bearer.algorithms",
+                "list asymmetric algorithms: ES256, ES384, EdDSA, PS256, RS256…",
+            );
+            v.check(b.leeway <= Duration::from_secs(300), "auth.bearer.leeway", "at most 5m");
+            if let Some(i) = &b.introspection {
+                v.check(
+                    i.endpoint.starts_with("https://"),
+                    "auth.bearer.introspection.endpoint",
+                    "must be an https URL",
+                );
+                v.check(
+                    i.interval <= Duration::from_secs(300),
+                    "auth.bearer.introspection.interval",
+                    "at most 5m: a revoked token is accepted at most this long",
+                );
+                v.check(
+                    i.cache_ttl <= Duration::from_secs(30),
+                    "auth.bearer.introspection.cache_ttl",
+                    "at most 30s",
+                );
+            }
+        }
     }
 }

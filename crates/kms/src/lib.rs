@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod authz;
+pub mod bearer;
 pub mod config;
 pub mod crypto;
 pub mod jose;

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use service_kit::{Readiness, RunningServer, ServerError};
 
@@ -18,6 +19,9 @@ pub enum StartError {
     /// The configuration file is unusable.
     #[error("invalid configuration")]
     Config(#[from] service_kit::ConfigError),
+    /// The Bearer realm's settings are unusable.
+    #[error("cannot set up Bearer tokens")]
+    Bearer(#[from] crate::bearer::BearerSetupError),
     /// An unseal share file is unusable.
     #[error(transparent)]
     ShareFile(#[from] service_kit::secret::ShareFileError),
@@ -57,11 +61,16 @@ pub struct RunningKms {
     pub kms: Kms,
     auth: Arc<Authenticator>,
     config: KmsConfig,
+    /// The JWKS fetch and refresh task (aborted on shutdown).
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningKms {
     /// Graceful shutdown, then closes the store.
     pub async fn shutdown(self) -> Result<(), StartError> {
+        for task in &self.background {
+            task.abort();
+        }
         let result = self.server.shutdown().await;
         self.kms.close().await;
         Ok(result?)
@@ -110,9 +119,37 @@ pub async fn start_with(config: &KmsConfig, options: StartOptions) -> Result<Run
     let auth = Arc::new(Authenticator::new(realms, settings).map_err(|_| StartError::Crypto)?);
     let readiness = Readiness::new();
     readiness.dependency("key_store").ready();
-    let router = api::router(AppState { kms: kms.clone(), auth: auth.clone() });
+    let bearer = match &config.auth.bearer {
+        None => None,
+        Some(b) => Some(Arc::new(crate::bearer::BearerRealm::new(b)?)),
+    };
+    let mut background = Vec::new();
+    if let Some(realm) = &bearer {
+        // Not ready until Identity's keys have been fetched once; then refreshed ahead of expiry.
+        let jwks = readiness.dependency("identity_jwks");
+        let provider = realm.provider().clone();
+        background.push(tokio::spawn(async move {
+            let mut wait = Duration::from_millis(200);
+            loop {
+                match provider.refresh().await {
+                    Ok(_) => {
+                        jwks.ready();
+                        break;
+                    }
+                    Err(e) => {
+                        jwks.failing(format!("Identity's JWKS is not reachable yet: {e}"));
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            let _refresher = provider.spawn_background_refresh();
+            std::future::pending::<()>().await;
+        }));
+    }
+    let router = api::router(AppState { kms: kms.clone(), auth: auth.clone(), bearer });
     let server = service_kit::server::start(&config.server, router, readiness).await?;
-    Ok(RunningKms { server, kms, auth, config: config.clone() })
+    Ok(RunningKms { server, kms, auth, config: config.clone(), background })
 }
 
 /// The configured realms, in order.

@@ -270,6 +270,7 @@ fn write_config(state: &State) -> std::io::Result<kms::config::KmsConfig> {
             cache_entries: 10_000,
             max_failures: 5,
             failure_window: Duration::from_secs(60),
+            bearer: None,
         },
         seed: Some(SeedConfig { file: seed, tenants_file: state.tenants_file() }),
         log_format: Default::default(),

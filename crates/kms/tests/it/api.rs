@@ -56,6 +56,7 @@ pub async fn start() -> Env {
             cache_entries: 100,
             max_failures: 5,
             failure_window: Duration::from_secs(60),
+            bearer: None,
         },
         seed: None,
         log_format: Default::default(),

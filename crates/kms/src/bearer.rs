@@ -1,0 +1,322 @@
+//! The Bearer realm: Identity's RFC 9068 access tokens, validated locally through the
+//! `jwks-cache` crate (signature with the algorithm pinned by configuration, `iss`, `aud`,
+//! `exp`, `nbf` with a small leeway, `typ: at+jwt`) and, if configured, confirmed by
+//! introspection.
+//!
+//! Mapping to a [`Principal`]: the tenant is the token's `tenant_id` (required); the effective
+//! scopes are the token's `scope` **intersected** with what its `roles` allow, both closed under
+//! the hierarchy — a client granted `kms:decrypt` whose role is `auditor` still cannot decrypt.
+//!
+//! Introspection: concurrent requests with the same token share one call (a per-token
+//! single-flight), and answers are kept briefly (`cache_ttl`), or for `interval` in interval
+//! mode; "inactive" is kept until the token would expire anyway. Fails closed: if Identity
+//! cannot be asked, the request gets 503, never a pass.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jwks_cache::{Algorithm, ProviderConfig, TrustRoots, Validator, ValidatorConfig};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+
+use crate::authz::{Principal, Role, Scope, Scopes};
+use crate::config::{BearerConfig, ErrorDetail, IntrospectionConfig, IntrospectionMode};
+use crate::model::TenantId;
+
+/// The Bearer realm could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BearerSetupError {
+    /// The JWKS cache refused the configuration.
+    #[error("the Bearer realm's JWKS settings are unusable")]
+    Jwks(#[source] jwks_cache::ConfigError),
+    /// The introspection client secret file is unusable.
+    #[error("cannot read the introspection client secret")]
+    Secret(#[source] service_kit::secret::SecretFileError),
+    /// The HTTPS client for introspection could not be built.
+    #[error("cannot build the introspection client: {0}")]
+    Client(String),
+}
+
+/// Why a Bearer token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BearerDenied {
+    /// Not valid (the reason, for detailed error bodies).
+    Invalid(String),
+    /// Identity's keys or introspection could not be reached: 503.
+    Unavailable,
+}
+
+/// An asymmetric JOSE algorithm name, as pinned in configuration.
+pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
+    exp: i64,
+}
+
+/// The realm.
+pub struct BearerRealm {
+    validator: Validator,
+    introspection: Option<Introspector>,
+    detail: ErrorDetail,
+}
+
+impl std::fmt::Debug for BearerRealm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerRealm").field("issuer", &self.validator.issuer()).finish_non_exhaustive()
+    }
+}
+
+impl BearerRealm {
+    /// Builds the realm (no network yet).
+    pub fn new(config: &BearerConfig) -> Result<Self, BearerSetupError> {
+        let mut provider = ProviderConfig::new(config.issuer.clone(), config.jwks_url.clone());
+        provider.trust = TrustRoots::from_pem_file(&config.ca_file).map_err(BearerSetupError::Jwks)?;
+        provider.tls13_only = true;
+        provider.resolve = config.resolve.iter().map(|(h, a)| (h.clone(), *a)).collect();
+        // Identity publishes the next key before signing with it; a short TTL still picks up
+        // an emergency rotation promptly.
+        provider.max_ttl = Duration::from_secs(300);
+        let provider = jwks_cache::Provider::new(provider).map_err(BearerSetupError::Jwks)?;
+        let algorithms: Vec<Algorithm> =
+            config.algorithms.iter().filter_map(|a| parse_algorithm(a)).collect();
+        let mut settings =
+            ValidatorConfig::new([config.audience.clone()], &algorithms).with_required_typ("at+jwt");
+        settings.leeway = config.leeway;
+        let validator = Validator::new(provider, settings).map_err(BearerSetupError::Jwks)?;
+        let introspection = config
+            .introspection
+            .as_ref()
+            .map(|i| Introspector::new(i, &config.ca_file, &config.resolve))
+            .transpose()?;
+        Ok(Self { validator, introspection, detail: config.error_detail })
+    }
+
+    /// The JWKS provider (readiness waits for its first fetch; a background task refreshes it).
+    pub fn provider(&self) -> &jwks_cache::Provider {
+        self.validator.provider()
+    }
+
+    /// How much 401 bodies say.
+    pub fn detail(&self) -> ErrorDetail {
+        self.detail
+    }
+
+    /// Authenticates a Bearer token. `sensitive` marks operations that release or create
+    /// secrets (introspected in `sensitive` mode).
+    pub async fn authenticate(&self, token: &str, sensitive: bool) -> Result<Principal, BearerDenied> {
+        let claims: Claims = self.validator.validate_as(token).await.map_err(|e| {
+            if e.is_unavailable() {
+                tracing::warn!(error = %e, "Identity's keys are unavailable");
+                BearerDenied::Unavailable
+            } else {
+                BearerDenied::Invalid(format!("{:?}", e.kind()).to_lowercase())
+            }
+        })?;
+        if let Some(introspector) = &self.introspection
+            && introspector.applies(sensitive)
+        {
+            let key = claims.jti.clone().unwrap_or_else(|| token.to_owned());
+            if !introspector.active(&key, token, claims.exp).await? {
+                return Err(BearerDenied::Invalid("revoked".into()));
+            }
+        }
+        principal(&claims)
+    }
+}
+
+fn principal(claims: &Claims) -> Result<Principal, BearerDenied> {
+    let tenant = claims
+        .tenant_id
+        .as_deref()
+        .and_then(|t| t.parse::<uuid::Uuid>().ok())
+        .map(TenantId)
+        .ok_or_else(|| BearerDenied::Invalid("tenant_id is missing or not a UUID".into()))?;
+    let roles: BTreeSet<Role> = claims
+        .roles
+        .iter()
+        .filter_map(|r| serde_json::from_value(serde_json::Value::String(r.clone())).ok())
+        .collect();
+    let granted = Scopes::expand(claims.scope.split(' ').filter_map(Scope::parse));
+    let allowed = Scopes::expand(roles.iter().flat_map(|r| r.scopes().iter().copied()));
+    let effective = Scopes::expand(granted.iter().filter(|s| allowed.has(*s)));
+    Ok(Principal {
+        subject: claims.sub.clone(),
+        tenant,
+        roles,
+        scopes: effective,
+        method: crate::authz::AuthMethod::Bearer,
+    })
+}
+
+/// Asks Identity (RFC 7662) whether tokens are still active.
+struct Introspector {
+    client: reqwest::Client,
+    endpoint: String,
+    client_id: String,
+    secret: SecretString,
+    mode: IntrospectionMode,
+    positive_ttl: Duration,
+    /// key → (active, until).
+    answers: Mutex<HashMap<String, (bool, Instant)>>,
+    /// key → the call in flight, shared by concurrent requests.
+    in_flight: Mutex<HashMap<String, Arc<OnceCell<bool>>>>,
+}
+
+const MAX_ANSWERS: usize = 10_000;
+
+impl Introspector {
+    fn new(
+        config: &IntrospectionConfig,
+        ca_file: &std::path::Path,
+        resolve: &std::collections::BTreeMap<String, std::net::SocketAddr>,
+    ) -> Result<Self, BearerSetupError> {
+        let secret = service_kit::secret::read_secret_file(&config.client_secret_file)
+            .map_err(BearerSetupError::Secret)?;
+        let tls = pki::ClientTlsFiles::trusting(ca_file)
+            .build()
+            .map_err(|e| BearerSetupError::Client(e.to_string()))?;
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none());
+        for (host, addr) in resolve {
+            builder = builder.resolve(host, *addr);
+        }
+        let client = builder.build().map_err(|e| BearerSetupError::Client(e.to_string()))?;
+        let positive_ttl = match config.mode {
+            IntrospectionMode::Interval => config.interval,
+            _ => config.cache_ttl,
+        };
+        Ok(Self {
+            client,
+            endpoint: config.endpoint.clone(),
+            client_id: config.client_id.clone(),
+            secret,
+            mode: config.mode,
+            positive_ttl,
+            answers: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn applies(&self, sensitive: bool) -> bool {
+        self.mode != IntrospectionMode::Sensitive || sensitive
+    }
+
+    async fn active(&self, key: &str, token: &str, exp: i64) -> Result<bool, BearerDenied> {
+        let now = Instant::now();
+        if let Some((active, until)) =
+            self.answers.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied()
+            && until > now
+        {
+            return Ok(active);
+        }
+        let cell = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(OnceCell::new()))
+            .clone();
+        let result = cell.get_or_try_init(|| self.ask(token)).await.copied();
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        let active = result?;
+        let remaining = u64::try_from(exp - time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+        let ttl = if active {
+            self.positive_ttl.min(Duration::from_secs(remaining))
+        } else {
+            Duration::from_secs(remaining)
+        };
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        if answers.len() >= MAX_ANSWERS {
+            answers.retain(|_, (_, until)| *until > now);
+        }
+        if answers.len() < MAX_ANSWERS {
+            answers.insert(key.to_owned(), (active, Instant::now() + ttl));
+        }
+        Ok(active)
+    }
+
+    async fn ask(&self, token: &str) -> Result<bool, BearerDenied> {
+        let resp = self
+            .client
+            .post(&self.endpoint)
+            .basic_auth(&self.client_id, Some(self.secret.expose_secret()))
+            .form(&[("token", token), ("token_type_hint", "access_token")])
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "introspection failed");
+                BearerDenied::Unavailable
+            })?;
+        if !resp.status().is_success() {
+            tracing::warn!(status = %resp.status(), "introspection refused");
+            return Err(BearerDenied::Unavailable);
+        }
+        let body: serde_json::Value = resp.json().await.map_err(|_| BearerDenied::Unavailable)?;
+        Ok(body["active"] == true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(scope: &str, roles: &[&str]) -> Claims {
+        Claims {
+            sub: "s".into(),
+            scope: scope.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            tenant_id: Some("0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10".into()),
+            jti: None,
+            exp: 0,
+        }
+    }
+
+    #[test]
+    fn scopes_are_the_token_s_intersected_with_the_roles() {
+        let p = principal(&claims("openid kms:encrypt kms:decrypt", &["service"])).unwrap();
+        assert!(p.scopes.has(Scope::Encrypt) && p.scopes.has(Scope::Decrypt));
+        assert!(!p.scopes.has(Scope::Sign), "not granted by the token");
+        let p = principal(&claims("kms:decrypt kms:read", &["auditor"])).unwrap();
+        assert!(!p.scopes.has(Scope::Decrypt), "the role does not allow it");
+        assert!(p.scopes.has(Scope::Read));
+        let p = principal(&claims("kms:admin", &["no-such-role"])).unwrap();
+        assert_eq!(p.scopes.iter().count(), 0, "no known role, no scope");
+    }
+
+    #[test]
+    fn a_token_without_a_tenant_is_refused() {
+        let mut c = claims("kms:read", &["user"]);
+        c.tenant_id = None;
+        assert!(matches!(principal(&c), Err(BearerDenied::Invalid(_))));
+        c.tenant_id = Some("acme".into());
+        assert!(matches!(principal(&c), Err(BearerDenied::Invalid(_))));
+    }
+}

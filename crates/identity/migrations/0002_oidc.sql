@@ -36,19 +36,25 @@ CREATE TABLE auth_codes (
     used_at        INTEGER,
     access_jti     TEXT,
     access_exp     INTEGER,
-    family_id      TEXT
+    family_id      TEXT,
+    session_hash   TEXT
 );
 
--- A refresh token family: everything rotated from one code exchange. Revoking the family
--- (reuse detected, logout, RFC 7009) refuses every refresh token in it.
+-- A refresh token family: everything rotated from one code exchange, tied to the browser
+-- session that signed in. Revoking the family (reuse detected, logout of that session,
+-- RFC 7009) refuses every refresh token in it.
 CREATE TABLE refresh_families (
-    family_id  TEXT PRIMARY KEY,
-    client_id  TEXT NOT NULL,
-    user_id    TEXT NOT NULL,
-    auth_time  INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
+    family_id    TEXT PRIMARY KEY,
+    client_id    TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    auth_time    INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    revoked_at   INTEGER,
+    session_hash TEXT
 );
+CREATE INDEX refresh_families_session ON refresh_families (session_hash);
+CREATE INDEX sessions_expiry ON sessions (expires_at);
+CREATE INDEX auth_codes_expiry ON auth_codes (expires_at);
 
 -- Each refresh token, with the access token issued beside it (revoked with the family).
 CREATE TABLE refresh_tokens (

@@ -54,6 +54,8 @@ pub struct Lifetimes {
     pub code: i64,
     /// Refresh tokens.
     pub refresh: i64,
+    /// A refresh token family, absolute.
+    pub refresh_family: i64,
     /// Browser sessions.
     pub session: i64,
 }
@@ -65,6 +67,7 @@ impl From<&crate::config::Tokens> for Lifetimes {
             access: secs(t.access_ttl),
             code: secs(t.code_ttl),
             refresh: secs(t.refresh_ttl),
+            refresh_family: secs(t.refresh_family_ttl),
             session: secs(t.session_ttl),
         }
     }
@@ -277,7 +280,11 @@ pub(crate) async fn authenticate_client(
         Err(r) => return Err(throttled(r, used_basic)),
     };
     let result = verify_client(s, &id, &secret, used_basic).await;
-    s.throttle.finish(attempt, result.is_ok());
+    match &result {
+        // Busy or an internal error says nothing about the secret: released, not counted.
+        Err(e) if e.error != "invalid_client" => drop(attempt),
+        _ => attempt.finish(result.is_ok()),
+    }
     result
 }
 
@@ -299,7 +306,8 @@ async fn verify_client(
     secret: &SecretString,
     used_basic: bool,
 ) -> Result<StoredClient, OAuthError> {
-    let _slot = s.throttle.slot().await.map_err(|r| throttled(r, used_basic))?;
+    // Owned: it moves into the blocking task, so a cancelled request cannot free it early.
+    let slot = s.throttle.slot().await.map_err(|r| throttled(r, used_basic))?;
     if let Some(client) = s.clients.get(id, secret) {
         return Ok(client);
     }
@@ -312,9 +320,9 @@ async fn verify_client(
         .and_then(|c| c.secret_hash.as_deref())
         .and_then(|h| PasswordHashString::parse(h).ok());
     let attempt = secret.clone();
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(hash) => hash.verify(&attempt),
-        None => {
+    let ok = tokio::task::spawn_blocking(move || match (hash, slot) {
+        (Some(hash), _slot) => hash.verify(&attempt),
+        (None, _slot) => {
             // Unknown client: spend the same time, reveal nothing.
             password::dummy_verify(&attempt);
             false
@@ -338,17 +346,29 @@ async fn introspect(
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let params = form(&headers, &body)?;
-    authenticate_client(&s, &headers, &params, Public::Refused).await?;
+    let caller = authenticate_client(&s, &headers, &params, Public::Refused).await?;
     let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
-    let inactive = || Json(serde_json::json!({ "active": false })).into_response();
+    let answer = |body: serde_json::Value| {
+        let mut response = Json(body).into_response();
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+    };
+    let inactive = || answer(serde_json::json!({ "active": false }));
     let Some(claims) = verify_own(&s.keys, &s.issuer, token) else {
+        // Refresh tokens are their client's business only (RFC 7662 §4): another client learns
+        // nothing, not even that the token exists.
         return Ok(match refresh_token(&s, token).await? {
-            Some(r) if r.used_at.is_none() && !r.family_revoked && r.expires_at >= now() => {
-                Json(serde_json::json!({
+            Some(r)
+                if r.client_id == caller.client_id
+                    && r.used_at.is_none()
+                    && !r.family_revoked
+                    && r.expires_at >= now() =>
+            {
+                answer(serde_json::json!({
                     "active": true, "iss": s.issuer, "client_id": r.client_id, "sub": r.user_id,
                     "scope": r.scope, "exp": r.expires_at, "token_type": "refresh_token",
                 }))
-                .into_response()
             }
             _ => inactive(),
         });
@@ -361,13 +381,12 @@ async fn introspect(
             return Err(OAuthError::server_error());
         }
     }
-    Ok(Json(serde_json::json!({
+    Ok(answer(serde_json::json!({
         "active": true,
         "iss": claims.iss, "sub": claims.sub, "aud": claims.aud, "exp": claims.exp, "iat": claims.iat,
         "nbf": claims.nbf, "jti": claims.jti, "client_id": claims.client_id, "scope": claims.scope,
         "token_type": "Bearer", "tenant_id": claims.tenant_id, "roles": claims.roles,
-    }))
-    .into_response())
+    })))
 }
 
 /// `POST /revoke` (RFC 7009): a client may revoke the tokens issued to it. Answers 200 for

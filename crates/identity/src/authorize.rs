@@ -8,7 +8,7 @@
 //!
 //! Cookies: the session is `__Host-session` (Secure, HttpOnly, SameSite=Lax: it must survive
 //! the top-level navigation from the client), the CSRF token `__Host-csrf` (Secure, HttpOnly,
-//! SameSite=Strict) is double-submitted by the form and compared in constant time. Only hashes
+//! SameSite=Lax) is double-submitted by the form and compared in constant time. Only hashes
 //! of session ids and codes are stored.
 
 use std::collections::HashMap;
@@ -61,7 +61,11 @@ struct AuthRequest {
     state: Option<String>,
     nonce: Option<String>,
     code_challenge: String,
-    prompt: Option<String>,
+    /// `prompt` contains `login`: a password now, whatever the session.
+    prompt_login: bool,
+    /// OIDC `max_age`: a session older than this many seconds needs a password.
+    max_age: Option<i64>,
+    max_age_text: Option<String>,
 }
 
 impl AuthRequest {
@@ -82,7 +86,18 @@ impl AuthRequest {
         if let Some(nonce) = &self.nonce {
             fields.push(("nonce", nonce));
         }
+        if self.prompt_login {
+            fields.push(("prompt", "login"));
+        }
+        if let Some(max_age) = &self.max_age_text {
+            fields.push(("max_age", max_age));
+        }
         fields
+    }
+
+    /// Whether an existing session may answer this request (no new password).
+    fn session_suffices(&self, session: &Session) -> bool {
+        !self.prompt_login && self.max_age.is_none_or(|max| now() - session.auth_time <= max)
     }
 
     fn scope(&self) -> String {
@@ -158,8 +173,10 @@ async fn validate(s: &AppState, p: &HashMap<String, String>) -> Result<AuthReque
     if p.contains_key("request_uri") {
         return Err(refuse("request_uri_not_supported", "request_uri is not supported"));
     }
-    if p.get("response_type").map(String::as_str) != Some("code") {
-        return Err(refuse("unsupported_response_type", "only response_type=code is supported"));
+    match p.get("response_type").map(String::as_str) {
+        Some("code") => {}
+        None => return Err(refuse("invalid_request", "response_type is missing")),
+        Some(_) => return Err(refuse("unsupported_response_type", "only response_type=code is supported")),
     }
     if !client.grant_types.iter().any(|g| g == "authorization_code") {
         return Err(refuse("unauthorized_client", "this client may not use the authorization code grant"));
@@ -188,15 +205,29 @@ async fn validate(s: &AppState, p: &HashMap<String, String>) -> Result<AuthReque
         None => client.scopes.clone(),
     };
     if let Some(bad) = scopes.iter().find(|x| !client.scopes.contains(x)) {
-        return Err(refuse("invalid_scope", &format!("scope {bad:?} is not allowed for this client")));
+        let _ = bad; // never echoed: it is attacker-controlled text going to the redirect URI
+        return Err(refuse("invalid_scope", "a requested scope is not allowed for this client"));
     }
-    let prompt = p.get("prompt").cloned();
-    match prompt.as_deref() {
-        None | Some("login" | "consent") => {}
+    // `prompt` is a space-separated set (OIDC Core §3.1.2.1).
+    let prompts: Vec<&str> =
+        p.get("prompt").map(|v| v.split(' ').filter(|x| !x.is_empty()).collect()).unwrap_or_default();
+    if prompts.iter().any(|x| !["none", "login", "consent"].contains(x)) {
+        return Err(refuse("invalid_request", "prompt may hold none, login and consent only"));
+    }
+    if prompts.contains(&"none") {
+        if prompts.len() > 1 {
+            return Err(refuse("invalid_request", "prompt=none cannot be combined with other values"));
+        }
         // Consent is asked every time and never remembered, so nothing can happen silently.
-        Some("none") => return Err(refuse("consent_required", "this server always asks for consent")),
-        Some(_) => return Err(refuse("invalid_request", "prompt must be login or consent")),
+        return Err(refuse("consent_required", "this server always asks for consent"));
     }
+    let max_age =
+        match p.get("max_age") {
+            None => None,
+            Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                refuse("invalid_request", "max_age must be a non-negative number of seconds")
+            })?),
+        };
     Ok(AuthRequest {
         client,
         redirect_uri: redirect_uri.clone(),
@@ -204,7 +235,9 @@ async fn validate(s: &AppState, p: &HashMap<String, String>) -> Result<AuthReque
         state,
         nonce: p.get("nonce").cloned(),
         code_challenge,
-        prompt,
+        prompt_login: prompts.contains(&"login"),
+        max_age,
+        max_age_text: max_age.map(|n| n.to_string()),
     })
 }
 
@@ -223,7 +256,10 @@ fn csrf_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     }
     match opaque() {
         Ok((value, _)) => {
-            let cookie = set_cookie(CSRF_COOKIE, &value, 3600, "Strict");
+            // Lax, not Strict: a Strict cookie is not sent on the top-level navigation from the
+            // client, so every new request would replace it and break a form open in another
+            // tab. The protection is the double submit and the __Host- prefix.
+            let cookie = set_cookie(CSRF_COOKIE, &value, 3600, "Lax");
             (value, Some(cookie))
         }
         // No randomness: a token nobody can submit (the form then fails safely).
@@ -273,15 +309,14 @@ pub(crate) async fn authorize_get(
         Ok(r) => r,
         Err(refusal) => return refusal.respond(&s.issuer),
     };
-    let session = match request.prompt.as_deref() {
-        Some("login") => None,
-        _ => current_session(&s, &headers).await,
-    };
+    let session =
+        current_session(&s, &headers).await.filter(|(session, _)| request.session_suffices(session));
     let signed_in_as = session.as_ref().map(|(_, u)| u.username.as_str());
     login_form(StatusCode::OK, &request, &headers, signed_in_as, None)
 }
 
 /// Why a password sign-in failed.
+#[derive(Clone, Copy)]
 enum LoginFailure {
     Invalid,
     Throttled(Refused),
@@ -293,17 +328,22 @@ async fn verify_user(
     username: &str,
     password: SecretString,
 ) -> Result<StoredUser, LoginFailure> {
+    // A name longer than any seeded one cannot exist: refuse it before it reaches the throttle.
+    if username.len() > 64 {
+        return Err(LoginFailure::Invalid);
+    }
     let attempt = s.logins.begin(&username.to_ascii_lowercase()).map_err(LoginFailure::Throttled)?;
     let result = async {
-        let _slot = s.logins.slot().await.map_err(LoginFailure::Throttled)?;
+        // Owned: it moves into the blocking task, so a cancelled request cannot free it early.
+        let slot = s.logins.slot().await.map_err(LoginFailure::Throttled)?;
         let user = s.store.user_by_name(username).await.map_err(|e| {
             tracing::error!(error = %e, "user lookup failed");
             LoginFailure::Internal
         })?;
         let hash = user.as_ref().and_then(|u| PasswordHashString::parse(&u.password_hash).ok());
-        let ok = tokio::task::spawn_blocking(move || match hash {
-            Some(hash) => hash.verify(&password),
-            None => {
+        let ok = tokio::task::spawn_blocking(move || match (hash, slot) {
+            (Some(hash), _slot) => hash.verify(&password),
+            (None, _slot) => {
                 // Unknown user: spend the same time, reveal nothing.
                 password::dummy_verify(&password);
                 false
@@ -317,7 +357,12 @@ async fn verify_user(
         }
     }
     .await;
-    s.logins.finish(attempt, result.is_ok());
+    match &result {
+        Ok(_) => attempt.finish(true),
+        Err(LoginFailure::Invalid) => attempt.finish(false),
+        // Busy or internal: says nothing about the password; released, not counted.
+        Err(_) => drop(attempt),
+    }
     result
 }
 
@@ -355,21 +400,29 @@ pub(crate) async fn authorize_post(State(s): State<AppState>, headers: HeaderMap
         _ => return html::error_page(StatusCode::BAD_REQUEST, "The form has no valid action."),
     }
     let mut new_session = None;
+    let session_hash;
     let (user, auth_time) = match p.get("username") {
         Some(username) => {
             let password = SecretString::from(p.get("password").cloned().unwrap_or_default());
             match verify_user(&s, username, password).await {
                 Ok(user) => {
                     let auth_time = now();
+                    // A new sign-in replaces this browser's previous session (no fixation, no
+                    // orphaned session rows).
+                    end_session_row(&s, &headers).await;
                     match start_session(&s, &user, auth_time).await {
-                        Ok(cookie) => new_session = Some(cookie),
+                        Ok((cookie, hash)) => {
+                            new_session = Some(cookie);
+                            session_hash = Some(hash);
+                        }
                         Err(response) => return response,
                     }
                     (user, auth_time)
                 }
                 Err(failure) => {
-                    let (status, message) = match failure {
-                        LoginFailure::Invalid => (StatusCode::UNAUTHORIZED, "Invalid username or password."),
+                    let (status, message) = match &failure {
+                        // 400, not 401: a form, not an HTTP authentication scheme.
+                        LoginFailure::Invalid => (StatusCode::BAD_REQUEST, "Invalid username or password."),
                         LoginFailure::Throttled(Refused::Locked { .. }) => (
                             StatusCode::TOO_MANY_REQUESTS,
                             "Too many failed sign-ins; wait a minute and try again.",
@@ -381,15 +434,24 @@ pub(crate) async fn authorize_post(State(s): State<AppState>, headers: HeaderMap
                             (StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
                         }
                     };
-                    return login_form(status, &request, &headers, None, Some(message));
+                    let mut response = login_form(status, &request, &headers, None, Some(message));
+                    if let LoginFailure::Throttled(Refused::Locked { retry_after }) = failure
+                        && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
+                    {
+                        response.headers_mut().insert(header::RETRY_AFTER, value);
+                    }
+                    return response;
                 }
             }
         }
         None => match current_session(&s, &headers).await {
-            Some((session, user)) if request.prompt.as_deref() != Some("login") => (user, session.auth_time),
+            Some((session, user)) if request.session_suffices(&session) => {
+                session_hash = cookie(&headers, SESSION_COOKIE).map(|v| opaque_hash(&v));
+                (user, session.auth_time)
+            }
             _ => {
                 let message = "Your session has ended; sign in again.";
-                return login_form(StatusCode::UNAUTHORIZED, &request, &headers, None, Some(message));
+                return login_form(StatusCode::BAD_REQUEST, &request, &headers, None, Some(message));
             }
         },
     };
@@ -415,6 +477,7 @@ pub(crate) async fn authorize_post(State(s): State<AppState>, headers: HeaderMap
         access_jti: None,
         access_exp: None,
         family_id: None,
+        session_hash,
     };
     if let Err(e) = s.store.insert_code(&hash, &row).await {
         tracing::error!(error = %e, "storing a code failed");
@@ -433,7 +496,19 @@ pub(crate) async fn authorize_post(State(s): State<AppState>, headers: HeaderMap
     response
 }
 
-async fn start_session(s: &AppState, user: &StoredUser, auth_time: i64) -> Result<HeaderValue, Response> {
+async fn end_session_row(s: &AppState, headers: &HeaderMap) {
+    if let Some(value) = cookie(headers, SESSION_COOKIE)
+        && let Err(e) = s.store.delete_session(&opaque_hash(&value)).await
+    {
+        tracing::warn!(error = %e, "removing a replaced session failed");
+    }
+}
+
+async fn start_session(
+    s: &AppState,
+    user: &StoredUser,
+    auth_time: i64,
+) -> Result<(HeaderValue, String), Response> {
     let internal =
         || html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.");
     let (value, hash) = opaque().map_err(|_| internal())?;
@@ -442,7 +517,7 @@ async fn start_session(s: &AppState, user: &StoredUser, auth_time: i64) -> Resul
         tracing::error!(error = %e, "storing a session failed");
         internal()
     })?;
-    Ok(set_cookie(SESSION_COOKIE, &value, s.ttl.session, "Lax"))
+    Ok((set_cookie(SESSION_COOKIE, &value, s.ttl.session, "Lax"), hash))
 }
 
 /// Where RP-initiated logout may send the browser afterwards.
@@ -466,11 +541,20 @@ async fn logout_target(s: &AppState, p: &HashMap<String, String>) -> Result<Opti
 }
 
 async fn sign_out(s: &AppState, headers: &HeaderMap, target: Option<String>) -> Response {
-    if let Some(value) = cookie(headers, SESSION_COOKIE)
-        && let Err(e) = s.store.delete_session(&opaque_hash(&value)).await
-    {
-        tracing::error!(error = %e, "ending a session failed");
-        return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.");
+    if let Some(value) = cookie(headers, SESSION_COOKIE) {
+        let hash = opaque_hash(&value);
+        // Signing out ends the session and every refresh token family it started.
+        let ended = async {
+            s.store.revoke_session_families(&hash).await?;
+            s.store.delete_session(&hash).await
+        };
+        if let Err(e) = ended.await {
+            tracing::error!(error = %e, "ending a session failed");
+            return html::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error; see the server log.",
+            );
+        }
     }
     let mut response = match target {
         Some(target) => redirect(&target),

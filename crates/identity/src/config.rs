@@ -68,6 +68,9 @@ pub struct Tokens {
     /// Each refresh token (default 1 h; rotation issues a new one).
     #[serde(with = "humantime_serde")]
     pub refresh_ttl: Duration,
+    /// A refresh token family as a whole, however often it rotates (default 24 h).
+    #[serde(with = "humantime_serde")]
+    pub refresh_family_ttl: Duration,
     /// Browser sessions (default 1 h).
     #[serde(with = "humantime_serde")]
     pub session_ttl: Duration,
@@ -79,6 +82,7 @@ impl Default for Tokens {
             access_ttl: Duration::from_secs(300),
             code_ttl: Duration::from_secs(60),
             refresh_ttl: Duration::from_secs(3600),
+            refresh_family_ttl: Duration::from_secs(86_400),
             session_ttl: Duration::from_secs(3600),
         }
     }
@@ -113,6 +117,7 @@ impl Validate for IdentityConfig {
             ("tokens.access_ttl", t.access_ttl, secs(10), secs(3600), "10s and 1h"),
             ("tokens.code_ttl", t.code_ttl, secs(5), secs(600), "5s and 10m"),
             ("tokens.refresh_ttl", t.refresh_ttl, secs(60), secs(30 * 86_400), "1m and 30d"),
+            ("tokens.refresh_family_ttl", t.refresh_family_ttl, secs(60), secs(90 * 86_400), "1m and 90d"),
             ("tokens.session_ttl", t.session_ttl, secs(60), secs(86_400), "1m and 24h"),
         ] {
             v.check(ttl >= min && ttl <= max, key, format!("must be between {range}"));

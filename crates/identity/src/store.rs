@@ -173,6 +173,8 @@ pub struct AuthCode {
     pub access_exp: Option<i64>,
     /// The refresh token family the first exchange started (revoked on replay).
     pub family_id: Option<String>,
+    /// The browser session that approved it (its families end when it signs out).
+    pub session_hash: Option<String>,
 }
 
 /// A refresh token with its family (looked up by its hash).
@@ -194,6 +196,8 @@ pub struct RefreshToken {
     pub used_at: Option<i64>,
     /// Whether its family was revoked.
     pub family_revoked: bool,
+    /// When the family started (the absolute lifetime counts from here).
+    pub family_created_at: i64,
 }
 
 /// A refresh token to store, with the access token issued beside it.
@@ -258,14 +262,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         access_exp: i64,
         family_id: Option<&str>,
     ) -> Result<bool, StoreError>;
-    /// Starts a refresh token family.
+    /// Starts a refresh token family, tied to the session that signed in.
     async fn insert_family(
         &self,
         family_id: &str,
         client_id: &str,
         user_id: &str,
         auth_time: i64,
+        session_hash: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// Revokes every family a browser session started (sign-out).
+    async fn revoke_session_families(&self, session_hash: &str) -> Result<(), StoreError>;
     /// Stores a refresh token.
     async fn insert_refresh(&self, token: &NewRefresh) -> Result<(), StoreError>;
     /// A refresh token, used or not, with its family.
@@ -505,7 +512,7 @@ impl Store for SqliteStore {
     async fn insert_code(&self, hash: &str, c: &AuthCode) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, \
-             auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             auth_time, expires_at, session_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(hash)
         .bind(&c.client_id)
@@ -516,6 +523,7 @@ impl Store for SqliteStore {
         .bind(&c.nonce)
         .bind(c.auth_time)
         .bind(c.expires_at)
+        .bind(&c.session_hash)
         .execute(&self.pool)
         .await
         .map_err(q)?;
@@ -531,7 +539,7 @@ impl Store for SqliteStore {
     async fn code(&self, hash: &str) -> Result<Option<AuthCode>, StoreError> {
         let row = sqlx::query(
             "SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, used_at, \
-             access_jti, access_exp, family_id FROM auth_codes WHERE code_hash = $1",
+             access_jti, access_exp, family_id, session_hash FROM auth_codes WHERE code_hash = $1",
         )
         .bind(hash)
         .fetch_optional(&self.pool)
@@ -552,6 +560,7 @@ impl Store for SqliteStore {
             access_jti: r.try_get("access_jti").map_err(e)?,
             access_exp: r.try_get("access_exp").map_err(e)?,
             family_id: r.try_get("family_id").map_err(e)?,
+            session_hash: r.try_get("session_hash").map_err(e)?,
         }))
     }
 
@@ -583,19 +592,36 @@ impl Store for SqliteStore {
         client_id: &str,
         user_id: &str,
         auth_time: i64,
+        session_hash: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO refresh_families (family_id, client_id, user_id, auth_time, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO refresh_families (family_id, client_id, user_id, auth_time, created_at, session_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(family_id)
         .bind(client_id)
         .bind(user_id)
         .bind(auth_time)
         .bind(now())
+        .bind(session_hash)
         .execute(&self.pool)
         .await
         .map_err(q)?;
+        Ok(())
+    }
+
+    async fn revoke_session_families(&self, session_hash: &str) -> Result<(), StoreError> {
+        let rows = sqlx::query(
+            "SELECT family_id FROM refresh_families WHERE session_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(session_hash)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q)?;
+        for row in rows {
+            let family: String = row.try_get("family_id").map_err(StoreError::Query)?;
+            self.revoke_family(&family).await?;
+        }
         Ok(())
     }
 
@@ -619,7 +645,7 @@ impl Store for SqliteStore {
     async fn refresh(&self, hash: &str) -> Result<Option<RefreshToken>, StoreError> {
         let row = sqlx::query(
             "SELECT t.family_id, f.client_id, f.user_id, t.scope, f.auth_time, t.expires_at, t.used_at, \
-             f.revoked_at FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
+             f.revoked_at, f.created_at FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
              WHERE t.token_hash = $1",
         )
         .bind(hash)
@@ -638,6 +664,7 @@ impl Store for SqliteStore {
             expires_at: r.try_get("expires_at").map_err(e)?,
             used_at: r.try_get("used_at").map_err(e)?,
             family_revoked: revoked.is_some(),
+            family_created_at: r.try_get("created_at").map_err(e)?,
         }))
     }
 

@@ -97,8 +97,8 @@ fn access_token(
     who: Subject<'_>,
     scope: &str,
     jti: String,
+    now: i64,
 ) -> Result<(String, AccessClaims), OAuthError> {
-    let now = now();
     let claims = AccessClaims {
         iss: s.issuer.clone(),
         sub: who.sub.to_owned(),
@@ -139,7 +139,7 @@ async fn client_credentials(
     };
     let scope = scopes.join(" ");
     let who = Subject { sub: &client.client_id, tenant_id: &client.tenant_id, roles: &client.roles };
-    let (jwt, _) = access_token(s, &client, audience, who, &scope, uuid::Uuid::new_v4().to_string())?;
+    let (jwt, _) = access_token(s, &client, audience, who, &scope, uuid::Uuid::new_v4().to_string(), now())?;
     Ok(serde_json::json!({
         "access_token": jwt, "token_type": "Bearer", "expires_in": s.ttl.access, "scope": scope,
     }))
@@ -154,8 +154,13 @@ struct UserGrant<'a> {
     nonce: Option<&'a str>,
     /// The family a new refresh token joins (when the client may refresh).
     family_id: Option<&'a str>,
-    /// The access token id, decided before the code or refresh token is consumed.
+    /// The refresh token's scope: always the original grant's, however a refresh narrowed the
+    /// access token (RFC 6749 §6).
+    refresh_scope: &'a str,
+    /// The access token id and issue time, decided before the code or refresh token is
+    /// consumed (the consumption records them, so a replay revokes exactly this token).
     jti: String,
+    iat: i64,
 }
 
 /// Signs the access token (and ID token with `openid`) and stores a new refresh token.
@@ -164,7 +169,7 @@ async fn issue_user_tokens(s: &AppState, g: UserGrant<'_>) -> Result<serde_json:
     // (userinfo).
     let audience = g.client.audiences.first().cloned().unwrap_or_else(|| s.issuer.clone());
     let who = Subject { sub: &g.user.user_id, tenant_id: &g.user.tenant_id, roles: &g.user.roles };
-    let (jwt, claims) = access_token(s, g.client, audience, who, g.scope, g.jti)?;
+    let (jwt, claims) = access_token(s, g.client, audience, who, g.scope, g.jti, g.iat)?;
     let now = claims.iat;
     let mut body = serde_json::json!({
         "access_token": jwt, "token_type": "Bearer", "expires_in": s.ttl.access, "scope": g.scope,
@@ -189,7 +194,7 @@ async fn issue_user_tokens(s: &AppState, g: UserGrant<'_>) -> Result<serde_json:
             .insert_refresh(&NewRefresh {
                 token_hash: hash,
                 family_id: family_id.to_owned(),
-                scope: g.scope.to_owned(),
+                scope: g.refresh_scope.to_owned(),
                 expires_at: now + s.ttl.refresh,
                 access_jti: claims.jti.clone(),
                 access_exp: claims.exp,
@@ -242,12 +247,19 @@ async fn authorization_code(
     let family_id = refreshable.then(|| uuid::Uuid::new_v4().to_string());
     if let Some(family_id) = &family_id {
         s.store
-            .insert_family(family_id, &client.client_id, &user.user_id, row.auth_time)
+            .insert_family(
+                family_id,
+                &client.client_id,
+                &user.user_id,
+                row.auth_time,
+                row.session_hash.as_deref(),
+            )
             .await
             .map_err(store_failed)?;
     }
     let jti = uuid::Uuid::new_v4().to_string();
-    let access_exp = now() + s.ttl.access;
+    let iat = now();
+    let access_exp = iat + s.ttl.access;
     let won =
         s.store.consume_code(&hash, &jti, access_exp, family_id.as_deref()).await.map_err(store_failed)?;
     if !won {
@@ -266,7 +278,9 @@ async fn authorization_code(
             auth_time: row.auth_time,
             nonce: row.nonce.as_deref(),
             family_id: family_id.as_deref(),
+            refresh_scope: &row.scope,
             jti,
+            iat,
         },
     )
     .await
@@ -300,7 +314,8 @@ async fn refresh(
     let Some(row) = row.filter(|r| r.client_id == client.client_id) else {
         return Err(OAuthError::invalid_grant(REFRESH_INVALID));
     };
-    if row.family_revoked || row.expires_at < now() {
+    let now = now();
+    if row.family_revoked || row.expires_at < now || row.family_created_at + s.ttl.refresh_family < now {
         return Err(OAuthError::invalid_grant(REFRESH_INVALID));
     }
     let reused = || async {
@@ -329,7 +344,9 @@ async fn refresh(
             auth_time: row.auth_time,
             nonce: None,
             family_id: Some(&row.family_id),
+            refresh_scope: &row.scope,
             jti: uuid::Uuid::new_v4().to_string(),
+            iat: now,
         },
     )
     .await

@@ -353,12 +353,17 @@ impl Authenticator {
             Err(r) => return Err(refused(r)),
         };
         let result = self.verify_uncached(username, password).await;
-        self.throttle.finish(attempt, result.is_ok());
+        match &result {
+            // Says nothing about the password: released without counting a failure.
+            Err(Denied::Unavailable | Denied::Locked { .. }) => drop(attempt),
+            _ => attempt.finish(result.is_ok()),
+        }
         result
     }
 
     async fn verify_uncached(&self, username: &str, password: &SecretString) -> Result<Principal, Denied> {
-        let _permit = self.throttle.slot().await.map_err(refused)?;
+        // Owned: it moves into the blocking task, so a cancelled request cannot free it early.
+        let mut permit = Some(self.throttle.slot().await.map_err(refused)?);
         // While this request waited, another may have verified the same credentials.
         if let Some(principal) = self.cache.get(username, password) {
             return Ok(principal);
@@ -366,10 +371,13 @@ impl Authenticator {
         let realms = self.realms.read().unwrap_or_else(|e| e.into_inner()).clone();
         for realm in realms.iter() {
             let Some(candidate) = realm.lookup(username).await? else { continue };
-            let (attempt, credential) = (password.clone(), candidate.credential.clone());
-            let ok = tokio::task::spawn_blocking(move || credential.verify(&attempt))
-                .await
-                .map_err(|_| Denied::Unavailable)?;
+            let (attempt, credential, held) = (password.clone(), candidate.credential.clone(), permit.take());
+            let ok = tokio::task::spawn_blocking(move || {
+                let _held = held;
+                credential.verify(&attempt)
+            })
+            .await
+            .map_err(|_| Denied::Unavailable)?;
             if !ok {
                 return Err(Denied::BadCredentials);
             }
@@ -380,8 +388,12 @@ impl Authenticator {
         }
         // Unknown everywhere: spend the same time as a real check, so timing does not reveal
         // which user names exist.
-        let attempt = password.clone();
-        let _ = tokio::task::spawn_blocking(move || password::dummy_verify(&attempt)).await;
+        let (attempt, held) = (password.clone(), permit.take());
+        let _ = tokio::task::spawn_blocking(move || {
+            let _held = held;
+            password::dummy_verify(&attempt)
+        })
+        .await;
         Err(Denied::BadCredentials)
     }
 }

@@ -75,5 +75,5 @@ fn a_user_whose_password_no_longer_matches_makes_the_run_partial() {
     assert_eq!(status("stack.down"), Some("passed"));
     let error = doc["errors"][0].to_string();
     assert!(error.contains("seeded user admin cannot sign in"), "{error}");
-    assert!(error.contains("answered 401"), "the cause names what the server answered: {error}");
+    assert!(error.contains("answered 400"), "the cause names what the server answered: {error}");
 }

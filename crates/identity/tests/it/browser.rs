@@ -20,6 +20,7 @@ pub struct Page {
     pub status: u16,
     pub location: Option<String>,
     pub set_cookies: Vec<String>,
+    pub headers: reqwest::header::HeaderMap,
     pub body: String,
 }
 
@@ -82,7 +83,8 @@ impl Browser {
                 self.jar.insert(name.to_owned(), value.to_owned());
             }
         }
-        Page { status, location, set_cookies, body: resp.text().await.unwrap() }
+        let headers = resp.headers().clone();
+        Page { status, location, set_cookies, headers, body: resp.text().await.unwrap() }
     }
 
     pub async fn get(&mut self, env: &Env, path_and_query: &str) -> Page {

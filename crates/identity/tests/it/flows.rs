@@ -68,7 +68,7 @@ async fn code_flow_with_pkce_gives_tokens_userinfo_and_rotating_refresh() {
     assert!(page.body.contains("<li>openid</li>"), "the consent lists the scopes");
     assert!(!page.body.contains("<script"), "no JavaScript");
     let csrf_cookie = page.set_cookies.iter().find(|c| c.starts_with("__Host-csrf=")).unwrap();
-    for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
+    for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
         assert!(csrf_cookie.contains(attr), "{csrf_cookie}");
     }
 
@@ -124,36 +124,47 @@ async fn code_flow_with_pkce_gives_tokens_userinfo_and_rotating_refresh() {
     assert!(id2.get("nonce").is_none());
     let access2 = second["access_token"].as_str().unwrap().to_owned();
     assert!(active(&env, &access2).await);
-    assert!(active(&env, &refresh2).await, "a live refresh token introspects active");
-    assert!(!active(&env, &refresh1).await, "a rotated one does not");
+    assert!(!active(&env, &refresh2).await, "another client learns nothing about spa's refresh tokens");
 
-    // A narrower scope on refresh is allowed, a wider one is not.
-    let (status, body) = env
-        .post(
-            "/token",
-            None,
-            &[
+    // A wider scope on refresh is refused; a narrower one is allowed and narrows only the access
+    // token: the next refresh may ask for the whole grant again (RFC 6749 §6).
+    let refresh_with = |token: String, scope: &'static str| {
+        let env = &env;
+        async move {
+            let form = [
                 ("grant_type", "refresh_token"),
                 ("client_id", "spa"),
-                ("refresh_token", &refresh2),
-                ("scope", "kms:encrypt"),
-            ],
-        )
-        .await;
+                ("refresh_token", token.as_str()),
+                ("scope", scope),
+            ];
+            env.post("/token", None, &form).await
+        }
+    };
+    let (status, body) = refresh_with(refresh2.clone(), "kms:encrypt").await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")), "{body}");
+    let (status, narrowed) = refresh_with(refresh2.clone(), "openid").await;
+    assert_eq!(status, 200, "{narrowed}");
+    assert_eq!(narrowed["scope"], "openid");
+    let refresh3 = narrowed["refresh_token"].as_str().unwrap().to_owned();
+    let (status, widened) = refresh_with(refresh3, "openid profile email").await;
+    assert_eq!(status, 200, "the refresh token kept the original grant: {widened}");
+    let refresh4 = widened["refresh_token"].as_str().unwrap().to_owned();
+    let access4 = widened["access_token"].as_str().unwrap().to_owned();
+    assert!(active(&env, &access4).await);
 
     // Reuse of the first refresh token: refused, and the whole family with it.
     let (status, body) = refresh(&env, &refresh1).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
-    let (status, body) = refresh(&env, &refresh2).await;
+    let (status, body) = refresh(&env, &refresh4).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_grant")),
         "the family is revoked: {body}"
     );
-    assert!(!active(&env, &access2).await, "access tokens of the family are revoked too");
+    assert!(!active(&env, &access4).await, "access tokens of the family are revoked too");
+    assert!(!active(&env, &access2).await);
     assert!(!active(&env, access).await);
-    let (status, challenge, _) = userinfo(&env, &access2).await;
+    let (status, challenge, _) = userinfo(&env, &access4).await;
     assert_eq!(status, 401);
     assert!(challenge.unwrap().contains("invalid_token"));
     env.identity.shutdown().await.unwrap();
@@ -206,7 +217,7 @@ async fn authorization_errors_go_back_with_state_and_iss() {
         (vec![("code_challenge", "")], "invalid_request"),
         (vec![("code_challenge", "too-short")], "invalid_request"),
         (vec![("response_type", "token")], "unsupported_response_type"),
-        (vec![("response_type", "")], "unsupported_response_type"),
+        (vec![("response_type", "")], "invalid_request"),
         (vec![("scope", "openid kms:admin")], "invalid_scope"),
         (vec![("prompt", "none")], "consent_required"),
         (vec![("request_uri", "https://evil.example/r")], "request_uri_not_supported"),
@@ -339,8 +350,16 @@ async fn confidential_clients_authenticate_for_the_code_grant() {
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
     let (status, body) = env.post("/token", Some(("webapp", WEBAPP_SECRET)), &form).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.get("refresh_token").is_none(), "webapp may not refresh");
     assert_eq!(claims(body["access_token"].as_str().unwrap())["aud"], ISSUER, "no resource: the issuer");
+    // Its refresh token introspects active for webapp itself, inactive for anyone else.
+    let refresh_token = body["refresh_token"].as_str().unwrap();
+    let (status, own) =
+        env.post("/introspect", Some(("webapp", WEBAPP_SECRET)), &[("token", refresh_token)]).await;
+    assert_eq!(
+        (status, own["active"].as_bool(), own["token_type"].as_str()),
+        (200, Some(true), Some("refresh_token"))
+    );
+    assert!(!active(&env, refresh_token).await, "kms-service may not see webapp's refresh token");
     env.identity.shutdown().await.unwrap();
 }
 
@@ -372,15 +391,17 @@ async fn sign_in_failures_csrf_and_sessions() {
     // Wrong passwords re-render the form; the sixth attempt is locked even with the right one.
     for _ in 0..5 {
         let answer = submit_login(&mut browser, &env, &page, Some(("bob", "wrong")), "allow").await;
-        assert_eq!(answer.status, 401, "{}", answer.body);
+        assert_eq!(answer.status, 400, "{}", answer.body);
         assert!(answer.body.contains("Invalid username or password."));
         assert!(answer.location.is_none());
     }
     let answer = submit_login(&mut browser, &env, &page, Some(("bob", BOB_PASSWORD)), "allow").await;
     assert_eq!(answer.status, 429, "{}", answer.body);
+    let retry_after: u64 = answer.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "Retry-After: {retry_after}");
     // An unknown user gets the same answer as a wrong password.
     let answer = submit_login(&mut browser, &env, &page, Some(("mallory", "x")), "allow").await;
-    assert_eq!(answer.status, 401);
+    assert_eq!(answer.status, 400);
     assert!(answer.body.contains("Invalid username or password."));
 
     // Alice signs in; the next authorization uses her session (no password fields)…
@@ -487,5 +508,74 @@ async fn forged_tokens_are_refused_by_userinfo() {
     let (status, challenge, _) = userinfo(&env, &service).await;
     assert_eq!(status, 403);
     assert!(challenge.unwrap().contains("insufficient_scope"));
+    env.identity.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn prompt_login_and_max_age_cannot_be_answered_by_the_session() {
+    let env = start().await;
+    let mut browser = Browser::default();
+    let (_, challenge) = pkce();
+    login_for_code(&mut browser, &env, &authorize_query(&challenge, &[]), ("alice", ALICE_PASSWORD)).await;
+    // prompt=login: the form asks for the password, and posting it back without one (the
+    // session alone) is refused, even with the prompt stripped from the form.
+    let page = browser.get(&env, &authorize_query(&challenge, &[("prompt", "login consent")])).await;
+    assert!(page.body.contains("name=\"password\""), "{}", page.body);
+    let answer = submit_login(&mut browser, &env, &page, None, "allow").await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.location.is_none(), "no code without a password");
+    // max_age: a session older than max_age needs the password again.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let page = browser.get(&env, &authorize_query(&challenge, &[("max_age", "0")])).await;
+    assert!(page.body.contains("name=\"password\""), "{}", page.body);
+    let answer = submit_login(&mut browser, &env, &page, None, "allow").await;
+    assert_eq!(answer.status, 400);
+    // Without either, the session answers.
+    let page = browser.get(&env, &authorize_query(&challenge, &[("max_age", "3600")])).await;
+    assert!(page.body.contains("Signed in as <strong>alice</strong>"), "{}", page.body);
+    let answer = submit_login(&mut browser, &env, &page, None, "allow").await;
+    assert_eq!(answer.status, 303);
+    for bad in ["-1", "soon"] {
+        let page = browser.get(&env, &authorize_query(&challenge, &[("max_age", bad)])).await;
+        assert_eq!(page.location_param("error").as_deref(), Some("invalid_request"), "max_age={bad}");
+    }
+    env.identity.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_on_the_server_and_its_refresh_tokens() {
+    let env = start().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let code =
+        login_for_code(&mut browser, &env, &authorize_query(&challenge, &[]), ("alice", ALICE_PASSWORD))
+            .await;
+    let (_, tokens) = exchange(&env, &code, Some(&verifier)).await;
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    let old_cookie = browser.jar.get("__Host-session").unwrap().clone();
+    let page = browser.get(&env, &authorize_query(&challenge, &[])).await;
+    assert!(page.body.contains("Signed in as"), "the server knows the session");
+
+    // The confirmation form: a foreign CSRF token is refused, the right one signs out.
+    let confirm = browser.get(&env, "/end_session").await;
+    let mut forged = confirm.hidden();
+    forged.retain(|(k, _)| k != "csrf");
+    forged.push(("csrf".into(), "x".repeat(43)));
+    forged.push(("action".into(), "logout".into()));
+    assert_eq!(browser.post(&env, "/end_session", &forged).await.status, 403);
+    let mut form = confirm.hidden();
+    form.push(("action".into(), "logout".into()));
+    let done = browser.post(&env, "/end_session", &form).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("signed out"));
+
+    // The old cookie value no longer names a session on the server…
+    let mut replay = Browser::default();
+    replay.jar.insert("__Host-session".into(), old_cookie);
+    let page = replay.get(&env, &authorize_query(&challenge, &[])).await;
+    assert!(page.body.contains("name=\"password\""), "the server-side session is gone");
+    // …and the refresh tokens it led to are revoked.
+    let (status, body) = refresh(&env, refresh_token).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
     env.identity.shutdown().await.unwrap();
 }

@@ -95,7 +95,7 @@ clients:
   - client_id: webapp
     type: confidential
     secret_file: webapp
-    grant_types: [authorization_code]
+    grant_types: [authorization_code, refresh_token]
     scopes: [openid, profile]
     redirect_uris: [https://webapp.demo.local/cb]
     tenant: acme

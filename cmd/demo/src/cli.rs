@@ -44,6 +44,8 @@ pub enum Command {
     Kms(RunArgs),
     /// Stand Identity up, seed it, check it and run its OAuth / OpenID Connect flows.
     Identity(RunArgs),
+    /// Both services, the KMS accepting Identity's tokens: every flow of the design.
+    All(RunArgs),
     /// Write the CA chain and the certificates of every demo service and client.
     Pki(PkiArgs),
     /// Run a service (what the container images run).

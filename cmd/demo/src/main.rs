@@ -31,6 +31,9 @@ fn main() -> ExitCode {
         Command::Identity(args) => {
             return run_stack(demo::embedded::Stack::Identity, args, format, style, cli.global.quiet);
         }
+        Command::All(args) => {
+            return run_stack(demo::embedded::Stack::All, args, format, style, cli.global.quiet);
+        }
         Command::Healthcheck(args) => {
             // Docker's contract: 0 healthy, 1 unhealthy; usage mistakes are 2 like everywhere.
             return match demo::healthcheck::check_blocking(&args.url, &args.ca, args.timeout) {

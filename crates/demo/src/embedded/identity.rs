@@ -17,7 +17,7 @@ use crate::state::State;
 const IDENTITY_SEED: &str = include_str!("../../../../deployments/identity/config/demo-seed.yml");
 /// The issuer, the same everywhere.
 pub(crate) const ISSUER: &str = "https://identity.demo.local:8082";
-const KMS_AUDIENCE: &str = "https://kms.demo.local:8081";
+use super::bearer::KMS_AUDIENCE;
 const SPA: &str = "demo-spa";
 const SPA_REDIRECT: &str = "https://app.demo.local/callback";
 
@@ -49,14 +49,14 @@ impl IdentityCtx {
     }
 }
 
-fn secret(path: &std::path::Path) -> Result<String, StepError> {
+pub(crate) fn secret(path: &std::path::Path) -> Result<String, StepError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_owned())
         .map_err(|e| StepError::from_error(format!("cannot read {}", path.display()), &e))
 }
 
 /// POSTs a form with optional Basic client credentials; returns status and JSON body.
-async fn post_form(
+pub(crate) async fn post_form(
     c: &Ctx,
     path: &str,
     basic: Option<(&str, &str)>,
@@ -71,7 +71,7 @@ async fn post_form(
     Ok((status, resp.json().await.unwrap_or(serde_json::Value::Null)))
 }
 
-fn expect_status(
+pub(crate) fn expect_status(
     what: &str,
     got: (u16, serde_json::Value),
     want: u16,
@@ -87,7 +87,11 @@ fn expect_status(
     Ok(got.1)
 }
 
-async fn client_credentials(c: &Ctx, client: &str, scope: Option<&str>) -> Result<String, StepError> {
+pub(crate) async fn client_credentials(
+    c: &Ctx,
+    client: &str,
+    scope: Option<&str>,
+) -> Result<String, StepError> {
     let secret = secret(&c.state()?.client_secret(client))?;
     let mut form = vec![("grant_type", "client_credentials")];
     if let Some(scope) = scope {
@@ -114,7 +118,7 @@ async fn introspect(c: &Ctx, token: &str) -> Result<serde_json::Value, StepError
 }
 
 /// Signs `user` in through the form as the public PKCE client and exchanges the code.
-async fn code_flow(c: &Ctx, user: &str) -> Result<(serde_json::Value, String), StepError> {
+pub(crate) async fn code_flow(c: &Ctx, user: &str) -> Result<(serde_json::Value, String), StepError> {
     let password = secret(&c.state()?.user_password(user))?;
     let (verifier, challenge) = oidc::pkce()?;
     let (state, nonce) = (oidc::random()?, oidc::random()?);

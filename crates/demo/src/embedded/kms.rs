@@ -28,177 +28,210 @@ pub(crate) struct KmsCtx {
 }
 
 impl KmsCtx {
-    fn client(&self) -> Result<&reqwest::Client, StepError> {
+    pub(crate) fn client(&self) -> Result<&reqwest::Client, StepError> {
         self.client.get().ok_or_else(|| StepError::new("no HTTPS client"))
     }
-    fn url(&self, path: &str) -> Result<String, StepError> {
+    pub(crate) fn url(&self, path: &str) -> Result<String, StepError> {
         let addr = self.api.get().ok_or_else(|| StepError::new("the KMS is not running"))?;
         Ok(format!("https://kms.demo.local:{}/api/v1{path}", addr.port()))
     }
 }
 
-/// Adds the KMS's steps after `state.prepare`.
-pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
-    plan.step(
-        Step::new("config.kms", Phase::Setup, |c: Arc<Ctx>| async move {
-            let state = c.state()?;
-            let config = write_config(state)
-                .map_err(|e| StepError::from_error("cannot write the KMS configuration", &e))?;
-            let _ = c.kms.config.set(config);
-            Ok(())
-        })
-        .after(&["state.prepare"])
-        .critical(),
-    )
-    .step(
-        Step::new("stack.up.kms", Phase::Start, |c: Arc<Ctx>| async move {
-            let config = c.kms.config.get().ok_or_else(|| StepError::new("no configuration"))?.clone();
-            let running = kms::service::start_with(&config, kms::service::StartOptions { demo: true })
-                .await
-                .map_err(|e| StepError::from_error("the KMS did not start", &e))?;
-            let _ = c.kms.api.set(running.server.addr);
-            let _ = c.kms.admin.set(running.server.admin_addr);
-            let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
-                .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
-            let client = reqwest::Client::builder()
-                .tls_backend_preconfigured(tls)
-                .resolve("kms.demo.local", running.server.addr)
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
-            let _ = c.kms.client.set(client);
-            *c.kms.running.lock().await = Some(running);
-            Ok(())
-        })
-        .after(&["config.kms"])
-        .critical(),
-    )
-    .step(
-        Step::new("health.kms", Phase::Health, |c: Arc<Ctx>| async move {
-            let admin = c.kms.admin.get().ok_or_else(|| StepError::new("the KMS is not running"))?;
-            let ca = c.state()?.pki_dir().join("ca-bundle.pem");
-            let url = format!("https://localhost:{}/readyz", admin.port());
-            crate::healthcheck::check(&url, &ca, Duration::from_secs(2)).await.map_err(|e| {
-                let mut err = StepError::from_error("the KMS is not ready", &e);
-                err.transient = true;
-                err.with_hint("see the KMS log lines above; readyz names the dependency that is not ready")
+/// Adds the KMS's steps after `state.prepare`. With `bearer`, the KMS also accepts Identity's
+/// tokens and the Bearer flows run too.
+///
+/// Phases run in order, so with Bearer the KMS's configuration (it needs Identity's address)
+/// moves to the start phase, after Identity started; the KMS reports ready only once it has
+/// fetched Identity's JWKS, and its health step follows Identity's: the chain Identity → KMS.
+pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> Plan<Ctx> {
+    let (config_phase, config_after, health_after): (Phase, &[&str], &[&str]) = if bearer {
+        (Phase::Start, &["state.prepare", "stack.up.identity"], &["stack.up.kms", "health.identity"])
+    } else {
+        (Phase::Setup, &["state.prepare"], &["stack.up.kms"])
+    };
+    let plan = plan
+        .step(
+            Step::new("config.kms", config_phase, move |c: Arc<Ctx>| async move {
+                let state = c.state()?;
+                let identity = if bearer {
+                    Some(*c.identity.api.get().ok_or_else(|| StepError::new("Identity is not running"))?)
+                } else {
+                    None
+                };
+                let config = write_config(state, identity)
+                    .map_err(|e| StepError::from_error("cannot write the KMS configuration", &e))?;
+                let _ = c.kms.config.set(config);
+                Ok(())
             })
-        })
-        .after(&["stack.up.kms"])
-        .timeout(health_timeout)
-        .retry(Retry {
-            retries: 20,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-        })
-        .critical(),
-    )
-    .step(
-        Step::new("verify.kms.pools", Phase::Verify, |c: Arc<Ctx>| async move {
-            let pools = get(&c, "/pools", ("acme-admin", "acme-admin-demo")).await?;
-            let names: Vec<&str> =
-                pools.as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
-            for want in ["payments", "documents", "signing", "signing-ed", "signing-rsa", "key-wrapping"] {
-                if !names.contains(&want) {
-                    return Err(StepError::new(format!("seeded pool {want} is missing (found {names:?})")));
+            .after(config_after)
+            .critical(),
+        )
+        .step(
+            Step::new("stack.up.kms", Phase::Start, |c: Arc<Ctx>| async move {
+                let config = c.kms.config.get().ok_or_else(|| StepError::new("no configuration"))?.clone();
+                let running = kms::service::start_with(&config, kms::service::StartOptions { demo: true })
+                    .await
+                    .map_err(|e| StepError::from_error("the KMS did not start", &e))?;
+                let _ = c.kms.api.set(running.server.addr);
+                let _ = c.kms.admin.set(running.server.admin_addr);
+                let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
+                    .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
+                let client = reqwest::Client::builder()
+                    .tls_backend_preconfigured(tls)
+                    .resolve("kms.demo.local", running.server.addr)
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
+                let _ = c.kms.client.set(client);
+                *c.kms.running.lock().await = Some(running);
+                Ok(())
+            })
+            .after(&["config.kms"])
+            .critical(),
+        )
+        .step(
+            Step::new("health.kms", Phase::Health, |c: Arc<Ctx>| async move {
+                let admin = c.kms.admin.get().ok_or_else(|| StepError::new("the KMS is not running"))?;
+                let ca = c.state()?.pki_dir().join("ca-bundle.pem");
+                let url = format!("https://localhost:{}/readyz", admin.port());
+                crate::healthcheck::check(&url, &ca, Duration::from_secs(2)).await.map_err(|e| {
+                    let mut err = StepError::from_error("the KMS is not ready", &e);
+                    err.transient = true;
+                    err.with_hint(
+                        "see the KMS log lines above; readyz names the dependency that is not ready",
+                    )
+                })
+            })
+            .after(health_after)
+            .timeout(health_timeout)
+            .retry(Retry {
+                retries: 20,
+                backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(1),
+            })
+            .critical(),
+        )
+        .step(
+            Step::new("verify.kms.pools", Phase::Verify, |c: Arc<Ctx>| async move {
+                let pools = get(&c, "/pools", ("acme-admin", "acme-admin-demo")).await?;
+                let names: Vec<&str> =
+                    pools.as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+                for want in ["payments", "documents", "signing", "signing-ed", "signing-rsa", "key-wrapping"]
+                {
+                    if !names.contains(&want) {
+                        return Err(StepError::new(format!(
+                            "seeded pool {want} is missing (found {names:?})"
+                        )));
+                    }
                 }
-            }
-            let payments = get(&c, "/pools/payments", ("acme-admin", "acme-admin-demo")).await?;
-            if payments["versions"].as_array().map(Vec::len) != Some(2) {
-                return Err(StepError::new("pool payments should have 2 versions"));
-            }
-            Ok(())
-        })
-        .after(&["health.kms"]),
-    )
-    .step(
-        Step::new("flow.basic.kms.encrypt", Phase::Flows, |c: Arc<Ctx>| async move {
-            let body = serde_json::json!({"plaintext": B64.encode("4111 1111 1111 1111")});
-            let enc = post(&c, "/pools/payments/encrypt", ("acme-app", "acme-app-demo"), body, 200).await?;
-            let dec = post(
-                &c,
-                "/decrypt",
-                ("acme-app", "acme-app-demo"),
-                serde_json::json!({"jwe": enc["jwe"]}),
-                200,
-            )
-            .await?;
-            if dec["plaintext"] != B64.encode("4111 1111 1111 1111") {
-                return Err(StepError::new("decrypt did not give the plaintext back"));
-            }
-            let _ = c.kms.jwe.set(enc["jwe"].clone());
-            Ok(())
-        })
-        .after(&["verify.kms.pools"]),
-    )
-    .step(
-        Step::new("flow.basic.kms.sign", Phase::Flows, |c: Arc<Ctx>| async move {
-            let signed = post(
-                &c,
-                "/pools/signing/sign",
-                ("acme-app", "acme-app-demo"),
-                serde_json::json!({"payload": B64.encode("order 42")}),
-                200,
-            )
-            .await?;
-            let verified = post(
-                &c,
-                "/verify",
-                ("acme-app", "acme-app-demo"),
-                serde_json::json!({"jws": signed["jws"]}),
-                200,
-            )
-            .await?;
-            if verified["valid"] != true {
-                return Err(StepError::new("a fresh signature did not verify"));
-            }
-            Ok(())
-        })
-        .after(&["verify.kms.pools"]),
-    )
-    .step(
-        Step::new("flow.basic.kms.forbidden", Phase::Flows, |c: Arc<Ctx>| async move {
-            post(
-                &c,
-                "/pools/payments/encrypt",
-                ("acme-auditor", "acme-auditor-demo"),
-                serde_json::json!({"plaintext": "eA=="}),
-                403,
-            )
-            .await
-            .map(|_| ())
-        })
-        .after(&["verify.kms.pools"]),
-    )
-    .step(
-        Step::new("flow.basic.kms.unauthenticated", Phase::Flows, |c: Arc<Ctx>| async move {
-            let resp = c
-                .kms
-                .client()?
-                .get(c.kms.url("/pools")?)
-                .send()
-                .await
-                .map_err(|e| StepError::from_error("request failed", &e))?;
-            if resp.status() != 401 || !resp.headers().contains_key("www-authenticate") {
-                return Err(StepError::new(format!(
-                    "no credentials gave {}, not 401 with WWW-Authenticate",
-                    resp.status()
-                )));
-            }
-            Ok(())
-        })
-        .after(&["health.kms"]),
-    )
-    .step(
-        Step::new("flow.basic.kms.tenant-isolation", Phase::Flows, |c: Arc<Ctx>| async move {
-            let jwe =
-                c.kms.jwe.get().ok_or_else(|| StepError::new("no ciphertext from the encrypt flow"))?.clone();
-            post(&c, "/decrypt", ("globex-user", "globex-user-demo"), serde_json::json!({"jwe": jwe}), 404)
+                let payments = get(&c, "/pools/payments", ("acme-admin", "acme-admin-demo")).await?;
+                if payments["versions"].as_array().map(Vec::len) != Some(2) {
+                    return Err(StepError::new("pool payments should have 2 versions"));
+                }
+                Ok(())
+            })
+            .after(&["health.kms"]),
+        )
+        .step(
+            Step::new("flow.basic.kms.encrypt", Phase::Flows, |c: Arc<Ctx>| async move {
+                let body = serde_json::json!({"plaintext": B64.encode("4111 1111 1111 1111")});
+                let enc =
+                    post(&c, "/pools/payments/encrypt", ("acme-app", "acme-app-demo"), body, 200).await?;
+                let dec = post(
+                    &c,
+                    "/decrypt",
+                    ("acme-app", "acme-app-demo"),
+                    serde_json::json!({"jwe": enc["jwe"]}),
+                    200,
+                )
+                .await?;
+                if dec["plaintext"] != B64.encode("4111 1111 1111 1111") {
+                    return Err(StepError::new("decrypt did not give the plaintext back"));
+                }
+                let _ = c.kms.jwe.set(enc["jwe"].clone());
+                Ok(())
+            })
+            .after(&["verify.kms.pools"]),
+        )
+        .step(
+            Step::new("flow.basic.kms.sign", Phase::Flows, |c: Arc<Ctx>| async move {
+                let signed = post(
+                    &c,
+                    "/pools/signing/sign",
+                    ("acme-app", "acme-app-demo"),
+                    serde_json::json!({"payload": B64.encode("order 42")}),
+                    200,
+                )
+                .await?;
+                let verified = post(
+                    &c,
+                    "/verify",
+                    ("acme-app", "acme-app-demo"),
+                    serde_json::json!({"jws": signed["jws"]}),
+                    200,
+                )
+                .await?;
+                if verified["valid"] != true {
+                    return Err(StepError::new("a fresh signature did not verify"));
+                }
+                Ok(())
+            })
+            .after(&["verify.kms.pools"]),
+        )
+        .step(
+            Step::new("flow.basic.kms.forbidden", Phase::Flows, |c: Arc<Ctx>| async move {
+                post(
+                    &c,
+                    "/pools/payments/encrypt",
+                    ("acme-auditor", "acme-auditor-demo"),
+                    serde_json::json!({"plaintext": "eA=="}),
+                    403,
+                )
                 .await
                 .map(|_| ())
-        })
-        .after(&["flow.basic.kms.encrypt"]),
-    )
+            })
+            .after(&["verify.kms.pools"]),
+        )
+        .step(
+            Step::new("flow.basic.kms.unauthenticated", Phase::Flows, |c: Arc<Ctx>| async move {
+                let resp = c
+                    .kms
+                    .client()?
+                    .get(c.kms.url("/pools")?)
+                    .send()
+                    .await
+                    .map_err(|e| StepError::from_error("request failed", &e))?;
+                if resp.status() != 401 || !resp.headers().contains_key("www-authenticate") {
+                    return Err(StepError::new(format!(
+                        "no credentials gave {}, not 401 with WWW-Authenticate",
+                        resp.status()
+                    )));
+                }
+                Ok(())
+            })
+            .after(&["health.kms"]),
+        )
+        .step(
+            Step::new("flow.basic.kms.tenant-isolation", Phase::Flows, |c: Arc<Ctx>| async move {
+                let jwe = c
+                    .kms
+                    .jwe
+                    .get()
+                    .ok_or_else(|| StepError::new("no ciphertext from the encrypt flow"))?
+                    .clone();
+                post(
+                    &c,
+                    "/decrypt",
+                    ("globex-user", "globex-user-demo"),
+                    serde_json::json!({"jwe": jwe}),
+                    404,
+                )
+                .await
+                .map(|_| ())
+            })
+            .after(&["flow.basic.kms.encrypt"]),
+        );
+    if bearer { super::bearer::flows(plan) } else { plan }
 }
 
 async fn get(c: &Ctx, path: &str, user: (&str, &str)) -> Result<serde_json::Value, StepError> {
@@ -249,10 +282,13 @@ pub(crate) async fn expect(
     Ok(body)
 }
 
-/// Writes the seed, the tenants-backed config and returns the KMS configuration.
-fn write_config(state: &State) -> std::io::Result<kms::config::KmsConfig> {
+/// Writes the seed, the tenants-backed config and returns the KMS configuration; with
+/// `identity` (where Identity listens), Bearer tokens are accepted and sensitive operations
+/// introspected.
+fn write_config(state: &State, identity: Option<SocketAddr>) -> std::io::Result<kms::config::KmsConfig> {
     use kms::config::{
-        AuthConfig, KmsConfig, RealmConfig, SeedConfig, SqliteConfig, StorageConfig, UnsealConfig,
+        AuthConfig, BearerConfig, ErrorDetail, IntrospectionConfig, IntrospectionMode, KmsConfig,
+        RealmConfig, SeedConfig, SqliteConfig, StorageConfig, UnsealConfig,
     };
     use service_kit::server::HttpConfig;
     let config_dir = state.root().join("config");
@@ -270,7 +306,27 @@ fn write_config(state: &State) -> std::io::Result<kms::config::KmsConfig> {
             cache_entries: 10_000,
             max_failures: 5,
             failure_window: Duration::from_secs(60),
-            bearer: None,
+            bearer: identity.map(|addr| {
+                let base = format!("https://identity.demo.local:{}", addr.port());
+                BearerConfig {
+                    issuer: super::identity::ISSUER.to_owned(),
+                    jwks_url: format!("{base}/jwks"),
+                    audience: super::bearer::KMS_AUDIENCE.to_owned(),
+                    algorithms: vec!["ES256".to_owned()],
+                    ca_file: state.pki_dir().join("ca-bundle.pem"),
+                    resolve: [("identity.demo.local".to_owned(), addr)].into(),
+                    leeway: Duration::from_secs(30),
+                    introspection: Some(IntrospectionConfig {
+                        endpoint: format!("{base}/introspect"),
+                        client_id: "kms-service".to_owned(),
+                        client_secret_file: state.client_secret("kms-service"),
+                        mode: IntrospectionMode::Sensitive,
+                        interval: Duration::from_secs(30),
+                        cache_ttl: Duration::ZERO,
+                    }),
+                    error_detail: ErrorDetail::Detailed,
+                }
+            }),
         },
         seed: Some(SeedConfig { file: seed, tenants_file: state.tenants_file() }),
         log_format: Default::default(),

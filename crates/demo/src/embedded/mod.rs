@@ -1,11 +1,13 @@
-//! `demo kms|identity` on the embedded runtime: the services started in-process on free
+//! `demo kms|identity|all` on the embedded runtime: the services started in-process on free
 //! loopback ports from the state directory (the same certificates, secrets and seed files the
 //! containers use), checked, and exercised. Every unit of work is a step of the engine, so
 //! failures are precise and dependants are skipped.
 //!
-//! `kms` and `identity` each add their steps to one plan over one shared context; the state
-//! directory comes first and the teardown last, whatever failed in between.
+//! `kms` and `identity` each add their steps to one plan over one shared context (`all` adds
+//! both, the KMS configured for Identity's tokens, and `bearer`'s cross-service flows); the
+//! state directory comes first and the teardown last, whatever failed in between.
 
+mod bearer;
 mod identity;
 mod kms;
 mod oidc;
@@ -27,6 +29,8 @@ pub enum Stack {
     Kms,
     /// Identity (OAuth 2.1 / OIDC flows).
     Identity,
+    /// Both, the KMS accepting Identity's Bearer tokens.
+    All,
 }
 
 impl Stack {
@@ -35,6 +39,7 @@ impl Stack {
         match self {
             Self::Kms => "kms",
             Self::Identity => "identity",
+            Self::All => "all",
         }
     }
 }
@@ -81,8 +86,9 @@ pub async fn run(
     let ctx = Arc::new(Ctx { state_dir: options.state_dir.clone(), reset: options.reset, ..Ctx::default() });
     let mut plan = Plan::new().step(state_step());
     plan = match options.stack {
-        Stack::Kms => kms::steps(plan, options.health_timeout),
+        Stack::Kms => kms::steps(plan, options.health_timeout, false),
         Stack::Identity => identity::steps(plan, options.health_timeout),
+        Stack::All => kms::steps(identity::steps(plan, options.health_timeout), options.health_timeout, true),
     };
     let plan = plan.step(teardown_step());
     let engine = Engine::new(options.engine, observer);

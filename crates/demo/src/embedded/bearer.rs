@@ -1,0 +1,144 @@
+//! `demo all`'s cross-service flows: Identity's access tokens at the KMS (DESIGN §8) —
+//! client_credentials → encrypt + decrypt, a user's token from the code flow, a missing scope
+//! (403), no token and a tampered token (401), and a revoked token refused by the KMS's
+//! introspection of a sensitive operation.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use super::Ctx;
+use super::identity::{client_credentials, code_flow, expect_status, post_form, secret};
+use crate::engine::{Phase, Plan, Step, StepError};
+
+/// The KMS's audience in Identity's tokens.
+pub(crate) const KMS_AUDIENCE: &str = "https://kms.demo.local:8081";
+
+/// Calls the KMS with a Bearer token; returns status and JSON body.
+async fn call(
+    c: &Ctx,
+    path: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> Result<(u16, serde_json::Value, Option<String>), StepError> {
+    let mut req = c.kms.client()?.post(c.kms.url(path)?).json(&body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.map_err(|e| StepError::from_error(format!("POST {path} failed"), &e))?;
+    let status = resp.status().as_u16();
+    let challenge = resp
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    Ok((status, body, Some(challenge).filter(|c| !c.is_empty())))
+}
+
+fn expect(what: &str, got: &(u16, serde_json::Value, Option<String>), want: u16) -> Result<(), StepError> {
+    if got.0 != want {
+        return Err(StepError {
+            causes: vec![format!("{}: {}", got.0, got.1["detail"].as_str().unwrap_or(""))],
+            ..StepError::new(format!("{what} answered {}, expected {want}", got.0))
+        });
+    }
+    Ok(())
+}
+
+fn plaintext() -> serde_json::Value {
+    serde_json::json!({ "plaintext": B64.encode("4111 1111 1111 1111") })
+}
+
+async fn round_trip(c: &Ctx, token: &str) -> Result<(), StepError> {
+    let enc = call(c, "/pools/payments/encrypt", Some(token), plaintext()).await?;
+    expect("encrypt with a Bearer token", &enc, 200)?;
+    let dec = call(c, "/decrypt", Some(token), serde_json::json!({ "jwe": enc.1["jwe"] })).await?;
+    expect("decrypt with a Bearer token", &dec, 200)?;
+    if dec.1["plaintext"] != plaintext()["plaintext"] {
+        return Err(StepError::new("decrypt did not give the plaintext back"));
+    }
+    Ok(())
+}
+
+/// Adds the flows (after the KMS is healthy and Identity's flows that they build on).
+pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
+    plan.step(
+        Step::new("flow.bearer.kms.encrypt-decrypt", Phase::Flows, |c: Arc<Ctx>| async move {
+            let token = client_credentials(&c, "demo-confidential", Some("kms:encrypt kms:decrypt")).await?;
+            round_trip(&c, &token).await
+        })
+        .after(&["health.kms", "verify.identity.clients"]),
+    )
+    .step(
+        Step::new("flow.bearer.kms.user-token", Phase::Flows, |c: Arc<Ctx>| async move {
+            // A login of its own: the code flow's tokens are revoked by the refresh-reuse flow.
+            let (tokens, _) = code_flow(&c, "user").await?;
+            let access = tokens["access_token"].as_str().ok_or_else(|| StepError::new("no access_token"))?;
+            round_trip(&c, access).await
+        })
+        .after(&["health.kms", "flow.identity.code-pkce"]),
+    )
+    .step(
+        Step::new("flow.bearer.kms.missing-scope", Phase::Flows, |c: Arc<Ctx>| async move {
+            let token = client_credentials(&c, "demo-confidential", Some("kms:read")).await?;
+            let got = call(&c, "/pools/payments/encrypt", Some(&token), plaintext()).await?;
+            expect("encrypt with a kms:read token", &got, 403)
+        })
+        .after(&["health.kms", "verify.identity.clients"]),
+    )
+    .step(
+        Step::new("flow.bearer.kms.no-token", Phase::Flows, |c: Arc<Ctx>| async move {
+            let got = call(&c, "/pools/payments/encrypt", None, plaintext()).await?;
+            expect("encrypt without credentials", &got, 401)?;
+            if !got.2.as_deref().is_some_and(|ch| ch.contains("Bearer")) {
+                return Err(StepError::new("the 401 does not offer the Bearer scheme"));
+            }
+            Ok(())
+        })
+        .after(&["health.kms"]),
+    )
+    .step(
+        Step::new("flow.bearer.kms.tampered-token", Phase::Flows, |c: Arc<Ctx>| async move {
+            let token = client_credentials(&c, "demo-confidential", Some("kms:encrypt")).await?;
+            // Raise the scope in the payload, keep the signature: it no longer matches.
+            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+            let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let mut claims: serde_json::Value = url
+                .decode(parts.get(1).ok_or_else(|| StepError::new("not a JWT"))?)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| StepError::new("the token's payload is not JSON"))?;
+            claims["scope"] = "kms:admin".into();
+            parts[1] = url.encode(claims.to_string());
+            let got = call(&c, "/pools/payments/encrypt", Some(&parts.join(".")), plaintext()).await?;
+            expect("encrypt with a tampered token", &got, 401)?;
+            if !got.2.as_deref().is_some_and(|ch| ch.contains("invalid_token")) {
+                return Err(StepError::new("the 401 does not say invalid_token"));
+            }
+            Ok(())
+        })
+        .after(&["health.kms", "verify.identity.clients"]),
+    )
+    .step(
+        Step::new("flow.bearer.kms.revoked-token", Phase::Flows, |c: Arc<Ctx>| async move {
+            let token = client_credentials(&c, "demo-confidential", Some("kms:encrypt kms:decrypt")).await?;
+            let enc = call(&c, "/pools/payments/encrypt", Some(&token), plaintext()).await?;
+            expect("encrypt before revocation", &enc, 200)?;
+            let client_secret = secret(&c.state()?.client_secret("demo-confidential"))?;
+            expect_status(
+                "revocation",
+                post_form(&c, "/revoke", Some(("demo-confidential", &client_secret)), &[("token", &token)])
+                    .await?,
+                200,
+            )?;
+            // Decrypt is sensitive: the KMS asks Identity, which says the token is inactive.
+            let dec = call(&c, "/decrypt", Some(&token), serde_json::json!({ "jwe": enc.1["jwe"] })).await?;
+            expect("decrypt with a revoked token", &dec, 401)
+        })
+        .after(&["health.kms", "verify.identity.clients"]),
+    )
+}

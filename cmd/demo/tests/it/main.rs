@@ -2,6 +2,7 @@
 // Tests unwrap freely: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod all_demo;
 mod healthcheck;
 mod identity_demo;
 mod kms_demo;

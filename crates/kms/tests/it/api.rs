@@ -17,12 +17,27 @@ const TENANT_B: &str = "5d2a9e71-3c8b-4f6d-8e2a-1b7c9d0e3f42";
 pub struct Env {
     _dir: tempfile::TempDir,
     pub kms: RunningKms,
-    client: reqwest::Client,
+    pub client: reqwest::Client,
 }
 
 pub async fn start() -> Env {
+    let (dir, pki) = prepare();
+    start_in(dir, &pki, None).await
+}
+
+/// A temporary directory with the demo PKI in it.
+pub fn prepare() -> (tempfile::TempDir, pki::PkiDir) {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki::ensure(&dir.path().join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
+    (dir, pki.dir)
+}
+
+/// The KMS over `dir` with the test realm, and Bearer tokens if `bearer` is given.
+pub async fn start_in(
+    dir: tempfile::TempDir,
+    pki: &pki::PkiDir,
+    bearer: Option<kms::config::BearerConfig>,
+) -> Env {
     let shares = barrier::new_shares(3, 5).unwrap();
     let mut share_files = Vec::new();
     for (i, share) in shares.iter().take(3).enumerate() {
@@ -46,7 +61,7 @@ pub async fn start() -> Env {
     let config = KmsConfig {
         server: HttpConfig {
             limits: Limits { body_bytes: 64 * 1024, ..Limits::default() },
-            ..HttpConfig::loopback(&pki.dir, "kms")
+            ..HttpConfig::loopback(pki, "kms")
         },
         storage: StorageConfig { sqlite: SqliteConfig { path: dir.path().join("kms.db") } },
         unseal: UnsealConfig { share_files },
@@ -56,7 +71,7 @@ pub async fn start() -> Env {
             cache_entries: 100,
             max_failures: 5,
             failure_window: Duration::from_secs(60),
-            bearer: None,
+            bearer,
         },
         seed: None,
         log_format: Default::default(),
@@ -65,7 +80,7 @@ pub async fn start() -> Env {
     for (name, id) in [("a", TENANT_A), ("b", TENANT_B)] {
         kms.kms.ensure_tenant(name, TenantId(id.parse().unwrap())).await.unwrap();
     }
-    let tls = pki::client_config_for(&pki.dir, None).unwrap();
+    let tls = pki::client_config_for(pki, None).unwrap();
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .resolve("kms.demo.local", kms.server.addr)
@@ -75,7 +90,7 @@ pub async fn start() -> Env {
 }
 
 impl Env {
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("https://kms.demo.local:{}/api/v1{path}", self.kms.server.addr.port())
     }
 

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod bearer;
 mod jose_interop;
 mod jose_props;
 mod keys;

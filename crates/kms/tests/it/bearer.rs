@@ -1,0 +1,257 @@
+//! The Bearer realm against a fixture issuer over real HTTPS: a JWKS endpoint that can be down,
+//! an introspection endpoint with a revocation list, and tokens signed with a key generated
+//! here. Readiness, the claim checks, scope ∩ roles, introspection in `sensitive` mode, and
+//! failing closed when Identity cannot be asked.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use kms::config::{BearerConfig, ErrorDetail, IntrospectionConfig, IntrospectionMode};
+use serde_json::{Value, json};
+
+use crate::api::{Env, prepare, start_in};
+
+const ISSUER: &str = "https://identity.demo.local:8082";
+const AUDIENCE: &str = "https://kms.demo.local:8081";
+const TENANT: &str = "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10";
+const INTROSPECTION_SECRET: &str = "kms-introspection-secret";
+
+#[derive(Default)]
+struct Issuer {
+    jwks_up: AtomicBool,
+    introspection_up: AtomicBool,
+    jwks: Mutex<Value>,
+    revoked: Mutex<HashSet<String>>,
+    introspections: AtomicUsize,
+}
+
+async fn jwks(State(issuer): State<Arc<Issuer>>) -> axum::response::Response {
+    if !issuer.jwks_up.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    axum::Json(issuer.jwks.lock().unwrap().clone()).into_response()
+}
+
+async fn introspect(
+    State(issuer): State<Arc<Issuer>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    if !issuer.introspection_up.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("kms-service:{INTROSPECTION_SECRET}"))
+    );
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    issuer.introspections.fetch_add(1, Ordering::SeqCst);
+    let form: Vec<(String, String)> = serde_urlencoded_pairs(&body);
+    let token = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone()).unwrap_or_default();
+    let jti = claims_of(&token)["jti"].as_str().unwrap_or_default().to_owned();
+    let active = !issuer.revoked.lock().unwrap().contains(&jti);
+    axum::Json(json!({ "active": active })).into_response()
+}
+
+fn serde_urlencoded_pairs(body: &str) -> Vec<(String, String)> {
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.replace("%2E", ".").replace("%2D", "-").replace("%5F", "_")))
+        .collect()
+}
+
+fn claims_of(token: &str) -> Value {
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|p| B64URL.decode(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null)
+}
+
+struct Signer {
+    pair: EcdsaKeyPair,
+    kid: String,
+}
+
+impl Signer {
+    fn new() -> (Self, Value) {
+        let pair = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let point = pair.public_key().as_ref().to_vec();
+        let kid = "test-key-1".to_owned();
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+            "x": B64URL.encode(&point[1..33]), "y": B64URL.encode(&point[33..65]),
+        });
+        (Self { pair, kid }, json!({ "keys": [jwk] }))
+    }
+
+    fn sign(&self, header: Value, claims: &Value) -> String {
+        let input = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let sig = self.pair.sign(&rng, input.as_bytes()).unwrap();
+        format!("{input}.{}", B64URL.encode(sig.as_ref()))
+    }
+
+    fn token(&self, edit: impl FnOnce(&mut Value)) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut claims = json!({
+            "iss": ISSUER, "sub": "svc-client", "aud": AUDIENCE, "exp": now + 300, "iat": now, "nbf": now,
+            "jti": uuid::Uuid::new_v4().to_string(), "client_id": "svc-client",
+            "scope": "kms:encrypt kms:decrypt kms:read", "tenant_id": TENANT, "roles": ["service"],
+        });
+        edit(&mut claims);
+        self.sign(json!({"alg": "ES256", "typ": "at+jwt", "kid": self.kid}), &claims)
+    }
+}
+
+async fn call(env: &Env, token: &str, path: &str, body: Value) -> (u16, Value, String) {
+    let resp = env.client.post(env.url(path)).bearer_auth(token).json(&body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let challenge =
+        resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, resp.json().await.unwrap_or(Value::Null), challenge)
+}
+
+#[tokio::test]
+async fn bearer_tokens_after_the_jwks_is_fetched_with_sensitive_operations_introspected() {
+    let (dir, pki) = prepare();
+    let issuer = Arc::new(Issuer::default());
+    let (signer, jwks_doc) = Signer::new();
+    *issuer.jwks.lock().unwrap() = jwks_doc;
+    issuer.introspection_up.store(true, Ordering::SeqCst);
+    let router = Router::new()
+        .route("/jwks", get(jwks))
+        .route("/introspect", post(introspect))
+        .with_state(issuer.clone());
+    let fixture = service_kit::server::start(
+        &service_kit::server::HttpConfig::loopback(&pki, "identity"),
+        router,
+        service_kit::Readiness::new(),
+    )
+    .await
+    .unwrap();
+    let secret_file = dir.path().join("introspection_secret");
+    std::fs::write(&secret_file, INTROSPECTION_SECRET).unwrap();
+    let base = format!("https://identity.demo.local:{}", fixture.addr.port());
+    let bearer = BearerConfig {
+        issuer: ISSUER.into(),
+        jwks_url: format!("{base}/jwks"),
+        audience: AUDIENCE.into(),
+        algorithms: vec!["ES256".into()],
+        ca_file: pki.ca_bundle(),
+        resolve: [("identity.demo.local".to_owned(), fixture.addr)].into(),
+        leeway: Duration::from_secs(30),
+        introspection: Some(IntrospectionConfig {
+            endpoint: format!("{base}/introspect"),
+            client_id: "kms-service".into(),
+            client_secret_file: secret_file,
+            mode: IntrospectionMode::Sensitive,
+            interval: Duration::from_secs(30),
+            cache_ttl: Duration::ZERO,
+        }),
+        error_detail: ErrorDetail::Detailed,
+    };
+    let env = start_in(dir, &pki, Some(bearer)).await;
+
+    // Not ready while Identity's JWKS cannot be fetched, and readyz says why.
+    let readyz = format!("https://kms.demo.local:{}/readyz", env.kms.server.admin_addr.port());
+    let admin = reqwest::Client::builder()
+        .tls_backend_preconfigured(pki::client_config_for(&pki, None).unwrap())
+        .resolve("kms.demo.local", env.kms.server.admin_addr)
+        .build()
+        .unwrap();
+    let resp = admin.get(&readyz).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.text().await.unwrap().contains("identity_jwks"));
+    issuer.jwks_up.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    while admin.get(&readyz).send().await.unwrap().status() != 200 {
+        assert!(started.elapsed() < Duration::from_secs(15), "never ready after the JWKS came up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A pool to work with (Basic, key manager), then a service token encrypts and decrypts.
+    let (status, _) = env
+        .call(
+            Some(("manager", "m-pass")),
+            "POST",
+            "/pools",
+            Some(json!({"name": "p", "algorithm": "A256GCM"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let token = signer.token(|_| {});
+    let plaintext = json!({"plaintext": "aGVsbG8="});
+    let (status, enc, _) = call(&env, &token, "/pools/p/encrypt", plaintext.clone()).await;
+    assert_eq!(status, 200, "{enc}");
+    assert_eq!(issuer.introspections.load(Ordering::SeqCst), 0, "encrypt is validated locally");
+    let (status, dec, _) = call(&env, &token, "/decrypt", json!({"jwe": enc["jwe"]})).await;
+    assert_eq!(status, 200, "{dec}");
+    assert_eq!(dec["plaintext"], "aGVsbG8=");
+    assert_eq!(issuer.introspections.load(Ordering::SeqCst), 1, "decrypt is sensitive: introspected");
+    let who = env.client.get(env.url("/whoami")).bearer_auth(&token).send().await.unwrap();
+    let who: Value = who.json().await.unwrap();
+    assert_eq!((who["method"].as_str(), who["tenant"].as_str()), (Some("bearer"), Some(TENANT)));
+
+    // Refused tokens, each with its reason (detailed mode) and an invalid_token challenge.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let cases: Vec<(&str, String)> = vec![
+        ("audience", signer.token(|c| c["aud"] = "https://other.example".into())),
+        ("issuer", signer.token(|c| c["iss"] = "https://evil.example".into())),
+        ("expired", signer.token(|c| c["exp"] = (now - 3600).into())),
+        ("tenant", signer.token(|c| c["tenant_id"] = "acme".into())),
+        ("typ", signer.sign(json!({"alg": "ES256", "typ": "JWT", "kid": signer.kid}), &claims_of(&token))),
+        (
+            "alg",
+            format!(
+                "{}.{}.",
+                B64URL.encode(r#"{"alg":"none","typ":"at+jwt"}"#),
+                token.split('.').nth(1).unwrap()
+            ),
+        ),
+    ];
+    for (why, bad) in cases {
+        let (status, body, challenge) = call(&env, &bad, "/pools/p/encrypt", plaintext.clone()).await;
+        assert_eq!(status, 401, "{why}: {body}");
+        assert!(challenge.contains("invalid_token"), "{why}: {challenge}");
+        assert_eq!(body["type"], "urn:demo:problem:invalid-token", "{why}");
+    }
+
+    // Scopes are the token's intersected with its roles.
+    let read_only = signer.token(|c| c["scope"] = "kms:read".into());
+    assert_eq!(call(&env, &read_only, "/pools/p/encrypt", plaintext.clone()).await.0, 403);
+    let auditor = signer.token(|c| c["roles"] = json!(["auditor"]));
+    assert_eq!(
+        call(&env, &auditor, "/decrypt", json!({"jwe": enc["jwe"]})).await.0,
+        403,
+        "auditors never decrypt"
+    );
+
+    // Revoked: the sensitive operation is refused at once; a local one is not asked about.
+    let revoked = signer.token(|_| {});
+    issuer.revoked.lock().unwrap().insert(claims_of(&revoked)["jti"].as_str().unwrap().to_owned());
+    let (status, body, _) = call(&env, &revoked, "/decrypt", json!({"jwe": enc["jwe"]})).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
+    assert_eq!(call(&env, &revoked, "/pools/p/encrypt", plaintext.clone()).await.0, 200, "sensitive mode");
+
+    // Identity cannot be asked: fail closed with 503, never a pass.
+    issuer.introspection_up.store(false, Ordering::SeqCst);
+    let (status, body, _) = call(&env, &signer.token(|_| {}), "/decrypt", json!({"jwe": enc["jwe"]})).await;
+    assert_eq!(status, 503, "{body}");
+    env.kms.shutdown().await.unwrap();
+    fixture.shutdown().await.unwrap();
+}

@@ -522,10 +522,24 @@ async fn start_session(
 
 /// Where RP-initiated logout may send the browser afterwards.
 async fn logout_target(s: &AppState, p: &HashMap<String, String>) -> Result<Option<String>, Response> {
+    let page = |m: &str| html::error_page(StatusCode::BAD_REQUEST, m);
+    // A hint that is present must be ours, and name the same client as `client_id` if both are
+    // given (RP-Initiated Logout §2).
+    let hint = match p.get("id_token_hint") {
+        None => None,
+        Some(t) => Some(
+            verify_id_token_hint(&s.keys, &s.issuer, t)
+                .ok_or_else(|| page("The id_token_hint is not valid."))?,
+        ),
+    };
+    if let (Some(h), Some(client_id)) = (&hint, p.get("client_id"))
+        && h.aud != *client_id
+    {
+        return Err(page("The id_token_hint was issued to another client than client_id."));
+    }
     let Some(uri) = p.get("post_logout_redirect_uri") else { return Ok(None) };
-    let hint = p.get("id_token_hint").and_then(|t| verify_id_token_hint(&s.keys, &s.issuer, t));
     let client_id = hint.map(|h| h.aud).or_else(|| p.get("client_id").cloned());
-    let bad = || html::error_page(StatusCode::BAD_REQUEST, "The post_logout_redirect_uri is not registered.");
+    let bad = || page("The post_logout_redirect_uri is not registered.");
     let Some(client_id) = client_id else { return Err(bad()) };
     let client = s.store.client(&client_id).await.ok().flatten();
     match client {

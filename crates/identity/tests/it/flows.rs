@@ -443,6 +443,17 @@ async fn end_session_signs_out_and_redirects_only_where_registered() {
     assert!(page.location.is_none());
     assert!(browser.jar.contains_key("__Host-session"), "still signed in");
 
+    // A forged hint, or one for another client than client_id: refused, nothing ends.
+    for query in [
+        serde_urlencoded::to_string([("id_token_hint", "e30.e30.sig")]).unwrap(),
+        serde_urlencoded::to_string([("id_token_hint", id_token), ("client_id", "webapp")]).unwrap(),
+    ] {
+        let page = browser.get(&env, &format!("/end_session?{query}")).await;
+        assert_eq!(page.status, 400, "{query}");
+    }
+    let page = browser.get(&env, &authorize_query(&challenge, &[])).await;
+    assert!(page.body.contains("Signed in as"), "the server-side session is still there");
+
     // Without a hint: a confirmation form, nothing ends yet.
     let page = browser.get(&env, "/end_session").await;
     assert_eq!(page.status, 200);

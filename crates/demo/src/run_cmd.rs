@@ -64,7 +64,7 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
         }
     };
     let observer: Arc<dyn Observer> = match options.format {
-        OutputFormat::Human if !options.quiet => Arc::new(HumanProgress { style: options.style }),
+        OutputFormat::Human if !options.quiet => Arc::new(HumanProgress::new(options.style)),
         OutputFormat::Structured => Arc::new(JsonLines),
         _ => Arc::new(()),
     };
@@ -97,8 +97,36 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
     report.exit_code
 }
 
+/// Progress for a person: one line per finished step on stderr; on a terminal with colour
+/// allowed, also a spinner with a step counter and the running step (indicatif), cleared at
+/// the end so the summary stands alone.
 struct HumanProgress {
     style: Style,
+    spinner: Option<indicatif::ProgressBar>,
+}
+
+impl HumanProgress {
+    fn new(style: Style) -> Self {
+        use std::io::IsTerminal as _;
+        // Same rule as colour (NO_COLOR, CI, --no-color, not a terminal), checked on stderr too.
+        let spinner = (style.color() && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+            if let Ok(template) = indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg}") {
+                bar.set_style(template);
+            }
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        Self { style, spinner }
+    }
+}
+
+impl Drop for HumanProgress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.spinner {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 impl Observer for HumanProgress {
@@ -113,7 +141,14 @@ impl Observer for HumanProgress {
                     e.attempt
                 )
             }
-            EventKind::Started => return,
+            EventKind::Started => {
+                if let Some(bar) = &self.spinner {
+                    bar.set_length(e.total as u64);
+                    bar.set_position(e.index.saturating_sub(1) as u64);
+                    bar.set_message(format!("{:?}: {}", e.phase, e.step).to_lowercase());
+                }
+                return;
+            }
             EventKind::Passed => format!("  {} {}", self.style.good("✓"), e.step),
             EventKind::Failed => {
                 let why = e.error.as_ref().map(|x| x.message.as_str()).unwrap_or("");
@@ -124,7 +159,15 @@ impl Observer for HumanProgress {
                 format!("  {} {} ({why})", self.style.dim("-"), e.step)
             }
         };
-        let _ = writeln!(std::io::stderr(), "{line}");
+        match &self.spinner {
+            Some(bar) => {
+                bar.set_position(e.index as u64);
+                bar.println(line);
+            }
+            None => {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
+        }
     }
 }
 

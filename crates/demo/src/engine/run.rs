@@ -163,6 +163,10 @@ pub struct Event {
     pub attempt: u32,
     /// The error, for retrying/failed/skipped.
     pub error: Option<StepError>,
+    /// The step's position in the run (from 1), for progress counters.
+    pub index: usize,
+    /// Steps in the run.
+    pub total: usize,
 }
 
 /// Kinds of event.
@@ -208,6 +212,8 @@ pub struct RunResult {
 pub struct Engine {
     options: EngineOptions,
     observer: Arc<dyn Observer>,
+    /// (position of the current step from 1, steps in the run), for events.
+    progress: std::sync::Mutex<(usize, usize)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -219,7 +225,7 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// An engine reporting to `observer`.
     pub fn new(options: EngineOptions, observer: Arc<dyn Observer>) -> Self {
-        Self { options, observer }
+        Self { options, observer, progress: std::sync::Mutex::new((0, 0)) }
     }
 
     /// Runs `plan` with `context`. When `interrupt` turns true, steps not yet started are
@@ -239,7 +245,8 @@ impl Engine {
         let mut stop: Option<String> = None;
         let mut critical_failed = false;
 
-        for step in &steps {
+        for (position, step) in steps.iter().enumerate() {
+            *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = (position + 1, steps.len());
             let teardown = step.phase == Phase::Teardown;
             if *interrupt.borrow() && stop.is_none() {
                 stop = Some("interrupted".to_owned());
@@ -340,7 +347,16 @@ impl Engine {
     }
 
     fn emit<C>(&self, step: &Step<C>, kind: EventKind, attempt: u32, error: Option<StepError>) {
-        self.observer.event(&Event { step: step.id.clone(), phase: step.phase, kind, attempt, error });
+        let (index, total) = *self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        self.observer.event(&Event {
+            step: step.id.clone(),
+            phase: step.phase,
+            kind,
+            attempt,
+            error,
+            index,
+            total,
+        });
     }
 }
 

@@ -67,6 +67,7 @@ jwks = requests.get(disco["jwks_uri"], verify=CA).json()
 for method in ("client_secret_basic", "client_secret_post"):
     cc = OAuth2Session("kms-service", KMS_SECRET, token_endpoint_auth_method=method)
     cc.verify = CA
+    cc.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would override verify
     token = cc.fetch_token(disco["token_endpoint"], grant_type="client_credentials")
     claims = verify(token["access_token"], jwks, KMS)
     assert jwt.get_unverified_header(token["access_token"])["typ"] == "at+jwt"
@@ -77,11 +78,13 @@ for method in ("client_secret_basic", "client_secret_post"):
 spa = OAuth2Session("spa", redirect_uri=REDIRECT, scope="openid profile email",
                     code_challenge_method="S256", token_endpoint_auth_method="none")
 spa.verify = CA
+spa.trust_env = False
 verifier = generate_token(64)
 nonce = generate_token(24)
 url, state = spa.create_authorization_url(disco["authorization_endpoint"], code_verifier=verifier, nonce=nonce)
 browser = requests.Session()
 browser.verify = CA
+browser.trust_env = False
 page = browser.get(url)
 assert page.status_code == 200, page.text
 form = HiddenFields()

@@ -85,6 +85,9 @@ async fn authlib_runs_client_credentials_code_pkce_and_refresh() {
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(&script)
+            // Only our CA: a system bundle named in the environment must not stand in for it.
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
             .args([ISSUER, &port, ca.to_str().unwrap(), crate::KMS_SECRET, "alice", crate::ALICE_PASSWORD])
             .output()
     })

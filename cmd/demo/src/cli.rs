@@ -92,6 +92,10 @@ pub struct RunArgs {
     /// How long a service may take to become ready.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub health_timeout: std::time::Duration,
+    /// After the report, keep the services running until Ctrl-C (to try the login page and
+    /// the Swagger UI); prints how to reach them.
+    #[arg(long)]
+    pub keep_running: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

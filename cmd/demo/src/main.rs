@@ -86,6 +86,7 @@ fn run_stack(
         format,
         style,
         quiet,
+        keep_running: args.keep_running,
     };
     ExitCode::from(demo::run_cmd::run_blocking(options))
 }

@@ -42,6 +42,8 @@ pub struct RunCmdOptions {
     pub style: Style,
     /// Fewer words.
     pub quiet: bool,
+    /// Leave the stack up after the report, until Ctrl-C.
+    pub keep_running: bool,
 }
 
 /// Runs and returns the exit code.
@@ -68,33 +70,70 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
         OutputFormat::Structured => Arc::new(JsonLines),
         _ => Arc::new(()),
     };
-    let report = runtime.block_on(async {
+    let demo_options = crate::embedded::DemoOptions {
+        stack: options.stack,
+        state_dir: options.state_dir.clone(),
+        reset: options.reset,
+        engine: options.engine,
+        health_timeout: options.health_timeout,
+        runtime_reason: reason,
+    };
+    runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 let _ = tx.send(true);
             }
         });
-        crate::embedded::run(
-            crate::embedded::DemoOptions {
-                stack: options.stack,
-                state_dir: options.state_dir.clone(),
-                reset: options.reset,
-                engine: options.engine,
-                health_timeout: options.health_timeout,
-                runtime_reason: reason,
-            },
-            observer,
-            rx,
-        )
-        .await
-    });
+        if !options.keep_running {
+            let report = crate::embedded::run(demo_options, observer, rx).await;
+            print_report(&report, &options);
+            return report.exit_code;
+        }
+        let stack = crate::embedded::start(demo_options, observer, rx.clone()).await;
+        print_report(&stack.report, &options);
+        let code = stack.report.exit_code;
+        if !*rx.borrow() {
+            eprintln!("{}", keep_running_banner(&stack));
+            // Until Ctrl-C (or SIGTERM-less environments: the process is killed).
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        eprintln!("stopping the stack…");
+        if let Err(e) = stack.shutdown().await {
+            eprintln!("error: {e}");
+            return 2;
+        }
+        code
+    })
+}
+
+fn print_report(report: &Report, options: &RunCmdOptions) {
     match options.format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report).unwrap_or_default()),
         OutputFormat::Structured => println!("{}", serde_json::json!({"event": "report", "report": report})),
-        OutputFormat::Human => print!("{}", render_summary(&report, options.style, options.quiet)),
+        OutputFormat::Human => print!("{}", render_summary(report, options.style, options.quiet)),
     }
-    report.exit_code
+}
+
+/// What a person needs to use the stack that `--keep-running` left up.
+fn keep_running_banner(stack: &crate::embedded::RunningStack) -> String {
+    let mut out = String::from("\nThe stack keeps running until Ctrl-C.\n");
+    let ports = [&stack.identity_url, &stack.kms_url];
+    if ports.iter().any(|u| u.is_some()) {
+        out.push_str("  Browsers need: 127.0.0.1 identity.demo.local kms.demo.local (in /etc/hosts)\n");
+        out.push_str(&format!(
+            "  and to trust {} (or curl --cacert it)\n",
+            stack.state.pki_dir().join("ca-bundle.pem").display()
+        ));
+    }
+    if let Some(url) = &stack.identity_url {
+        out.push_str(&format!("  Identity     {url}/.well-known/openid-configuration\n"));
+    }
+    if let Some(url) = &stack.kms_url {
+        out.push_str(&format!("  KMS          {url}/docs/ (Swagger UI; Basic accounts in credentials.md)\n"));
+    }
+    out.push_str(&format!("  credentials  {}\n", stack.state.root().join("credentials.md").display()));
+    out
 }
 
 /// Progress for a person: one line per finished step on stderr; on a terminal with colour

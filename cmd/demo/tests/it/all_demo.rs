@@ -92,3 +92,68 @@ fn every_design_flow_is_a_passing_step_again_on_reuse_and_after_a_reset() {
     let (code, doc, stderr) = run_json(&reset);
     assert_eq!(code, 0, "after --reset-demo: {doc:#}\n{stderr}");
 }
+
+#[test]
+fn keep_running_serves_after_the_report_until_interrupted() {
+    use std::io::{BufRead, BufReader, Read};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("demo"))
+        .args(["kms", "--runtime", "embedded", "--keep-running", "--output", "json", "--state-dir"])
+        .arg(tmp.path().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The banner on stderr comes after the report on stdout.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+    let banner = lines.by_ref().map_while(Result::ok).find(|l| l.contains("keeps running until Ctrl-C"));
+    assert!(banner.is_some(), "no keep-running banner");
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    // The report is complete on stdout (one JSON document), then the process waits.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    let report: serde_json::Value = loop {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "stdout closed before a full report: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Ok(doc) = serde_json::from_str(&text) {
+            break doc;
+        }
+    };
+    assert_eq!(report["exit_code"], 0, "{report:#}");
+    let url = report["services"][0]["url"].as_str().unwrap().to_owned();
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let ca = report["artifacts"]["ca_bundle"].as_str().unwrap().to_owned();
+    // Still serving after the report.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(
+                pki::ClientTlsFiles::trusting(std::path::PathBuf::from(&ca)).build().unwrap(),
+            )
+            .resolve("kms.demo.local", std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .build()
+            .unwrap();
+        client
+            .get(format!("{url}/api/v1/pools"))
+            .basic_auth("acme-admin", Some("acme-admin-demo"))
+            .send()
+            .await
+    });
+    assert_eq!(status.unwrap().status(), 200);
+    // Ctrl-C: the stack stops and the run's exit code is kept.
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(15), "still running after Ctrl-C");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(0), "{}", drain.join().unwrap());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the KMS port is closed");
+}

@@ -61,6 +61,74 @@ pub struct DemoOptions {
     pub runtime_reason: String,
 }
 
+impl DemoOptions {
+    /// Options for a library caller: embedded runtime, default engine settings, 30 s health
+    /// timeout, the given state directory.
+    pub fn new(stack: Stack, state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            stack,
+            state_dir: state_dir.into(),
+            reset: false,
+            engine: EngineOptions::default(),
+            health_timeout: Duration::from_secs(30),
+            runtime_reason: "library call: embedded".to_owned(),
+        }
+    }
+}
+
+/// A stack left running after its run (`--keep-running`, integration tests): the report, the
+/// endpoints, a client that trusts the demo CA, and where the credentials are. Stop it with
+/// [`RunningStack::shutdown`]; dropping it stops the servers abruptly when the async runtime
+/// ends (each test's runtime does).
+#[derive(Debug)]
+pub struct RunningStack {
+    /// The run's report (without a teardown step: nothing was torn down).
+    pub report: Report,
+    /// The state directory.
+    pub state: State,
+    /// `https://identity.demo.local:PORT`, if Identity runs.
+    pub identity_url: Option<String>,
+    /// `https://kms.demo.local:PORT`, if the KMS runs.
+    pub kms_url: Option<String>,
+    client: Option<reqwest::Client>,
+    identity: Option<::identity::service::RunningIdentity>,
+    kms: Option<::kms::service::RunningKms>,
+}
+
+impl RunningStack {
+    /// An HTTPS client that trusts only the demo CA and resolves `identity.demo.local` and
+    /// `kms.demo.local` to the running services; redirects are not followed.
+    pub fn client(&self) -> Option<&reqwest::Client> {
+        self.client.as_ref()
+    }
+
+    /// The secret file of a seeded confidential client (`demo-confidential`, `kms-service`).
+    pub fn client_secret_file(&self, client: &str) -> PathBuf {
+        self.state.client_secret(client)
+    }
+
+    /// The password file of a seeded Identity user (`admin`, `user`, `service`).
+    pub fn user_password_file(&self, user: &str) -> PathBuf {
+        self.state.user_password(user)
+    }
+
+    /// Stops the services (the KMS first: it depends on Identity).
+    pub async fn shutdown(mut self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        if let Some(kms) = self.kms.take()
+            && let Err(e) = kms.shutdown().await
+        {
+            errors.push(format!("the KMS did not stop cleanly: {e}"));
+        }
+        if let Some(identity) = self.identity.take()
+            && let Err(e) = identity.shutdown().await
+        {
+            errors.push(format!("Identity did not stop cleanly: {e}"));
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    }
+}
+
 /// What every step shares.
 #[derive(Default)]
 pub(crate) struct Ctx {
@@ -77,12 +145,32 @@ impl Ctx {
     }
 }
 
-/// Runs a demo on the embedded runtime and returns the report.
+/// Runs a demo on the embedded runtime, tears it down, and returns the report.
 pub async fn run(
     options: DemoOptions,
     observer: Arc<dyn Observer>,
     interrupt: watch::Receiver<bool>,
 ) -> Report {
+    execute(options, observer, interrupt, true).await.report
+}
+
+/// Runs a demo on the embedded runtime and leaves the services running (`--keep-running`, and
+/// the library API for integration tests). Independent state directories never collide: every
+/// service binds a free loopback port.
+pub async fn start(
+    options: DemoOptions,
+    observer: Arc<dyn Observer>,
+    interrupt: watch::Receiver<bool>,
+) -> RunningStack {
+    execute(options, observer, interrupt, false).await
+}
+
+async fn execute(
+    options: DemoOptions,
+    observer: Arc<dyn Observer>,
+    interrupt: watch::Receiver<bool>,
+    teardown: bool,
+) -> RunningStack {
     let ctx = Arc::new(Ctx { state_dir: options.state_dir.clone(), reset: options.reset, ..Ctx::default() });
     let mut plan = Plan::new().step(state_step());
     plan = match options.stack {
@@ -90,7 +178,9 @@ pub async fn run(
         Stack::Identity => identity::steps(plan, options.health_timeout),
         Stack::All => kms::steps(identity::steps(plan, options.health_timeout), options.health_timeout, true),
     };
-    let plan = plan.step(teardown_step());
+    if teardown {
+        plan = plan.step(teardown_step());
+    }
     let engine = Engine::new(options.engine, observer);
     let result: RunResult = engine.run(plan, ctx.clone(), interrupt).await;
     let state = ctx.state.get().cloned().unwrap_or_else(|| State::at(&options.state_dir));
@@ -101,22 +191,20 @@ pub async fn run(
             "unhealthy"
         }
     };
+    let identity_url = ctx.identity.api.get().map(|a| format!("https://identity.demo.local:{}", a.port()));
+    let kms_url = ctx.kms.api.get().map(|a| format!("https://kms.demo.local:{}", a.port()));
     let mut services = Vec::new();
-    if let Some(addr) = ctx.identity.api.get() {
+    if let Some(url) = &identity_url {
         services.push(ServiceReport {
             name: "identity".into(),
-            url: format!("https://identity.demo.local:{}", addr.port()),
+            url: url.clone(),
             health: healthy("health.identity"),
         });
     }
-    if let Some(addr) = ctx.kms.api.get() {
-        services.push(ServiceReport {
-            name: "kms".into(),
-            url: format!("https://kms.demo.local:{}", addr.port()),
-            health: healthy("health.kms"),
-        });
+    if let Some(url) = &kms_url {
+        services.push(ServiceReport { name: "kms".into(), url: url.clone(), health: healthy("health.kms") });
     }
-    Report::new(
+    let report = Report::new(
         options.stack.command(),
         RuntimeChoice { name: "embedded", reason: options.runtime_reason },
         "demo",
@@ -127,7 +215,26 @@ pub async fn run(
             state_dir: state.root().to_owned(),
             credentials_file: state.root().join("credentials.md"),
         },
-    )
+    );
+    let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(addr) = ctx.identity.api.get() {
+        client = client.resolve("identity.demo.local", *addr);
+    }
+    if let Some(addr) = ctx.kms.api.get() {
+        client = client.resolve("kms.demo.local", *addr);
+    }
+    let client = pki::client_config_for(&pki::PkiDir::new(state.pki_dir()), None)
+        .ok()
+        .and_then(|tls| client.tls_backend_preconfigured(tls).build().ok());
+    RunningStack {
+        report,
+        state,
+        identity_url,
+        kms_url,
+        client,
+        identity: ctx.identity.running.lock().await.take(),
+        kms: ctx.kms.running.lock().await.take(),
+    }
 }
 
 fn state_step() -> Step<Ctx> {

@@ -279,6 +279,11 @@ pub async fn start(
 }
 
 impl RunningServer {
+    /// The readiness `readyz` reports (to add a dependency after start).
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
     /// Graceful shutdown: `readyz` turns 503, new connections are refused, in-flight requests
     /// get the configured grace period, then whatever is left is closed.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {

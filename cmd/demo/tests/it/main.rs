@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod all_demo;
+mod faults;
 mod healthcheck;
 mod identity_demo;
 mod kms_demo;

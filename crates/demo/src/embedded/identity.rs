@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 
 use super::Ctx;
 use super::oidc::{self, Authorize, Expect};
-use crate::engine::{Phase, Plan, Retry, Step, StepError};
+use crate::engine::{Phase, Plan, Step, StepError};
 use crate::state::State;
 
 /// Identity's demo seed, shipped inside the binary (the same file the compose stack mounts).
@@ -162,7 +162,10 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
             let config = c.identity.config.get().ok_or_else(|| StepError::new("no configuration"))?.clone();
             let running = identity::service::start(&config, identity::service::StartOptions { demo: true })
                 .await
-                .map_err(|e| StepError::from_error("Identity did not start", &e))?;
+                .map_err(|e| {
+                    StepError::from_error("Identity did not start", &e).with_hint(super::START_HINT)
+                })?;
+            super::apply_never_ready_hook("identity", &running.server);
             let _ = c.identity.api.set(running.server.addr);
             let _ = c.identity.admin.set(running.server.admin_addr);
             let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
@@ -182,23 +185,14 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
         .critical(),
     )
     .step(
-        Step::new("health.identity", Phase::Health, |c: Arc<Ctx>| async move {
+        Step::new("health.identity", Phase::Health, move |c: Arc<Ctx>| async move {
             let admin = c.identity.admin.get().ok_or_else(|| StepError::new("Identity is not running"))?;
             let ca = c.state()?.pki_dir().join("ca-bundle.pem");
-            let url = format!("https://localhost:{}/readyz", admin.port());
-            crate::healthcheck::check(&url, &ca, Duration::from_secs(2)).await.map_err(|e| {
-                let mut err = StepError::from_error("Identity is not ready", &e);
-                err.transient = true;
-                err.with_hint("see Identity's log lines above; readyz names the dependency that is not ready")
-            })
+            super::wait_ready("Identity", *admin, &ca, health_timeout).await
         })
         .after(&["stack.up.identity"])
-        .timeout(health_timeout)
-        .retry(Retry {
-            retries: 20,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-        })
+        // wait_ready bounds itself by health_timeout; this only guards against a hang.
+        .timeout(health_timeout + Duration::from_secs(5))
         .critical(),
     )
     .step(

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use tokio::sync::Mutex;
 
 use super::Ctx;
-use crate::engine::{Phase, Plan, Retry, Step, StepError};
+use crate::engine::{Phase, Plan, Step, StepError};
 use crate::state::State;
 
 /// The KMS demo seed, shipped inside the binary (the same file the compose stack mounts).
@@ -71,7 +71,10 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
                 let config = c.kms.config.get().ok_or_else(|| StepError::new("no configuration"))?.clone();
                 let running = kms::service::start_with(&config, kms::service::StartOptions { demo: true })
                     .await
-                    .map_err(|e| StepError::from_error("the KMS did not start", &e))?;
+                    .map_err(|e| {
+                        StepError::from_error("the KMS did not start", &e).with_hint(super::START_HINT)
+                    })?;
+                super::apply_never_ready_hook("kms", &running.server);
                 let _ = c.kms.api.set(running.server.addr);
                 let _ = c.kms.admin.set(running.server.admin_addr);
                 let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
@@ -90,25 +93,14 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
             .critical(),
         )
         .step(
-            Step::new("health.kms", Phase::Health, |c: Arc<Ctx>| async move {
+            Step::new("health.kms", Phase::Health, move |c: Arc<Ctx>| async move {
                 let admin = c.kms.admin.get().ok_or_else(|| StepError::new("the KMS is not running"))?;
                 let ca = c.state()?.pki_dir().join("ca-bundle.pem");
-                let url = format!("https://localhost:{}/readyz", admin.port());
-                crate::healthcheck::check(&url, &ca, Duration::from_secs(2)).await.map_err(|e| {
-                    let mut err = StepError::from_error("the KMS is not ready", &e);
-                    err.transient = true;
-                    err.with_hint(
-                        "see the KMS log lines above; readyz names the dependency that is not ready",
-                    )
-                })
+                super::wait_ready("the KMS", *admin, &ca, health_timeout).await
             })
             .after(health_after)
-            .timeout(health_timeout)
-            .retry(Retry {
-                retries: 20,
-                backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(1),
-            })
+            // wait_ready bounds itself by health_timeout; this only guards against a hang.
+            .timeout(health_timeout + Duration::from_secs(5))
             .critical(),
         )
         .step(

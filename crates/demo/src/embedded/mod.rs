@@ -237,6 +237,64 @@ async fn execute(
     }
 }
 
+/// Test hook: `DEMO_TEST_HOOK_NEVER_READY=kms` (or `identity`) makes that service's `readyz`
+/// report a dependency that never becomes ready, so tests can watch the health step time out.
+/// Named loudly so nobody sets it by accident; it changes nothing else.
+pub const NEVER_READY_HOOK: &str = "DEMO_TEST_HOOK_NEVER_READY";
+
+fn apply_never_ready_hook(service: &str, server: &service_kit::RunningServer) {
+    if std::env::var(NEVER_READY_HOOK).is_ok_and(|v| v == service) {
+        server
+            .readiness()
+            .dependency("test_hook_never_ready")
+            .failing(format!("{NEVER_READY_HOOK}={service} is set"));
+    }
+}
+
+/// Polls a service's `readyz` over HTTPS (trusting only the demo CA) until it answers 200 or
+/// `timeout` has passed in all; then fails naming the service, the last answer (readyz names
+/// the dependency that is not ready) and a hint.
+async fn wait_ready(
+    service: &str,
+    admin: std::net::SocketAddr,
+    ca: &std::path::Path,
+    timeout: Duration,
+) -> Result<(), StepError> {
+    let url = format!("https://localhost:{}/readyz", admin.port());
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut wait = Duration::from_millis(50);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // At least 250 ms per check, so the last answer is a real one, not a timeout of ours.
+        let error = match crate::healthcheck::check(
+            &url,
+            ca,
+            left.clamp(Duration::from_millis(250), Duration::from_secs(2)),
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() + wait >= deadline {
+            return Err(StepError::from_error(
+                format!("{service} did not become ready within {timeout:?}"),
+                &error,
+            )
+            .with_hint(format!(
+                "readyz names the dependency that is not ready; see {service}'s log lines above, \
+                     or allow more time with --health-timeout"
+            )));
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// The hint for a service that would not start from the state directory.
+const START_HINT: &str =
+    "fix or remove the file named above, or run with --reset-demo to regenerate the whole environment";
+
 fn state_step() -> Step<Ctx> {
     Step::new("state.prepare", Phase::Setup, |c: Arc<Ctx>| async move {
         if c.reset {

@@ -659,7 +659,17 @@ impl Inner {
             KeySet::from_jwks_json(snap.jwks.as_bytes(), self.config.max_keys).map_err(|e| e.to_string())?;
         let header = |v: Option<String>| v.and_then(|s| HeaderValue::from_str(&s).ok());
         let fetched_at = from_unix_millis(snap.fetched_at_ms);
-        let ttl = from_unix_millis(snap.fresh_until_ms).duration_since(fetched_at).unwrap_or_default();
+        let now = self.config.clock.now();
+        // The snapshot is a fallback, not a source of freshness: one written "in the future"
+        // (a clock that was ahead, an edited file) is refused, and a loaded set counts as
+        // expired at once, so the issuer is asked first and the snapshot only serves through the
+        // stale window — which still counts from the original expiry, so restarts cannot
+        // stretch it.
+        if fetched_at > now + std::time::Duration::from_secs(60) {
+            return Err("the snapshot claims to have been fetched in the future".to_owned());
+        }
+        let original_fresh_until = from_unix_millis(snap.fresh_until_ms);
+        let ttl = original_fresh_until.duration_since(fetched_at).unwrap_or_default();
         let mut cached = Cached::new(
             &self.config,
             Arc::new(keys),
@@ -671,6 +681,13 @@ impl Inner {
             ttl,
         );
         cached.from_snapshot = true;
+        // Expired now (or at its original time if that passed): refresh before use; the stale
+        // window still ends where the original expiry puts it.
+        let expiry = cached.fresh_until.min(original_fresh_until).min(now);
+        cached.stale_until =
+            cached.stale_until.min(original_fresh_until.max(expiry) + self.config.stale_window);
+        cached.fresh_until = expiry;
+        cached.refresh_at = expiry;
         Ok(cached)
     }
 

@@ -135,7 +135,7 @@ impl BearerRealm {
                 tracing::warn!(error = %e, "Identity's keys are unavailable");
                 BearerDenied::Unavailable
             } else {
-                BearerDenied::Invalid(format!("{:?}", e.kind()).to_lowercase())
+                BearerDenied::Invalid(e.kind().as_str().to_owned())
             }
         })?;
         if let Some(introspector) = &self.introspection
@@ -190,6 +190,21 @@ struct Introspector {
 
 const MAX_ANSWERS: usize = 10_000;
 
+struct InFlightGuard<'a> {
+    map: &'a Mutex<HashMap<String, Arc<OnceCell<bool>>>>,
+    key: &'a str,
+    cell: &'a Arc<OnceCell<bool>>,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(self.key).is_some_and(|c| Arc::ptr_eq(c, self.cell)) {
+            map.remove(self.key);
+        }
+    }
+}
+
 impl Introspector {
     fn new(
         config: &IntrospectionConfig,
@@ -237,27 +252,37 @@ impl Introspector {
         {
             return Ok(active);
         }
-        let cell = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.to_owned())
-            .or_insert_with(|| Arc::new(OnceCell::new()))
-            .clone();
-        let result = cell.get_or_try_init(|| self.ask(token)).await.copied();
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
-        let active = result?;
+        let cell = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if in_flight.len() >= MAX_ANSWERS && !in_flight.contains_key(key) {
+                // Ten thousand distinct tokens being introspected at once: shed load, fail closed.
+                return Err(BearerDenied::Unavailable);
+            }
+            in_flight.entry(key.to_owned()).or_insert_with(|| Arc::new(OnceCell::new())).clone()
+        };
+        // Removes this request's entry however the request ends (answered, failed, or cancelled
+        // mid-call), and only if it is still this cell: a newer call's entry stays.
+        let _guard = InFlightGuard { map: &self.in_flight, key, cell: &cell };
+        let active = cell.get_or_try_init(|| self.ask(token)).await.copied()?;
         let remaining = u64::try_from(exp - time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
         let ttl = if active {
             self.positive_ttl.min(Duration::from_secs(remaining))
         } else {
             Duration::from_secs(remaining)
         };
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        if answers.len() >= MAX_ANSWERS {
-            answers.retain(|_, (_, until)| *until > now);
-        }
-        if answers.len() < MAX_ANSWERS {
+        if !ttl.is_zero() {
+            let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+            if answers.len() >= MAX_ANSWERS {
+                // Amortised: drop what expired and, if still nine-tenths full, an arbitrary tenth,
+                // so a flood of tokens can neither grow the map nor turn the cache off.
+                answers.retain(|_, (_, until)| *until > now);
+                if answers.len() >= MAX_ANSWERS * 9 / 10 {
+                    let victims: Vec<String> = answers.keys().take(MAX_ANSWERS / 10).cloned().collect();
+                    for victim in victims {
+                        answers.remove(&victim);
+                    }
+                }
+            }
             answers.insert(key.to_owned(), (active, Instant::now() + ttl));
         }
         Ok(active)

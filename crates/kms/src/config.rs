@@ -154,16 +154,15 @@ pub struct IntrospectionConfig {
     /// refused at most this long after its revocation.
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
-    /// In the other modes, how long an answer is shared by requests carrying the same token.
-    #[serde(default = "default_introspection_cache", with = "humantime_serde")]
+    /// In the other modes, how long an "active" answer is reused for the same token (default 0:
+    /// every request — or every sensitive one — asks; concurrent requests still share a call).
+    /// Raising it trades revocation latency for fewer calls.
+    #[serde(default, with = "humantime_serde")]
     pub cache_ttl: Duration,
 }
 
 fn default_interval() -> Duration {
     Duration::from_secs(30)
-}
-fn default_introspection_cache() -> Duration {
-    Duration::from_secs(1)
 }
 
 /// When the KMS introspects a Bearer token.

@@ -144,7 +144,15 @@ pub async fn start_with(config: &KmsConfig, options: StartOptions) -> Result<Run
                 }
             }
             let _refresher = provider.spawn_background_refresh();
-            std::future::pending::<()>().await;
+            // Ready while the keys can be served (fresh, or stale during an outage); past the
+            // stale window every Bearer request would fail, and readyz says so.
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                match provider.status().state {
+                    jwks_cache::CacheState::Fresh | jwks_cache::CacheState::Stale => jwks.ready(),
+                    other => jwks.failing(format!("Identity's keys are unusable ({other:?}); see the log")),
+                }
+            }
         }));
     }
     let router = api::router(AppState { kms: kms.clone(), auth: auth.clone(), bearer });

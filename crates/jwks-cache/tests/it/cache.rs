@@ -416,6 +416,39 @@ async fn a_snapshot_lets_a_restart_validate_during_an_outage() {
 }
 
 #[tokio::test]
+async fn a_snapshot_never_stands_in_for_asking_the_issuer() {
+    let fx = Fixture::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fx.config();
+    config.snapshot_path = Some(dir.path().join("jwks.json"));
+    let first = Provider::new(config.clone()).unwrap();
+    first.refresh().await.unwrap();
+    eventually("the snapshot", || dir.path().join("jwks.json").exists()).await;
+    drop(first);
+    let requests = fx.issuer.requests();
+
+    // Restarted within the TTL with the issuer up: the snapshot is loaded as expired, so the
+    // first lookup asks the issuer instead of trusting the file's freshness.
+    let restarted = Provider::new(config.clone()).unwrap();
+    assert!(restarted.status().from_snapshot);
+    assert_ne!(restarted.status().state, CacheState::Fresh);
+    restarted.key(&fx.key.kid).await.unwrap();
+    assert_eq!(fx.issuer.requests(), requests + 1, "the issuer was asked");
+
+    // A snapshot that claims to come from the future (a clock that ran ahead, an edited file)
+    // is refused outright.
+    let path = dir.path().join("jwks.json");
+    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let ten_years = 10 * 365 * 86_400_000_u64;
+    for field in ["fetched_at_ms", "fresh_until_ms"] {
+        doc[field] = (doc[field].as_u64().unwrap() + ten_years).into();
+    }
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let future = Provider::new(config).unwrap();
+    assert_eq!(future.status().state, CacheState::Empty, "not loaded");
+}
+
+#[tokio::test]
 async fn invalid_json_is_an_error_and_the_last_good_set_stays() {
     let fx = Fixture::start().await;
     let provider = fx.provider();

@@ -1,8 +1,6 @@
 //! A bounded, seeded fuzz loop: random bytes and mutated valid tokens must be refused (or,
 //! for unmutated tokens, accepted) without a panic and without hammering the issuer.
 
-use std::time::Duration;
-
 use jwks_cache::{Algorithm, Validator, ValidatorConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -62,21 +60,15 @@ async fn mutated_and_random_tokens_never_panic_and_cost_at_most_one_refetch() {
     let token = fx.key.token(&fx.claims(provider.issuer()));
     validator.validate(&token).await.unwrap();
     let mut rng = StdRng::seed_from_u64(0x6a77_6b73);
-    let started = std::time::Instant::now();
     let mut accepted = 0;
     for _ in 0..3000 {
         let candidate = mutate(&mut rng, &token);
         if validator.validate(&candidate).await.is_ok() {
-            // Only harmless mutations survive (e.g. none at all); never a changed payload.
-            assert_eq!(
-                candidate.split('.').take(2).collect::<Vec<_>>(),
-                token.split('.').take(2).collect::<Vec<_>>(),
-                "a token with another header or payload was accepted"
-            );
+            // Only the unmutated token may pass: no changed header, payload or signature.
+            assert_eq!(candidate, token, "a mutated token was accepted");
             accepted += 1;
         }
     }
-    assert!(accepted < 300, "{accepted} mutations accepted");
+    assert!(accepted < 3000, "every mutation was a no-op: the loop tested nothing");
     assert!(fx.issuer.requests() <= 2, "{} requests", fx.issuer.requests());
-    assert!(started.elapsed() < Duration::from_secs(10));
 }

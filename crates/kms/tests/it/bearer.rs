@@ -209,13 +209,16 @@ async fn bearer_tokens_after_the_jwks_is_fetched_with_sensitive_operations_intro
     // Refused tokens, each with its reason (detailed mode) and an invalid_token challenge.
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let cases: Vec<(&str, String)> = vec![
-        ("audience", signer.token(|c| c["aud"] = "https://other.example".into())),
-        ("issuer", signer.token(|c| c["iss"] = "https://evil.example".into())),
+        ("wrong_audience", signer.token(|c| c["aud"] = "https://other.example".into())),
+        ("wrong_issuer", signer.token(|c| c["iss"] = "https://evil.example".into())),
         ("expired", signer.token(|c| c["exp"] = (now - 3600).into())),
-        ("tenant", signer.token(|c| c["tenant_id"] = "acme".into())),
-        ("typ", signer.sign(json!({"alg": "ES256", "typ": "JWT", "kid": signer.kid}), &claims_of(&token))),
+        ("tenant_id is missing or not a UUID", signer.token(|c| c["tenant_id"] = "acme".into())),
         (
-            "alg",
+            "wrong_type",
+            signer.sign(json!({"alg": "ES256", "typ": "JWT", "kid": signer.kid}), &claims_of(&token)),
+        ),
+        (
+            "alg_not_allowed",
             format!(
                 "{}.{}.",
                 B64URL.encode(r#"{"alg":"none","typ":"at+jwt"}"#),
@@ -228,7 +231,19 @@ async fn bearer_tokens_after_the_jwks_is_fetched_with_sensitive_operations_intro
         assert_eq!(status, 401, "{why}: {body}");
         assert!(challenge.contains("invalid_token"), "{why}: {challenge}");
         assert_eq!(body["type"], "urn:demo:problem:invalid-token", "{why}");
+        assert!(body["detail"].as_str().unwrap().ends_with(why), "the reason is {why}: {body}");
     }
+
+    // Sensitive operations are introspected, local ones are not (route templates, not suffixes).
+    let count = || issuer.introspections.load(Ordering::SeqCst);
+    let before = count();
+    let (status, body, _) = call(&env, &token, "/pools/p/datakey", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(count(), before + 1, "a data key is sensitive");
+    let wrapped = call(&env, &token, "/pools/p/encrypt", plaintext.clone()).await;
+    assert_eq!((wrapped.0, count()), (200, before + 1), "encrypt is local");
+    let (status, _, _) = call(&env, &token, "/pools/p/rotate", json!({})).await;
+    assert_eq!((status, count()), (403, before + 2), "pool management is sensitive (and needs kms:admin)");
 
     // Scopes are the token's intersected with its roles.
     let read_only = signer.token(|c| c["scope"] = "kms:read".into());

@@ -1,0 +1,225 @@
+//! The services' image, built offline from the host's `demo` binary (no registry, no base image):
+//!
+//! ```text
+//! FROM scratch
+//! COPY rootfs/ /          # /demo plus every shared library `ldd` names, at the same paths
+//! USER 65534:65534
+//! ENTRYPOINT ["/demo"]
+//! ```
+//!
+//! The tag is `demo-security/demo:<first 16 hex of the binary's SHA-256>`: an unchanged binary
+//! reuses the image it built before. The shared libraries come from `ldd`, the tool that knows the
+//! dynamic loader's search rules; a static binary needs none.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bollard::query_parameters::BuildImageOptionsBuilder;
+use futures_util::StreamExt as _;
+
+use crate::{Engine, EngineError};
+
+/// The repository our image is tagged in.
+pub const REPOSITORY: &str = "demo-security/demo";
+
+/// The image could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageError {
+    /// The binary or a library could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `ldd` could not be run or did not understand the binary.
+    #[error("cannot list the shared libraries of {path} with ldd: {reason}")]
+    Ldd {
+        /// The binary.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The engine refused the build.
+    #[error("the image build failed: {0}")]
+    Build(String),
+    /// The engine could not be asked.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The image the services run from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceImage {
+    /// `demo-security/demo:<hash>`.
+    pub tag: String,
+    /// Whether this call built it (false: it was there already).
+    pub built: bool,
+}
+
+/// The shared libraries (and the dynamic loader) a binary needs, as absolute paths.
+pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, ImageError> {
+    let out = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .map_err(|e| ImageError::Ldd { path: binary.to_owned(), reason: e.to_string() })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("not a dynamic executable") || text.contains("statically linked") {
+        return Ok(Vec::new());
+    }
+    if !out.status.success() {
+        let reason = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return Err(ImageError::Ldd { path: binary.to_owned(), reason });
+    }
+    Ok(parse_ldd(&text))
+}
+
+/// `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` and `/lib64/ld-linux-x86-64.so.2
+/// (0x…)` give paths; `linux-vdso.so.1 (0x…)` is the kernel's and has none.
+fn parse_ldd(text: &str) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let candidate = match line.split_once("=>") {
+                Some((_, right)) => right.trim(),
+                None => line,
+            };
+            let path = candidate.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ImageError> {
+    std::fs::read(path).map_err(|source| ImageError::Read { path: path.to_owned(), source })
+}
+
+fn tar_file(
+    builder: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), ImageError> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(mode);
+    header.set_mtime(0); // reproducible context
+    header.set_cksum();
+    builder.append_data(&mut header, path, bytes).map_err(|e| ImageError::Build(format!("tar: {e}")))
+}
+
+/// The build context: a Dockerfile and `rootfs/` (libraries read through symlinks, so the image
+/// holds real files at the paths the loader looks at).
+pub fn build_context(binary: &Path, libraries: &[PathBuf], binary_hash: &str) -> Result<Vec<u8>, ImageError> {
+    let dockerfile = format!(
+        "FROM scratch\nCOPY rootfs/ /\nUSER 65534:65534\nLABEL org.opencontainers.image.title=\"demo-security\" \
+         org.opencontainers.image.revision=\"{binary_hash}\"\nENTRYPOINT [\"/demo\"]\n"
+    );
+    let mut builder = tar::Builder::new(Vec::new());
+    tar_file(&mut builder, "Dockerfile", dockerfile.as_bytes(), 0o644)?;
+    tar_file(&mut builder, "rootfs/demo", &read(binary)?, 0o755)?;
+    for lib in libraries {
+        let inside = format!("rootfs{}", lib.display());
+        tar_file(&mut builder, &inside, &read(lib)?, 0o755)?;
+    }
+    builder.into_inner().map_err(|e| ImageError::Build(format!("tar: {e}")))
+}
+
+/// Builds (or finds) the image for `binary`.
+pub async fn ensure_service_image(engine: &Engine, binary: &Path) -> Result<ServiceImage, ImageError> {
+    let bytes = read(binary)?;
+    let hash = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes));
+    let tag = format!("{REPOSITORY}:{}", &hash[..16]);
+    drop(bytes);
+    if engine.docker().inspect_image(&tag).await.is_ok() {
+        return Ok(ServiceImage { tag, built: false });
+    }
+    let libraries = shared_libraries(binary)?;
+    let context = build_context(binary, &libraries, &hash)?;
+    let options =
+        BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(&tag).rm(true).forcerm(true).build();
+    let mut stream = engine.docker().build_image(options, None, Some(bollard::body_full(context.into())));
+    let mut log = String::new();
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| ImageError::Build(e.to_string()))?;
+        if let Some(error) = info.error_detail.and_then(|d| d.message) {
+            return Err(ImageError::Build(format!("{error}\n{log}")));
+        }
+        if let Some(line) = info.stream {
+            log.push_str(&line);
+        }
+    }
+    engine
+        .docker()
+        .inspect_image(&tag)
+        .await
+        .map_err(|source| EngineError::Api { what: format!("inspecting {tag}"), source })?;
+    prune_other_tags(engine, &tag).await;
+    Ok(ServiceImage { tag, built: true })
+}
+
+/// Removes images of earlier binaries (other tags of [`REPOSITORY`]) so rebuilds do not fill the
+/// disk. An image a container still uses is refused by the engine and stays; errors are ignored
+/// (pruning is housekeeping, never a reason to fail a run).
+async fn prune_other_tags(engine: &Engine, keep: &str) {
+    let filters = std::collections::HashMap::from([("reference", vec![format!("{REPOSITORY}:*")])]);
+    let options = bollard::query_parameters::ListImagesOptionsBuilder::default().filters(&filters).build();
+    let Ok(images) = engine.docker().list_images(Some(options)).await else { return };
+    for image in images {
+        if image.repo_tags.iter().any(|t| t == keep) {
+            continue;
+        }
+        for tag in image.repo_tags.iter().filter(|t| t.starts_with(REPOSITORY)) {
+            let _ = engine
+                .docker()
+                .remove_image(tag, None::<bollard::query_parameters::RemoveImageOptions>, None)
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_output_is_parsed_into_absolute_paths() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd1b5f2000)\n\
+                    \tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f5a)\n\
+                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f59)\n\
+                    \t/lib64/ld-linux-x86-64.so.2 (0x00007f5b)\n";
+        assert_eq!(
+            parse_ldd(text),
+            [
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+                "/lib64/ld-linux-x86-64.so.2"
+            ]
+            .map(PathBuf::from)
+        );
+    }
+
+    #[test]
+    fn the_context_holds_the_dockerfile_the_binary_and_the_libraries() {
+        let dir = std::env::temp_dir().join(format!("ce-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (bin, lib) = (dir.join("demo"), dir.join("libx.so"));
+        std::fs::write(&bin, b"binary").unwrap();
+        std::fs::write(&lib, b"library").unwrap();
+        let context = build_context(&bin, std::slice::from_ref(&lib), "abc").unwrap();
+        let mut archive = tar::Archive::new(context.as_slice());
+        let names: Vec<String> =
+            archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+        assert_eq!(names[0], "Dockerfile");
+        assert_eq!(names[1], "rootfs/demo");
+        assert_eq!(names[2], format!("rootfs{}", lib.display()));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

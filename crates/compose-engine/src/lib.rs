@@ -1,0 +1,78 @@
+//! The compose engine: compose stacks brought up through the Docker Engine API (bollard).
+//!
+//! So far: [`Engine::connect`] (the local socket, API 1.41 — the newest the project's engine
+//! speaks — with a short probe so an absent engine is reported within seconds) and
+//! [`image::ensure_service_image`], which builds the services' image **offline** from the host's
+//! `demo` binary: `FROM scratch`, the binary and the shared libraries it needs, tagged with the
+//! binary's hash so an unchanged binary is never rebuilt. The compose model and the stack
+//! engine (networks, volumes, containers with compose's labels, health) come next.
+//!
+//! What it must not do: pull from a registry implicitly, link OpenSSL (the socket needs no
+//! TLS), or put a secret into an image, an environment variable or a label.
+
+pub mod image;
+
+use std::time::Duration;
+
+use bollard::{ClientVersion, Docker};
+
+/// The Docker Engine API version we speak: Docker 20.10's. Newer engines accept it too.
+pub const API_VERSION: ClientVersion = ClientVersion { major_version: 1, minor_version: 41 };
+
+/// The engine could not be reached or refused a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// No engine answered on the socket.
+    #[error(
+        "no Docker engine answered on {socket} within {timeout:?}; start Docker (or set DOCKER_HOST), or use --runtime embedded"
+    )]
+    Unreachable {
+        /// The socket tried.
+        socket: String,
+        /// How long we waited.
+        timeout: Duration,
+        /// Why.
+        #[source]
+        source: Option<bollard::errors::Error>,
+    },
+    /// A request failed.
+    #[error("the Docker engine refused {what}")]
+    Api {
+        /// What was asked.
+        what: String,
+        /// Why.
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+/// A connected engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    docker: Docker,
+}
+
+impl Engine {
+    /// Connects to the local engine (`DOCKER_HOST=unix://…` or `/var/run/docker.sock`) and pings
+    /// it, giving up after `timeout`.
+    pub async fn connect(timeout: Duration) -> Result<Self, EngineError> {
+        let socket = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| h.starts_with("unix://"))
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+        let unreachable = |source| EngineError::Unreachable { socket: socket.clone(), timeout, source };
+        let docker = Docker::connect_with_unix(&socket, timeout.as_secs().max(1), &API_VERSION)
+            .map_err(|e| unreachable(Some(e)))?;
+        match tokio::time::timeout(timeout, docker.ping()).await {
+            Ok(Ok(_)) => Ok(Self { docker }),
+            Ok(Err(e)) => Err(unreachable(Some(e))),
+            Err(_) => Err(unreachable(None)),
+        }
+    }
+
+    /// The bollard client, for what this crate does not wrap yet.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+}

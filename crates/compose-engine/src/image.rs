@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! FROM scratch
-//! COPY rootfs/ /          # /demo plus every shared library `ldd` names, at the same paths
+//! COPY rootfs/ /          # /demo, every shared library `ldd` names (same paths), /var/lib/demo, /tmp
 //! USER 65534:65534
 //! ENTRYPOINT ["/demo"]
 //! ```
@@ -124,6 +124,20 @@ pub fn build_context(binary: &Path, libraries: &[PathBuf], binary_hash: &str) ->
     );
     let mut builder = tar::Builder::new(Vec::new());
     tar_file(&mut builder, "Dockerfile", dockerfile.as_bytes(), 0o644)?;
+    // Mount points a service writes to, sticky and open to every uid: the services run as the
+    // state directory's owner (to read its 0600 secrets), and a new named volume takes its
+    // owner and mode from the image's directory. Nothing else runs in these containers.
+    for dir in ["rootfs/var/lib/demo/", "rootfs/tmp/"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_size(0);
+        header.set_mode(0o1777);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, dir, std::io::empty())
+            .map_err(|e| ImageError::Build(format!("tar: {e}")))?;
+    }
     tar_file(&mut builder, "rootfs/demo", &read(binary)?, 0o755)?;
     for lib in libraries {
         let inside = format!("rootfs{}", lib.display());
@@ -218,8 +232,9 @@ mod tests {
         let names: Vec<String> =
             archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
         assert_eq!(names[0], "Dockerfile");
-        assert_eq!(names[1], "rootfs/demo");
-        assert_eq!(names[2], format!("rootfs{}", lib.display()));
+        assert_eq!(names[1..3], ["rootfs/var/lib/demo/", "rootfs/tmp/"]);
+        assert_eq!(names[3], "rootfs/demo");
+        assert_eq!(names[4], format!("rootfs{}", lib.display()));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

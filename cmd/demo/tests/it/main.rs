@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod all_demo;
+mod compose_files;
 mod docker_image;
 mod faults;
 mod healthcheck;

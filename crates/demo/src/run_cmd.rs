@@ -46,22 +46,37 @@ pub struct RunCmdOptions {
     pub keep_running: bool,
 }
 
+/// How long `--runtime auto|docker` waits for a Docker engine to answer.
+const DOCKER_PROBE: Duration = Duration::from_secs(2);
+
 /// Runs and returns the exit code.
 pub fn run_blocking(options: RunCmdOptions) -> u8 {
-    let reason = match options.runtime {
-        RuntimeArg::Embedded => "--runtime embedded".to_owned(),
-        RuntimeArg::Auto => "--runtime auto: the Docker runtime is not built yet, so embedded".to_owned(),
-        RuntimeArg::Docker => {
-            eprintln!(
-                "error: the Docker runtime is not available yet\n  hint: use --runtime embedded (or auto)"
-            );
-            return 2;
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    let reason = match options.runtime {
+        RuntimeArg::Embedded => "--runtime embedded".to_owned(),
+        RuntimeArg::Auto => match runtime.block_on(compose_engine::Engine::connect(DOCKER_PROBE)) {
+            Ok(_) => "--runtime auto: a Docker engine answered, but the Docker runtime is not built yet, so embedded"
+                .to_owned(),
+            Err(compose_engine::EngineError::Unreachable { socket, .. }) => {
+                format!("--runtime auto: no Docker engine answered on {socket}, so embedded")
+            }
+            Err(e) => format!("--runtime auto: {e}, so embedded"),
+        },
+        RuntimeArg::Docker => {
+            match runtime.block_on(compose_engine::Engine::connect(DOCKER_PROBE)) {
+                Err(e) => eprintln!("error: {e}"),
+                Ok(_) => eprintln!(
+                    "error: a Docker engine answered, but the Docker runtime is not built yet\n  \
+                     hint: use --runtime embedded (or auto); the compose files under deployments/ work with \
+                     plain `docker compose`"
+                ),
+            }
             return 2;
         }
     };

@@ -65,9 +65,11 @@ fn plain_docker_compose_accepts_the_files_and_brings_the_stack_up() {
         let out = compose(dir, &env, &["config", "--quiet"]);
         assert!(out.status.success(), "{dir}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    // Without the variables, compose names what is missing.
+    // Without the variables, compose names one that is missing (which one first varies) and our hint.
     let out = compose("kms", &[], &["config", "--quiet"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("DEMO_IMAGE"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("required variable DEMO_") && stderr.contains("set DEMO_"), "{stderr}");
 
     let project = format!("demo-compose-test-{}", std::process::id());
     let up = compose("all", &env, &["-p", &project, "up", "--detach", "--wait", "--wait-timeout", "120"]);

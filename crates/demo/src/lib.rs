@@ -14,6 +14,7 @@ pub mod output;
 pub mod pki_cmd;
 pub mod report;
 pub mod run_cmd;
+pub mod runtime;
 pub mod serve;
 pub mod state;
 

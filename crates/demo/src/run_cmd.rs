@@ -100,12 +100,13 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
                 let _ = tx.send(true);
             }
         });
+        let chosen: Box<dyn crate::runtime::Runtime> = Box::new(crate::runtime::Embedded);
         if !options.keep_running {
-            let report = crate::embedded::run(demo_options, observer, rx).await;
+            let report = chosen.run(demo_options, observer, rx).await;
             print_report(&report, &options);
             return report.exit_code;
         }
-        let stack = crate::embedded::start(demo_options, observer, rx.clone()).await;
+        let stack = chosen.start(demo_options, observer, rx.clone()).await;
         print_report(&stack.report, &options);
         let code = stack.report.exit_code;
         if !*rx.borrow() {

@@ -11,6 +11,7 @@
 //! TLS), or put a secret into an image, an environment variable or a label.
 
 pub mod image;
+pub mod model;
 
 use std::time::Duration;
 

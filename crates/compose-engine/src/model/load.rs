@@ -192,9 +192,24 @@ impl Ctx {
         })
     }
 
+    /// A host path from the file: absolute, or relative to the base directory; `.` and `..`
+    /// folded lexically (the path need not exist).
     fn host_path(&self, raw: &str) -> PathBuf {
-        let p = Path::new(raw);
-        if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
+        use std::path::Component;
+        let joined = self.base_dir.join(raw);
+        let mut out = PathBuf::new();
+        for part in joined.components() {
+            match part {
+                Component::CurDir => {}
+                Component::ParentDir
+                    if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+                {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
+        }
+        out
     }
 }
 
@@ -1273,7 +1288,8 @@ mod tests {
         let m = |s: &str| mount(&ctx(), "m", Value::String(s.into()));
         assert_eq!(m("data:/var/lib/demo").unwrap().source, MountSource::Volume("data".into()));
         let bind = m("./config:/etc/demo:ro").unwrap();
-        assert_eq!(bind.source, MountSource::Bind(PathBuf::from("/stack/./config")));
+        assert_eq!(bind.source, MountSource::Bind(PathBuf::from("/stack/config")));
+        assert_eq!(m("../up:/x").unwrap().source, MountSource::Bind(PathBuf::from("/up")));
         assert!(bind.read_only);
         assert!(matches!(m("/data").unwrap_err(), ModelError::Unsupported { .. }));
         assert!(m("data:relative").is_err());

@@ -4,13 +4,16 @@
 //! speaks — with a short probe so an absent engine is reported within seconds) and
 //! [`image::ensure_service_image`], which builds the services' image **offline** from the host's
 //! `demo` binary: `FROM scratch`, the binary and the shared libraries it needs, tagged with the
-//! binary's hash so an unchanged binary is never rebuilt. The compose model and the stack
-//! engine (networks, volumes, containers with compose's labels, health) come next.
+//! binary's hash so an unchanged binary is never rebuilt. [`model::load`] reads compose files
+//! (merge, `include`, `extends`, interpolation, profiles) into a validated [`model::Project`],
+//! strictly: unknown keys and unsupported features are errors. The stack engine (networks,
+//! volumes, containers with compose's labels, health) comes next.
 //!
 //! What it must not do: pull from a registry implicitly, link OpenSSL (the socket needs no
 //! TLS), or put a secret into an image, an environment variable or a label.
 
 pub mod image;
+pub mod model;
 
 use std::time::Duration;
 

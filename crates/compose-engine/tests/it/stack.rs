@@ -1,0 +1,69 @@
+//! A stack like deployments/: every supported field read, and the start order.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use compose_engine::model::{Condition, MountSource, Protocol, Restart};
+
+use crate::{load, load_with};
+
+#[test]
+fn every_supported_field_is_read() {
+    let p = load(&["stack/compose.yml"], &[("TAG", "abc"), ("KMS_PORT", "9081")]).unwrap();
+    assert_eq!(p.name, "demo-stack");
+    // db is in the dev profile.
+    assert_eq!(p.services.keys().collect::<Vec<_>>(), ["identity", "init-kms", "kms"]);
+
+    let identity = &p.services["identity"];
+    assert_eq!(identity.image, "demo-security/demo:abc");
+    assert_eq!(identity.user.as_deref(), Some("65534:65534"));
+    assert_eq!(identity.init, Some(true));
+    assert_eq!(identity.restart, Some(Restart::UnlessStopped));
+    assert_eq!(identity.ports[0].host_ip, Some(Ipv4Addr::LOCALHOST.into()));
+    assert_eq!((identity.ports[0].published, identity.ports[0].target), (Some(8082), 8082));
+    assert_eq!(identity.networks["identity"].aliases, ["identity.demo.local"]);
+    assert!(identity.networks["telemetry"].aliases.is_empty());
+    assert!(identity.volumes[0].read_only);
+    assert!(
+        matches!(&identity.volumes[0].source, MountSource::Bind(p) if p.ends_with(Path::new("stack/config")))
+    );
+    assert_eq!(identity.volumes[1].source, MountSource::Volume("identity-data".into()));
+    assert_eq!(identity.secrets[0].target, "/run/secrets/identity_admin");
+    let h = identity.healthcheck.as_ref().unwrap();
+    assert_eq!(h.test[0], "/demo");
+    assert_eq!(h.timeout, Some(Duration::from_secs(2)));
+    assert_eq!(h.start_period, Some(Duration::from_secs(5)));
+    assert_eq!(h.retries, Some(10));
+    assert_eq!(identity.labels["com.example.product"], "identity");
+
+    let kms = &p.services["kms"];
+    assert_eq!(kms.entrypoint.as_deref(), Some(&["/demo".to_owned()][..]));
+    assert_eq!(kms.environment["KMS_LOG"], "info");
+    assert_eq!(kms.ports[0].published, Some(9081));
+    assert_eq!(kms.ports[0].protocol, Protocol::Tcp);
+    assert_eq!(kms.secrets[0].source, "kms_token");
+    assert_eq!(kms.secrets[0].target, "/run/secrets/token");
+    assert_eq!(kms.depends_on["identity"], Condition::Healthy);
+    assert_eq!(kms.depends_on["init-kms"], Condition::CompletedSuccessfully);
+    assert_eq!(p.services["init-kms"].restart, Some(Restart::No));
+    assert_eq!(p.services["init-kms"].volumes[0].source, MountSource::Volume("kms-data".into()));
+
+    assert!(p.networks["telemetry"].external);
+    assert_eq!(p.network_name("telemetry"), "demo-telemetry");
+    assert_eq!(p.network_name("kms"), "demo-stack_kms");
+    assert_eq!(p.volume_name("kms-data"), "demo-stack_kms-data");
+    assert!(!p.networks.contains_key("default"), "every service names its networks");
+    assert!(p.secrets["kms_token"].file.ends_with(Path::new("stack/secrets/kms_token")));
+}
+
+#[test]
+fn the_start_order_starts_dependencies_first() {
+    let p = load_with(&["stack/compose.yml"], &[], &["dev"]).unwrap();
+    assert_eq!(p.start_order(), ["db", "identity", "init-kms", "kms"]);
+    let p = load(&["stack/compose.yml"], &[("STACK", "x")]).unwrap();
+    assert_eq!(p.name, "demo-x");
+    let order = p.start_order();
+    let pos = |s: &str| order.iter().position(|o| *o == s).unwrap();
+    assert!(pos("identity") < pos("kms") && pos("init-kms") < pos("kms"));
+}

@@ -702,6 +702,7 @@ pub(super) fn merge_service(base: &mut Service, over: Service) {
     base.entrypoint = over.entrypoint.or(base.entrypoint.take());
     base.user = over.user.or(base.user.take());
     base.init = over.init.or(base.init);
+    base.stop_grace_period = over.stop_grace_period.or(base.stop_grace_period);
     base.restart = over.restart.or(base.restart);
     base.environment.extend(over.environment);
     base.labels.extend(over.labels);
@@ -771,6 +772,10 @@ fn convert_service(
         init: flag(ctx, &p("init"), w.init)?,
         profiles: w.profiles.unwrap_or_default(),
         restart: w.restart.map(|r| restart(ctx, &p("restart"), &r)).transpose()?,
+        stop_grace_period: w
+            .stop_grace_period
+            .map(|d| duration(ctx, &p("stop_grace_period"), &d))
+            .transpose()?,
         ..Service::default()
     };
     for (i, v) in w.ports.unwrap_or_default().into_iter().enumerate() {

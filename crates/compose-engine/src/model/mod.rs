@@ -148,6 +148,8 @@ pub struct Service {
     pub user: Option<String>,
     /// `init:` (run an init process as PID 1).
     pub init: Option<bool>,
+    /// `stop_grace_period:` (SIGTERM, then this long before SIGKILL).
+    pub stop_grace_period: Option<std::time::Duration>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Profiles that enable it; empty: always enabled.

@@ -42,6 +42,7 @@ pub(crate) struct Service {
     pub labels: Option<Value>,
     pub profiles: Option<Vec<String>>,
     pub restart: Option<String>,
+    pub stop_grace_period: Option<String>,
     pub extends: Option<Value>,
 }
 

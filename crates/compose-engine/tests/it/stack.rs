@@ -67,3 +67,35 @@ fn the_start_order_starts_dependencies_first() {
     let pos = |s: &str| order.iter().position(|o| *o == s).unwrap();
     assert!(pos("identity") < pos("kms") && pos("init-kms") < pos("kms"));
 }
+
+/// The shipped stacks under `deployments/` load, with the health chain as the start order.
+#[test]
+fn the_shipped_deployments_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deployments");
+    let env: compose_engine::model::Env = [
+        ("DEMO_IMAGE", "demo-security/demo:test"),
+        ("DEMO_STATE_DIR", "/state"),
+        ("DEMO_UID", "1000"),
+        ("DEMO_GID", "1000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for stack in ["kms", "identity", "all"] {
+        let p = compose_engine::model::load(&[root.join(stack).join("compose.yml")], &env, &[])
+            .unwrap_or_else(|e| panic!("deployments/{stack}: {e}"));
+        assert_eq!(p.name, format!("demo-{stack}"));
+        for service in p.services.values() {
+            assert_eq!(service.image, "demo-security/demo:test");
+            assert_eq!(service.user.as_deref(), Some("1000:1000"));
+            assert!(service.healthcheck.is_some(), "every service has an exec-form healthcheck");
+            assert!(service.environment.is_empty(), "no environment: secrets are files");
+        }
+    }
+    let all = compose_engine::model::load(&[root.join("all/compose.yml")], &env, &[]).unwrap();
+    assert_eq!(all.start_order(), ["identity", "kms"]);
+    let kms = &all.services["kms"];
+    assert_eq!(kms.depends_on["identity"], Condition::Healthy);
+    assert!(kms.networks.contains_key("identity"), "the KMS reaches Identity's network");
+    assert!(kms.secrets.iter().any(|s| s.source == "client_secret_kms-service"));
+}

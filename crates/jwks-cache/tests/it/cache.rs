@@ -437,13 +437,16 @@ async fn a_snapshot_never_stands_in_for_asking_the_issuer() {
 
     // A snapshot that claims to come from the future (a clock that ran ahead, an edited file)
     // is refused outright.
-    let path = dir.path().join("jwks.json");
-    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // (A copy: the provider above may still be rewriting its own snapshot in the background.)
+    let path = dir.path().join("future.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("jwks.json")).unwrap()).unwrap();
     let ten_years = 10 * 365 * 86_400_000_u64;
     for field in ["fetched_at_ms", "fresh_until_ms"] {
         doc[field] = (doc[field].as_u64().unwrap() + ten_years).into();
     }
     std::fs::write(&path, doc.to_string()).unwrap();
+    config.snapshot_path = Some(path);
     let future = Provider::new(config).unwrap();
     assert_eq!(future.status().state, CacheState::Empty, "not loaded");
 }

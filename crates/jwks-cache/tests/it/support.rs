@@ -49,6 +49,9 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct Issuer {
     pub requests: AtomicUsize,
+    /// Delayed requests whose delay has run out (the answer is on its way). Tests compare
+    /// against it instead of timing: "finished before the slow answer" is an ordering.
+    pub slow_answered: AtomicUsize,
     pub not_modified: AtomicUsize,
     pub conditional: AtomicUsize,
     /// Answer 500 to this many requests before behaving.
@@ -64,6 +67,10 @@ pub struct Issuer {
 impl Issuer {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn slow_answered(&self) -> usize {
+        self.slow_answered.load(Ordering::SeqCst)
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -98,6 +105,7 @@ async fn jwks(State(issuer): State<Arc<Issuer>>, headers: HeaderMap) -> Response
     let delay = *issuer.delay.lock().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+        issuer.slow_answered.fetch_add(1, Ordering::SeqCst);
     }
     if issuer.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -180,6 +188,7 @@ impl Fixture {
         let key = TestKey::new("key-1");
         let issuer = Arc::new(Issuer {
             requests: AtomicUsize::new(0),
+            slow_answered: AtomicUsize::new(0),
             not_modified: AtomicUsize::new(0),
             conditional: AtomicUsize::new(0),
             fail_next: AtomicUsize::new(0),

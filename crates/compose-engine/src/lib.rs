@@ -6,14 +6,17 @@
 //! `demo` binary: `FROM scratch`, the binary and the shared libraries it needs, tagged with the
 //! binary's hash so an unchanged binary is never rebuilt. [`model::load`] reads compose files
 //! (merge, `include`, `extends`, interpolation, profiles) into a validated [`model::Project`],
-//! strictly: unknown keys and unsupported features are errors. The stack engine (networks,
-//! volumes, containers with compose's labels, health) comes next.
+//! strictly: unknown keys and unsupported features are errors. [`stack::up`] and
+//! [`stack::down`] run a project like compose does (its object names and labels, dependency
+//! order, health conditions that fail fast with the log tail). The `docker` runtime of the CLI
+//! comes next.
 //!
 //! What it must not do: pull from a registry implicitly, link OpenSSL (the socket needs no
 //! TLS), or put a secret into an image, an environment variable or a label.
 
 pub mod image;
 pub mod model;
+pub mod stack;
 
 use std::time::Duration;
 

@@ -5,6 +5,7 @@
 mod all_demo;
 mod compose_files;
 mod docker_image;
+mod engine_stack;
 mod faults;
 mod healthcheck;
 mod identity_demo;

@@ -1,0 +1,149 @@
+//! The compose engine brings `deployments/all` up through the Engine API with compose's labels:
+//! healthy in dependency order, visible to `docker compose -p NAME ps`, reused on a second `up`,
+//! and gone after `down`. Needs Docker (and Compose v2 for the `ps` check): skipped loudly
+//! without them, a failure under CI.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use compose_engine::model::{Condition, Env};
+use compose_engine::stack::{self, UpOptions};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
+    let engine = match compose_engine::Engine::connect(Duration::from_secs(2)).await {
+        Ok(engine) => engine,
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "no Docker engine under CI: {e}");
+            eprintln!("SKIPPED: this test needs a Docker engine: {e}");
+            return;
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let state = demo::state::State::ensure(&tmp.path().join("state"), &pki::PkiSpec::demo()).unwrap();
+    let image = compose_engine::image::ensure_service_image(&engine, &assert_cmd::cargo::cargo_bin("demo"))
+        .await
+        .unwrap();
+    let meta = std::fs::metadata(state.root()).unwrap();
+    let kms_port = free_port();
+    let env = Env::new()
+        .var("DEMO_IMAGE", &image.tag)
+        .var("DEMO_STATE_DIR", state.root().display().to_string())
+        .var("DEMO_UID", std::os::unix::fs::MetadataExt::uid(&meta).to_string())
+        .var("DEMO_GID", std::os::unix::fs::MetadataExt::gid(&meta).to_string())
+        .var("KMS_PORT", kms_port.to_string())
+        .var("IDENTITY_PORT", free_port().to_string());
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deployments/all/compose.yml");
+    let mut project = compose_engine::model::load(&[file], &env, &[]).unwrap();
+    project.name = format!("demo-engine-test-{}", std::process::id());
+    let options = UpOptions { run_id: "test-run".into(), timeout: Duration::from_secs(90) };
+
+    let (engine2, project2, options2, pki_dir) =
+        (engine.clone(), project.clone(), options.clone(), pki::PkiDir::new(state.pki_dir()));
+    let result = async move {
+        let (engine, project, options) = (engine2, project2, options2);
+        let first = stack::up(&engine, &project, &options).await.unwrap();
+        assert_eq!(first.created, ["identity", "kms"], "dependency order: Identity healthy, then the KMS");
+        stack::wait_for(&engine, &project, "kms", Condition::Healthy, options.timeout).await.unwrap();
+
+        // docker compose sees our objects as its own.
+        if Command::new("docker").args(["compose", "version"]).output().is_ok_and(|o| o.status.success()) {
+            let ps = Command::new("docker")
+                .args(["compose", "-p", &project.name, "ps", "--format", "json"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&ps.stdout);
+            assert_eq!(text.matches("\"Health\":\"healthy\"").count(), 2, "{text}");
+            assert!(
+                !String::from_utf8_lossy(&ps.stderr).contains("WARN"),
+                "{}",
+                String::from_utf8_lossy(&ps.stderr)
+            );
+        }
+        // The KMS answers on its published port.
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(pki::client_config_for(&pki_dir, None).unwrap())
+            .resolve("kms.demo.local", std::net::SocketAddr::from(([127, 0, 0, 1], kms_port)))
+            .build()
+            .unwrap();
+        let pools = client
+            .get(format!("https://kms.demo.local:{kms_port}/api/v1/pools"))
+            .basic_auth("acme-admin", Some("acme-admin-demo"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pools.status(), 200);
+
+        let second = stack::up(&engine, &project, &options).await.unwrap();
+        assert_eq!(second.reused, ["identity", "kms"], "an unchanged stack is reused");
+        assert!(second.created.is_empty());
+    };
+    let outcome = tokio::spawn(result).await;
+    stack::down(&engine, &project.name, true).await.unwrap();
+    let left = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={}", project.name)])
+        .output()
+        .unwrap();
+    let volumes = Command::new("docker")
+        .args([
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", project.name),
+        ])
+        .output()
+        .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+    assert!(left.stdout.is_empty() && volumes.stdout.is_empty(), "down left objects behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_that_exits_fails_the_start_at_once_with_its_log_tail() {
+    let Ok(engine) = compose_engine::Engine::connect(Duration::from_secs(2)).await else {
+        assert!(std::env::var_os("CI").is_none(), "no Docker engine under CI");
+        eprintln!("SKIPPED: this test needs a Docker engine");
+        return;
+    };
+    let image = compose_engine::image::ensure_service_image(&engine, &assert_cmd::cargo::cargo_bin("demo"))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("compose.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: broken
+services:
+  broken:
+    image: {}
+    command: [serve, kms, --config, /nowhere/kms.yml]
+    healthcheck:
+      test: [CMD, /demo, healthcheck, \"https://localhost:9081/readyz\", --ca, /nowhere/ca.pem]
+      interval: 1s
+  waiting:
+    image: {}
+    command: [--version]
+    depends_on:
+      broken: {{ condition: service_healthy }}
+",
+            image.tag, image.tag
+        ),
+    )
+    .unwrap();
+    let mut project = compose_engine::model::load(&[file], &Env::new(), &[]).unwrap();
+    project.name = format!("demo-engine-fault-{}", std::process::id());
+    let options = UpOptions { run_id: "test-run".into(), timeout: Duration::from_secs(60) };
+    let err = stack::up(&engine, &project, &options).await.unwrap_err();
+    stack::down(&engine, &project.name, true).await.unwrap();
+    let text = err.to_string();
+    assert!(text.contains("service broken exited with code 2"), "{text}");
+    assert!(text.contains("/nowhere/kms.yml"), "the log tail names the cause: {text}");
+}

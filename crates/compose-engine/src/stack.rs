@@ -1,0 +1,465 @@
+//! Bringing a [`Project`] up and down through the Engine API, the way `docker compose` does —
+//! same object names and labels, so `docker compose -p NAME ps/logs/down` see what we created.
+//!
+//! `up`: networks and volumes (created if missing), then the services in dependency order:
+//! a container is reused when its config hash matches, otherwise (re)created; a service waits for
+//! its dependencies' conditions (`service_healthy` polls the engine's health status) and fails at
+//! once, with the container's log tail, when a dependency exits or turns unhealthy — never waiting
+//! out the timeout. `down`: everything labelled with the project, volumes on request.
+//!
+//! File secrets are read-only bind mounts at `/run/secrets/NAME`, as compose does outside swarm:
+//! no secret ever goes into an environment variable or a label.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt as _;
+
+use crate::model::{Condition, MountSource, Project, Protocol, Service};
+use crate::{Engine, EngineError};
+
+/// Compose's label keys.
+pub mod labels {
+    /// The project.
+    pub const PROJECT: &str = "com.docker.compose.project";
+    /// The service.
+    pub const SERVICE: &str = "com.docker.compose.service";
+    /// The replica number (always 1 here).
+    pub const NUMBER: &str = "com.docker.compose.container-number";
+    /// `False`: not a `run` container.
+    pub const ONEOFF: &str = "com.docker.compose.oneoff";
+    /// Hash of the service's configuration: a change recreates the container.
+    pub const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+    /// `service:condition:restart` per dependency, comma-separated.
+    pub const DEPENDS_ON: &str = "com.docker.compose.depends_on";
+    /// The image reference.
+    pub const IMAGE: &str = "com.docker.compose.image";
+    /// The compose files.
+    pub const CONFIG_FILES: &str = "com.docker.compose.project.config_files";
+    /// The project directory.
+    pub const WORKING_DIR: &str = "com.docker.compose.project.working_dir";
+    /// The compose version whose labels these are.
+    pub const VERSION: &str = "com.docker.compose.version";
+    /// A network's key in the project.
+    pub const NETWORK: &str = "com.docker.compose.network";
+    /// A volume's key in the project.
+    pub const VOLUME: &str = "com.docker.compose.volume";
+    /// Ours: the run that created the object (orphans of a dead run can be found).
+    pub const RUN: &str = "demo-security.run";
+}
+
+/// The compose version our labels imitate (the one tested against).
+pub const COMPOSE_VERSION: &str = "2.40.3";
+
+/// Bringing a stack up or down failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StackError {
+    /// The engine refused a request.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A container exited or turned unhealthy while others waited for it.
+    #[error("service {service} {state}; its last log lines:\n{logs}")]
+    Failed {
+        /// The service.
+        service: String,
+        /// What happened (`exited with code 1`, `is unhealthy`).
+        state: String,
+        /// Its log tail.
+        logs: String,
+    },
+    /// A dependency did not reach its condition in time.
+    #[error("service {service} did not become {condition} within {timeout:?}; see `docker logs {container}`")]
+    Timeout {
+        /// The service.
+        service: String,
+        /// `healthy`, `started`, `completed`.
+        condition: &'static str,
+        /// How long we waited.
+        timeout: Duration,
+        /// Its container.
+        container: String,
+    },
+}
+
+fn api(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> StackError {
+    let what = what.into();
+    move |source| StackError::Engine(EngineError::Api { what, source })
+}
+
+/// How to bring a stack up.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Written as [`labels::RUN`] on everything created.
+    pub run_id: String,
+    /// How long one service may take to reach the condition others wait for.
+    pub timeout: Duration,
+}
+
+/// What `up` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpReport {
+    /// Services whose container was created (or recreated after a config change).
+    pub created: Vec<String>,
+    /// Services whose running container was kept (same config hash).
+    pub reused: Vec<String>,
+}
+
+/// The container name compose uses.
+pub fn container_name(project: &str, service: &str) -> String {
+    format!("{project}-{service}-1")
+}
+
+/// A stable hash of what makes a container: a changed image, command, mount or secret file
+/// changes it. (The secret files' contents are not hashed: a new secret value with the same path
+/// is a `--reset-demo`, which removes the containers.)
+fn config_hash(service: &Service) -> String {
+    let text = format!("{service:?}");
+    hex::encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref()[..16])
+}
+
+fn project_labels(project: &Project, run_id: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::PROJECT.to_owned(), project.name.clone()),
+        (labels::RUN.to_owned(), run_id.to_owned()),
+        (labels::VERSION.to_owned(), COMPOSE_VERSION.to_owned()),
+    ])
+}
+
+fn nanos(d: Option<Duration>) -> Option<i64> {
+    d.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// The container for `service`.
+fn container_body(project: &Project, name: &str, service: &Service, run_id: &str) -> ContainerCreateBody {
+    let mut container_labels = project_labels(project, run_id);
+    container_labels.extend(service.labels.clone());
+    let depends: Vec<String> = service
+        .depends_on
+        .iter()
+        .map(|(d, c)| {
+            let c = match c {
+                Condition::Started => "service_started",
+                Condition::Healthy => "service_healthy",
+                Condition::CompletedSuccessfully => "service_completed_successfully",
+            };
+            format!("{d}:{c}:false")
+        })
+        .collect();
+    for (k, v) in [
+        (labels::SERVICE, name.to_owned()),
+        (labels::NUMBER, "1".to_owned()),
+        (labels::ONEOFF, "False".to_owned()),
+        (labels::CONFIG_HASH, config_hash(service)),
+        (labels::DEPENDS_ON, depends.join(",")),
+        (labels::IMAGE, service.image.clone()),
+        (
+            labels::CONFIG_FILES,
+            project.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(","),
+        ),
+        (labels::WORKING_DIR, project.working_dir.display().to_string()),
+    ] {
+        container_labels.insert(k.to_owned(), v);
+    }
+    let mut binds = Vec::new();
+    for mount in &service.volumes {
+        let ro = if mount.read_only { ":ro" } else { "" };
+        match &mount.source {
+            MountSource::Volume(key) => {
+                binds.push(format!("{}:{}{ro}", project.volume_name(key), mount.target))
+            }
+            MountSource::Bind(path) => binds.push(format!("{}:{}{ro}", path.display(), mount.target)),
+            MountSource::Tmpfs => {}
+        }
+    }
+    for secret in &service.secrets {
+        if let Some(file) = project.secrets.get(&secret.source) {
+            binds.push(format!("{}:{}:ro", file.file.display(), secret.target));
+        }
+    }
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    let mut exposed: Vec<String> = Vec::new();
+    for port in &service.ports {
+        let key = format!("{}/{}", port.target, if port.protocol == Protocol::Udp { "udp" } else { "tcp" });
+        exposed.push(key.clone());
+        port_bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(
+            PortBinding {
+                host_ip: port.host_ip.map(|ip| ip.to_string()),
+                host_port: Some(port.published.map(|p| p.to_string()).unwrap_or_default()),
+            },
+        );
+    }
+    let tmpfs: HashMap<String, String> = service
+        .volumes
+        .iter()
+        .filter(|m| m.source == MountSource::Tmpfs)
+        .map(|m| (m.target.clone(), String::new()))
+        .collect();
+    // API 1.41 connects one network at creation; the others are connected before start.
+    let first_network = service.networks.iter().next();
+    let networking = first_network.map(|(key, net)| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            project.network_name(key),
+            EndpointSettings { aliases: Some(aliases(name, &net.aliases)), ..Default::default() },
+        )])),
+    });
+    ContainerCreateBody {
+        image: Some(service.image.clone()),
+        cmd: service.command.clone(),
+        entrypoint: service.entrypoint.clone(),
+        env: Some(service.environment.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        user: service.user.clone(),
+        labels: Some(container_labels),
+        exposed_ports: Some(exposed),
+        healthcheck: service.healthcheck.as_ref().filter(|h| !h.disabled).map(|h| HealthConfig {
+            test: Some(std::iter::once("CMD".to_owned()).chain(h.test.iter().cloned()).collect()),
+            interval: nanos(h.interval),
+            timeout: nanos(h.timeout),
+            retries: h.retries.map(i64::from),
+            start_period: nanos(h.start_period),
+            ..Default::default()
+        }),
+        stop_timeout: service.stop_grace_period.map(|d| i64::try_from(d.as_secs()).unwrap_or(10)),
+        host_config: Some(HostConfig {
+            binds: Some(binds),
+            port_bindings: Some(port_bindings),
+            init: service.init,
+            tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+            network_mode: first_network.map(|(key, _)| project.network_name(key)),
+            ..Default::default()
+        }),
+        networking_config: networking,
+        ..Default::default()
+    }
+}
+
+/// The service name is an alias on every network, as compose does.
+fn aliases(service: &str, extra: &[String]) -> Vec<String> {
+    std::iter::once(service.to_owned()).chain(extra.iter().cloned()).collect()
+}
+
+/// Brings `project` up; see the module documentation.
+pub async fn up(engine: &Engine, project: &Project, options: &UpOptions) -> Result<UpReport, StackError> {
+    let docker = engine.docker();
+    let base = project_labels(project, &options.run_id);
+    for (key, network) in &project.networks {
+        if network.external {
+            continue;
+        }
+        let name = project.network_name(key);
+        if docker
+            .inspect_network(&name, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .is_ok()
+        {
+            continue;
+        }
+        let mut l = base.clone();
+        l.insert(labels::NETWORK.to_owned(), key.clone());
+        l.extend(network.labels.clone());
+        docker
+            .create_network(NetworkCreateRequest {
+                name: name.clone(),
+                driver: network.driver.clone(),
+                internal: Some(network.internal),
+                labels: Some(l),
+                ..Default::default()
+            })
+            .await
+            .map_err(api(format!("creating network {name}")))?;
+    }
+    for (key, volume) in &project.volumes {
+        if volume.external {
+            continue;
+        }
+        let name = project.volume_name(key);
+        if docker.inspect_volume(&name).await.is_ok() {
+            continue;
+        }
+        let mut l = base.clone();
+        l.insert(labels::VOLUME.to_owned(), key.clone());
+        l.extend(volume.labels.clone());
+        docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.clone()),
+                driver: volume.driver.clone(),
+                labels: Some(l),
+                ..Default::default()
+            })
+            .await
+            .map_err(api(format!("creating volume {name}")))?;
+    }
+    let mut report = UpReport::default();
+    for name in project.start_order() {
+        let Some(service) = project.services.get(name) else { continue };
+        for (dependency, condition) in &service.depends_on {
+            wait_for(engine, project, dependency, *condition, options.timeout).await?;
+        }
+        let container = container_name(&project.name, name);
+        let hash = config_hash(service);
+        let existing = docker.inspect_container(&container, None).await.ok();
+        let same = existing.as_ref().is_some_and(|c| {
+            c.config.as_ref().and_then(|cfg| cfg.labels.as_ref()).and_then(|l| l.get(labels::CONFIG_HASH))
+                == Some(&hash)
+        });
+        if same {
+            let running = existing.and_then(|c| c.state).and_then(|s| s.running).unwrap_or(false);
+            if !running {
+                docker
+                    .start_container(&container, None)
+                    .await
+                    .map_err(api(format!("starting {container}")))?;
+            }
+            report.reused.push(name.to_owned());
+            continue;
+        }
+        if existing.is_some() {
+            docker
+                .remove_container(
+                    &container,
+                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                )
+                .await
+                .map_err(api(format!("removing the outdated {container}")))?;
+        }
+        let body = container_body(project, name, service, &options.run_id);
+        docker
+            .create_container(Some(CreateContainerOptionsBuilder::default().name(&container).build()), body)
+            .await
+            .map_err(api(format!("creating {container}")))?;
+        for (key, net) in service.networks.iter().skip(1) {
+            docker
+                .connect_network(
+                    &project.network_name(key),
+                    NetworkConnectRequest {
+                        container: container.clone(),
+                        endpoint_config: Some(EndpointSettings {
+                            aliases: Some(aliases(name, &net.aliases)),
+                            ..Default::default()
+                        }),
+                    },
+                )
+                .await
+                .map_err(api(format!("connecting {container} to {key}")))?;
+        }
+        docker.start_container(&container, None).await.map_err(api(format!("starting {container}")))?;
+        report.created.push(name.to_owned());
+    }
+    Ok(report)
+}
+
+/// Waits until `service` meets `condition`, failing at once if it exits or turns unhealthy.
+pub async fn wait_for(
+    engine: &Engine,
+    project: &Project,
+    service: &str,
+    condition: Condition,
+    timeout: Duration,
+) -> Result<(), StackError> {
+    let container = container_name(&project.name, service);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let inspect = engine
+            .docker()
+            .inspect_container(&container, None)
+            .await
+            .map_err(api(format!("inspecting {container}")))?;
+        let state = inspect.state.unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        let exited = matches!(
+            state.status,
+            Some(
+                bollard::models::ContainerStateStatusEnum::EXITED
+                    | bollard::models::ContainerStateStatusEnum::DEAD
+            )
+        );
+        let exit = state.exit_code.unwrap_or(0);
+        let health = state.health.and_then(|h| h.status);
+        match condition {
+            Condition::Started if running => return Ok(()),
+            Condition::CompletedSuccessfully if exited && exit == 0 => return Ok(()),
+            Condition::Healthy if health == Some(HealthStatusEnum::HEALTHY) => return Ok(()),
+            _ => {}
+        }
+        let failed = if exited {
+            Some(format!("exited with code {exit}"))
+        } else if health == Some(HealthStatusEnum::UNHEALTHY) {
+            Some("is unhealthy".to_owned())
+        } else {
+            None
+        };
+        if let Some(state) = failed {
+            let logs = log_tail(engine, &container, 20).await;
+            return Err(StackError::Failed { service: service.to_owned(), state, logs });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let condition = match condition {
+                Condition::Started => "started",
+                Condition::Healthy => "healthy",
+                Condition::CompletedSuccessfully => "completed",
+            };
+            return Err(StackError::Timeout { service: service.to_owned(), condition, timeout, container });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The last `lines` lines a container wrote.
+pub async fn log_tail(engine: &Engine, container: &str, lines: usize) -> String {
+    let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build();
+    let mut stream = engine.docker().logs(container, Some(options));
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        text.push_str(&chunk.to_string());
+    }
+    text
+}
+
+/// Stops and removes everything labelled with `project`; named volumes too with `volumes`.
+pub async fn down(engine: &Engine, project: &str, volumes: bool) -> Result<(), StackError> {
+    let docker = engine.docker();
+    let filter = HashMap::from([("label", vec![format!("{}={project}", labels::PROJECT)])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filter).build()))
+        .await
+        .map_err(api(format!("listing the containers of {project}")))?;
+    for c in containers {
+        let Some(id) = c.id else { continue };
+        let _ = docker.stop_container(&id, Some(StopContainerOptionsBuilder::default().t(10).build())).await;
+        docker
+            .remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+            .await
+            .map_err(api(format!("removing container {id}")))?;
+    }
+    let networks = docker
+        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filter).build()))
+        .await
+        .map_err(api(format!("listing the networks of {project}")))?;
+    for n in networks {
+        if let Some(name) = n.name {
+            docker.remove_network(&name).await.map_err(api(format!("removing network {name}")))?;
+        }
+    }
+    if volumes {
+        let list = docker
+            .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filter).build()))
+            .await
+            .map_err(api(format!("listing the volumes of {project}")))?;
+        for v in list.volumes.unwrap_or_default() {
+            docker
+                .remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .await
+                .map_err(api(format!("removing volume {}", v.name)))?;
+        }
+    }
+    Ok(())
+}

@@ -46,12 +46,24 @@ pub enum Command {
     Identity(RunArgs),
     /// Both services, the KMS accepting Identity's tokens: every flow of the design.
     All(RunArgs),
+    /// Remove the Docker stack of a state directory: containers and networks, and volumes with --volumes
+    Down(DownArgs),
     /// Write the CA chain and the certificates of every demo service and client.
     Pki(PkiArgs),
     /// Run a service (what the container images run).
     Serve(ServeArgs),
     /// Probe an HTTPS health endpoint: exit 0 when it answers 2xx, 1 otherwise.
     Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Remove the named volumes (the services' data) too.
+    #[arg(long)]
+    pub volumes: bool,
+    /// The state directory whose stack to remove; default under the user's data dir.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,10 @@ fn main() -> ExitCode {
         Command::All(args) => {
             return run_stack(demo::embedded::Stack::All, args, format, style, cli.global.quiet);
         }
+        Command::Down(args) => {
+            let root = args.state_dir.unwrap_or_else(demo::state::State::default_root);
+            return ExitCode::from(demo::run_cmd::down_blocking(&root, args.volumes));
+        }
         Command::Healthcheck(args) => {
             // Docker's contract: 0 healthy, 1 unhealthy; usage mistakes are 2 like everywhere.
             return match demo::healthcheck::check_blocking(&args.url, &args.ca, args.timeout) {

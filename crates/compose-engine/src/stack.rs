@@ -413,6 +413,25 @@ pub async fn wait_for(
     }
 }
 
+/// Where the engine published a service's container port on the host (`127.0.0.1:PORT`).
+pub async fn published(
+    engine: &Engine,
+    project: &Project,
+    service: &str,
+    target: u16,
+) -> Option<std::net::SocketAddr> {
+    let container = container_name(&project.name, service);
+    let inspect = engine.docker().inspect_container(&container, None).await.ok()?;
+    let ports = inspect.network_settings?.ports?;
+    let binding = ports.get(&format!("{target}/tcp"))?.as_ref()?.first()?.clone();
+    let ip: std::net::IpAddr = binding
+        .host_ip
+        .filter(|ip| !ip.is_empty() && ip != "0.0.0.0")
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    Some(std::net::SocketAddr::new(ip, binding.host_port?.parse().ok()?))
+}
+
 /// The last `lines` lines a container wrote.
 pub async fn log_tail(engine: &Engine, container: &str, lines: usize) -> String {
     let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build();

@@ -58,27 +58,24 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
             return 2;
         }
     };
-    let reason = match options.runtime {
-        RuntimeArg::Embedded => "--runtime embedded".to_owned(),
-        RuntimeArg::Auto => match runtime.block_on(compose_engine::Engine::connect(DOCKER_PROBE)) {
-            Ok(_) => "--runtime auto: a Docker engine answered, but the Docker runtime is not built yet, so embedded"
-                .to_owned(),
-            Err(compose_engine::EngineError::Unreachable { socket, .. }) => {
-                format!("--runtime auto: no Docker engine answered on {socket}, so embedded")
+    // Docker when asked for, or for auto when an engine answers; else embedded, saying why.
+    let probe = || runtime.block_on(compose_engine::Engine::connect(DOCKER_PROBE));
+    let (docker, reason) = match options.runtime {
+        RuntimeArg::Embedded => (false, "--runtime embedded".to_owned()),
+        RuntimeArg::Docker => match probe() {
+            Ok(_) => (true, "--runtime docker".to_owned()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
             }
-            Err(e) => format!("--runtime auto: {e}, so embedded"),
         },
-        RuntimeArg::Docker => {
-            match runtime.block_on(compose_engine::Engine::connect(DOCKER_PROBE)) {
-                Err(e) => eprintln!("error: {e}"),
-                Ok(_) => eprintln!(
-                    "error: a Docker engine answered, but the Docker runtime is not built yet\n  \
-                     hint: use --runtime embedded (or auto); the compose files under deployments/ work with \
-                     plain `docker compose`"
-                ),
+        RuntimeArg::Auto => match probe() {
+            Ok(_) => (true, "--runtime auto: a Docker engine answered".to_owned()),
+            Err(compose_engine::EngineError::Unreachable { socket, .. }) => {
+                (false, format!("--runtime auto: no Docker engine answered on {socket}, so embedded"))
             }
-            return 2;
-        }
+            Err(e) => (false, format!("--runtime auto: {e}, so embedded")),
+        },
     };
     let observer: Arc<dyn Observer> = match options.format {
         OutputFormat::Human if !options.quiet => Arc::new(HumanProgress::new(options.style)),
@@ -92,6 +89,7 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
         engine: options.engine,
         health_timeout: options.health_timeout,
         runtime_reason: reason,
+        docker,
     };
     runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -100,7 +98,8 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
                 let _ = tx.send(true);
             }
         });
-        let chosen: Box<dyn crate::runtime::Runtime> = Box::new(crate::runtime::Embedded);
+        let chosen: Box<dyn crate::runtime::Runtime> =
+            if docker { Box::new(crate::runtime::Docker) } else { Box::new(crate::runtime::Embedded) };
         if !options.keep_running {
             let report = chosen.run(demo_options, observer, rx).await;
             print_report(&report, &options);
@@ -121,6 +120,27 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
         }
         code
     })
+}
+
+/// `demo down`: removes the Docker stacks of a state directory; 0 done, 2 failed.
+pub fn down_blocking(state_root: &std::path::Path, volumes: bool) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    match runtime.block_on(crate::embedded::docker::down(state_root, volumes)) {
+        Ok(projects) => {
+            eprintln!("removed the Docker stacks of {} ({})", state_root.display(), projects.join(", "));
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n  hint: is Docker running? `docker compose ls` lists the stacks");
+            2
+        }
+    }
 }
 
 fn print_report(report: &Report, options: &RunCmdOptions) {

@@ -62,3 +62,35 @@ impl Runtime for Embedded {
         crate::embedded::start(options, observer, interrupt).await
     }
 }
+
+/// Compose stacks through the Docker Engine API (`compose-engine`); the stack stays up after the
+/// run and `demo down` removes it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Docker;
+
+#[async_trait::async_trait]
+impl Runtime for Docker {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn run(
+        &self,
+        mut options: DemoOptions,
+        observer: Arc<dyn Observer>,
+        interrupt: watch::Receiver<bool>,
+    ) -> Report {
+        options.docker = true;
+        crate::embedded::run(options, observer, interrupt).await
+    }
+
+    async fn start(
+        &self,
+        mut options: DemoOptions,
+        observer: Arc<dyn Observer>,
+        interrupt: watch::Receiver<bool>,
+    ) -> RunningStack {
+        options.docker = true;
+        crate::embedded::start(options, observer, interrupt).await
+    }
+}

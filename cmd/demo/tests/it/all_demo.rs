@@ -12,7 +12,7 @@ fn run_json(args: &[&str]) -> (i32, serde_json::Value, String) {
     (out.status.code().unwrap_or(-1), doc, stderr)
 }
 
-fn validate_with_jsonschema(doc: &serde_json::Value) {
+pub(crate) fn validate_with_jsonschema(doc: &serde_json::Value) {
     let ok =
         Command::new("python3").args(["-c", "import jsonschema"]).output().is_ok_and(|o| o.status.success());
     if !ok {

@@ -64,15 +64,35 @@ fn a_corrupt_certificate_in_the_state_dir_fails_with_the_file_named() {
 }
 
 #[test]
-fn the_docker_runtime_is_refused_plainly_until_it_exists() {
+fn docker_asked_for_but_unreachable_exits_2_naming_the_socket() {
     let tmp = tempfile::tempdir().unwrap();
     let run = crate::demo()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .args(["kms", "--runtime", "docker", "--state-dir"])
         .arg(tmp.path().join("s"))
         .assert()
         .code(2);
     let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
-    assert!(stderr.contains("--runtime embedded"), "{stderr}");
+    assert!(stderr.contains("unix:///nonexistent/docker.sock"), "{stderr}");
+    assert!(stderr.contains("--runtime embedded"), "the hint: {stderr}");
+}
+
+#[test]
+fn auto_without_an_engine_falls_back_to_embedded_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, doc, _) = {
+        let out = crate::demo()
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .args(["kms", "--output", "json", "--state-dir"])
+            .arg(tmp.path().join("s"))
+            .output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code(), doc, ())
+    };
+    assert_eq!(code, Some(0), "{doc:#}");
+    assert_eq!(doc["runtime"]["name"], "embedded");
+    assert!(doc["runtime"]["reason"].as_str().unwrap().contains("no Docker engine answered"), "{doc:#}");
 }
 
 #[test]

@@ -18,6 +18,7 @@ fn readme_mentions_every_flag() {
         &["kms", "--help"],
         &["identity", "--help"],
         &["all", "--help"],
+        &["down", "--help"],
     ] {
         let out = crate::demo().args(command).assert().success();
         help.push_str(&String::from_utf8_lossy(&out.get_output().stdout));

@@ -27,8 +27,8 @@ pub(crate) struct IdentityCtx {
     config: OnceLock<identity::config::IdentityConfig>,
     pub(crate) running: Mutex<Option<identity::service::RunningIdentity>>,
     pub(crate) api: OnceLock<SocketAddr>,
-    admin: OnceLock<SocketAddr>,
-    client: OnceLock<reqwest::Client>,
+    pub(crate) admin: OnceLock<SocketAddr>,
+    pub(crate) client: OnceLock<reqwest::Client>,
     jwks: OnceLock<serde_json::Value>,
     /// The code flow's tokens (access, id, refresh).
     login: OnceLock<serde_json::Value>,
@@ -147,55 +147,65 @@ pub(crate) async fn code_flow(c: &Ctx, user: &str) -> Result<(serde_json::Value,
 
 /// Adds Identity's steps after `state.prepare`.
 pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
+    let plan = plan
+        .step(
+            Step::new("config.identity", Phase::Setup, |c: Arc<Ctx>| async move {
+                let config = write_config(c.state()?)
+                    .map_err(|e| StepError::from_error("cannot write Identity's configuration", &e))?;
+                let _ = c.identity.config.set(config);
+                Ok(())
+            })
+            .after(&["state.prepare"])
+            .critical(),
+        )
+        .step(
+            Step::new("stack.up.identity", Phase::Start, |c: Arc<Ctx>| async move {
+                let config =
+                    c.identity.config.get().ok_or_else(|| StepError::new("no configuration"))?.clone();
+                let running =
+                    identity::service::start(&config, identity::service::StartOptions { demo: true })
+                        .await
+                        .map_err(|e| {
+                        StepError::from_error("Identity did not start", &e).with_hint(super::START_HINT)
+                    })?;
+                super::apply_never_ready_hook("identity", &running.server);
+                let _ = c.identity.api.set(running.server.addr);
+                let _ = c.identity.admin.set(running.server.admin_addr);
+                let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
+                    .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
+                let client = reqwest::Client::builder()
+                    .tls_backend_preconfigured(tls)
+                    .resolve("identity.demo.local", running.server.addr)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
+                let _ = c.identity.client.set(client);
+                *c.identity.running.lock().await = Some(running);
+                Ok(())
+            })
+            .after(&["config.identity"])
+            .critical(),
+        )
+        .step(
+            Step::new("health.identity", Phase::Health, move |c: Arc<Ctx>| async move {
+                let admin =
+                    c.identity.admin.get().ok_or_else(|| StepError::new("Identity is not running"))?;
+                let ca = c.state()?.pki_dir().join("ca-bundle.pem");
+                super::wait_ready("Identity", *admin, &ca, health_timeout).await
+            })
+            .after(&["stack.up.identity"])
+            // wait_ready bounds itself by health_timeout; this only guards against a hang.
+            .timeout(health_timeout + Duration::from_secs(5))
+            .critical(),
+        );
+    checks(plan)
+}
+
+/// Identity's checks and flows, whichever runtime started it (they need `health.identity` and
+/// the context's address and client).
+pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
     plan.step(
-        Step::new("config.identity", Phase::Setup, |c: Arc<Ctx>| async move {
-            let config = write_config(c.state()?)
-                .map_err(|e| StepError::from_error("cannot write Identity's configuration", &e))?;
-            let _ = c.identity.config.set(config);
-            Ok(())
-        })
-        .after(&["state.prepare"])
-        .critical(),
-    )
-    .step(
-        Step::new("stack.up.identity", Phase::Start, |c: Arc<Ctx>| async move {
-            let config = c.identity.config.get().ok_or_else(|| StepError::new("no configuration"))?.clone();
-            let running = identity::service::start(&config, identity::service::StartOptions { demo: true })
-                .await
-                .map_err(|e| {
-                    StepError::from_error("Identity did not start", &e).with_hint(super::START_HINT)
-                })?;
-            super::apply_never_ready_hook("identity", &running.server);
-            let _ = c.identity.api.set(running.server.addr);
-            let _ = c.identity.admin.set(running.server.admin_addr);
-            let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
-                .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
-            let client = reqwest::Client::builder()
-                .tls_backend_preconfigured(tls)
-                .resolve("identity.demo.local", running.server.addr)
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
-            let _ = c.identity.client.set(client);
-            *c.identity.running.lock().await = Some(running);
-            Ok(())
-        })
-        .after(&["config.identity"])
-        .critical(),
-    )
-    .step(
-        Step::new("health.identity", Phase::Health, move |c: Arc<Ctx>| async move {
-            let admin = c.identity.admin.get().ok_or_else(|| StepError::new("Identity is not running"))?;
-            let ca = c.state()?.pki_dir().join("ca-bundle.pem");
-            super::wait_ready("Identity", *admin, &ca, health_timeout).await
-        })
-        .after(&["stack.up.identity"])
-        // wait_ready bounds itself by health_timeout; this only guards against a hang.
-        .timeout(health_timeout + Duration::from_secs(5))
-        .critical(),
-    )
-    .step(
         Step::new("verify.identity.discovery", Phase::Verify, |c: Arc<Ctx>| async move {
             let client = c.identity.client()?;
             let base = c.identity.base()?;

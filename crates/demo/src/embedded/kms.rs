@@ -22,8 +22,8 @@ pub(crate) struct KmsCtx {
     config: OnceLock<kms::config::KmsConfig>,
     pub(crate) running: Mutex<Option<kms::service::RunningKms>>,
     pub(crate) api: OnceLock<SocketAddr>,
-    admin: OnceLock<SocketAddr>,
-    client: OnceLock<reqwest::Client>,
+    pub(crate) admin: OnceLock<SocketAddr>,
+    pub(crate) client: OnceLock<reqwest::Client>,
     jwe: OnceLock<serde_json::Value>,
 }
 
@@ -102,7 +102,14 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
             // wait_ready bounds itself by health_timeout; this only guards against a hang.
             .timeout(health_timeout + Duration::from_secs(5))
             .critical(),
-        )
+        );
+    checks(plan, bearer)
+}
+
+/// The KMS's checks and flows (and, with `bearer`, the cross-service flows), whichever runtime
+/// started it.
+pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
+    let plan = plan
         .step(
             Step::new("verify.kms.pools", Phase::Verify, |c: Arc<Ctx>| async move {
                 let pools = get(&c, "/pools", ("acme-admin", "acme-admin-demo")).await?;

@@ -8,6 +8,7 @@
 //! state directory comes first and the teardown last, whatever failed in between.
 
 mod bearer;
+pub mod docker;
 mod identity;
 mod kms;
 mod oidc;
@@ -57,8 +58,10 @@ pub struct DemoOptions {
     pub engine: EngineOptions,
     /// How long each service may take to become ready.
     pub health_timeout: Duration,
-    /// Why the embedded runtime was chosen.
+    /// Why this runtime was chosen.
     pub runtime_reason: String,
+    /// Run on Docker (compose stacks through the Engine API) instead of in-process.
+    pub docker: bool,
 }
 
 impl DemoOptions {
@@ -72,6 +75,7 @@ impl DemoOptions {
             engine: EngineOptions::default(),
             health_timeout: Duration::from_secs(30),
             runtime_reason: "library call: embedded".to_owned(),
+            docker: false,
         }
     }
 }
@@ -137,6 +141,7 @@ pub(crate) struct Ctx {
     state: OnceLock<State>,
     kms: kms::KmsCtx,
     identity: identity::IdentityCtx,
+    docker: docker::DockerCtx,
 }
 
 impl Ctx {
@@ -173,12 +178,23 @@ async fn execute(
 ) -> RunningStack {
     let ctx = Arc::new(Ctx { state_dir: options.state_dir.clone(), reset: options.reset, ..Ctx::default() });
     let mut plan = Plan::new().step(state_step());
-    plan = match options.stack {
-        Stack::Kms => kms::steps(plan, options.health_timeout, false),
-        Stack::Identity => identity::steps(plan, options.health_timeout),
-        Stack::All => kms::steps(identity::steps(plan, options.health_timeout), options.health_timeout, true),
+    plan = match (options.docker, options.stack) {
+        (false, Stack::Kms) => kms::steps(plan, options.health_timeout, false),
+        (false, Stack::Identity) => identity::steps(plan, options.health_timeout),
+        (false, Stack::All) => {
+            kms::steps(identity::steps(plan, options.health_timeout), options.health_timeout, true)
+        }
+        (true, stack) => {
+            let plan = docker::steps(plan, stack, options.health_timeout);
+            match stack {
+                Stack::Kms => kms::checks(plan, false),
+                Stack::Identity => identity::checks(plan),
+                Stack::All => kms::checks(identity::checks(plan), true),
+            }
+        }
     };
-    if teardown {
+    // The Docker stack stays up for the next run (`demo down` removes it).
+    if teardown && !options.docker {
         plan = plan.step(teardown_step());
     }
     let engine = Engine::new(options.engine, observer);
@@ -206,7 +222,10 @@ async fn execute(
     }
     let report = Report::new(
         options.stack.command(),
-        RuntimeChoice { name: "embedded", reason: options.runtime_reason },
+        RuntimeChoice {
+            name: if options.docker { "docker" } else { "embedded" },
+            reason: options.runtime_reason,
+        },
         "demo",
         &result,
         services,

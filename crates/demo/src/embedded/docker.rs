@@ -1,0 +1,221 @@
+//! The Docker runtime's start steps (`--runtime docker`): the service image built offline from
+//! this binary, the shipped compose files (`deployments/`, compiled in and written to the state
+//! directory) brought up through the Engine API by `compose-engine`, and health checked twice —
+//! the engine's health status and our own HTTPS `readyz` probe from the host. The checks and
+//! flows that follow are the embedded runtime's, against the published ports.
+//!
+//! The stack stays up after the run (a second run reuses it); `demo down` removes it.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use compose_engine::Engine;
+use compose_engine::model::{Condition, Env, Project};
+use compose_engine::stack::{self, UpOptions};
+
+use super::{Ctx, Stack};
+use crate::engine::{Phase, Plan, Step, StepError};
+
+/// The compose files and their configuration, as shipped.
+const FILES: [(&str, &str); 9] = [
+    ("kms/compose.yml", include_str!("../../../../deployments/kms/compose.yml")),
+    ("kms/config/kms.yml", include_str!("../../../../deployments/kms/config/kms.yml")),
+    (
+        "kms/config/kms-with-identity.yml",
+        include_str!("../../../../deployments/kms/config/kms-with-identity.yml"),
+    ),
+    ("kms/config/demo-seed.yml", include_str!("../../../../deployments/kms/config/demo-seed.yml")),
+    ("identity/compose.yml", include_str!("../../../../deployments/identity/compose.yml")),
+    ("identity/config/identity.yml", include_str!("../../../../deployments/identity/config/identity.yml")),
+    ("identity/config/demo-seed.yml", include_str!("../../../../deployments/identity/config/demo-seed.yml")),
+    ("all/compose.yml", include_str!("../../../../deployments/all/compose.yml")),
+    ("README.md", include_str!("../../../../deployments/README.md")),
+];
+
+/// What the Docker steps share.
+#[derive(Default)]
+pub(crate) struct DockerCtx {
+    engine: OnceLock<Engine>,
+    image: OnceLock<String>,
+    pub(crate) project: OnceLock<Project>,
+}
+
+fn free_port() -> Result<u16, StepError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| StepError::from_error("cannot find a free local port", &e))
+}
+
+/// The host port of a service's API for this state directory: chosen free once, then kept in
+/// `STATE/docker-ports/<service>` so the next run finds the same configuration and reuses the
+/// running containers.
+fn port(root: &Path, service: &str) -> Result<u16, StepError> {
+    let dir = root.join("docker-ports");
+    let path = dir.join(service);
+    if let Some(port) = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok()) {
+        return Ok(port);
+    }
+    let port = free_port()?;
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, port.to_string()))
+        .map_err(|e| StepError::from_error(format!("cannot write {}", path.display()), &e))?;
+    Ok(port)
+}
+
+fn write_files(root: &Path) -> std::io::Result<()> {
+    for (rel, text) in FILES {
+        let path = root.join("deployments").join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, text)?;
+    }
+    Ok(())
+}
+
+fn engine(c: &Ctx) -> Result<&Engine, StepError> {
+    c.docker.engine.get().ok_or_else(|| StepError::new("no Docker engine"))
+}
+
+/// The start steps for `stack`.
+pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> Plan<Ctx> {
+    let services: &'static [&'static str] = match stack {
+        Stack::Kms => &["kms"],
+        Stack::Identity => &["identity"],
+        Stack::All => &["identity", "kms"],
+    };
+    let mut plan = plan
+        .step(
+            Step::new("image.build", Phase::Setup, |c: Arc<Ctx>| async move {
+                let engine = Engine::connect(Duration::from_secs(2))
+                    .await
+                    .map_err(|e| StepError::from_error("the Docker engine is not reachable", &e))?;
+                let binary = std::env::current_exe()
+                    .map_err(|e| StepError::from_error("cannot find this program's binary", &e))?;
+                let image = compose_engine::image::ensure_service_image(&engine, &binary)
+                    .await
+                    .map_err(|e| StepError::from_error("cannot build the service image", &e))?;
+                let _ = c.docker.image.set(image.tag);
+                let _ = c.docker.engine.set(engine);
+                Ok(())
+            })
+            .after(&["state.prepare"])
+            .critical(),
+        )
+        .step(
+            Step::new("stack.up", Phase::Start, move |c: Arc<Ctx>| async move {
+                let state = c.state()?;
+                write_files(state.root()).map_err(|e| {
+                    StepError::from_error("cannot write the compose files into the state directory", &e)
+                })?;
+                let meta = std::fs::metadata(state.root())
+                    .map_err(|e| StepError::from_error("cannot read the state directory", &e))?;
+                let image = c.docker.image.get().ok_or_else(|| StepError::new("no image"))?;
+                let env = Env::new()
+                    .var("DEMO_IMAGE", image)
+                    .var("DEMO_STATE_DIR", state.root().display().to_string())
+                    .var("DEMO_UID", std::os::unix::fs::MetadataExt::uid(&meta).to_string())
+                    .var("DEMO_GID", std::os::unix::fs::MetadataExt::gid(&meta).to_string())
+                    .var("KMS_PORT", port(state.root(), "kms")?.to_string())
+                    .var("IDENTITY_PORT", port(state.root(), "identity")?.to_string());
+                let file = state.root().join("deployments").join(stack.command()).join("compose.yml");
+                let mut project = compose_engine::model::load(&[file], &env, &[])
+                    .map_err(|e| StepError::new(e.to_string()))?;
+                // One project per state directory: two environments never share containers.
+                let digest = aws_lc_rs::digest::digest(
+                    &aws_lc_rs::digest::SHA256,
+                    state.root().as_os_str().as_encoded_bytes(),
+                );
+                project.name = format!("{}-{}", project.name, &hex_prefix(digest.as_ref()));
+                let engine = engine(&c)?;
+                if c.reset {
+                    // The secrets were just regenerated: the old containers and volumes are useless.
+                    stack::down(engine, &project.name, true)
+                        .await
+                        .map_err(|e| StepError::new(format!("cannot remove the previous stack: {e}")))?;
+                }
+                let run_id = uuid::Uuid::new_v4().to_string();
+                stack::up(engine, &project, &UpOptions { run_id, timeout: health_timeout }).await.map_err(
+                    |e| {
+                        StepError::new(e.to_string())
+                            .with_hint("see `docker compose -p NAME logs`; `demo down` removes the stack")
+                    },
+                )?;
+                let _ = c.docker.project.set(project);
+                Ok(())
+            })
+            .after(&["image.build"])
+            .critical(),
+        );
+    for (i, service) in services.iter().enumerate() {
+        let id = format!("health.{service}");
+        let after: Vec<String> = if i == 0 {
+            vec!["stack.up".into()]
+        } else {
+            vec!["stack.up".into(), format!("health.{}", services[i - 1])]
+        };
+        let after_refs: Vec<&str> = after.iter().map(String::as_str).collect();
+        plan = plan.step(
+            Step::new(&id, Phase::Health, move |c: Arc<Ctx>| async move {
+                let project = c.docker.project.get().ok_or_else(|| StepError::new("the stack is not up"))?;
+                let engine = engine(&c)?;
+                stack::wait_for(engine, project, service, Condition::Healthy, health_timeout)
+                    .await
+                    .map_err(|e| StepError::new(e.to_string()))?;
+                let (api_port, admin_port) = if *service == "kms" { (8081, 9081) } else { (8082, 9082) };
+                let api = stack::published(engine, project, service, api_port).await;
+                let admin = stack::published(engine, project, service, admin_port).await;
+                let (Some(api), Some(admin)) = (api, admin) else {
+                    return Err(StepError::new(format!("{service}'s ports are not published")));
+                };
+                let ca = c.state()?.pki_dir().join("ca-bundle.pem");
+                super::wait_ready(service, admin, &ca, health_timeout).await?;
+                let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
+                    .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
+                let host = format!("{service}.demo.local");
+                let client = reqwest::Client::builder()
+                    .tls_backend_preconfigured(tls)
+                    .resolve(&host, api)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
+                if *service == "kms" {
+                    let _ = c.kms.api.set(api);
+                    let _ = c.kms.admin.set(admin);
+                    let _ = c.kms.client.set(client);
+                } else {
+                    let _ = c.identity.api.set(api);
+                    let _ = c.identity.admin.set(admin);
+                    let _ = c.identity.client.set(client);
+                }
+                Ok(())
+            })
+            .after(&after_refs)
+            .timeout(health_timeout * 2 + Duration::from_secs(5))
+            .critical(),
+        );
+    }
+    plan
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `demo down`: removes the stack of a state directory (volumes too with `volumes`).
+pub async fn down(state_root: &Path, volumes: bool) -> Result<Vec<String>, String> {
+    let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, state_root.as_os_str().as_encoded_bytes());
+    let suffix = hex_prefix(digest.as_ref());
+    let mut removed = Vec::new();
+    for stack in ["kms", "identity", "all"] {
+        let project = format!("demo-{stack}-{suffix}");
+        stack::down(&engine, &project, volumes).await.map_err(|e| e.to_string())?;
+        removed.push(project);
+    }
+    Ok(removed)
+}

@@ -48,12 +48,21 @@ pub enum Command {
     All(RunArgs),
     /// Remove the Docker stack of a state directory: containers and networks, and volumes with --volumes
     Down(DownArgs),
+    /// Show the Docker stack of a state directory: services, health, published ports
+    Status(StatusArgs),
     /// Write the CA chain and the certificates of every demo service and client.
     Pki(PkiArgs),
     /// Run a service (what the container images run).
     Serve(ServeArgs),
     /// Probe an HTTPS health endpoint: exit 0 when it answers 2xx, 1 otherwise.
     Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The state directory whose stack to show; default under the user's data dir.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,10 @@ fn main() -> ExitCode {
         Command::All(args) => {
             return run_stack(demo::embedded::Stack::All, args, format, style, cli.global.quiet);
         }
+        Command::Status(args) => {
+            let root = args.state_dir.unwrap_or_else(demo::state::State::default_root);
+            return ExitCode::from(demo::run_cmd::status_blocking(&root, format));
+        }
         Command::Down(args) => {
             let root = args.state_dir.unwrap_or_else(demo::state::State::default_root);
             return ExitCode::from(demo::run_cmd::down_blocking(&root, args.volumes));

@@ -443,6 +443,58 @@ pub async fn log_tail(engine: &Engine, container: &str, lines: usize) -> String 
     text
 }
 
+/// One service of a running project, as `demo status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceStatus {
+    /// The service.
+    pub service: String,
+    /// The container's name.
+    pub container: String,
+    /// The engine's status line (`Up 5 minutes (healthy)`).
+    pub status: String,
+    /// Published ports: `host:port -> container port`.
+    pub ports: Vec<String>,
+}
+
+/// The containers of `project` (empty when it is not up).
+pub async fn status(engine: &Engine, project: &str) -> Result<Vec<ServiceStatus>, StackError> {
+    let filter = HashMap::from([("label", vec![format!("{}={project}", labels::PROJECT)])]);
+    let containers = engine
+        .docker()
+        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filter).build()))
+        .await
+        .map_err(api(format!("listing the containers of {project}")))?;
+    let mut out: Vec<ServiceStatus> = containers
+        .into_iter()
+        .map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            let mut ports: Vec<String> = c
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| {
+                    Some(format!("{}:{} -> {}", p.ip.unwrap_or_default(), p.public_port?, p.private_port))
+                })
+                .collect();
+            ports.sort();
+            ports.dedup();
+            ServiceStatus {
+                service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
+                container: c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_default(),
+                status: c.status.unwrap_or_default(),
+                ports,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.service.cmp(&b.service));
+    Ok(out)
+}
+
 /// Stops and removes everything labelled with `project`; named volumes too with `volumes`.
 pub async fn down(engine: &Engine, project: &str, volumes: bool) -> Result<(), StackError> {
     let docker = engine.docker();

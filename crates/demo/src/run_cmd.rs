@@ -143,6 +143,46 @@ pub fn down_blocking(state_root: &std::path::Path, volumes: bool) -> u8 {
     }
 }
 
+/// `demo status`: what runs for a state directory (human or one JSON document); 0, or 2 when
+/// Docker cannot be asked.
+pub fn status_blocking(state_root: &std::path::Path, format: OutputFormat) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    let stacks = match runtime.block_on(crate::embedded::docker::status(state_root)) {
+        Ok(stacks) => stacks,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    match format {
+        OutputFormat::Human => {
+            if stacks.is_empty() {
+                println!("no Docker stack runs for {}", state_root.display());
+            }
+            for (project, services) in &stacks {
+                println!("{project}");
+                for s in services {
+                    println!("  {:<10} {:<28} {}", s.service, s.status, s.ports.join(", "));
+                }
+            }
+        }
+        _ => {
+            let doc: Vec<serde_json::Value> = stacks
+                .iter()
+                .map(|(project, services)| serde_json::json!({ "project": project, "services": services }))
+                .collect();
+            println!("{}", serde_json::json!({ "state_dir": state_root, "stacks": doc }));
+        }
+    }
+    0
+}
+
 fn print_report(report: &Report, options: &RunCmdOptions) {
     match options.format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report).unwrap_or_default()),

@@ -46,6 +46,11 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
     {
         assert!(steps.iter().any(|s| s["id"] == want), "{want} missing");
     }
+    let status = crate::demo().args(["status", "--output", "json", "--state-dir", state]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let services = &status["stacks"][0]["services"];
+    assert_eq!(services.as_array().map(Vec::len), Some(2), "{status:#}");
+    assert!(services.as_array().unwrap().iter().all(|s| s["status"].as_str().unwrap().contains("(healthy)")));
     let ls = Command::new("docker").args(["compose", "ls", "--format", "json"]).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
     let again = run_json(&args);

@@ -19,6 +19,7 @@ fn readme_mentions_every_flag() {
         &["identity", "--help"],
         &["all", "--help"],
         &["down", "--help"],
+        &["status", "--help"],
     ] {
         let out = crate::demo().args(command).assert().success();
         help.push_str(&String::from_utf8_lossy(&out.get_output().stdout));

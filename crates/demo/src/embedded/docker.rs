@@ -205,6 +205,26 @@ fn hex_prefix(bytes: &[u8]) -> String {
     bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
+fn projects(state_root: &Path) -> Vec<String> {
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, state_root.as_os_str().as_encoded_bytes());
+    let suffix = hex_prefix(digest.as_ref());
+    ["kms", "identity", "all"].iter().map(|s| format!("demo-{s}-{suffix}")).collect()
+}
+
+/// `demo status`: the running stacks of a state directory, by project.
+pub async fn status(state_root: &Path) -> Result<Vec<(String, Vec<stack::ServiceStatus>)>, String> {
+    let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for project in projects(state_root) {
+        let services = stack::status(&engine, &project).await.map_err(|e| e.to_string())?;
+        if !services.is_empty() {
+            out.push((project, services));
+        }
+    }
+    Ok(out)
+}
+
 /// `demo down`: removes the stack of a state directory (volumes too with `volumes`).
 pub async fn down(state_root: &Path, volumes: bool) -> Result<Vec<String>, String> {
     let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| e.to_string())?;

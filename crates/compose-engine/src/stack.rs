@@ -495,6 +495,42 @@ pub async fn status(engine: &Engine, project: &str) -> Result<Vec<ServiceStatus>
     Ok(out)
 }
 
+/// Removes what one run created in `project` (objects labelled with its run id): the rollback
+/// of a failed or interrupted start. Objects an earlier run made and this one reused stay.
+pub async fn remove_run(engine: &Engine, project: &str, run_id: &str) -> Result<(), StackError> {
+    let docker = engine.docker();
+    let filter = HashMap::from([(
+        "label",
+        vec![format!("{}={project}", labels::PROJECT), format!("{}={run_id}", labels::RUN)],
+    )]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filter).build()))
+        .await
+        .map_err(api(format!("listing the containers of run {run_id}")))?;
+    for c in containers.into_iter().filter_map(|c| c.id) {
+        docker
+            .remove_container(&c, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+            .await
+            .map_err(api(format!("removing container {c}")))?;
+    }
+    let networks = docker
+        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filter).build()))
+        .await
+        .map_err(api(format!("listing the networks of run {run_id}")))?;
+    for name in networks.into_iter().filter_map(|n| n.name) {
+        // A network another (reused) container still uses stays; that is not an error here.
+        let _ = docker.remove_network(&name).await;
+    }
+    let volumes = docker
+        .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filter).build()))
+        .await
+        .map_err(api(format!("listing the volumes of run {run_id}")))?;
+    for v in volumes.volumes.unwrap_or_default() {
+        let _ = docker.remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
+    }
+    Ok(())
+}
+
 /// Stops and removes everything labelled with `project`; named volumes too with `volumes`.
 pub async fn down(engine: &Engine, project: &str, volumes: bool) -> Result<(), StackError> {
     let docker = engine.docker();

@@ -73,3 +73,72 @@ fn state_suffix(state: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, state.as_bytes());
     digest.as_ref().iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn a_taken_host_port_fails_before_anything_is_created_naming_it() {
+    if !engine_answers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    demo::state::State::ensure(&state, &pki::PkiSpec::demo()).unwrap();
+    // Someone else holds the port this environment's KMS uses.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    std::fs::create_dir_all(state.join("docker-ports")).unwrap();
+    std::fs::write(state.join("docker-ports/kms"), port.to_string()).unwrap();
+    let (code, doc, stderr) =
+        run_json(&["kms", "--runtime", "docker", "--output", "json", "--state-dir", state.to_str().unwrap()]);
+    assert_eq!(code, 2, "{doc:#}\n{stderr}");
+    let error = &doc["errors"][0];
+    assert_eq!(error["step"], "stack.up");
+    assert!(
+        error["message"].as_str().unwrap().contains(&format!("host port {port} for kms is taken")),
+        "{error}"
+    );
+    assert!(error["hint"].as_str().unwrap().contains("docker-ports/kms"), "{error}");
+    let project =
+        format!("label=com.docker.compose.project=demo-kms-{}", state_suffix(state.to_str().unwrap()));
+    let left = Command::new("docker").args(["ps", "-aq", "--filter", &project]).output().unwrap();
+    assert!(left.stdout.is_empty(), "nothing was created");
+    drop(squatter);
+}
+
+#[test]
+fn a_service_that_cannot_start_fails_with_its_log_tail_and_is_rolled_back() {
+    if !engine_answers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    demo::state::State::ensure(&state, &pki::PkiSpec::demo()).unwrap();
+    // A damaged unseal share: the KMS refuses to start and exits.
+    std::fs::write(state.join("secrets/kms_unseal_share_1"), "not a share\n").unwrap();
+    let (code, doc, stderr) = run_json(&[
+        "kms",
+        "--runtime",
+        "docker",
+        "--health-timeout",
+        "60s",
+        "--output",
+        "json",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{doc:#}\n{stderr}");
+    let error = doc["errors"][0].to_string();
+    assert!(error.contains("health.kms") && error.contains("exited with code"), "{error}");
+    assert!(error.contains("share"), "the log tail says why: {error}");
+    let rollback = doc["steps"].as_array().unwrap().iter().find(|s| s["id"] == "stack.rollback").unwrap();
+    assert_eq!(rollback["status"], "passed");
+    let project =
+        format!("label=com.docker.compose.project=demo-kms-{}", state_suffix(state.to_str().unwrap()));
+    for what in [
+        &["ps", "-aq", "--filter"][..],
+        &["volume", "ls", "-q", "--filter"],
+        &["network", "ls", "-q", "--filter"],
+    ] {
+        let out = Command::new("docker").args(what).arg(&project).output().unwrap();
+        assert!(out.stdout.is_empty(), "`docker {}` still lists objects of the failed run", what.join(" "));
+    }
+}

@@ -39,6 +39,10 @@ pub(crate) struct DockerCtx {
     engine: OnceLock<Engine>,
     image: OnceLock<String>,
     pub(crate) project: OnceLock<Project>,
+    /// This run's id (the label on everything it creates), set before anything is created.
+    run_id: OnceLock<String>,
+    /// Set when every service is healthy: nothing to roll back.
+    up_done: std::sync::atomic::AtomicBool,
 }
 
 fn free_port() -> Result<u16, StepError> {
@@ -62,6 +66,41 @@ fn port(root: &Path, service: &str) -> Result<u16, StepError> {
         .and_then(|()| std::fs::write(&path, port.to_string()))
         .map_err(|e| StepError::from_error(format!("cannot write {}", path.display()), &e))?;
     Ok(port)
+}
+
+/// Before anything is created: every fixed host port must be free, or held by this project's
+/// own container (a reuse). Otherwise fail naming the holder when Docker knows it.
+async fn check_host_ports(engine: &Engine, project: &Project, root: &Path) -> Result<(), StepError> {
+    let ours = stack::status(engine, &project.name).await.map_err(|e| StepError::new(e.to_string()))?;
+    for (name, service) in &project.services {
+        for port in service.ports.iter().filter_map(|p| p.published) {
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                continue;
+            }
+            if ours.iter().any(|s| s.ports.iter().any(|p| p.contains(&format!(":{port} ->")))) {
+                continue;
+            }
+            let holder = docker_holder(engine, port).await.map_or_else(
+                || format!("another process (`ss -ltnp 'sport = :{port}'` names it)"),
+                |c| format!("the container {c}"),
+            );
+            return Err(StepError::new(format!("host port {port} for {name} is taken by {holder}"))
+                .with_hint(format!(
+                    "stop it, or remove {} so the next run picks a free port",
+                    root.join("docker-ports").join(name).display()
+                )));
+        }
+    }
+    Ok(())
+}
+
+async fn docker_holder(engine: &Engine, port: u16) -> Option<String> {
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default().build();
+    let containers = engine.docker().list_containers(Some(options)).await.ok()?;
+    containers
+        .into_iter()
+        .find(|c| c.ports.iter().flatten().any(|p| p.public_port == Some(port)))
+        .and_then(|c| c.names?.first().map(|n| n.trim_start_matches('/').to_owned()))
 }
 
 fn write_files(root: &Path) -> std::io::Result<()> {
@@ -130,6 +169,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 );
                 project.name = format!("{}-{}", project.name, &hex_prefix(digest.as_ref()));
                 let engine = engine(&c)?;
+                check_host_ports(engine, &project, state.root()).await?;
                 if c.reset {
                     // The secrets were just regenerated: the old containers and volumes are useless.
                     stack::down(engine, &project.name, true)
@@ -137,18 +177,36 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                         .map_err(|e| StepError::new(format!("cannot remove the previous stack: {e}")))?;
                 }
                 let run_id = uuid::Uuid::new_v4().to_string();
+                let _ = c.docker.run_id.set(run_id.clone());
+                let _ = c.docker.project.set(project.clone());
                 stack::up(engine, &project, &UpOptions { run_id, timeout: health_timeout }).await.map_err(
                     |e| {
-                        StepError::new(e.to_string())
-                            .with_hint("see `docker compose -p NAME logs`; `demo down` removes the stack")
+                        StepError::new(e.to_string()).with_hint(format!(
+                            "what this run created is removed again; `docker compose -p {} logs` shows more",
+                            project.name
+                        ))
                     },
                 )?;
-                let _ = c.docker.project.set(project);
                 Ok(())
             })
             .after(&["image.build"])
             .critical(),
         );
+    // Teardown always runs: a start that failed or was interrupted (Ctrl-C) leaves nothing it
+    // created behind. A stack that came up stays up (`demo down` removes it).
+    plan = plan.step(Step::new("stack.rollback", Phase::Teardown, |c: Arc<Ctx>| async move {
+        if c.docker.up_done.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let (Some(engine), Some(project), Some(run_id)) =
+            (c.docker.engine.get(), c.docker.project.get(), c.docker.run_id.get())
+        else {
+            return Ok(());
+        };
+        stack::remove_run(engine, &project.name, run_id)
+            .await
+            .map_err(|e| StepError::new(format!("cannot roll back the failed start: {e}")))
+    }));
     for (i, service) in services.iter().enumerate() {
         let id = format!("health.{service}");
         let after: Vec<String> = if i == 0 {
@@ -182,6 +240,9 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                     .timeout(Duration::from_secs(10))
                     .build()
                     .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
+                if i + 1 == services.len() {
+                    c.docker.up_done.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
                 if *service == "kms" {
                     let _ = c.kms.api.set(api);
                     let _ = c.kms.admin.set(admin);

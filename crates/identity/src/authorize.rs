@@ -284,15 +284,27 @@ fn login_form(
     signed_in_as: Option<&str>,
     error: Option<&str>,
 ) -> Response {
-    let (csrf, set) = csrf_token(headers);
     let scope = request.scope();
-    let hidden = request.hidden(&csrf, &scope);
-    let mut response =
-        html::login_page(status, &request.client.client_id, &request.scopes, &hidden, signed_in_as, error);
+    with_csrf(headers, |csrf| {
+        let hidden = request.hidden(csrf, &scope);
+        html::login_page(status, &request.client.client_id, &request.scopes, &hidden, signed_in_as, error)
+    })
+}
+
+/// A page with a form: `page` gets this browser's CSRF token, and the cookie that sets it is
+/// appended when the browser had none.
+fn with_csrf(headers: &HeaderMap, page: impl FnOnce(&str) -> Response) -> Response {
+    let (csrf, set) = csrf_token(headers);
+    let mut response = page(&csrf);
     if let Some(set) = set {
         response.headers_mut().append(header::SET_COOKIE, set);
     }
     response
+}
+
+/// The query of a browser request; a malformed one is answered with an error page.
+fn query_params(query: Option<String>) -> Result<HashMap<String, String>, Response> {
+    params(query.unwrap_or_default().as_bytes()).map_err(|e| html::error_page(StatusCode::BAD_REQUEST, &e))
 }
 
 /// `GET /authorize`: validates the request and shows the sign-in and consent form.
@@ -301,9 +313,9 @@ pub(crate) async fn authorize_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let p = match params(query.unwrap_or_default().as_bytes()) {
+    let p = match query_params(query) {
         Ok(p) => p,
-        Err(e) => return html::error_page(StatusCode::BAD_REQUEST, &e),
+        Err(page) => return page,
     };
     let request = match validate(&s, &p).await {
         Ok(r) => r,
@@ -585,9 +597,9 @@ pub(crate) async fn end_session_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let p = match params(query.unwrap_or_default().as_bytes()) {
+    let p = match query_params(query) {
         Ok(p) => p,
-        Err(e) => return html::error_page(StatusCode::BAD_REQUEST, &e),
+        Err(page) => return page,
     };
     let target = match logout_target(&s, &p).await {
         Ok(t) => t,
@@ -600,18 +612,15 @@ pub(crate) async fn end_session_get(
     {
         return sign_out(&s, &headers, target).await;
     }
-    let (csrf, set) = csrf_token(&headers);
-    let mut hidden: Vec<(&str, &str)> = vec![("csrf", &csrf)];
-    for key in ["post_logout_redirect_uri", "state", "client_id", "id_token_hint"] {
-        if let Some(v) = p.get(key) {
-            hidden.push((key, v));
+    with_csrf(&headers, |csrf| {
+        let mut hidden: Vec<(&str, &str)> = vec![("csrf", csrf)];
+        for key in ["post_logout_redirect_uri", "state", "client_id", "id_token_hint"] {
+            if let Some(v) = p.get(key) {
+                hidden.push((key, v));
+            }
         }
-    }
-    let mut response = html::logout_confirm_page(&hidden);
-    if let Some(set) = set {
-        response.headers_mut().append(header::SET_COOKIE, set);
-    }
-    response
+        html::logout_confirm_page(&hidden)
+    })
 }
 
 /// `POST /end_session`: the confirmation form.

@@ -49,10 +49,13 @@ impl IdentityCtx {
     }
 }
 
+/// A secret the way the services read it (`service_kit::secret::read_secret_file`), so the
+/// client sends exactly what the service hashed.
 pub(crate) fn secret(path: &std::path::Path) -> Result<String, StepError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .map_err(|e| StepError::from_error(format!("cannot read {}", path.display()), &e))
+    use secrecy::ExposeSecret as _;
+    service_kit::secret::read_secret_file(path)
+        .map(|s| s.expose_secret().to_owned())
+        .map_err(|e| StepError::from_error("cannot read a demo secret", &e))
 }
 
 /// POSTs a form with optional Basic client credentials; returns status and JSON body.

@@ -496,52 +496,54 @@ pub async fn status(engine: &Engine, project: &str) -> Result<Vec<ServiceStatus>
 }
 
 /// Removes what one run created in `project` (objects labelled with its run id): the rollback
-/// of a failed or interrupted start. Objects an earlier run made and this one reused stay.
+/// of a failed or interrupted start. Objects an earlier run made and this one reused stay; a
+/// network such a container still uses stays too, which is not an error here.
 pub async fn remove_run(engine: &Engine, project: &str, run_id: &str) -> Result<(), StackError> {
-    let docker = engine.docker();
-    let filter = HashMap::from([(
-        "label",
-        vec![format!("{}={project}", labels::PROJECT), format!("{}={run_id}", labels::RUN)],
-    )]);
-    let containers = docker
-        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filter).build()))
-        .await
-        .map_err(api(format!("listing the containers of run {run_id}")))?;
-    for c in containers.into_iter().filter_map(|c| c.id) {
-        docker
-            .remove_container(&c, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
-            .await
-            .map_err(api(format!("removing container {c}")))?;
-    }
-    let networks = docker
-        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filter).build()))
-        .await
-        .map_err(api(format!("listing the networks of run {run_id}")))?;
-    for name in networks.into_iter().filter_map(|n| n.name) {
-        // A network another (reused) container still uses stays; that is not an error here.
-        let _ = docker.remove_network(&name).await;
-    }
-    let volumes = docker
-        .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filter).build()))
-        .await
-        .map_err(api(format!("listing the volumes of run {run_id}")))?;
-    for v in volumes.volumes.unwrap_or_default() {
-        let _ = docker.remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
-    }
-    Ok(())
+    let selector = [format!("{}={project}", labels::PROJECT), format!("{}={run_id}", labels::RUN)];
+    remove_labelled(
+        engine,
+        &format!("run {run_id}"),
+        &selector,
+        Removal { stop_first: false, volumes: true, strict: false },
+    )
+    .await
 }
 
 /// Stops and removes everything labelled with `project`; named volumes too with `volumes`.
 pub async fn down(engine: &Engine, project: &str, volumes: bool) -> Result<(), StackError> {
+    let selector = [format!("{}={project}", labels::PROJECT)];
+    remove_labelled(engine, project, &selector, Removal { stop_first: true, volumes, strict: true }).await
+}
+
+/// How [`remove_labelled`] removes.
+#[derive(Debug, Clone, Copy)]
+struct Removal {
+    /// Stop containers gracefully (SIGTERM, 10 s) before removing them.
+    stop_first: bool,
+    /// Remove named volumes too.
+    volumes: bool,
+    /// A network or volume that cannot be removed is an error (otherwise it is left).
+    strict: bool,
+}
+
+/// Removes the containers, networks and (optionally) volumes carrying all of `selector`'s labels.
+async fn remove_labelled(
+    engine: &Engine,
+    what: &str,
+    selector: &[String],
+    how: Removal,
+) -> Result<(), StackError> {
     let docker = engine.docker();
-    let filter = HashMap::from([("label", vec![format!("{}={project}", labels::PROJECT)])]);
+    let filter = HashMap::from([("label", selector.to_vec())]);
     let containers = docker
         .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filter).build()))
         .await
-        .map_err(api(format!("listing the containers of {project}")))?;
-    for c in containers {
-        let Some(id) = c.id else { continue };
-        let _ = docker.stop_container(&id, Some(StopContainerOptionsBuilder::default().t(10).build())).await;
+        .map_err(api(format!("listing the containers of {what}")))?;
+    for id in containers.into_iter().filter_map(|c| c.id) {
+        if how.stop_first {
+            let _ =
+                docker.stop_container(&id, Some(StopContainerOptionsBuilder::default().t(10).build())).await;
+        }
         docker
             .remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
             .await
@@ -550,22 +552,24 @@ pub async fn down(engine: &Engine, project: &str, volumes: bool) -> Result<(), S
     let networks = docker
         .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filter).build()))
         .await
-        .map_err(api(format!("listing the networks of {project}")))?;
-    for n in networks {
-        if let Some(name) = n.name {
-            docker.remove_network(&name).await.map_err(api(format!("removing network {name}")))?;
+        .map_err(api(format!("listing the networks of {what}")))?;
+    for name in networks.into_iter().filter_map(|n| n.name) {
+        let removed = docker.remove_network(&name).await;
+        if how.strict {
+            removed.map_err(api(format!("removing network {name}")))?;
         }
     }
-    if volumes {
+    if how.volumes {
         let list = docker
             .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filter).build()))
             .await
-            .map_err(api(format!("listing the volumes of {project}")))?;
+            .map_err(api(format!("listing the volumes of {what}")))?;
         for v in list.volumes.unwrap_or_default() {
-            docker
-                .remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>)
-                .await
-                .map_err(api(format!("removing volume {}", v.name)))?;
+            let removed =
+                docker.remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
+            if how.strict {
+                removed.map_err(api(format!("removing volume {}", v.name)))?;
+            }
         }
     }
     Ok(())

@@ -51,13 +51,7 @@ const DOCKER_PROBE: Duration = Duration::from_secs(2);
 
 /// Runs and returns the exit code.
 pub fn run_blocking(options: RunCmdOptions) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return 2;
-        }
-    };
+    let Some(runtime) = async_runtime(tokio::runtime::Builder::new_multi_thread()) else { return 2 };
     // Docker when asked for, or for auto when an engine answers; else embedded, saying why.
     let probe = || runtime.block_on(compose_engine::Engine::connect(DOCKER_PROBE));
     let (docker, reason) = match options.runtime {
@@ -122,15 +116,14 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
     })
 }
 
+/// Builds the async runtime, or says why it cannot (the caller exits 2).
+fn async_runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    builder.enable_all().build().map_err(|e| eprintln!("error: cannot start the async runtime: {e}")).ok()
+}
+
 /// `demo down`: removes the Docker stacks of a state directory; 0 done, 2 failed.
 pub fn down_blocking(state_root: &std::path::Path, volumes: bool) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return 2;
-        }
-    };
+    let Some(runtime) = async_runtime(tokio::runtime::Builder::new_current_thread()) else { return 2 };
     match runtime.block_on(crate::embedded::docker::down(state_root, volumes)) {
         Ok(projects) => {
             eprintln!("removed the Docker stacks of {} ({})", state_root.display(), projects.join(", "));
@@ -146,13 +139,7 @@ pub fn down_blocking(state_root: &std::path::Path, volumes: bool) -> u8 {
 /// `demo status`: what runs for a state directory (human or one JSON document); 0, or 2 when
 /// Docker cannot be asked.
 pub fn status_blocking(state_root: &std::path::Path, format: OutputFormat) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return 2;
-        }
-    };
+    let Some(runtime) = async_runtime(tokio::runtime::Builder::new_current_thread()) else { return 2 };
     let stacks = match runtime.block_on(crate::embedded::docker::status(state_root)) {
         Ok(stacks) => stacks,
         Err(e) => {

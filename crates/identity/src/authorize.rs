@@ -303,8 +303,9 @@ fn with_csrf(headers: &HeaderMap, page: impl FnOnce(&str) -> Response) -> Respon
 }
 
 /// The query of a browser request; a malformed one is answered with an error page.
-fn query_params(query: Option<String>) -> Result<HashMap<String, String>, Response> {
-    params(query.unwrap_or_default().as_bytes()).map_err(|e| html::error_page(StatusCode::BAD_REQUEST, &e))
+fn query_params(query: Option<String>) -> Result<HashMap<String, String>, Box<Response>> {
+    params(query.unwrap_or_default().as_bytes())
+        .map_err(|e| Box::new(html::error_page(StatusCode::BAD_REQUEST, &e)))
 }
 
 /// `GET /authorize`: validates the request and shows the sign-in and consent form.
@@ -315,7 +316,7 @@ pub(crate) async fn authorize_get(
 ) -> Response {
     let p = match query_params(query) {
         Ok(p) => p,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let request = match validate(&s, &p).await {
         Ok(r) => r,
@@ -599,7 +600,7 @@ pub(crate) async fn end_session_get(
 ) -> Response {
     let p = match query_params(query) {
         Ok(p) => p,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let target = match logout_target(&s, &p).await {
         Ok(t) => t,

@@ -235,16 +235,8 @@ async fn execute(
             credentials_file: state.root().join("credentials.md"),
         },
     );
-    let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-    if let Some(addr) = ctx.identity.api.get() {
-        client = client.resolve("identity.demo.local", *addr);
-    }
-    if let Some(addr) = ctx.kms.api.get() {
-        client = client.resolve("kms.demo.local", *addr);
-    }
-    let client = pki::client_config_for(&pki::PkiDir::new(state.pki_dir()), None)
-        .ok()
-        .and_then(|tls| client.tls_backend_preconfigured(tls).build().ok());
+    // Only a stack left running needs a client (a plain run has torn everything down).
+    let client = if teardown { None } else { stack_client(&ctx, &state) };
     RunningStack {
         report,
         state,
@@ -313,6 +305,19 @@ async fn wait_ready(
 /// The hint for a service that would not start from the state directory.
 const START_HINT: &str =
     "fix or remove the file named above, or run with --reset-demo to regenerate the whole environment";
+
+/// An HTTPS client trusting the demo CA, resolving the services' names to where they run.
+fn stack_client(ctx: &Ctx, state: &State) -> Option<reqwest::Client> {
+    let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(addr) = ctx.identity.api.get() {
+        client = client.resolve("identity.demo.local", *addr);
+    }
+    if let Some(addr) = ctx.kms.api.get() {
+        client = client.resolve("kms.demo.local", *addr);
+    }
+    let tls = pki::client_config_for(&pki::PkiDir::new(state.pki_dir()), None).ok()?;
+    client.tls_backend_preconfigured(tls).build().ok()
+}
 
 fn state_step() -> Step<Ctx> {
     Step::new("state.prepare", Phase::Setup, |c: Arc<Ctx>| async move {

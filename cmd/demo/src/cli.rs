@@ -92,6 +92,18 @@ pub struct RunArgs {
     /// Where the services run: docker if an engine answers, else embedded (in-process).
     #[arg(long, value_enum, default_value_t = RuntimeKind::Auto)]
     pub runtime: RuntimeKind,
+    /// The environment: demo (persistent, demo data), ci (ephemeral data), dev (persistent;
+    /// SQLite until PostgreSQL lands), prod (docker only: the production template, no demo data,
+    /// no flows).
+    #[arg(long, value_enum, default_value_t = ProfileArg::Demo)]
+    pub profile: ProfileArg,
+    /// Docker: do not start the telemetry collector (the telemetry network is still created).
+    #[arg(long)]
+    pub no_telemetry: bool,
+    /// Docker: use the compose files under DIR (laid out like deployments/: DIR/all/compose.yml,
+    /// DIR/telemetry/compose.yml, …) instead of the shipped ones.
+    #[arg(long, value_name = "DIR")]
+    pub compose_dir: Option<PathBuf>,
     /// The state directory (certificates, secrets, data); default under the user's data dir.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -117,6 +129,14 @@ pub struct RunArgs {
     /// the Swagger UI); prints how to reach them.
     #[arg(long)]
     pub keep_running: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProfileArg {
+    Dev,
+    Demo,
+    Ci,
+    Prod,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

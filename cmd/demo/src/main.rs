@@ -26,13 +26,13 @@ fn main() -> ExitCode {
         }
         Command::Pki(args) => ("pki", run_pki(args, format, style, cli.global.quiet, cli.global.verbose)),
         Command::Kms(args) => {
-            return run_stack(demo::embedded::Stack::Kms, args, format, style, cli.global.quiet);
+            return run_stack(demo::stack::Stack::Kms, args, format, style, cli.global.quiet);
         }
         Command::Identity(args) => {
-            return run_stack(demo::embedded::Stack::Identity, args, format, style, cli.global.quiet);
+            return run_stack(demo::stack::Stack::Identity, args, format, style, cli.global.quiet);
         }
         Command::All(args) => {
-            return run_stack(demo::embedded::Stack::All, args, format, style, cli.global.quiet);
+            return run_stack(demo::stack::Stack::All, args, format, style, cli.global.quiet);
         }
         Command::Status(args) => {
             let root = args.state_dir.unwrap_or_else(demo::state::State::default_root);
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
 }
 
 fn run_stack(
-    stack: demo::embedded::Stack,
+    stack: demo::stack::Stack,
     args: cli::RunArgs,
     format: OutputFormat,
     style: Style,
@@ -95,6 +95,14 @@ fn run_stack(
         style,
         quiet,
         keep_running: args.keep_running,
+        profile: match args.profile {
+            cli::ProfileArg::Dev => demo::stack::Profile::Dev,
+            cli::ProfileArg::Demo => demo::stack::Profile::Demo,
+            cli::ProfileArg::Ci => demo::stack::Profile::Ci,
+            cli::ProfileArg::Prod => demo::stack::Profile::Prod,
+        },
+        telemetry: !args.no_telemetry,
+        compose_dir: args.compose_dir,
     };
     ExitCode::from(demo::run_cmd::run_blocking(options))
 }

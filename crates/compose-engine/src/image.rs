@@ -49,6 +49,79 @@ pub enum ImageError {
     /// The engine could not be asked.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A third-party image is not on this engine and could not be pulled.
+    #[error("{reference} is not present locally and could not be pulled: {reason}")]
+    Unavailable {
+        /// The image reference.
+        reference: String,
+        /// Why the pull failed (no registry, a timeout, an unknown image).
+        reason: String,
+    },
+}
+
+/// How a third-party image was had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// It was on the engine already.
+    Present,
+    /// This call pulled it.
+    Pulled,
+}
+
+/// Progress of a pull, as the engine reports it per layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullProgress {
+    /// The layer (empty for messages about the whole image).
+    pub layer: String,
+    /// `Downloading`, `Extracting`, `Pull complete`, ….
+    pub status: String,
+    /// Bytes done and in all, when the engine says.
+    pub bytes: Option<(u64, u64)>,
+}
+
+/// Makes sure a third-party image (an OpenTelemetry collector, PostgreSQL) is on the engine: used
+/// when present, otherwise pulled within `timeout`, reporting progress to `progress`. With no
+/// registry reachable this fails with [`ImageError::Unavailable`] saying why, so the caller
+/// can degrade and say so.
+pub async fn ensure_third_party(
+    engine: &Engine,
+    reference: &str,
+    timeout: std::time::Duration,
+    progress: &(dyn Fn(&PullProgress) + Send + Sync),
+) -> Result<Availability, ImageError> {
+    if engine.docker().inspect_image(reference).await.is_ok() {
+        return Ok(Availability::Present);
+    }
+    let unavailable = |reason: String| ImageError::Unavailable { reference: reference.to_owned(), reason };
+    let options =
+        bollard::query_parameters::CreateImageOptionsBuilder::default().from_image(reference).build();
+    let pull = async {
+        let mut stream = engine.docker().create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| unavailable(e.to_string()))?;
+            if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                return Err(unavailable(message));
+            }
+            let bytes = info
+                .progress_detail
+                .and_then(|d| Some((u64::try_from(d.current?).ok()?, u64::try_from(d.total?).ok()?)));
+            progress(&PullProgress {
+                layer: info.id.unwrap_or_default(),
+                status: info.status.unwrap_or_default(),
+                bytes,
+            });
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, pull)
+        .await
+        .map_err(|_| unavailable(format!("no answer from the registry within {timeout:?}")))??;
+    engine
+        .docker()
+        .inspect_image(reference)
+        .await
+        .map_err(|e| unavailable(format!("the pull ended but the image is not there: {e}")))?;
+    Ok(Availability::Pulled)
 }
 
 /// The image the services run from.

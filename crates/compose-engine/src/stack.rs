@@ -1,7 +1,7 @@
 //! Bringing a [`Project`] up and down through the Engine API, the way `docker compose` does —
 //! same object names and labels, so `docker compose -p NAME ps/logs/down` see what we created.
 //!
-//! `up`: networks and volumes (created if missing), then the services in dependency order:
+//! `up`: networks and the volumes a service mounts (created if missing), then the services in dependency order:
 //! a container is reused when its config hash matches, otherwise (re)created; a service waits for
 //! its dependencies' conditions (`service_healthy` polls the engine's health status) and fails at
 //! once, with the container's log tail, when a dependency exits or turns unhealthy — never waiting
@@ -278,7 +278,13 @@ pub async fn up(engine: &Engine, project: &Project, options: &UpOptions) -> Resu
             .map_err(api(format!("creating network {name}")))?;
     }
     for (key, volume) in &project.volumes {
-        if volume.external {
+        // Like compose: a volume no enabled service mounts is not created (a profile that puts
+        // the data on a tmpfs leaves no empty volume behind).
+        let used = project
+            .services
+            .values()
+            .any(|s| s.volumes.iter().any(|m| m.source == MountSource::Volume(key.clone())));
+        if volume.external || !used {
             continue;
         }
         let name = project.volume_name(key);

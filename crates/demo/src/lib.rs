@@ -6,7 +6,6 @@
 //! What it must not do: parse command lines (that is `cmd/demo`), print from inside the
 //! library except through the renderers in [`output`], or exit the process.
 
-pub mod embedded;
 pub mod engine;
 pub mod error;
 pub mod healthcheck;
@@ -16,6 +15,7 @@ pub mod report;
 pub mod run_cmd;
 pub mod runtime;
 pub mod serve;
+pub mod stack;
 pub mod state;
 
 pub use error::{DemoError, ErrorReport};

@@ -66,6 +66,9 @@ pub struct Report {
     pub services: Vec<ServiceReport>,
     /// Files to use afterwards.
     pub artifacts: Artifacts,
+    /// What the run left out or degraded and why (a missing telemetry image, a profile without
+    /// flows), said plainly; empty when nothing was.
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -104,6 +107,13 @@ impl Report {
             errors,
             services,
             artifacts,
+            notes: Vec::new(),
         }
+    }
+
+    /// The report with `notes`.
+    pub fn with_notes(mut self, notes: Vec<String>) -> Self {
+        self.notes = notes;
+        self
     }
 }

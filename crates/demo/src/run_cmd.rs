@@ -25,7 +25,7 @@ pub enum RuntimeArg {
 #[derive(Debug, Clone)]
 pub struct RunCmdOptions {
     /// Which services.
-    pub stack: crate::embedded::Stack,
+    pub stack: crate::stack::Stack,
     /// Runtime.
     pub runtime: RuntimeArg,
     /// State directory.
@@ -44,6 +44,12 @@ pub struct RunCmdOptions {
     pub quiet: bool,
     /// Leave the stack up after the report, until Ctrl-C.
     pub keep_running: bool,
+    /// `--profile`.
+    pub profile: crate::stack::Profile,
+    /// Docker: start the telemetry collector when its image can be had.
+    pub telemetry: bool,
+    /// Docker: compose files to use instead of the shipped ones.
+    pub compose_dir: Option<PathBuf>,
 }
 
 /// How long `--runtime auto|docker` waits for a Docker engine to answer.
@@ -76,7 +82,7 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
         OutputFormat::Structured => Arc::new(JsonLines),
         _ => Arc::new(()),
     };
-    let demo_options = crate::embedded::DemoOptions {
+    let demo_options = crate::stack::DemoOptions {
         stack: options.stack,
         state_dir: options.state_dir.clone(),
         reset: options.reset,
@@ -84,6 +90,9 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
         health_timeout: options.health_timeout,
         runtime_reason: reason,
         docker,
+        profile: options.profile,
+        telemetry: options.telemetry,
+        compose_dir: options.compose_dir.clone(),
     };
     runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -124,7 +133,7 @@ fn async_runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime:
 /// `demo down`: removes the Docker stacks of a state directory; 0 done, 2 failed.
 pub fn down_blocking(state_root: &std::path::Path, volumes: bool) -> u8 {
     let Some(runtime) = async_runtime(tokio::runtime::Builder::new_current_thread()) else { return 2 };
-    match runtime.block_on(crate::embedded::docker::down(state_root, volumes)) {
+    match runtime.block_on(crate::stack::docker::down(state_root, volumes)) {
         Ok(projects) => {
             eprintln!("removed the Docker stacks of {} ({})", state_root.display(), projects.join(", "));
             0
@@ -140,7 +149,7 @@ pub fn down_blocking(state_root: &std::path::Path, volumes: bool) -> u8 {
 /// Docker cannot be asked.
 pub fn status_blocking(state_root: &std::path::Path, format: OutputFormat) -> u8 {
     let Some(runtime) = async_runtime(tokio::runtime::Builder::new_current_thread()) else { return 2 };
-    let stacks = match runtime.block_on(crate::embedded::docker::status(state_root)) {
+    let stacks = match runtime.block_on(crate::stack::docker::status(state_root)) {
         Ok(stacks) => stacks,
         Err(e) => {
             eprintln!("error: {e}");
@@ -179,7 +188,7 @@ fn print_report(report: &Report, options: &RunCmdOptions) {
 }
 
 /// What a person needs to use the stack that `--keep-running` left up.
-fn keep_running_banner(stack: &crate::embedded::RunningStack) -> String {
+fn keep_running_banner(stack: &crate::stack::RunningStack) -> String {
     let mut out = String::from("\nThe stack keeps running until Ctrl-C.\n");
     let ports = [&stack.identity_url, &stack.kms_url];
     if ports.iter().any(|u| u.is_some()) {
@@ -232,6 +241,12 @@ impl Drop for HumanProgress {
 }
 
 impl Observer for HumanProgress {
+    fn progress(&self, step: &str, message: &str) {
+        if let Some(bar) = &self.spinner {
+            bar.set_message(format!("{step}: {message}"));
+        }
+    }
+
     fn event(&self, e: &Event) {
         let line = match e.kind {
             EventKind::Retrying => {
@@ -276,6 +291,10 @@ impl Observer for HumanProgress {
 struct JsonLines;
 
 impl Observer for JsonLines {
+    fn progress(&self, step: &str, message: &str) {
+        println!("{}", serde_json::json!({"event": "progress", "step": step, "message": message}));
+    }
+
     fn event(&self, e: &Event) {
         println!("{}", serde_json::json!({"event": "step", "step": e}));
     }
@@ -313,6 +332,9 @@ pub fn render_summary(report: &Report, style: Style, quiet: bool) -> String {
         }
     }
     if !quiet {
+        for note in &report.notes {
+            out.push_str(&format!("\n  {} {note}\n", style.dim("note:")));
+        }
         out.push('\n');
         for s in &report.services {
             out.push_str(&format!("  {:<12} {} ({})\n", s.name, s.url, s.health));

@@ -1,15 +1,15 @@
-//! Where a demo's services run, behind one trait: `embedded` (in-process on loopback, this
-//! crate's `embedded` module) today; `docker` (compose stacks through the Engine API) implements
-//! the same trait when it lands. `--runtime auto` picks docker when an engine answers a short
-//! probe and the runtime exists, else embedded, and the report says which and why.
+//! Where a demo's services run, behind one trait: `embedded` (in-process on loopback) and
+//! `docker` (compose stacks through the Engine API); both run the plans of the `stack` module.
+//! `--runtime auto` picks docker when an engine answers a short probe, else embedded, and the
+//! report says which and why.
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::embedded::{DemoOptions, RunningStack};
 use crate::engine::Observer;
 use crate::report::Report;
+use crate::stack::{DemoOptions, RunningStack};
 
 /// A place to run a demo stack.
 #[async_trait::async_trait]
@@ -50,7 +50,7 @@ impl Runtime for Embedded {
         observer: Arc<dyn Observer>,
         interrupt: watch::Receiver<bool>,
     ) -> Report {
-        crate::embedded::run(options, observer, interrupt).await
+        crate::stack::run(options, observer, interrupt).await
     }
 
     async fn start(
@@ -59,7 +59,7 @@ impl Runtime for Embedded {
         observer: Arc<dyn Observer>,
         interrupt: watch::Receiver<bool>,
     ) -> RunningStack {
-        crate::embedded::start(options, observer, interrupt).await
+        crate::stack::start(options, observer, interrupt).await
     }
 }
 
@@ -81,7 +81,7 @@ impl Runtime for Docker {
         interrupt: watch::Receiver<bool>,
     ) -> Report {
         options.docker = true;
-        crate::embedded::run(options, observer, interrupt).await
+        crate::stack::run(options, observer, interrupt).await
     }
 
     async fn start(
@@ -91,6 +91,6 @@ impl Runtime for Docker {
         interrupt: watch::Receiver<bool>,
     ) -> RunningStack {
         options.docker = true;
-        crate::embedded::start(options, observer, interrupt).await
+        crate::stack::start(options, observer, interrupt).await
     }
 }

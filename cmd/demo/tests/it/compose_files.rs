@@ -53,7 +53,11 @@ fn plain_docker_compose_accepts_the_files_and_brings_the_stack_up() {
     });
     let meta = std::fs::metadata(state.root()).unwrap();
     let (kms_port, identity_port) = (free_port(), free_port());
+    let project = format!("demo-compose-test-{}", std::process::id());
+    // The product files join the environment's telemetry network, which they declare external.
+    let telemetry_network = format!("{project}-telemetry");
     let env = [
+        ("DEMO_TELEMETRY_NETWORK", telemetry_network.clone()),
         ("DEMO_IMAGE", image.tag.clone()),
         ("DEMO_STATE_DIR", state.root().display().to_string()),
         ("DEMO_UID", std::os::unix::fs::MetadataExt::uid(&meta).to_string()),
@@ -64,14 +68,24 @@ fn plain_docker_compose_accepts_the_files_and_brings_the_stack_up() {
     for dir in ["kms", "identity", "all"] {
         let out = compose(dir, &env, &["config", "--quiet"]);
         assert!(out.status.success(), "{dir}: {}", String::from_utf8_lossy(&out.stderr));
+        // Each profile's override file, as `-f compose.yml -f compose.<profile>.yml`.
+        for profile in ["ci", "prod"] {
+            let overlay = format!("compose.{profile}.yml");
+            let args = ["-f", "compose.yml", "-f", &overlay, "--profile", profile, "config", "--quiet"];
+            let out = compose(dir, &env, &args);
+            assert!(out.status.success(), "{dir} {profile}: {}", String::from_utf8_lossy(&out.stderr));
+        }
     }
+    let out = compose("telemetry", &env, &["--profile", "telemetry", "config", "--quiet"]);
+    assert!(out.status.success(), "telemetry: {}", String::from_utf8_lossy(&out.stderr));
     // Without the variables, compose names one that is missing (which one first varies) and our hint.
     let out = compose("kms", &[], &["config", "--quiet"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("required variable DEMO_") && stderr.contains("set DEMO_"), "{stderr}");
 
-    let project = format!("demo-compose-test-{}", std::process::id());
+    let created = Command::new("docker").args(["network", "create", &telemetry_network]).output().unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let up = compose("all", &env, &["-p", &project, "up", "--detach", "--wait", "--wait-timeout", "120"]);
     let logs = || {
         String::from_utf8_lossy(&compose("all", &env, &["-p", &project, "logs", "--tail", "30"]).stdout)
@@ -117,6 +131,8 @@ fn plain_docker_compose_accepts_the_files_and_brings_the_stack_up() {
         }
     });
     let down = compose("all", &env, &["-p", &project, "down", "--volumes", "--timeout", "10"]);
+    let network_removed =
+        Command::new("docker").args(["network", "rm", &telemetry_network]).output().unwrap();
     let left = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={project}")])
         .output()
@@ -129,5 +145,6 @@ fn plain_docker_compose_accepts_the_files_and_brings_the_stack_up() {
         std::panic::resume_unwind(panic);
     }
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(network_removed.status.success(), "{}", String::from_utf8_lossy(&network_removed.stderr));
     assert!(left.stdout.is_empty() && volumes.stdout.is_empty(), "objects left behind");
 }

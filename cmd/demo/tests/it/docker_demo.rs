@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-fn engine_answers() -> bool {
+pub fn engine_answers() -> bool {
     let ok = Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .output()
@@ -17,10 +17,36 @@ fn engine_answers() -> bool {
     ok
 }
 
-fn run_json(args: &[&str]) -> (i32, serde_json::Value, String) {
+pub fn run_json(args: &[&str]) -> (i32, serde_json::Value, String) {
     let out = crate::demo().args(args).output().unwrap();
     let doc = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     (out.status.code().unwrap_or(-1), doc, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The ids of a project's containers, by `docker compose -p NAME ps`: compose itself must see
+/// what the CLI created.
+fn compose_ps(project: &str) -> Vec<String> {
+    let out = Command::new("docker").args(["compose", "-p", project, "ps", "-q"]).output().unwrap();
+    assert!(out.status.success(), "docker compose ps: {}", String::from_utf8_lossy(&out.stderr));
+    let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    ids.sort();
+    ids
+}
+
+/// Every secret value of the state directory: the files under `secrets/` and the private keys.
+fn secret_values(state: &std::path::Path) -> Vec<String> {
+    let mut values = Vec::new();
+    for entry in std::fs::read_dir(state.join("secrets")).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        // Multi-line files (tenants.yml): each value line.
+        values.extend(text.lines().map(str::trim).filter(|l| l.len() >= 12).map(str::to_owned));
+    }
+    for service in ["kms", "identity"] {
+        let key = std::fs::read_to_string(state.join(format!("pki/leaves/{service}/key.pem"))).unwrap();
+        values.extend(key.lines().filter(|l| !l.starts_with("-----")).map(str::to_owned));
+    }
+    assert!(values.len() > 10, "the state directory holds secrets: {values:?}");
+    values
 }
 
 #[test]
@@ -29,9 +55,9 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let state = state.to_str().unwrap();
-    let args = ["all", "--runtime", "docker", "--output", "json", "--state-dir", state];
+    let state_path = tmp.path().join("state");
+    let state = state_path.to_str().unwrap();
+    let args = ["all", "--runtime", "docker", "--profile", "ci", "--output", "json", "--state-dir", state];
     let (code, doc, stderr) = run_json(&args);
     let cleanup = || crate::demo().args(["down", "--volumes", "--state-dir", state]).output().unwrap();
     if code != 0 {
@@ -39,6 +65,7 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
         panic!("{doc:#}\n{stderr}");
     }
     assert_eq!(doc["runtime"]["name"], "docker");
+    assert_eq!(doc["profile"], "ci");
     crate::all_demo::validate_with_jsonschema(&doc);
     let steps = doc["steps"].as_array().unwrap();
     assert!(steps.iter().all(|s| s["status"] == "passed"), "{doc:#}");
@@ -46,6 +73,60 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
     {
         assert!(steps.iter().any(|s| s["id"] == want), "{want} missing");
     }
+    // The same checks and flows as the embedded runtime: every embedded step id but its
+    // in-process start and stop.
+    let embedded = tempfile::tempdir().unwrap();
+    let (code, embedded_doc, _) = run_json(&[
+        "all",
+        "--runtime",
+        "embedded",
+        "--output",
+        "json",
+        "--state-dir",
+        embedded.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    for step in embedded_doc["steps"].as_array().unwrap() {
+        let id = step["id"].as_str().unwrap();
+        if id.starts_with("config.") || id.starts_with("stack.") {
+            continue;
+        }
+        assert!(steps.iter().any(|s| s["id"] == id), "{id} runs embedded but not on docker");
+    }
+    // Telemetry cannot be had on a machine without a registry: the run says so.
+    let notes = doc["notes"].to_string();
+    let collector_here = Command::new("docker")
+        .args(["image", "inspect", "otel/opentelemetry-collector-contrib:0.114.0"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !collector_here {
+        assert!(notes.contains("telemetry is off") && notes.contains("could not be pulled"), "{notes}");
+    }
+
+    let project = format!("demo-all-{}", state_suffix(state));
+    let containers = compose_ps(&project);
+    assert_eq!(containers.len(), 2, "docker compose -p {project} ps lists both services");
+    let secrets = secret_values(&state_path);
+    for id in &containers {
+        let inspect = Command::new("docker").args(["inspect", id]).output().unwrap();
+        let inspect = String::from_utf8_lossy(&inspect.stdout);
+        let env: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+        let env = env[0]["Config"]["Env"].to_string();
+        assert!(!env.contains("SECRET") && !env.contains("PASSWORD"), "environment: {env}");
+        for value in &secrets {
+            assert!(!inspect.contains(value.as_str()), "a secret value appears in `docker inspect {id}`");
+        }
+        // ci is ephemeral: the data is on a tmpfs, in no volume.
+        assert!(inspect.contains("\"/var/lib/demo\""), "{inspect}");
+    }
+    let volumes = Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter", &format!("label=com.docker.compose.project={project}")])
+        .output()
+        .unwrap();
+    assert!(volumes.stdout.is_empty(), "the ci profile creates no volume");
+
     let status = crate::demo().args(["status", "--output", "json", "--state-dir", state]).output().unwrap();
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let services = &status["stacks"][0]["services"];
@@ -54,22 +135,25 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
     let ls = Command::new("docker").args(["compose", "ls", "--format", "json"]).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
     let again = run_json(&args);
+    let reused = compose_ps(&project);
     let down = cleanup();
     assert!(ls.contains(&format!("{state}/deployments/all/compose.yml")), "docker compose ls: {ls}");
     assert_eq!(again.0, 0, "second run (stack reused): {:#}\n{}", again.1, again.2);
+    assert_eq!(reused, containers, "the second run reuses the running containers");
+    let (first_ms, second_ms) =
+        (doc["duration_ms"].as_u64().unwrap(), again.1["duration_ms"].as_u64().unwrap());
+    assert!(
+        second_ms < first_ms,
+        "reusing the stack ({second_ms} ms) is faster than starting it ({first_ms} ms)"
+    );
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
-    let project = format!("label=com.docker.compose.project=demo-all-{}", state_suffix(state));
-    for what in [
-        &["ps", "-aq", "--filter"][..],
-        &["volume", "ls", "-q", "--filter"],
-        &["network", "ls", "-q", "--filter"],
-    ] {
-        let out = Command::new("docker").args(what).arg(&project).output().unwrap();
-        assert!(out.stdout.is_empty(), "`docker {}` still lists objects of the project", what.join(" "));
+    for project in [project, format!("demo-telemetry-{}", state_suffix(state))] {
+        let left = crate::docker_faults::leftovers(&project);
+        assert!(left.is_empty(), "`demo down --volumes` left {left:?} of {project}");
     }
 }
 
-fn state_suffix(state: &str) -> String {
+pub fn state_suffix(state: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, state.as_bytes());
     digest.as_ref().iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
@@ -97,10 +181,11 @@ fn a_taken_host_port_fails_before_anything_is_created_naming_it() {
         "{error}"
     );
     assert!(error["hint"].as_str().unwrap().contains("docker-ports/kms"), "{error}");
-    let project =
-        format!("label=com.docker.compose.project=demo-kms-{}", state_suffix(state.to_str().unwrap()));
-    let left = Command::new("docker").args(["ps", "-aq", "--filter", &project]).output().unwrap();
-    assert!(left.stdout.is_empty(), "nothing was created");
+    for stack in ["kms", "telemetry"] {
+        let project = format!("demo-{stack}-{}", state_suffix(state.to_str().unwrap()));
+        let left = crate::docker_faults::leftovers(&project);
+        assert!(left.is_empty(), "nothing was created, yet {left:?} of {project} exists");
+    }
     drop(squatter);
 }
 
@@ -131,14 +216,9 @@ fn a_service_that_cannot_start_fails_with_its_log_tail_and_is_rolled_back() {
     assert!(error.contains("share"), "the log tail says why: {error}");
     let rollback = doc["steps"].as_array().unwrap().iter().find(|s| s["id"] == "stack.rollback").unwrap();
     assert_eq!(rollback["status"], "passed");
-    let project =
-        format!("label=com.docker.compose.project=demo-kms-{}", state_suffix(state.to_str().unwrap()));
-    for what in [
-        &["ps", "-aq", "--filter"][..],
-        &["volume", "ls", "-q", "--filter"],
-        &["network", "ls", "-q", "--filter"],
-    ] {
-        let out = Command::new("docker").args(what).arg(&project).output().unwrap();
-        assert!(out.stdout.is_empty(), "`docker {}` still lists objects of the failed run", what.join(" "));
+    for stack in ["kms", "telemetry"] {
+        let project = format!("demo-{stack}-{}", state_suffix(state.to_str().unwrap()));
+        let left = crate::docker_faults::leftovers(&project);
+        assert!(left.is_empty(), "the failed run left {left:?} of {project}");
     }
 }

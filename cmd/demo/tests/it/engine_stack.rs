@@ -31,17 +31,25 @@ async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
         .unwrap();
     let meta = std::fs::metadata(state.root()).unwrap();
     let kms_port = free_port();
+    let name = format!("demo-engine-test-{}", std::process::id());
     let env = Env::new()
+        .var("DEMO_TELEMETRY_NETWORK", format!("{name}-telemetry"))
         .var("DEMO_IMAGE", &image.tag)
         .var("DEMO_STATE_DIR", state.root().display().to_string())
         .var("DEMO_UID", std::os::unix::fs::MetadataExt::uid(&meta).to_string())
         .var("DEMO_GID", std::os::unix::fs::MetadataExt::gid(&meta).to_string())
         .var("KMS_PORT", kms_port.to_string())
         .var("IDENTITY_PORT", free_port().to_string());
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deployments/all/compose.yml");
-    let mut project = compose_engine::model::load(&[file], &env, &[]).unwrap();
-    project.name = format!("demo-engine-test-{}", std::process::id());
+    let deployments = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deployments");
+    let mut project = compose_engine::model::load(&[deployments.join("all/compose.yml")], &env, &[]).unwrap();
+    project.name = name.clone();
+    // The telemetry network the stack joins (without the collector: its image is not here).
+    let mut telemetry =
+        compose_engine::model::load(&[deployments.join("telemetry/compose.yml")], &env, &[]).unwrap();
+    telemetry.name = format!("{name}-telemetry");
+    assert!(telemetry.services.is_empty(), "the collector is in the `telemetry` profile only");
     let options = UpOptions { run_id: "test-run".into(), timeout: Duration::from_secs(90) };
+    stack::up(&engine, &telemetry, &options).await.unwrap();
 
     let (engine2, project2, options2, pki_dir) =
         (engine.clone(), project.clone(), options.clone(), pki::PkiDir::new(state.pki_dir()));
@@ -85,6 +93,7 @@ async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
     };
     let outcome = tokio::spawn(result).await;
     stack::down(&engine, &project.name, true).await.unwrap();
+    stack::down(&engine, &telemetry.name, true).await.unwrap();
     let left = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={}", project.name)])
         .output()

@@ -40,7 +40,7 @@ fn a_service_that_never_becomes_ready_fails_the_run_naming_it_and_its_readyz() {
             "--state-dir",
             state.to_str().unwrap(),
         ],
-        &[(demo::embedded::NEVER_READY_HOOK, "kms")],
+        &[(demo::stack::NEVER_READY_HOOK, "kms")],
     );
     assert_eq!(code, 2, "{doc:#}");
     assert_eq!(doc["outcome"], "failure");

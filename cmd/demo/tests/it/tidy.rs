@@ -53,3 +53,34 @@ fn architecture_lists_every_crate_and_every_crate_says_what_it_is_for() {
         }
     }
 }
+
+/// The multi-stage Dockerfile (hosts with a registry) builds what the offline image holds: the
+/// `demo` binary of the `demo-cli` package at `/demo`, run as 65534, from every directory the
+/// build reads. It cannot be built here (no registry), so this keeps it from drifting.
+#[test]
+fn the_dockerfile_builds_the_image_the_offline_build_makes() {
+    let dockerfile = std::fs::read_to_string(root().join("deployments/Dockerfile")).unwrap();
+    let manifest = std::fs::read_to_string(root().join("cmd/demo/Cargo.toml")).unwrap();
+    assert!(manifest.contains("name = \"demo-cli\""), "the package the Dockerfile builds");
+    assert!(dockerfile.contains("cargo build --release --locked -p demo-cli"), "{dockerfile}");
+    for copied in [
+        "COPY Cargo.toml Cargo.lock ./",
+        "COPY cmd cmd",
+        "COPY crates crates",
+        "COPY deployments deployments",
+        "COPY testdata testdata",
+    ] {
+        assert!(dockerfile.contains(copied), "the Dockerfile lacks `{copied}`");
+    }
+    assert!(dockerfile.contains("ENTRYPOINT [\"/demo\"]") && dockerfile.contains("USER 65534:65534"));
+    let offline = std::fs::read_to_string(root().join("crates/compose-engine/src/image.rs")).unwrap();
+    assert!(
+        offline.contains("USER 65534:65534") && offline.contains("ENTRYPOINT [\\\"/demo\\\"]"),
+        "the offline image changed"
+    );
+    for stack in ["kms", "identity"] {
+        let compose =
+            std::fs::read_to_string(root().join(format!("deployments/{stack}/compose.yml"))).unwrap();
+        assert!(compose.contains("test: [CMD, /demo, healthcheck"), "{stack}'s healthcheck runs /demo");
+    }
+}

@@ -189,6 +189,10 @@ pub enum EventKind {
 pub trait Observer: Send + Sync {
     /// Called for every event, in order.
     fn event(&self, event: &Event);
+
+    /// Progress inside a long step (an image pull): a short line that replaces the previous
+    /// one. Ignored unless the observer shows progress.
+    fn progress(&self, _step: &str, _message: &str) {}
 }
 
 impl Observer for () {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use demo::embedded::{DemoOptions, RunningStack, Stack, start};
+use demo::stack::{DemoOptions, RunningStack, Stack, start};
 
 async fn start_all(dir: &std::path::Path) -> RunningStack {
     let (_tx, rx) = tokio::sync::watch::channel(false);

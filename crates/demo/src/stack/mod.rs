@@ -1,7 +1,8 @@
-//! `demo kms|identity|all` on the embedded runtime: the services started in-process on free
-//! loopback ports from the state directory (the same certificates, secrets and seed files the
-//! containers use), checked, and exercised. Every unit of work is a step of the engine, so
-//! failures are precise and dependants are skipped.
+//! `demo kms|identity|all`: one plan of steps per run, on either runtime. Embedded: the
+//! services started in-process on free loopback ports from the state directory (the same
+//! certificates, secrets and seed files the containers use). Docker (`docker`): the compose
+//! stacks brought up through the Engine API. Then the same checks and flows. Every unit of work
+//! is a step of the engine, so failures are precise and dependants are skipped.
 //!
 //! `kms` and `identity` each add their steps to one plan over one shared context (`all` adds
 //! both, the KMS configured for Identity's tokens, and `bearer`'s cross-service flows); the
@@ -45,6 +46,35 @@ impl Stack {
     }
 }
 
+/// `--profile`: what kind of environment a run stands up (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// Persistent, for development; PostgreSQL is to come with the PostgreSQL work, so today it
+    /// runs on SQLite like `demo` (and the report says so).
+    Dev,
+    /// Persistent named volumes (SQLite), demo data: the default.
+    #[default]
+    Demo,
+    /// Ephemeral: the services' data lives on tmpfs (Docker) or is removed after the run
+    /// (embedded), so nothing of a CI run survives it.
+    Ci,
+    /// The production template: no demo data, no demo seed (Docker only). The run checks that
+    /// the stack comes up healthy and that no demo account or client exists; no flows run.
+    Prod,
+}
+
+impl Profile {
+    /// The name in reports, compose file names (`compose.ci.yml`) and compose profiles.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dev => "dev",
+            Self::Demo => "demo",
+            Self::Ci => "ci",
+            Self::Prod => "prod",
+        }
+    }
+}
+
 /// What a demo run was asked for.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -62,6 +92,13 @@ pub struct DemoOptions {
     pub runtime_reason: String,
     /// Run on Docker (compose stacks through the Engine API) instead of in-process.
     pub docker: bool,
+    /// The profile.
+    pub profile: Profile,
+    /// Docker: bring the telemetry stack up too (when its collector image can be had).
+    pub telemetry: bool,
+    /// Docker: the compose files to use, laid out like `deployments/` (`<dir>/all/compose.yml`);
+    /// `None`: the shipped ones, written into the state directory.
+    pub compose_dir: Option<PathBuf>,
 }
 
 impl DemoOptions {
@@ -76,6 +113,9 @@ impl DemoOptions {
             health_timeout: Duration::from_secs(30),
             runtime_reason: "library call: embedded".to_owned(),
             docker: false,
+            profile: Profile::Demo,
+            telemetry: false,
+            compose_dir: None,
         }
     }
 }
@@ -138,6 +178,13 @@ impl RunningStack {
 pub(crate) struct Ctx {
     state_dir: PathBuf,
     reset: bool,
+    profile: Profile,
+    telemetry: bool,
+    compose_dir: Option<PathBuf>,
+    /// What the run left out or degraded, said plainly (the report's `notes`).
+    notes: std::sync::Mutex<Vec<String>>,
+    /// Where long steps report progress (an image pull).
+    observer: Option<Arc<dyn Observer>>,
     state: OnceLock<State>,
     kms: kms::KmsCtx,
     identity: identity::IdentityCtx,
@@ -147,6 +194,12 @@ pub(crate) struct Ctx {
 impl Ctx {
     fn state(&self) -> Result<&State, StepError> {
         self.state.get().ok_or_else(|| StepError::new("the state directory is not ready"))
+    }
+
+    fn note(&self, note: impl Into<String>) {
+        if let Ok(mut notes) = self.notes.lock() {
+            notes.push(note.into());
+        }
     }
 }
 
@@ -176,9 +229,24 @@ async fn execute(
     interrupt: watch::Receiver<bool>,
     teardown: bool,
 ) -> RunningStack {
-    let ctx = Arc::new(Ctx { state_dir: options.state_dir.clone(), reset: options.reset, ..Ctx::default() });
-    let mut plan = Plan::new().step(state_step());
+    let ctx = Arc::new(Ctx {
+        state_dir: options.state_dir.clone(),
+        reset: options.reset,
+        profile: options.profile,
+        telemetry: options.telemetry,
+        compose_dir: options.compose_dir.clone(),
+        observer: Some(observer.clone()),
+        ..Ctx::default()
+    });
+    if options.profile == Profile::Dev {
+        ctx.note("profile dev: PostgreSQL is not wired in yet, so the services keep their data in SQLite as with --profile demo");
+    }
+    let mut plan = Plan::new().step(state_step(options.docker));
     plan = match (options.docker, options.stack) {
+        (true, stack) if options.profile == Profile::Prod => {
+            ctx.note("profile prod: no demo data, so no seed checks and no flows; the run checks that the stack is healthy and that no demo account or client exists");
+            docker::prod_checks(docker::steps(plan, stack, options.health_timeout), stack)
+        }
         (false, Stack::Kms) => kms::steps(plan, options.health_timeout, false),
         (false, Stack::Identity) => identity::steps(plan, options.health_timeout),
         (false, Stack::All) => {
@@ -195,7 +263,7 @@ async fn execute(
     };
     // The Docker stack stays up for the next run (`demo down` removes it).
     if teardown && !options.docker {
-        plan = plan.step(teardown_step());
+        plan = plan.step(teardown_step(options.profile == Profile::Ci));
     }
     let engine = Engine::new(options.engine, observer);
     let result: RunResult = engine.run(plan, ctx.clone(), interrupt).await;
@@ -226,7 +294,7 @@ async fn execute(
             name: if options.docker { "docker" } else { "embedded" },
             reason: options.runtime_reason,
         },
-        "demo",
+        options.profile.name(),
         &result,
         services,
         Artifacts {
@@ -234,7 +302,8 @@ async fn execute(
             state_dir: state.root().to_owned(),
             credentials_file: state.root().join("credentials.md"),
         },
-    );
+    )
+    .with_notes(ctx.notes.lock().map(|n| n.clone()).unwrap_or_default());
     // Only a stack left running needs a client (a plain run has torn everything down).
     let client = if teardown { None } else { stack_client(&ctx, &state) };
     RunningStack {
@@ -319,8 +388,14 @@ fn stack_client(ctx: &Ctx, state: &State) -> Option<reqwest::Client> {
     client.tls_backend_preconfigured(tls).build().ok()
 }
 
-fn state_step() -> Step<Ctx> {
-    Step::new("state.prepare", Phase::Setup, |c: Arc<Ctx>| async move {
+fn state_step(docker: bool) -> Step<Ctx> {
+    Step::new("state.prepare", Phase::Setup, move |c: Arc<Ctx>| async move {
+        if c.profile == Profile::Prod && !docker {
+            return Err(StepError::new(
+                "the prod profile exists only as compose files (deployments/*/compose.prod.yml)",
+            )
+            .with_hint("run it with --runtime docker, or choose --profile demo or ci"));
+        }
         if c.reset {
             State::reset(&c.state_dir).map_err(|e| StepError::from_error("cannot reset the demo", &e))?;
         }
@@ -336,9 +411,10 @@ fn state_step() -> Step<Ctx> {
     .critical()
 }
 
-/// Stops what the run started (Identity last: the KMS depends on it).
-fn teardown_step() -> Step<Ctx> {
-    Step::new("stack.down", Phase::Teardown, |c: Arc<Ctx>| async move {
+/// Stops what the run started (Identity last: the KMS depends on it); with `ephemeral` (the ci
+/// profile) also removes the services' data.
+fn teardown_step(ephemeral: bool) -> Step<Ctx> {
+    Step::new("stack.down", Phase::Teardown, move |c: Arc<Ctx>| async move {
         if let Some(running) = c.kms.running.lock().await.take() {
             running
                 .shutdown()
@@ -350,6 +426,16 @@ fn teardown_step() -> Step<Ctx> {
                 .shutdown()
                 .await
                 .map_err(|e| StepError::from_error("Identity did not stop cleanly", &e))?;
+        }
+        if ephemeral {
+            let data = c.state()?.data_dir();
+            match std::fs::remove_dir_all(&data) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StepError::from_error(format!("cannot remove {}", data.display()), &e));
+                }
+            }
         }
         Ok(())
     })

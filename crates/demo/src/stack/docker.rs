@@ -1,0 +1,553 @@
+//! The Docker runtime's start steps (`--runtime docker`): the service image built offline from
+//! this binary, the shipped compose files (`deployments/`, compiled in and written to the state
+//! directory) brought up through the Engine API by `compose-engine`, and health checked twice —
+//! the engine's health status and our own HTTPS `readyz` probe from the host. The checks and
+//! flows that follow are the embedded runtime's, against the published ports.
+//!
+//! The stack stays up after the run (a second run reuses it); `demo down` removes it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use compose_engine::Engine;
+use compose_engine::model::{Condition, Env, Project};
+use compose_engine::stack::{self, UpOptions};
+
+use super::{Ctx, Profile, Stack};
+use crate::engine::{Phase, Plan, Step, StepError};
+
+/// The compose files and their configuration, as shipped.
+const FILES: [(&str, &str); 17] = [
+    ("kms/compose.yml", include_str!("../../../../deployments/kms/compose.yml")),
+    ("kms/compose.ci.yml", include_str!("../../../../deployments/kms/compose.ci.yml")),
+    ("kms/compose.prod.yml", include_str!("../../../../deployments/kms/compose.prod.yml")),
+    ("kms/config/kms.yml", include_str!("../../../../deployments/kms/config/kms.yml")),
+    (
+        "kms/config/kms-with-identity.yml",
+        include_str!("../../../../deployments/kms/config/kms-with-identity.yml"),
+    ),
+    ("kms/config/demo-seed.yml", include_str!("../../../../deployments/kms/config/demo-seed.yml")),
+    ("identity/compose.yml", include_str!("../../../../deployments/identity/compose.yml")),
+    ("identity/compose.ci.yml", include_str!("../../../../deployments/identity/compose.ci.yml")),
+    ("identity/compose.prod.yml", include_str!("../../../../deployments/identity/compose.prod.yml")),
+    ("identity/config/identity.yml", include_str!("../../../../deployments/identity/config/identity.yml")),
+    ("identity/config/demo-seed.yml", include_str!("../../../../deployments/identity/config/demo-seed.yml")),
+    ("all/compose.yml", include_str!("../../../../deployments/all/compose.yml")),
+    ("all/compose.ci.yml", include_str!("../../../../deployments/all/compose.ci.yml")),
+    ("all/compose.prod.yml", include_str!("../../../../deployments/all/compose.prod.yml")),
+    ("telemetry/compose.yml", include_str!("../../../../deployments/telemetry/compose.yml")),
+    (
+        "telemetry/config/otel-collector.yml",
+        include_str!("../../../../deployments/telemetry/config/otel-collector.yml"),
+    ),
+    ("README.md", include_str!("../../../../deployments/README.md")),
+];
+
+/// The telemetry stack's collector service (compose profile `telemetry`).
+const COLLECTOR: &str = "otel-collector";
+
+/// How long a pull of a third-party image may take before the run goes on without it.
+const PULL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the Docker steps share.
+#[derive(Default)]
+pub(crate) struct DockerCtx {
+    engine: OnceLock<Engine>,
+    image: OnceLock<String>,
+    pub(crate) project: OnceLock<Project>,
+    telemetry: OnceLock<Project>,
+    /// This run's id (the label on everything it creates), set before anything is created.
+    run_id: OnceLock<String>,
+    /// Set when every service is healthy: nothing to roll back.
+    up_done: std::sync::atomic::AtomicBool,
+    /// `STATE/docker.lock`, held for the whole run: one run per state directory at a time.
+    lock: OnceLock<std::fs::File>,
+}
+
+fn free_port() -> Result<u16, StepError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| StepError::from_error("cannot find a free local port", &e))
+}
+
+/// The host port of a service's API for this state directory: chosen free once, then kept in
+/// `STATE/docker-ports/<service>` so the next run finds the same configuration and reuses the
+/// running containers.
+fn port(root: &Path, service: &str) -> Result<u16, StepError> {
+    let dir = root.join("docker-ports");
+    let path = dir.join(service);
+    if let Some(port) = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok()) {
+        return Ok(port);
+    }
+    let port = free_port()?;
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, port.to_string()))
+        .map_err(|e| StepError::from_error(format!("cannot write {}", path.display()), &e))?;
+    Ok(port)
+}
+
+/// Before anything is created: every fixed host port must be free, or held by this project's
+/// own container (a reuse). Otherwise fail naming the holder when Docker knows it.
+async fn check_host_ports(engine: &Engine, project: &Project, root: &Path) -> Result<(), StepError> {
+    let ours = stack::status(engine, &project.name).await.map_err(|e| StepError::new(e.to_string()))?;
+    for (name, service) in &project.services {
+        for port in service.ports.iter().filter_map(|p| p.published) {
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                continue;
+            }
+            if ours.iter().any(|s| s.ports.iter().any(|p| p.contains(&format!(":{port} ->")))) {
+                continue;
+            }
+            let holder = docker_holder(engine, port).await.map_or_else(
+                || format!("another process (`ss -ltnp 'sport = :{port}'` names it)"),
+                |c| format!("the container {c}"),
+            );
+            return Err(StepError::new(format!("host port {port} for {name} is taken by {holder}"))
+                .with_hint(format!(
+                    "stop it, or remove {} so the next run picks a free port",
+                    root.join("docker-ports").join(name).display()
+                )));
+        }
+    }
+    Ok(())
+}
+
+async fn docker_holder(engine: &Engine, port: u16) -> Option<String> {
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default().build();
+    let containers = engine.docker().list_containers(Some(options)).await.ok()?;
+    containers
+        .into_iter()
+        .find(|c| c.ports.iter().flatten().any(|p| p.public_port == Some(port)))
+        .and_then(|c| c.names?.first().map(|n| n.trim_start_matches('/').to_owned()))
+}
+
+fn write_files(root: &Path) -> std::io::Result<()> {
+    for (rel, text) in FILES {
+        let path = root.join("deployments").join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, text)?;
+    }
+    Ok(())
+}
+
+fn engine(c: &Ctx) -> Result<&Engine, StepError> {
+    c.docker.engine.get().ok_or_else(|| StepError::new("no Docker engine"))
+}
+
+/// The suffix that makes a state directory's projects its own: the first 4 bytes of the SHA-256
+/// of its path, in hex.
+fn suffix(root: &Path) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, root.as_os_str().as_encoded_bytes());
+    digest.as_ref().iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every compose project a state directory can have, products first, telemetry (whose network
+/// the products join) last.
+fn projects(root: &Path) -> Vec<String> {
+    let suffix = suffix(root);
+    ["kms", "identity", "all", "telemetry"].iter().map(|s| format!("demo-{s}-{suffix}")).collect()
+}
+
+/// The telemetry network of a state directory, shared by its stacks and the collector.
+fn telemetry_network(root: &Path) -> String {
+    format!("demo-telemetry-{}", suffix(root))
+}
+
+/// One demo run per state directory at a time: the lock file stays locked for the run (the OS
+/// drops the lock when the process ends, however it ends).
+fn lock_state(root: &Path) -> Result<std::fs::File, StepError> {
+    let path = root.join("docker.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StepError::from_error(format!("cannot open {}", path.display()), &e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StepError::new(format!("another demo run is using {} right now", root.display()))
+                .with_hint("wait for it to finish, or use another --state-dir"))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StepError::from_error(format!("cannot lock {}", path.display()), &e))
+        }
+    }
+}
+
+/// The journal of starts in progress: `STATE/docker-runs/<run id>` lists the projects a run is
+/// creating objects in. A run removes its entry once its stack is healthy or rolled back, so an
+/// entry found while holding the state lock belongs to a run that died mid-start (killed,
+/// crashed): its objects carry its run label and are removed.
+fn journal(root: &Path) -> PathBuf {
+    root.join("docker-runs")
+}
+
+/// Removes what dead runs left (see [`journal`]); returns their ids.
+async fn remove_dead_runs(engine: &Engine, root: &Path) -> Result<Vec<String>, String> {
+    let dir = journal(root);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let run_id = entry.file_name().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(entry.path())
+            .map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
+        for project in text.lines().filter(|l| !l.trim().is_empty()) {
+            stack::remove_run(engine, project.trim(), &run_id)
+                .await
+                .map_err(|e| format!("cannot remove what run {run_id} left in {project}: {e}"))?;
+        }
+        std::fs::remove_file(entry.path())
+            .map_err(|e| format!("cannot remove {}: {e}", entry.path().display()))?;
+        removed.push(run_id);
+    }
+    Ok(removed)
+}
+
+fn journal_entry(root: &Path, run_id: &str) -> PathBuf {
+    journal(root).join(run_id)
+}
+
+/// The compose files for `stack` in `dir`: `compose.yml`, then the profile's override
+/// (`compose.ci.yml`, `compose.prod.yml`) when there is one — as `docker compose -f A -f B`.
+fn compose_files(dir: &Path, stack: &str, profile: Profile) -> Vec<PathBuf> {
+    let base = dir.join(stack).join("compose.yml");
+    let overlay = dir.join(stack).join(format!("compose.{}.yml", profile.name()));
+    if overlay.is_file() { vec![base, overlay] } else { vec![base] }
+}
+
+/// Makes sure the collector's image is here (pulling it with progress where a registry
+/// answers); `false`, with a note saying why, when it cannot be had.
+async fn collector_image(c: &Ctx, engine: &Engine, image: &str) -> bool {
+    let layers = std::sync::Mutex::new(std::collections::BTreeMap::<String, (u64, u64)>::new());
+    let observer = c.observer.clone();
+    let progress = move |p: &compose_engine::image::PullProgress| {
+        let Some(observer) = &observer else { return };
+        let Ok(mut layers) = layers.lock() else { return };
+        if let Some(bytes) = p.bytes {
+            layers.insert(p.layer.clone(), bytes);
+        }
+        let (done, total) = layers.values().fold((0, 0), |(d, t), (a, b)| (d + a, t + b));
+        let line = if total > 0 {
+            format!("pulling {image}: {:.1} / {:.1} MB", done as f64 / 1e6, total as f64 / 1e6)
+        } else {
+            format!("pulling {image}: {}", p.status)
+        };
+        observer.progress("stack.up", &line);
+    };
+    match compose_engine::image::ensure_third_party(engine, image, PULL_TIMEOUT, &progress).await {
+        Ok(_) => true,
+        Err(e) => {
+            c.note(format!(
+                "telemetry is off: {e}. The stacks run without a collector (telemetry is optional); \
+                 `docker load` the image, or run where a registry answers, to have it"
+            ));
+            false
+        }
+    }
+}
+
+/// Loads a project, naming it for this state directory: two environments never share objects.
+fn load_project(
+    files: &[PathBuf],
+    env: &Env,
+    profiles: &[String],
+    root: &Path,
+) -> Result<Project, StepError> {
+    let mut project = compose_engine::model::load(files, env, profiles).map_err(|e| {
+        StepError::new(e.to_string())
+            .with_hint("fix the compose file named above; `docker compose config` checks it too")
+    })?;
+    project.name = format!("{}-{}", project.name, suffix(root));
+    Ok(project)
+}
+
+/// The start steps for `stack`.
+pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> Plan<Ctx> {
+    let services: &'static [&'static str] = match stack {
+        Stack::Kms => &["kms"],
+        Stack::Identity => &["identity"],
+        Stack::All => &["identity", "kms"],
+    };
+    let mut plan = plan
+        .step(
+            Step::new("image.build", Phase::Setup, |c: Arc<Ctx>| async move {
+                let engine = Engine::connect(Duration::from_secs(2))
+                    .await
+                    .map_err(|e| StepError::from_error("the Docker engine is not reachable", &e))?;
+                let binary = std::env::current_exe()
+                    .map_err(|e| StepError::from_error("cannot find this program's binary", &e))?;
+                let image = compose_engine::image::ensure_service_image(&engine, &binary)
+                    .await
+                    .map_err(|e| StepError::from_error("cannot build the service image", &e))?;
+                let _ = c.docker.image.set(image.tag);
+                let _ = c.docker.engine.set(engine);
+                Ok(())
+            })
+            .after(&["state.prepare"])
+            .critical(),
+        )
+        .step(
+            Step::new("stack.up", Phase::Start, move |c: Arc<Ctx>| async move {
+                let state = c.state()?;
+                let root = state.root();
+                let _ = c.docker.lock.set(lock_state(root)?);
+                let dir = match &c.compose_dir {
+                    Some(dir) => dir.clone(),
+                    None => {
+                        write_files(root).map_err(|e| {
+                            StepError::from_error(
+                                "cannot write the compose files into the state directory",
+                                &e,
+                            )
+                        })?;
+                        root.join("deployments")
+                    }
+                };
+                let engine = engine(&c)?;
+                let dead = remove_dead_runs(engine, root).await.map_err(|e| {
+                    StepError::new(e).with_hint(format!(
+                        "remove the stack with `demo down --state-dir {}` and run again",
+                        root.display()
+                    ))
+                })?;
+                if !dead.is_empty() {
+                    c.note(format!(
+                        "removed what {} earlier run(s) left behind when they stopped mid-start (run {})",
+                        dead.len(),
+                        dead.join(", ")
+                    ));
+                }
+                let meta = std::fs::metadata(root)
+                    .map_err(|e| StepError::from_error("cannot read the state directory", &e))?;
+                let image = c.docker.image.get().ok_or_else(|| StepError::new("no image"))?;
+                let env = Env::new()
+                    .var("DEMO_IMAGE", image)
+                    .var("DEMO_STATE_DIR", root.display().to_string())
+                    .var("DEMO_UID", std::os::unix::fs::MetadataExt::uid(&meta).to_string())
+                    .var("DEMO_GID", std::os::unix::fs::MetadataExt::gid(&meta).to_string())
+                    .var("DEMO_TELEMETRY_NETWORK", telemetry_network(root))
+                    .var("KMS_PORT", port(root, "kms")?.to_string())
+                    .var("IDENTITY_PORT", port(root, "identity")?.to_string());
+                let profiles = vec![c.profile.name().to_owned(), "telemetry".to_owned()];
+                let mut telemetry =
+                    load_project(&[dir.join("telemetry").join("compose.yml")], &env, &profiles, root)?;
+                let collector = telemetry.services.get(COLLECTOR).map(|s| s.image.clone());
+                let keep = match (c.telemetry, collector) {
+                    (true, Some(image)) => collector_image(&c, engine, &image).await,
+                    (false, Some(_)) => {
+                        c.note("telemetry is off (--no-telemetry)");
+                        false
+                    }
+                    (_, None) => false,
+                };
+                if !keep {
+                    telemetry.services.remove(COLLECTOR);
+                }
+                let files = compose_files(&dir, stack.command(), c.profile);
+                let project = load_project(&files, &env, &profiles[..1], root)?;
+                check_host_ports(engine, &project, root).await?;
+                if c.reset {
+                    // The secrets were just regenerated: the old containers and volumes are useless.
+                    stack::down(engine, &project.name, true)
+                        .await
+                        .map_err(|e| StepError::new(format!("cannot remove the previous stack: {e}")))?;
+                }
+                let run_id = uuid::Uuid::now_v7().to_string();
+                let entry = journal_entry(root, &run_id);
+                std::fs::create_dir_all(journal(root))
+                    .and_then(|()| std::fs::write(&entry, format!("{}\n{}\n", project.name, telemetry.name)))
+                    .map_err(|e| StepError::from_error(format!("cannot write {}", entry.display()), &e))?;
+                let _ = c.docker.run_id.set(run_id.clone());
+                let _ = c.docker.project.set(project.clone());
+                let _ = c.docker.telemetry.set(telemetry.clone());
+                let options = UpOptions { run_id, timeout: health_timeout };
+                let hint = |name: &str| {
+                    format!(
+                        "what this run created is removed again; `docker compose -p {name} logs` shows more"
+                    )
+                };
+                stack::up(engine, &telemetry, &options)
+                    .await
+                    .map_err(|e| StepError::new(e.to_string()).with_hint(hint(&telemetry.name)))?;
+                stack::up(engine, &project, &options)
+                    .await
+                    .map_err(|e| StepError::new(e.to_string()).with_hint(hint(&project.name)))?;
+                Ok(())
+            })
+            .after(&["image.build"])
+            .critical(),
+        );
+    // Teardown always runs: a start that failed or was interrupted (Ctrl-C) leaves nothing it
+    // created behind. A stack that came up stays up (`demo down` removes it).
+    plan = plan.step(Step::new("stack.rollback", Phase::Teardown, |c: Arc<Ctx>| async move {
+        let (Some(engine), Some(run_id), Ok(state)) =
+            (c.docker.engine.get(), c.docker.run_id.get(), c.state())
+        else {
+            return Ok(());
+        };
+        if !c.docker.up_done.load(std::sync::atomic::Ordering::SeqCst) {
+            for project in [c.docker.project.get(), c.docker.telemetry.get()].into_iter().flatten() {
+                stack::remove_run(engine, &project.name, run_id)
+                    .await
+                    .map_err(|e| StepError::new(format!("cannot roll back the failed start: {e}")))?;
+            }
+        }
+        // Settled either way: healthy, or rolled back.
+        let entry = journal_entry(state.root(), run_id);
+        std::fs::remove_file(&entry)
+            .map_err(|e| StepError::from_error(format!("cannot remove {}", entry.display()), &e))
+    }));
+    for (i, service) in services.iter().enumerate() {
+        let id = format!("health.{service}");
+        let after: Vec<String> = if i == 0 {
+            vec!["stack.up".into()]
+        } else {
+            vec!["stack.up".into(), format!("health.{}", services[i - 1])]
+        };
+        let after_refs: Vec<&str> = after.iter().map(String::as_str).collect();
+        plan = plan.step(
+            Step::new(&id, Phase::Health, move |c: Arc<Ctx>| async move {
+                let project = c.docker.project.get().ok_or_else(|| StepError::new("the stack is not up"))?;
+                let engine = engine(&c)?;
+                stack::wait_for(engine, project, service, Condition::Healthy, health_timeout)
+                    .await
+                    .map_err(|e| StepError::new(e.to_string()))?;
+                let (api_port, admin_port) = if *service == "kms" { (8081, 9081) } else { (8082, 9082) };
+                let api = stack::published(engine, project, service, api_port).await;
+                let admin = stack::published(engine, project, service, admin_port).await;
+                let (Some(api), Some(admin)) = (api, admin) else {
+                    return Err(StepError::new(format!("{service}'s ports are not published")));
+                };
+                let ca = c.state()?.pki_dir().join("ca-bundle.pem");
+                super::wait_ready(service, admin, &ca, health_timeout).await?;
+                let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
+                    .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
+                let host = format!("{service}.demo.local");
+                let client = reqwest::Client::builder()
+                    .tls_backend_preconfigured(tls)
+                    .resolve(&host, api)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
+                if i + 1 == services.len() {
+                    c.docker.up_done.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                if *service == "kms" {
+                    let _ = c.kms.api.set(api);
+                    let _ = c.kms.admin.set(admin);
+                    let _ = c.kms.client.set(client);
+                } else {
+                    let _ = c.identity.api.set(api);
+                    let _ = c.identity.admin.set(admin);
+                    let _ = c.identity.client.set(client);
+                }
+                Ok(())
+            })
+            .after(&after_refs)
+            .timeout(health_timeout * 2 + Duration::from_secs(5))
+            .critical(),
+        );
+    }
+    plan
+}
+
+/// Checks for the prod profile: the stack is healthy and holds no demo data.
+pub(crate) fn prod_checks(plan: Plan<Ctx>, stack: Stack) -> Plan<Ctx> {
+    let mut plan = plan;
+    if matches!(stack, Stack::Kms | Stack::All) {
+        plan = plan.step(
+            Step::new("verify.prod.kms.no-demo-accounts", Phase::Verify, |c: Arc<Ctx>| async move {
+                let resp = c
+                    .kms
+                    .client()?
+                    .get(c.kms.url("/pools")?)
+                    .basic_auth("acme-admin", Some("acme-admin-demo"))
+                    .send()
+                    .await
+                    .map_err(|e| StepError::from_error("GET /pools failed", &e))?;
+                super::kms::expect(resp, "/pools with a demo account", 401).await.map(drop)
+            })
+            .after(&["health.kms"]),
+        );
+    }
+    if matches!(stack, Stack::Identity | Stack::All) {
+        plan = plan.step(
+            Step::new("verify.prod.identity.no-demo-clients", Phase::Verify, |c: Arc<Ctx>| async move {
+                let secret = super::identity::secret(&c.state()?.client_secret("demo-confidential"))?;
+                let answer = super::identity::post_form(
+                    &c,
+                    "/token",
+                    Some(("demo-confidential", &secret)),
+                    &[("grant_type", "client_credentials")],
+                )
+                .await?;
+                super::identity::expect_status("client_credentials for the demo client", answer, 401)
+                    .map(drop)
+            })
+            .after(&["health.identity"]),
+        );
+    }
+    plan
+}
+
+/// `demo status`: the running stacks of a state directory, by project.
+pub async fn status(state_root: &Path) -> Result<Vec<(String, Vec<stack::ServiceStatus>)>, String> {
+    let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for project in projects(state_root) {
+        let services = stack::status(&engine, &project).await.map_err(|e| e.to_string())?;
+        if !services.is_empty() {
+            out.push((project, services));
+        }
+    }
+    Ok(out)
+}
+
+/// `demo down`: removes the stacks of a state directory (volumes too with `volumes`), and
+/// everything a run that died mid-start left, its volumes included. Waits for a run in progress
+/// on the same state directory to finish first.
+pub async fn down(state_root: &Path, volumes: bool) -> Result<Vec<String>, String> {
+    let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+    // No state directory (or not writable): no run of ours to coordinate with.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_root.join("docker.lock"))
+        .ok();
+    if let Some(file) = &lock {
+        // A run in progress holds the lock until it ends; give it a while, then say so.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot lock {} (is another demo run using it?): {e}",
+                        state_root.join("docker.lock").display()
+                    ));
+                }
+            }
+        }
+    }
+    remove_dead_runs(&engine, state_root).await?;
+    let mut removed = Vec::new();
+    for project in projects(state_root) {
+        stack::down(&engine, &project, volumes).await.map_err(|e| e.to_string())?;
+        removed.push(project);
+    }
+    Ok(removed)
+}

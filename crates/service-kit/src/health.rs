@@ -118,9 +118,13 @@ impl Readiness {
     }
 }
 
-/// The admin router: `GET /livez`, `GET /readyz`.
+/// The admin router: `GET /livez`, `GET /readyz`, `GET /metrics` (Prometheus text).
 pub fn admin_router(readiness: Readiness) -> Router {
-    Router::new().route("/livez", get(livez)).route("/readyz", get(readyz)).with_state(readiness)
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::render))
+        .with_state(readiness)
 }
 
 async fn livez() -> impl IntoResponse {

@@ -4,7 +4,7 @@
 //! * [`config`]: YAML + environment overrides + validation, errors with file, key and line;
 //!   secrets only through `*_file` settings.
 //! * [`server`]: axum over rustls (TLS 1.3 only, certificates from `pki`), a separate admin
-//!   listener with [`health`] `livez`/`readyz`, request ids, tracing, body limits, timeouts,
+//!   listener with [`health`] `livez`/`readyz` and [`metrics`] `/metrics`, request ids, tracing, body limits, timeouts,
 //!   graceful shutdown on SIGINT/SIGTERM.
 //! * [`problem`]: RFC 9457 problem+json for every error response, internals never echoed.
 //! * [`password`]: PBKDF2-HMAC-SHA256 (600,000 rounds, 32-byte salt) PHC hashes, and
@@ -16,6 +16,7 @@
 pub mod config;
 pub mod credcache;
 pub mod health;
+pub mod metrics;
 pub mod password;
 pub mod problem;
 pub mod request_id;

@@ -153,6 +153,34 @@ async fn slow_requests_time_out_as_503() {
 }
 
 #[tokio::test]
+async fn metrics_count_requests_by_route_template_on_the_admin_listener() {
+    let (_tmp, dir, config) = fixture();
+    let running = server::start(&config, app(), Readiness::new()).await.unwrap();
+    let api = client(&dir, None, running.addr);
+    for path in ["/hello", "/hello", "/no-such-path-d41d8cd9"] {
+        api.get(url(running.addr, path)).send().await.unwrap();
+    }
+    let admin = client(&dir, None, running.admin_addr);
+    let resp = admin.get(url(running.admin_addr, "/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = resp.text().await.unwrap();
+    let hello = text
+        .lines()
+        .find(|l| l.starts_with("http_server_requests_total{") && l.contains("route=\"/hello\""))
+        .unwrap_or_else(|| panic!("no counter for /hello in:\n{text}"));
+    assert!(hello.contains("method=\"GET\"") && hello.contains("status=\"200\""), "{hello}");
+    let count: f64 = hello.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 2.0, "{hello}");
+    assert!(text.contains("route=\"unmatched\""), "an unknown path is counted as unmatched");
+    assert!(!text.contains("no-such-path"), "raw paths never become label values");
+    assert!(text.contains("http_server_request_duration_seconds"), "{text}");
+    // Only the admin listener serves metrics.
+    assert_eq!(api.get(url(running.addr, "/metrics")).send().await.unwrap().status(), 404);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn readiness_follows_dependencies_on_the_admin_listener() {
     let (_tmp, dir, config) = fixture();
     let readiness = Readiness::new();

@@ -93,6 +93,7 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
         profile: options.profile,
         telemetry: options.telemetry,
         compose_dir: options.compose_dir.clone(),
+        service_binary: None,
     };
     runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);

@@ -45,7 +45,8 @@ pub async fn record(request: Request, next: Next) -> Response {
 pub async fn render() -> Response {
     match prometheus() {
         Some(handle) => {
-            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render())
+                .into_response()
         }
         None => (StatusCode::SERVICE_UNAVAILABLE, "another metrics recorder is installed in this process\n")
             .into_response(),

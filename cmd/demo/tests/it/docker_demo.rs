@@ -136,10 +136,22 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
     let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
     let again = run_json(&args);
     let reused = compose_ps(&project);
+    // --reset-demo: the stack is removed, and secrets, tenant ids and certificates regenerated.
+    let ca_before = std::fs::read(state_path.join("pki/ca-bundle.pem")).unwrap();
+    let tenants_before = std::fs::read(state_path.join("secrets/tenants.yml")).unwrap();
+    let reset = run_json(&[&args[..], &["--reset-demo"]].concat());
+    let after_reset = compose_ps(&project);
+    let ca_after = std::fs::read(state_path.join("pki/ca-bundle.pem")).unwrap();
+    let tenants_after = std::fs::read(state_path.join("secrets/tenants.yml")).unwrap();
     let down = cleanup();
     assert!(ls.contains(&format!("{state}/deployments/all/compose.yml")), "docker compose ls: {ls}");
     assert_eq!(again.0, 0, "second run (stack reused): {:#}\n{}", again.1, again.2);
     assert_eq!(reused, containers, "the second run reuses the running containers");
+    assert_eq!(reset.0, 0, "--reset-demo: {:#}\n{}", reset.1, reset.2);
+    assert_eq!(after_reset.len(), 2);
+    assert!(after_reset.iter().all(|c| !containers.contains(c)), "--reset-demo recreates the containers");
+    assert_ne!(ca_before, ca_after, "--reset-demo issues a new CA");
+    assert_ne!(tenants_before, tenants_after, "--reset-demo draws new tenant ids");
     let (first_ms, second_ms) =
         (doc["duration_ms"].as_u64().unwrap(), again.1["duration_ms"].as_u64().unwrap());
     assert!(

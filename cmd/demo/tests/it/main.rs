@@ -7,6 +7,7 @@ mod compose_files;
 mod docker_demo;
 mod docker_faults;
 mod docker_image;
+mod docker_library;
 mod engine_stack;
 mod faults;
 mod healthcheck;

@@ -283,8 +283,11 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 let engine = Engine::connect(Duration::from_secs(2))
                     .await
                     .map_err(|e| StepError::from_error("the Docker engine is not reachable", &e))?;
-                let binary = std::env::current_exe()
-                    .map_err(|e| StepError::from_error("cannot find this program's binary", &e))?;
+                let binary = match &c.service_binary {
+                    Some(binary) => binary.clone(),
+                    None => std::env::current_exe()
+                        .map_err(|e| StepError::from_error("cannot find this program's binary", &e))?,
+                };
                 let image = compose_engine::image::ensure_service_image(&engine, &binary)
                     .await
                     .map_err(|e| StepError::from_error("cannot build the service image", &e))?;

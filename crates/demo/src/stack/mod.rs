@@ -99,6 +99,9 @@ pub struct DemoOptions {
     /// Docker: the compose files to use, laid out like `deployments/` (`<dir>/all/compose.yml`);
     /// `None`: the shipped ones, written into the state directory.
     pub compose_dir: Option<PathBuf>,
+    /// Docker: the `demo` binary the service image is built from; `None`: this program (right
+    /// for the CLI; a test binary must name the `demo` binary, e.g. `CARGO_BIN_EXE_demo`).
+    pub service_binary: Option<PathBuf>,
 }
 
 impl DemoOptions {
@@ -116,14 +119,17 @@ impl DemoOptions {
             profile: Profile::Demo,
             telemetry: false,
             compose_dir: None,
+            service_binary: None,
         }
     }
 }
 
 /// A stack left running after its run (`--keep-running`, integration tests): the report, the
 /// endpoints, a client that trusts the demo CA, and where the credentials are. Stop it with
-/// [`RunningStack::shutdown`]; dropping it stops the servers abruptly when the async runtime
-/// ends (each test's runtime does).
+/// [`RunningStack::shutdown`]: embedded, the servers stop; Docker, the stack is taken down
+/// (containers and networks; volumes stay unless the profile put the data on a tmpfs). Dropping
+/// an embedded stack stops the servers abruptly when the async runtime ends (each test's runtime
+/// does); dropping a Docker stack leaves it up for `demo down`.
 #[derive(Debug)]
 pub struct RunningStack {
     /// The run's report (without a teardown step: nothing was torn down).
@@ -137,6 +143,8 @@ pub struct RunningStack {
     client: Option<reqwest::Client>,
     identity: Option<::identity::service::RunningIdentity>,
     kms: Option<::kms::service::RunningKms>,
+    /// Docker: the state directory whose stack `shutdown` takes down.
+    docker: Option<PathBuf>,
 }
 
 impl RunningStack {
@@ -169,6 +177,11 @@ impl RunningStack {
         {
             errors.push(format!("Identity did not stop cleanly: {e}"));
         }
+        if let Some(root) = self.docker.take()
+            && let Err(e) = docker::down(&root, false).await
+        {
+            errors.push(format!("the Docker stack was not taken down: {e}"));
+        }
         if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
     }
 }
@@ -181,6 +194,7 @@ pub(crate) struct Ctx {
     profile: Profile,
     telemetry: bool,
     compose_dir: Option<PathBuf>,
+    service_binary: Option<PathBuf>,
     /// What the run left out or degraded, said plainly (the report's `notes`).
     notes: std::sync::Mutex<Vec<String>>,
     /// Where long steps report progress (an image pull).
@@ -235,6 +249,7 @@ async fn execute(
         profile: options.profile,
         telemetry: options.telemetry,
         compose_dir: options.compose_dir.clone(),
+        service_binary: options.service_binary.clone(),
         observer: Some(observer.clone()),
         ..Ctx::default()
     });
@@ -306,6 +321,8 @@ async fn execute(
     .with_notes(ctx.notes.lock().map(|n| n.clone()).unwrap_or_default());
     // Only a stack left running needs a client (a plain run has torn everything down).
     let client = if teardown { None } else { stack_client(&ctx, &state) };
+    let docker =
+        (!teardown && options.docker && ctx.docker.project.get().is_some()).then(|| state.root().to_owned());
     RunningStack {
         report,
         state,
@@ -314,6 +331,7 @@ async fn execute(
         client,
         identity: ctx.identity.running.lock().await.take(),
         kms: ctx.kms.running.lock().await.take(),
+        docker,
     }
 }
 

@@ -156,3 +156,56 @@ services:
     assert!(text.contains("service broken exited with code 2"), "{text}");
     assert!(text.contains("/nowhere/kms.yml"), "the log tail names the cause: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_dependency_counts_as_done_when_it_exits_0_and_fails_the_start_otherwise() {
+    let Ok(engine) = compose_engine::Engine::connect(Duration::from_secs(2)).await else {
+        assert!(std::env::var_os("CI").is_none(), "no Docker engine under CI");
+        eprintln!("SKIPPED: this test needs a Docker engine");
+        return;
+    };
+    let image = compose_engine::image::ensure_service_image(&engine, &assert_cmd::cargo::cargo_bin("demo"))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // A migration-like one-shot (`demo --version` exits 0, or a bad command exits 2) and a
+    // service that may start only once it completed successfully (compose #10596).
+    let project = |init_command: &str, name: &str| {
+        let file = tmp.path().join(format!("{name}.yml"));
+        std::fs::write(
+            &file,
+            format!(
+                "name: {name}
+services:
+  init:
+    image: {tag}
+    command: [{init_command}]
+  app:
+    image: {tag}
+    command: [--version]
+    depends_on:
+      init: {{ condition: service_completed_successfully }}
+",
+                tag = image.tag
+            ),
+        )
+        .unwrap();
+        let mut project = compose_engine::model::load(&[file], &Env::new(), &[]).unwrap();
+        project.name = format!("{name}-{}", std::process::id());
+        project
+    };
+    let options = UpOptions { run_id: "test-run".into(), timeout: Duration::from_secs(60) };
+    let good = project("--version", "demo-engine-oneshot");
+    let done = stack::up(&engine, &good, &options).await;
+    stack::down(&engine, &good.name, true).await.unwrap();
+    assert_eq!(done.unwrap().created, ["init", "app"], "the one-shot ran first; exit 0 let app start");
+
+    let bad = project("no-such-subcommand", "demo-engine-oneshot-bad");
+    let failed = stack::up(&engine, &bad, &options).await;
+    let app_created =
+        engine.docker().inspect_container(&stack::container_name(&bad.name, "app"), None).await.is_ok();
+    stack::down(&engine, &bad.name, true).await.unwrap();
+    let text = failed.unwrap_err().to_string();
+    assert!(text.contains("service init exited with code 2"), "{text}");
+    assert!(!app_created, "app is never created after its one-shot dependency failed");
+}

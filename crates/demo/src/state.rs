@@ -131,17 +131,39 @@ impl State {
     }
 
     /// Removes everything a previous `ensure` made (a `--reset-demo`). Refuses a directory
-    /// without our marker, so a mistyped `--state-dir` never deletes someone's files.
+    /// without our marker, so a mistyped `--state-dir` never deletes someone's files. Kept: the
+    /// marker, and the Docker runtime's lock (`docker.lock`, held by the run resetting) and its
+    /// journal of starts in progress (`docker-runs/`): they describe containers, which outlive
+    /// the certificates and secrets.
     pub fn reset(root: &Path) -> Result<(), StateError> {
-        match fs::read_dir(root) {
+        let entries = match fs::read_dir(root) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(StateError::Io { path: root.to_owned(), source }),
-            Ok(_) => {}
-        }
+            Ok(entries) => entries,
+        };
         if !is_ours(root) {
             return Err(StateError::Foreign { path: root.to_owned() });
         }
-        fs::remove_dir_all(root).map_err(io(root))
+        for entry in entries {
+            let entry = entry.map_err(io(root))?;
+            let name = entry.file_name();
+            if [".gitignore", "state.json", "docker.lock", "docker-runs"].iter().any(|keep| name == *keep) {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if entry.file_type().map_err(io(&path))?.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.map_err(io(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Whether `root` is a state directory this tool made (it carries our marker).
+    pub fn is_ours(root: &Path) -> bool {
+        is_ours(root)
     }
 
     /// A state directory at `root`, without checking or creating anything.
@@ -274,9 +296,17 @@ mod tests {
         State::ensure(&root, &pki::PkiSpec::demo()).unwrap();
         assert_eq!(files(&root), first);
 
-        // A reset removes it all; the next ensure makes a new environment.
+        // A reset removes everything but the marker and the Docker runtime's lock and journal;
+        // the next ensure makes a new environment.
+        fs::write(root.join("docker.lock"), "").unwrap();
+        fs::create_dir(root.join("docker-runs")).unwrap();
         State::reset(&root).unwrap();
-        assert!(!root.exists());
+        let mut left: Vec<String> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".gitignore", "docker-runs", "docker.lock", "state.json"]);
         let again = State::ensure(&root, &pki::PkiSpec::demo()).unwrap();
         assert_ne!(
             fs::read(again.tenants_file()).unwrap(),

@@ -255,7 +255,9 @@ pub async fn start(
 
     // Installed before the first request is counted, so no early sample is lost.
     let _ = crate::metrics::prometheus();
-    let api = with_common_layers(app.layer(middleware::from_fn(crate::metrics::record)), &config.limits);
+    // Outermost, so timeouts, panics and refused bodies are counted too; still per route, so
+    // the route template is known.
+    let api = with_common_layers(app, &config.limits).layer(middleware::from_fn(crate::metrics::record));
     let admin = with_common_layers(admin_router(readiness.clone()), &Limits::default());
     let handles = [Handle::new(), Handle::new()];
     let mut tasks = tokio::task::JoinSet::new();

@@ -154,7 +154,8 @@ fn ctrl_c_during_the_start_leaves_nothing_running() {
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
-    let left = leftovers(&format!("demo-kms-{}", state_suffix(state)));
+    let mut left = leftovers(&format!("demo-kms-{}", state_suffix(state)));
+    left.extend(leftovers(&format!("demo-telemetry-{}", state_suffix(state))));
     down(state);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     assert_ne!(out.status.code(), Some(0), "an interrupted start is not a success: {doc:#}");
@@ -217,4 +218,62 @@ fn run_label(project: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn one_run_per_state_directory_at_a_time() {
+    if !engine_answers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let state = state.to_str().unwrap();
+    let mut first = start_and_wait_for_a_container(state);
+    let (code, doc, stderr) =
+        run_json(&["kms", "--runtime", "docker", "--output", "json", "--state-dir", state]);
+    let _ = first.kill();
+    let _ = first.wait();
+    down(state);
+    assert_eq!(code, 2, "{doc:#}\n{stderr}");
+    let error = &doc["errors"][0];
+    assert!(error["message"].as_str().unwrap().contains("another demo run is using"), "{error}");
+    assert!(error["hint"].as_str().unwrap().contains("--state-dir"), "{error}");
+    let left = leftovers(&format!("demo-kms-{}", state_suffix(state)));
+    assert!(left.is_empty(), "`demo down` after the killed run left {left:?}");
+}
+
+#[test]
+fn the_prod_profile_comes_up_without_demo_data_in_its_own_project() {
+    if !engine_answers() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let state = state.to_str().unwrap();
+    let (code, doc, stderr) = run_json(&[
+        "kms",
+        "--runtime",
+        "docker",
+        "--profile",
+        "prod",
+        "--output",
+        "json",
+        "--state-dir",
+        state,
+    ]);
+    let prod = leftovers(&format!("demo-kms-prod-{}", state_suffix(state)));
+    let demo = leftovers(&format!("demo-kms-{}", state_suffix(state)));
+    down(state);
+    let after = leftovers(&format!("demo-kms-prod-{}", state_suffix(state)));
+    assert_eq!(code, 0, "{doc:#}\n{stderr}");
+    assert_eq!(doc["profile"], "prod");
+    let ids: Vec<&str> = doc["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"health.kms") && ids.contains(&"verify.prod.kms.no-demo-accounts"), "{ids:?}");
+    assert!(
+        !ids.iter().any(|id| id.starts_with("flow.") || id.starts_with("verify.kms.")),
+        "no demo flows: {ids:?}"
+    );
+    assert!(doc["notes"].to_string().contains("profile prod"), "{}", doc["notes"]);
+    assert!(!prod.is_empty() && demo.is_empty(), "prod runs in its own project");
+    assert!(after.is_empty(), "`demo down` removes the prod project too: {after:?}");
 }

@@ -62,8 +62,9 @@ async fn two_docker_stacks_start_in_parallel_without_colliding_and_shut_down() {
     assert_ne!(projects[0], projects[1], "each state directory has its own compose project");
     assert!(running.iter().all(|n| *n > 0), "both projects ran: {running:?}");
     assert!(down.0.is_ok() && down.1.is_ok(), "{down:?}");
-    for project in projects.iter().chain([&format!("demo-telemetry-{}", state_suffix(sa.to_str().unwrap()))])
-    {
+    let telemetry: Vec<String> =
+        [&sa, &sb].iter().map(|s| format!("demo-telemetry-{}", state_suffix(s.to_str().unwrap()))).collect();
+    for project in projects.iter().chain(&telemetry) {
         let left = leftovers(project);
         assert!(left.is_empty(), "shutdown() left {left:?} of {project} (ci keeps no volume)");
     }

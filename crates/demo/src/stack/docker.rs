@@ -60,9 +60,10 @@ pub(crate) struct DockerCtx {
     /// This run's id (the label on everything it creates), set before anything is created.
     run_id: OnceLock<String>,
     /// Set when every service is healthy: nothing to roll back.
-    up_done: std::sync::atomic::AtomicBool,
+    pub(crate) up_done: std::sync::atomic::AtomicBool,
     /// `STATE/docker.lock`, held for the whole run: one run per state directory at a time.
-    lock: OnceLock<std::fs::File>,
+    /// Taken by `state.prepare` (before a reset) when the directory exists, else by `stack.up`.
+    pub(crate) lock: OnceLock<std::fs::File>,
 }
 
 fn free_port() -> Result<u16, StepError> {
@@ -149,7 +150,10 @@ fn suffix(root: &Path) -> String {
 /// the products join) last.
 fn projects(root: &Path) -> Vec<String> {
     let suffix = suffix(root);
-    ["kms", "identity", "all", "telemetry"].iter().map(|s| format!("demo-{s}-{suffix}")).collect()
+    ["kms", "identity", "all", "kms-prod", "identity-prod", "all-prod", "telemetry"]
+        .iter()
+        .map(|s| format!("demo-{s}-{suffix}"))
+        .collect()
 }
 
 /// The telemetry network of a state directory, shared by its stacks and the collector.
@@ -159,7 +163,7 @@ fn telemetry_network(root: &Path) -> String {
 
 /// One demo run per state directory at a time: the lock file stays locked for the run (the OS
 /// drops the lock when the process ends, however it ends).
-fn lock_state(root: &Path) -> Result<std::fs::File, StepError> {
+pub(crate) fn lock_state(root: &Path) -> Result<std::fs::File, StepError> {
     let path = root.join("docker.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -198,8 +202,8 @@ async fn remove_dead_runs(engine: &Engine, root: &Path) -> Result<Vec<String>, S
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let run_id = entry.file_name().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(entry.path())
-            .map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
+        // An entry we cannot read names no project: nothing to find by it. Drop it.
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         for project in text.lines().filter(|l| !l.trim().is_empty()) {
             stack::remove_run(engine, project.trim(), &run_id)
                 .await
@@ -216,12 +220,33 @@ fn journal_entry(root: &Path, run_id: &str) -> PathBuf {
     journal(root).join(run_id)
 }
 
+/// Removes a run's journal entry: its start is over (healthy, or rolled back).
+fn settle(root: &Path, run_id: &str) -> Result<(), StepError> {
+    let entry = journal_entry(root, run_id);
+    match std::fs::remove_file(&entry) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StepError::from_error(format!("cannot remove {}", entry.display()), &e)),
+    }
+}
+
 /// The compose files for `stack` in `dir`: `compose.yml`, then the profile's override
 /// (`compose.ci.yml`, `compose.prod.yml`) when there is one — as `docker compose -f A -f B`.
-fn compose_files(dir: &Path, stack: &str, profile: Profile) -> Vec<PathBuf> {
+fn compose_files(dir: &Path, stack: &str, profile: Profile) -> Result<Vec<PathBuf>, StepError> {
     let base = dir.join(stack).join("compose.yml");
+    if matches!(profile, Profile::Demo | Profile::Dev) {
+        return Ok(vec![base]);
+    }
     let overlay = dir.join(stack).join(format!("compose.{}.yml", profile.name()));
-    if overlay.is_file() { vec![base, overlay] } else { vec![base] }
+    if !overlay.is_file() {
+        return Err(StepError::new(format!(
+            "the {} profile needs {}, which is missing",
+            profile.name(),
+            overlay.display()
+        ))
+        .with_hint("copy it from the shipped deployments/, or choose another --profile"));
+    }
+    Ok(vec![base, overlay])
 }
 
 /// Makes sure the collector's image is here (pulling it with progress where a registry
@@ -256,17 +281,19 @@ async fn collector_image(c: &Ctx, engine: &Engine, image: &str) -> bool {
 }
 
 /// Loads a project, naming it for this state directory: two environments never share objects.
+/// `variant` (`-prod`) keeps a profile's objects apart from the others'.
 fn load_project(
     files: &[PathBuf],
     env: &Env,
     profiles: &[String],
     root: &Path,
+    variant: &str,
 ) -> Result<Project, StepError> {
     let mut project = compose_engine::model::load(files, env, profiles).map_err(|e| {
         StepError::new(e.to_string())
             .with_hint("fix the compose file named above; `docker compose config` checks it too")
     })?;
-    project.name = format!("{}-{}", project.name, suffix(root));
+    project.name = format!("{}{variant}-{}", project.name, suffix(root));
     Ok(project)
 }
 
@@ -302,7 +329,9 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
             Step::new("stack.up", Phase::Start, move |c: Arc<Ctx>| async move {
                 let state = c.state()?;
                 let root = state.root();
-                let _ = c.docker.lock.set(lock_state(root)?);
+                if c.docker.lock.get().is_none() {
+                    let _ = c.docker.lock.set(lock_state(root)?);
+                }
                 let dir = match &c.compose_dir {
                     Some(dir) => dir.clone(),
                     None => {
@@ -342,7 +371,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                     .var("IDENTITY_PORT", port(root, "identity")?.to_string());
                 let profiles = vec![c.profile.name().to_owned(), "telemetry".to_owned()];
                 let mut telemetry =
-                    load_project(&[dir.join("telemetry").join("compose.yml")], &env, &profiles, root)?;
+                    load_project(&[dir.join("telemetry").join("compose.yml")], &env, &profiles, root, "")?;
                 let collector = telemetry.services.get(COLLECTOR).map(|s| s.image.clone());
                 let keep = match (c.telemetry, collector) {
                     (true, Some(image)) => collector_image(&c, engine, &image).await,
@@ -354,15 +383,33 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 };
                 if !keep {
                     telemetry.services.remove(COLLECTOR);
+                    // A collector an earlier run started is not wanted now.
+                    let old = stack::container_name(&telemetry.name, COLLECTOR);
+                    let _ = engine
+                        .docker()
+                        .remove_container(
+                            &old,
+                            Some(
+                                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                                    .force(true)
+                                    .build(),
+                            ),
+                        )
+                        .await;
                 }
-                let files = compose_files(&dir, stack.command(), c.profile);
-                let project = load_project(&files, &env, &profiles[..1], root)?;
+                let files = compose_files(&dir, stack.command(), c.profile)?;
+                // prod has its own project and volumes: it never mounts data a demo run seeded.
+                let variant = if c.profile == Profile::Prod { "-prod" } else { "" };
+                let project = load_project(&files, &env, &profiles[..1], root, variant)?;
                 check_host_ports(engine, &project, root).await?;
                 if c.reset {
-                    // The secrets were just regenerated: the old containers and volumes are useless.
-                    stack::down(engine, &project.name, true)
-                        .await
-                        .map_err(|e| StepError::new(format!("cannot remove the previous stack: {e}")))?;
+                    // The secrets were just regenerated: the old containers and volumes are useless
+                    // (the collector too: it holds the old CA).
+                    for name in [&project.name, &telemetry.name] {
+                        stack::down(engine, name, true)
+                            .await
+                            .map_err(|e| StepError::new(format!("cannot remove the previous stack: {e}")))?;
+                    }
                 }
                 let run_id = uuid::Uuid::now_v7().to_string();
                 let entry = journal_entry(root, &run_id);
@@ -404,10 +451,8 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                     .map_err(|e| StepError::new(format!("cannot roll back the failed start: {e}")))?;
             }
         }
-        // Settled either way: healthy, or rolled back.
-        let entry = journal_entry(state.root(), run_id);
-        std::fs::remove_file(&entry)
-            .map_err(|e| StepError::from_error(format!("cannot remove {}", entry.display()), &e))
+        // Settled either way: healthy (the entry is gone already), or rolled back.
+        settle(state.root(), run_id)
     }));
     for (i, service) in services.iter().enumerate() {
         let id = format!("health.{service}");
@@ -443,7 +488,11 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                     .build()
                     .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
                 if i + 1 == services.len() {
+                    // Healthy: settled. From here a killed run leaves a working stack, not debris.
                     c.docker.up_done.store(true, std::sync::atomic::Ordering::SeqCst);
+                    if let Some(run_id) = c.docker.run_id.get() {
+                        settle(c.state()?.root(), run_id)?;
+                    }
                 }
                 if *service == "kms" {
                     let _ = c.kms.api.set(api);
@@ -514,6 +563,22 @@ pub async fn status(state_root: &Path) -> Result<Vec<(String, Vec<stack::Service
         }
     }
     Ok(out)
+}
+
+/// Takes down one stack that a library caller or `--keep-running` started (containers and
+/// networks; volumes stay), and the telemetry project when no other stack of the state directory
+/// still runs.
+pub(crate) async fn down_stack(state_root: &Path, project: &str) -> Result<(), String> {
+    let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+    stack::down(&engine, project, false).await.map_err(|e| e.to_string())?;
+    let all = projects(state_root);
+    let (telemetry, products) = all.split_last().ok_or("no projects")?;
+    for other in products {
+        if !stack::status(&engine, other).await.map_err(|e| e.to_string())?.is_empty() {
+            return Ok(());
+        }
+    }
+    stack::down(&engine, telemetry, false).await.map_err(|e| e.to_string())
 }
 
 /// `demo down`: removes the stacks of a state directory (volumes too with `volumes`), and

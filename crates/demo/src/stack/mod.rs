@@ -55,8 +55,9 @@ pub enum Profile {
     /// Persistent named volumes (SQLite), demo data: the default.
     #[default]
     Demo,
-    /// Ephemeral: the services' data lives on tmpfs (Docker) or is removed after the run
-    /// (embedded), so nothing of a CI run survives it.
+    /// Ephemeral data: on Docker the services' data lives on a tmpfs (no volume is created; the
+    /// data is gone when the containers are recreated or taken down, while the stack itself stays
+    /// up for inspection like any other); embedded, the data directory is removed after the run.
     Ci,
     /// The production template: no demo data, no demo seed (Docker only). The run checks that
     /// the stack comes up healthy and that no demo account or client exists; no flows run.
@@ -143,8 +144,8 @@ pub struct RunningStack {
     client: Option<reqwest::Client>,
     identity: Option<::identity::service::RunningIdentity>,
     kms: Option<::kms::service::RunningKms>,
-    /// Docker: the state directory whose stack `shutdown` takes down.
-    docker: Option<PathBuf>,
+    /// Docker: the state directory and the project `shutdown` takes down.
+    docker: Option<(PathBuf, String)>,
 }
 
 impl RunningStack {
@@ -177,8 +178,8 @@ impl RunningStack {
         {
             errors.push(format!("Identity did not stop cleanly: {e}"));
         }
-        if let Some(root) = self.docker.take()
-            && let Err(e) = docker::down(&root, false).await
+        if let Some((root, project)) = self.docker.take()
+            && let Err(e) = docker::down_stack(&root, &project).await
         {
             errors.push(format!("the Docker stack was not taken down: {e}"));
         }
@@ -321,8 +322,13 @@ async fn execute(
     .with_notes(ctx.notes.lock().map(|n| n.clone()).unwrap_or_default());
     // Only a stack left running needs a client (a plain run has torn everything down).
     let client = if teardown { None } else { stack_client(&ctx, &state) };
-    let docker =
-        (!teardown && options.docker && ctx.docker.project.get().is_some()).then(|| state.root().to_owned());
+    // Only a stack that came up is this caller's to take down (a failed start was rolled back).
+    let docker = ctx
+        .docker
+        .project
+        .get()
+        .filter(|_| !teardown && ctx.docker.up_done.load(std::sync::atomic::Ordering::SeqCst))
+        .map(|p| (state.root().to_owned(), p.name.clone()));
     RunningStack {
         report,
         state,
@@ -413,6 +419,10 @@ fn state_step(docker: bool) -> Step<Ctx> {
                 "the prod profile exists only as compose files (deployments/*/compose.prod.yml)",
             )
             .with_hint("run it with --runtime docker, or choose --profile demo or ci"));
+        }
+        // Docker: one run per state directory, locked before a reset can touch it.
+        if docker && State::is_ours(&c.state_dir) {
+            let _ = c.docker.lock.set(docker::lock_state(&c.state_dir)?);
         }
         if c.reset {
             State::reset(&c.state_dir).map_err(|e| StepError::from_error("cannot reset the demo", &e))?;

@@ -90,6 +90,17 @@ async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
         let second = stack::up(&engine, &project, &options).await.unwrap();
         assert_eq!(second.reused, ["identity", "kms"], "an unchanged stack is reused");
         assert!(second.created.is_empty());
+
+        // A changed service (its admin port now published on a fixed host port) is recreated;
+        // the unchanged one is kept.
+        let mut changed = project.clone();
+        let kms = changed.services.get_mut("kms").unwrap();
+        let admin = kms.ports.iter_mut().find(|p| p.published.is_none()).unwrap();
+        admin.published = Some(free_port());
+        let third = stack::up(&engine, &changed, &options).await.unwrap();
+        assert_eq!(third.reused, ["identity"], "unchanged: kept");
+        assert_eq!(third.created, ["kms"], "changed: recreated");
+        stack::wait_for(&engine, &changed, "kms", Condition::Healthy, options.timeout).await.unwrap();
     };
     let outcome = tokio::spawn(result).await;
     stack::down(&engine, &project.name, true).await.unwrap();

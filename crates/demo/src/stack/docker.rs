@@ -369,6 +369,12 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                     .var("DEMO_TELEMETRY_NETWORK", telemetry_network(root))
                     .var("KMS_PORT", port(root, "kms")?.to_string())
                     .var("IDENTITY_PORT", port(root, "identity")?.to_string());
+                // The one variable taken from the caller's environment, as plain compose does: a
+                // collector image loaded under another name (not a secret).
+                let env = match std::env::var("OTEL_COLLECTOR_IMAGE") {
+                    Ok(image) if !image.is_empty() => env.var("OTEL_COLLECTOR_IMAGE", image),
+                    _ => env,
+                };
                 let profiles = vec![c.profile.name().to_owned(), "telemetry".to_owned()];
                 let mut telemetry =
                     load_project(&[dir.join("telemetry").join("compose.yml")], &env, &profiles, root, "")?;

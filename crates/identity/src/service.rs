@@ -85,6 +85,8 @@ pub fn load_config(path: &Path) -> Result<IdentityConfig, StartError> {
 
 /// Starts Identity.
 pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<RunningIdentity, StartError> {
+    // The metrics recorder first: handles taken before it exists (the JWKS cache's) record nothing.
+    let _ = service_kit::metrics::prometheus();
     if options.demo && config.seed.is_none() {
         return Err(StartError::NoSeedConfig);
     }

@@ -89,6 +89,8 @@ pub async fn start(config: &KmsConfig) -> Result<RunningKms, StartError> {
 
 /// Starts the KMS described by `config`, seeding it first when `options.demo`.
 pub async fn start_with(config: &KmsConfig, options: StartOptions) -> Result<RunningKms, StartError> {
+    // The metrics recorder first: handles taken before it exists (the JWKS cache's) record nothing.
+    let _ = service_kit::metrics::prometheus();
     // Load the seed before anything else, so a bad seed file fails before the store opens.
     let seed = match (options.demo, &config.seed) {
         (false, _) => None,

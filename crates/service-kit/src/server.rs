@@ -253,7 +253,8 @@ pub async fn start(
         source,
     })?;
 
-    // Installed before the first request is counted, so no early sample is lost.
+    // Installed before the first request is counted (services install it earlier still: metric
+    // handles taken before the recorder exists record nothing).
     let _ = crate::metrics::prometheus();
     // Outermost, so timeouts, panics and refused bodies are counted too; still per route, so
     // the route template is known.

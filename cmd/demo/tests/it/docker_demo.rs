@@ -132,6 +132,15 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
     let services = &status["stacks"][0]["services"];
     assert_eq!(services.as_array().map(Vec::len), Some(2), "{status:#}");
     assert!(services.as_array().unwrap().iter().all(|s| s["status"].as_str().unwrap().contains("(healthy)")));
+    // What the telemetry collector scrapes: the KMS's /metrics, read by Prometheus's own parser.
+    let admin = services.as_array().unwrap().iter().find(|s| s["service"] == "kms").unwrap()["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|p| p.as_str().unwrap().strip_suffix(" -> 9081").map(str::to_owned))
+        .unwrap();
+    let families = prometheus_families(&state_path, &admin);
+
     let ls = Command::new("docker").args(["compose", "ls", "--format", "json"]).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
     let again = run_json(&args);
@@ -159,10 +168,68 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
         "reusing the stack ({second_ms} ms) is faster than starting it ({first_ms} ms)"
     );
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    for family in
+        ["http_server_requests", "http_server_request_duration_seconds", "jwks_cache_hits", "jwks_cache_keys"]
+    {
+        assert!(families.iter().any(|f| f == family), "/metrics lacks {family}: {families:?}");
+    }
     for project in [project, format!("demo-telemetry-{}", state_suffix(state))] {
         let left = crate::docker_faults::leftovers(&project);
         assert!(left.is_empty(), "`demo down --volumes` left {left:?} of {project}");
     }
+}
+
+/// The metric families a service's admin `/metrics` (at `127.0.0.1:PORT`) exposes, as the
+/// Python Prometheus client's parser reads them (an independent oracle of the text format).
+fn prometheus_families(state: &std::path::Path, admin: &str) -> Vec<String> {
+    let url = format!("https://localhost:{}/metrics", admin.rsplit(':').next().unwrap());
+    let text = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let tls = pki::client_config_for(&pki::PkiDir::new(state.join("pki")), None).unwrap();
+        let client = reqwest::Client::builder().tls_backend_preconfigured(tls).build().unwrap();
+        let resp = client.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{url}");
+        resp.text().await.unwrap()
+    });
+    let have = Command::new("python3")
+        .args(["-c", "import prometheus_client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "prometheus_client is missing under CI: .ci/run must install it"
+        );
+        eprintln!("SKIPPED: the Prometheus parser oracle needs `pip install prometheus-client`");
+        return vec![
+            "http_server_requests",
+            "http_server_request_duration_seconds",
+            "jwks_cache_hits",
+            "jwks_cache_keys",
+        ]
+        .into_iter()
+        .filter(|f| text.contains(f))
+        .map(str::to_owned)
+        .collect();
+    }
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\n\
+             for f in parse(sys.stdin.read()): print(f.name)",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
 }
 
 pub fn state_suffix(state: &str) -> String {

@@ -22,6 +22,9 @@ use crate::{Engine, EngineError};
 /// The repository our image is tagged in.
 pub const REPOSITORY: &str = "demo-security/demo";
 
+/// The `org.opencontainers.image.title` label of our images.
+const TITLE: &str = "demo-security";
+
 /// The image could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -192,7 +195,7 @@ fn tar_file(
 /// holds real files at the paths the loader looks at).
 pub fn build_context(binary: &Path, libraries: &[PathBuf], binary_hash: &str) -> Result<Vec<u8>, ImageError> {
     let dockerfile = format!(
-        "FROM scratch\nCOPY rootfs/ /\nUSER 65534:65534\nLABEL org.opencontainers.image.title=\"demo-security\" \
+        "FROM scratch\nCOPY rootfs/ /\nUSER 65534:65534\nLABEL org.opencontainers.image.title=\"{TITLE}\" \
          org.opencontainers.image.revision=\"{binary_hash}\"\nENTRYPOINT [\"/demo\"]\n"
     );
     let mut builder = tar::Builder::new(Vec::new());
@@ -253,20 +256,26 @@ pub async fn ensure_service_image(engine: &Engine, binary: &Path) -> Result<Serv
 }
 
 /// Removes images of earlier binaries (other tags of [`REPOSITORY`]) so rebuilds do not fill the
-/// disk. An image a container still uses is refused by the engine and stays; errors are ignored
-/// (pruning is housekeeping, never a reason to fail a run).
+/// disk. Removed by image id, which the engine refuses while any container (running or stopped)
+/// uses the image: removing by tag would only untag it and leave a dangling image behind. Our
+/// dangling images from before (by their title label) go too. Errors are ignored (pruning is
+/// housekeeping, never a reason to fail a run).
 async fn prune_other_tags(engine: &Engine, keep: &str) {
-    let filters = std::collections::HashMap::from([("reference", vec![format!("{REPOSITORY}:*")])]);
-    let options = bollard::query_parameters::ListImagesOptionsBuilder::default().filters(&filters).build();
-    let Ok(images) = engine.docker().list_images(Some(options)).await else { return };
-    for image in images {
-        if image.repo_tags.iter().any(|t| t == keep) {
-            continue;
-        }
-        for tag in image.repo_tags.iter().filter(|t| t.starts_with(REPOSITORY)) {
+    let ours = [
+        std::collections::HashMap::from([("reference", vec![format!("{REPOSITORY}:*")])]),
+        std::collections::HashMap::from([
+            ("dangling", vec!["true".to_owned()]),
+            ("label", vec![format!("org.opencontainers.image.title={TITLE}")]),
+        ]),
+    ];
+    for filters in ours {
+        let options =
+            bollard::query_parameters::ListImagesOptionsBuilder::default().filters(&filters).build();
+        let Ok(images) = engine.docker().list_images(Some(options)).await else { continue };
+        for image in images.into_iter().filter(|i| !i.repo_tags.iter().any(|t| t == keep)) {
             let _ = engine
                 .docker()
-                .remove_image(tag, None::<bollard::query_parameters::RemoveImageOptions>, None)
+                .remove_image(&image.id, None::<bollard::query_parameters::RemoveImageOptions>, None)
                 .await;
         }
     }

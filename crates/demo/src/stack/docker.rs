@@ -409,10 +409,11 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 let project = load_project(&files, &env, &profiles[..1], root, variant)?;
                 check_host_ports(engine, &project, root).await?;
                 if c.reset {
-                    // The secrets were just regenerated: the old containers and volumes are useless
-                    // (the collector too: it holds the old CA).
-                    for name in [&project.name, &telemetry.name] {
-                        stack::down(engine, name, true)
+                    // The secrets were just regenerated: every stack of this state directory is
+                    // useless now, with its volumes (the collector too: it holds the old CA).
+                    // Products first, then the telemetry network they were attached to.
+                    for name in projects(root) {
+                        stack::down(engine, &name, true)
                             .await
                             .map_err(|e| StepError::new(format!("cannot remove the previous stack: {e}")))?;
                     }

@@ -251,7 +251,7 @@ pub async fn ensure_service_image(engine: &Engine, binary: &Path) -> Result<Serv
         .inspect_image(&tag)
         .await
         .map_err(|source| EngineError::Api { what: format!("inspecting {tag}"), source })?;
-    prune_other_tags(engine, &tag).await;
+    prune_other_tags(engine, &tag, &hash).await;
     Ok(ServiceImage { tag, built: true })
 }
 
@@ -260,7 +260,7 @@ pub async fn ensure_service_image(engine: &Engine, binary: &Path) -> Result<Serv
 /// uses the image: removing by tag would only untag it and leave a dangling image behind. Our
 /// dangling images from before (by their title label) go too. Errors are ignored (pruning is
 /// housekeeping, never a reason to fail a run).
-async fn prune_other_tags(engine: &Engine, keep: &str) {
+async fn prune_other_tags(engine: &Engine, keep: &str, revision: &str) {
     let ours = [
         std::collections::HashMap::from([("reference", vec![format!("{REPOSITORY}:*")])]),
         std::collections::HashMap::from([
@@ -272,7 +272,12 @@ async fn prune_other_tags(engine: &Engine, keep: &str) {
         let options =
             bollard::query_parameters::ListImagesOptionsBuilder::default().filters(&filters).build();
         let Ok(images) = engine.docker().list_images(Some(options)).await else { continue };
-        for image in images.into_iter().filter(|i| !i.repo_tags.iter().any(|t| t == keep)) {
+        // Never this binary's image: a concurrent build of it is untagged for a moment.
+        let current = |i: &bollard::models::ImageSummary| {
+            i.repo_tags.iter().any(|t| t == keep)
+                || i.labels.get("org.opencontainers.image.revision").is_some_and(|r| r == revision)
+        };
+        for image in images.into_iter().filter(|i| !current(i)) {
             let _ = engine
                 .docker()
                 .remove_image(&image.id, None::<bollard::query_parameters::RemoveImageOptions>, None)

@@ -132,14 +132,14 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
     let services = &status["stacks"][0]["services"];
     assert_eq!(services.as_array().map(Vec::len), Some(2), "{status:#}");
     assert!(services.as_array().unwrap().iter().all(|s| s["status"].as_str().unwrap().contains("(healthy)")));
-    // What the telemetry collector scrapes: the KMS's /metrics, read by Prometheus's own parser.
-    let admin = services.as_array().unwrap().iter().find(|s| s["service"] == "kms").unwrap()["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|p| p.as_str().unwrap().strip_suffix(" -> 9081").map(str::to_owned))
-        .unwrap();
-    let families = prometheus_families(&state_path, &admin);
+    // What the telemetry collector scrapes: the KMS's /metrics, read by Prometheus's own parser
+    // (observed now, asserted after the cleanup).
+    let admin = services.as_array().into_iter().flatten().filter(|s| s["service"] == "kms").find_map(|s| {
+        s["ports"].as_array()?.iter().find_map(|p| p.as_str()?.strip_suffix(" -> 9081").map(str::to_owned))
+    });
+    let families = admin
+        .ok_or_else(|| format!("no admin port in {status:#}"))
+        .and_then(|a| prometheus_families(&state_path, &a));
 
     let ls = Command::new("docker").args(["compose", "ls", "--format", "json"]).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
@@ -168,6 +168,7 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
         "reusing the stack ({second_ms} ms) is faster than starting it ({first_ms} ms)"
     );
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    let families = families.unwrap();
     for family in
         ["http_server_requests", "http_server_request_duration_seconds", "jwks_cache_hits", "jwks_cache_keys"]
     {
@@ -181,15 +182,20 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
 
 /// The metric families a service's admin `/metrics` (at `127.0.0.1:PORT`) exposes, as the
 /// Python Prometheus client's parser reads them (an independent oracle of the text format).
-fn prometheus_families(state: &std::path::Path, admin: &str) -> Vec<String> {
-    let url = format!("https://localhost:{}/metrics", admin.rsplit(':').next().unwrap());
-    let text = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let tls = pki::client_config_for(&pki::PkiDir::new(state.join("pki")), None).unwrap();
-        let client = reqwest::Client::builder().tls_backend_preconfigured(tls).build().unwrap();
-        let resp = client.get(&url).send().await.unwrap();
-        assert_eq!(resp.status(), 200, "{url}");
-        resp.text().await.unwrap()
-    });
+fn prometheus_families(state: &std::path::Path, admin: &str) -> Result<Vec<String>, String> {
+    let port = admin.rsplit(':').next().unwrap_or_default();
+    let url = format!("https://localhost:{port}/metrics");
+    let text = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?.block_on(async {
+        let tls =
+            pki::client_config_for(&pki::PkiDir::new(state.join("pki")), None).map_err(|e| e.to_string())?;
+        let client =
+            reqwest::Client::builder().tls_backend_preconfigured(tls).build().map_err(|e| e.to_string())?;
+        let resp = client.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+        if resp.status() != 200 {
+            return Err(format!("{url} answered {}", resp.status()));
+        }
+        resp.text().await.map_err(|e| e.to_string())
+    })?;
     let have = Command::new("python3")
         .args(["-c", "import prometheus_client"])
         .output()
@@ -200,16 +206,13 @@ fn prometheus_families(state: &std::path::Path, admin: &str) -> Vec<String> {
             "prometheus_client is missing under CI: .ci/run must install it"
         );
         eprintln!("SKIPPED: the Prometheus parser oracle needs `pip install prometheus-client`");
-        return vec![
+        let known = [
             "http_server_requests",
             "http_server_request_duration_seconds",
             "jwks_cache_hits",
             "jwks_cache_keys",
-        ]
-        .into_iter()
-        .filter(|f| text.contains(f))
-        .map(str::to_owned)
-        .collect();
+        ];
+        return Ok(known.into_iter().filter(|f| text.contains(f)).map(str::to_owned).collect());
     }
     let mut child = Command::new("python3")
         .args([
@@ -221,15 +224,18 @@ fn prometheus_families(state: &std::path::Path, admin: &str) -> Vec<String> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the Prometheus parser refused /metrics: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+        .map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, text.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "the Prometheus parser refused /metrics: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
 }
 
 pub fn state_suffix(state: &str) -> String {

@@ -101,15 +101,29 @@ async fn check_host_ports(engine: &Engine, project: &Project, root: &Path) -> Re
             if ours.iter().any(|s| s.ports.iter().any(|p| p.contains(&format!(":{port} ->")))) {
                 continue;
             }
-            let holder = docker_holder(engine, port).await.map_or_else(
+            let holder = docker_holder(engine, port).await;
+            let ours = holder
+                .as_deref()
+                .is_some_and(|c| projects(root).iter().any(|p| c.starts_with(&format!("{p}-"))));
+            let hint = if ours {
+                // Another stack (or profile) of this same state directory: they share its ports.
+                format!(
+                    "another stack of this state directory runs: `demo down --state-dir {}` first",
+                    root.display()
+                )
+            } else {
+                format!(
+                    "stop it, or remove {} so the next run picks a free port",
+                    root.join("docker-ports").join(name).display()
+                )
+            };
+            let holder = holder.map_or_else(
                 || format!("another process (`ss -ltnp 'sport = :{port}'` names it)"),
                 |c| format!("the container {c}"),
             );
-            return Err(StepError::new(format!("host port {port} for {name} is taken by {holder}"))
-                .with_hint(format!(
-                    "stop it, or remove {} so the next run picks a free port",
-                    root.join("docker-ports").join(name).display()
-                )));
+            return Err(
+                StepError::new(format!("host port {port} for {name} is taken by {holder}")).with_hint(hint)
+            );
         }
     }
     Ok(())
@@ -572,11 +586,34 @@ pub async fn status(state_root: &Path) -> Result<Vec<(String, Vec<stack::Service
     Ok(out)
 }
 
+/// The state lock for `demo down` and `shutdown()`: a run in progress holds it until it ends, so
+/// wait a while, then say so. `None` when there is no state directory to coordinate on.
+async fn wait_for_lock(state_root: &Path) -> Result<Option<std::fs::File>, String> {
+    let path = state_root.join("docker.lock");
+    let Ok(file) = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path) else {
+        return Ok(None);
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                return Err(format!("cannot lock {} (is another demo run using it?): {e}", path.display()));
+            }
+        }
+    }
+}
+
 /// Takes down one stack that a library caller or `--keep-running` started (containers and
 /// networks; volumes stay), and the telemetry project when no other stack of the state directory
 /// still runs.
 pub(crate) async fn down_stack(state_root: &Path, project: &str) -> Result<(), String> {
     let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+    // Not while another run of this state directory starts: it may be about to use telemetry.
+    let _lock = wait_for_lock(state_root).await?;
     stack::down(&engine, project, false).await.map_err(|e| e.to_string())?;
     let all = projects(state_root);
     let (telemetry, products) = all.split_last().ok_or("no projects")?;
@@ -593,31 +630,7 @@ pub(crate) async fn down_stack(state_root: &Path, project: &str) -> Result<(), S
 /// on the same state directory to finish first.
 pub async fn down(state_root: &Path, volumes: bool) -> Result<Vec<String>, String> {
     let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
-    // No state directory (or not writable): no run of ours to coordinate with.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(state_root.join("docker.lock"))
-        .ok();
-    if let Some(file) = &lock {
-        // A run in progress holds the lock until it ends; give it a while, then say so.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "cannot lock {} (is another demo run using it?): {e}",
-                        state_root.join("docker.lock").display()
-                    ));
-                }
-            }
-        }
-    }
+    let _lock = wait_for_lock(state_root).await?;
     remove_dead_runs(&engine, state_root).await?;
     let mut removed = Vec::new();
     for project in projects(state_root) {

@@ -515,6 +515,21 @@ pub async fn remove_run(engine: &Engine, project: &str, run_id: &str) -> Result<
     .await
 }
 
+/// Removes one service's container of `project`, if there is one (a service the project no
+/// longer enables, say: `up` only touches the services it runs).
+pub async fn remove_service(engine: &Engine, project: &str, service: &str) -> Result<(), StackError> {
+    let container = container_name(project, service);
+    match engine
+        .docker()
+        .remove_container(&container, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        Err(source) => Err(api(format!("removing {container}"))(source)),
+    }
+}
+
 /// Stops and removes everything labelled with `project`; named volumes too with `volumes`.
 pub async fn down(engine: &Engine, project: &str, volumes: bool) -> Result<(), StackError> {
     let selector = [format!("{}={project}", labels::PROJECT)];

@@ -178,13 +178,8 @@ fn telemetry_network(root: &Path) -> String {
 /// One demo run per state directory at a time: the lock file stays locked for the run (the OS
 /// drops the lock when the process ends, however it ends).
 pub(crate) fn lock_state(root: &Path) -> Result<std::fs::File, StepError> {
-    let path = root.join("docker.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| StepError::from_error(format!("cannot open {}", path.display()), &e))?;
+    let (path, file) = open_lock(root);
+    let file = file.map_err(|e| StepError::from_error(format!("cannot open {}", path.display()), &e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -195,6 +190,13 @@ pub(crate) fn lock_state(root: &Path) -> Result<std::fs::File, StepError> {
             Err(StepError::from_error(format!("cannot lock {}", path.display()), &e))
         }
     }
+}
+
+/// `STATE/docker.lock`, opened (created if missing, never truncated) but not yet locked.
+fn open_lock(root: &Path) -> (PathBuf, std::io::Result<std::fs::File>) {
+    let path = root.join("docker.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path);
+    (path, file)
 }
 
 /// The journal of starts in progress: `STATE/docker-runs/<run id>` lists the projects a run is
@@ -404,18 +406,9 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 if !keep {
                     telemetry.services.remove(COLLECTOR);
                     // A collector an earlier run started is not wanted now.
-                    let old = stack::container_name(&telemetry.name, COLLECTOR);
-                    let _ = engine
-                        .docker()
-                        .remove_container(
-                            &old,
-                            Some(
-                                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-                                    .force(true)
-                                    .build(),
-                            ),
-                        )
-                        .await;
+                    stack::remove_service(engine, &telemetry.name, COLLECTOR)
+                        .await
+                        .map_err(|e| StepError::new(format!("cannot remove the unwanted collector: {e}")))?;
                 }
                 let files = compose_files(&dir, stack.command(), c.profile)?;
                 // prod has its own project and volumes: it never mounts data a demo run seeded.
@@ -589,8 +582,7 @@ pub async fn status(state_root: &Path) -> Result<Vec<(String, Vec<stack::Service
 /// The state lock for `demo down` and `shutdown()`: a run in progress holds it until it ends, so
 /// wait a while, then say so. `None` when there is no state directory to coordinate on.
 async fn wait_for_lock(state_root: &Path) -> Result<Option<std::fs::File>, String> {
-    let path = state_root.join("docker.lock");
-    let Ok(file) = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path) else {
+    let (path, Ok(file)) = open_lock(state_root) else {
         return Ok(None);
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);

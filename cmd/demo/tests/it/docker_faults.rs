@@ -174,9 +174,7 @@ fn what_a_killed_run_left_is_removed_by_the_next_run_and_by_down() {
     let state = tmp.path().join("state");
     let state = state.to_str().unwrap();
     let project = format!("demo-kms-{}", state_suffix(state));
-    let mut child = start_and_wait_for_a_container(state);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_mid_start(state);
     let dead = run_label(&project);
     assert!(!dead.is_empty(), "the killed run left its objects");
     let (code, doc, stderr) =
@@ -196,14 +194,19 @@ fn what_a_killed_run_left_is_removed_by_the_next_run_and_by_down() {
     let state = tmp.path().join("state");
     let state = state.to_str().unwrap();
     let project = format!("demo-kms-{}", state_suffix(state));
-    let mut child = start_and_wait_for_a_container(state);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_mid_start(state);
     assert!(!leftovers(&project).is_empty());
     let out = crate::demo().args(["down", "--state-dir", state]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let left = leftovers(&project);
     assert!(left.is_empty(), "`demo down` left {left:?} of the killed run");
+}
+
+/// Starts `demo kms` on Docker and kills it (SIGKILL: no rollback) once it has created objects.
+fn kill_mid_start(state: &str) {
+    let mut child = start_and_wait_for_a_container(state);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// The run label of the project's container.

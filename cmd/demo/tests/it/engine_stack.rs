@@ -14,27 +14,34 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
+/// The engine and the service image built from the `demo` binary; `None` (skipped loudly, a
+/// failure under CI) without an engine.
+async fn engine_and_image() -> Option<(compose_engine::Engine, String)> {
     let engine = match compose_engine::Engine::connect(Duration::from_secs(2)).await {
         Ok(engine) => engine,
         Err(e) => {
             assert!(std::env::var_os("CI").is_none(), "no Docker engine under CI: {e}");
             eprintln!("SKIPPED: this test needs a Docker engine: {e}");
-            return;
+            return None;
         }
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let state = demo::state::State::ensure(&tmp.path().join("state"), &pki::PkiSpec::demo()).unwrap();
     let image = compose_engine::image::ensure_service_image(&engine, &assert_cmd::cargo::cargo_bin("demo"))
         .await
         .unwrap();
+    Some((engine, image.tag))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
+    let Some((engine, image)) = engine_and_image().await else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let state = demo::state::State::ensure(&tmp.path().join("state"), &pki::PkiSpec::demo()).unwrap();
     let meta = std::fs::metadata(state.root()).unwrap();
     let kms_port = free_port();
     let name = format!("demo-engine-test-{}", std::process::id());
     let env = Env::new()
         .var("DEMO_TELEMETRY_NETWORK", format!("{name}-telemetry"))
-        .var("DEMO_IMAGE", &image.tag)
+        .var("DEMO_IMAGE", &image)
         .var("DEMO_STATE_DIR", state.root().display().to_string())
         .var("DEMO_UID", std::os::unix::fs::MetadataExt::uid(&meta).to_string())
         .var("DEMO_GID", std::os::unix::fs::MetadataExt::gid(&meta).to_string())
@@ -127,14 +134,7 @@ async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dependency_that_exits_fails_the_start_at_once_with_its_log_tail() {
-    let Ok(engine) = compose_engine::Engine::connect(Duration::from_secs(2)).await else {
-        assert!(std::env::var_os("CI").is_none(), "no Docker engine under CI");
-        eprintln!("SKIPPED: this test needs a Docker engine");
-        return;
-    };
-    let image = compose_engine::image::ensure_service_image(&engine, &assert_cmd::cargo::cargo_bin("demo"))
-        .await
-        .unwrap();
+    let Some((engine, image)) = engine_and_image().await else { return };
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("compose.yml");
     std::fs::write(
@@ -154,7 +154,7 @@ services:
     depends_on:
       broken: {{ condition: service_healthy }}
 ",
-            image.tag, image.tag
+            image, image
         ),
     )
     .unwrap();
@@ -170,14 +170,7 @@ services:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_shot_dependency_counts_as_done_when_it_exits_0_and_fails_the_start_otherwise() {
-    let Ok(engine) = compose_engine::Engine::connect(Duration::from_secs(2)).await else {
-        assert!(std::env::var_os("CI").is_none(), "no Docker engine under CI");
-        eprintln!("SKIPPED: this test needs a Docker engine");
-        return;
-    };
-    let image = compose_engine::image::ensure_service_image(&engine, &assert_cmd::cargo::cargo_bin("demo"))
-        .await
-        .unwrap();
+    let Some((engine, image)) = engine_and_image().await else { return };
     let tmp = tempfile::tempdir().unwrap();
     // A migration-like one-shot (`demo --version` exits 0, or a bad command exits 2) and a
     // service that may start only once it completed successfully (compose #10596).
@@ -197,7 +190,7 @@ services:
     depends_on:
       init: {{ condition: service_completed_successfully }}
 ",
-                tag = image.tag
+                tag = image
             ),
         )
         .unwrap();

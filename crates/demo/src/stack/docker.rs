@@ -271,7 +271,6 @@ async fn collector_image(c: &Ctx, engine: &Engine, image: &str) -> bool {
     let layers = std::sync::Mutex::new(std::collections::BTreeMap::<String, (u64, u64)>::new());
     let observer = c.observer.clone();
     let progress = move |p: &compose_engine::image::PullProgress| {
-        let Some(observer) = &observer else { return };
         let Ok(mut layers) = layers.lock() else { return };
         if let Some(bytes) = p.bytes {
             layers.insert(p.layer.clone(), bytes);
@@ -326,7 +325,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 let engine = Engine::connect(Duration::from_secs(2))
                     .await
                     .map_err(|e| StepError::from_error("the Docker engine is not reachable", &e))?;
-                let binary = match &c.service_binary {
+                let binary = match &c.options.service_binary {
                     Some(binary) => binary.clone(),
                     None => std::env::current_exe()
                         .map_err(|e| StepError::from_error("cannot find this program's binary", &e))?,
@@ -348,7 +347,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 if c.docker.lock.get().is_none() {
                     let _ = c.docker.lock.set(lock_state(root)?);
                 }
-                let dir = match &c.compose_dir {
+                let dir = match &c.options.compose_dir {
                     Some(dir) => dir.clone(),
                     None => {
                         write_files(root).map_err(|e| {
@@ -391,11 +390,11 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                     Ok(image) if !image.is_empty() => env.var("OTEL_COLLECTOR_IMAGE", image),
                     _ => env,
                 };
-                let profiles = vec![c.profile.name().to_owned(), "telemetry".to_owned()];
+                let profiles = vec![c.options.profile.name().to_owned(), "telemetry".to_owned()];
                 let mut telemetry =
                     load_project(&[dir.join("telemetry").join("compose.yml")], &env, &profiles, root, "")?;
                 let collector = telemetry.services.get(COLLECTOR).map(|s| s.image.clone());
-                let keep = match (c.telemetry, collector) {
+                let keep = match (c.options.telemetry, collector) {
                     (true, Some(image)) => collector_image(&c, engine, &image).await,
                     (false, Some(_)) => {
                         c.note("telemetry is off (--no-telemetry)");
@@ -410,12 +409,12 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                         .await
                         .map_err(|e| StepError::new(format!("cannot remove the unwanted collector: {e}")))?;
                 }
-                let files = compose_files(&dir, stack.command(), c.profile)?;
+                let files = compose_files(&dir, stack.command(), c.options.profile)?;
                 // prod has its own project and volumes: it never mounts data a demo run seeded.
-                let variant = if c.profile == Profile::Prod { "-prod" } else { "" };
+                let variant = if c.options.profile == Profile::Prod { "-prod" } else { "" };
                 let project = load_project(&files, &env, &profiles[..1], root, variant)?;
                 check_host_ports(engine, &project, root).await?;
-                if c.reset {
+                if c.options.reset {
                     // The secrets were just regenerated: every stack of this state directory is
                     // useless now, with its volumes (the collector too: it holds the old CA).
                     // Products first, then the telemetry network they were attached to.

@@ -188,18 +188,13 @@ impl RunningStack {
 }
 
 /// What every step shares.
-#[derive(Default)]
 pub(crate) struct Ctx {
-    state_dir: PathBuf,
-    reset: bool,
-    profile: Profile,
-    telemetry: bool,
-    compose_dir: Option<PathBuf>,
-    service_binary: Option<PathBuf>,
+    /// What the run was asked for.
+    options: DemoOptions,
     /// What the run left out or degraded, said plainly (the report's `notes`).
     notes: std::sync::Mutex<Vec<String>>,
     /// Where long steps report progress (an image pull).
-    observer: Option<Arc<dyn Observer>>,
+    observer: Arc<dyn Observer>,
     state: OnceLock<State>,
     kms: kms::KmsCtx,
     identity: identity::IdentityCtx,
@@ -245,14 +240,13 @@ async fn execute(
     teardown: bool,
 ) -> RunningStack {
     let ctx = Arc::new(Ctx {
-        state_dir: options.state_dir.clone(),
-        reset: options.reset,
-        profile: options.profile,
-        telemetry: options.telemetry,
-        compose_dir: options.compose_dir.clone(),
-        service_binary: options.service_binary.clone(),
-        observer: Some(observer.clone()),
-        ..Ctx::default()
+        options: options.clone(),
+        notes: std::sync::Mutex::default(),
+        observer: observer.clone(),
+        state: OnceLock::new(),
+        kms: kms::KmsCtx::default(),
+        identity: identity::IdentityCtx::default(),
+        docker: docker::DockerCtx::default(),
     });
     if options.profile == Profile::Dev {
         ctx.note("profile dev: PostgreSQL is not wired in yet, so the services keep their data in SQLite as with --profile demo");
@@ -414,20 +408,21 @@ fn stack_client(ctx: &Ctx, state: &State) -> Option<reqwest::Client> {
 
 fn state_step(docker: bool) -> Step<Ctx> {
     Step::new("state.prepare", Phase::Setup, move |c: Arc<Ctx>| async move {
-        if c.profile == Profile::Prod && !docker {
+        if c.options.profile == Profile::Prod && !docker {
             return Err(StepError::new(
                 "the prod profile exists only as compose files (deployments/*/compose.prod.yml)",
             )
             .with_hint("run it with --runtime docker, or choose --profile demo or ci"));
         }
         // Docker: one run per state directory, locked before a reset can touch it.
-        if docker && State::is_ours(&c.state_dir) {
-            let _ = c.docker.lock.set(docker::lock_state(&c.state_dir)?);
+        if docker && State::is_ours(&c.options.state_dir) {
+            let _ = c.docker.lock.set(docker::lock_state(&c.options.state_dir)?);
         }
-        if c.reset {
-            State::reset(&c.state_dir).map_err(|e| StepError::from_error("cannot reset the demo", &e))?;
+        if c.options.reset {
+            State::reset(&c.options.state_dir)
+                .map_err(|e| StepError::from_error("cannot reset the demo", &e))?;
         }
-        let state = State::ensure(&c.state_dir, &pki::PkiSpec::demo()).map_err(|e| {
+        let state = State::ensure(&c.options.state_dir, &pki::PkiSpec::demo()).map_err(|e| {
             StepError::from_error("cannot prepare the state directory", &e)
                 .with_hint("choose another --state-dir, or run with --reset-demo to start from scratch")
         })?;

@@ -31,7 +31,7 @@ pub const API_VERSION: ClientVersion = ClientVersion { major_version: 1, minor_v
 pub enum EngineError {
     /// No engine answered on the socket.
     #[error(
-        "no Docker engine answered on {socket} within {timeout:?}; start Docker (or set DOCKER_HOST), or use --runtime embedded"
+        "no Docker engine answered on {socket} within {timeout:?} (is it running? DOCKER_HOST names another socket)"
     )]
     Unreachable {
         /// The socket tried.

@@ -77,8 +77,9 @@ pub enum StackError {
         /// Its log tail.
         logs: String,
     },
-    /// A dependency did not reach its condition in time.
-    #[error("service {service} did not become {condition} within {timeout:?}; see `docker logs {container}`")]
+    /// A dependency did not reach its condition in time. The log tail is in the error itself:
+    /// a failed start is rolled back, so the container may be gone when a person reads this.
+    #[error("service {service} did not become {condition} within {timeout:?}; its last log lines:\n{logs}")]
     Timeout {
         /// The service.
         service: String,
@@ -86,8 +87,8 @@ pub enum StackError {
         condition: &'static str,
         /// How long we waited.
         timeout: Duration,
-        /// Its container.
-        container: String,
+        /// Its log tail.
+        logs: String,
     },
 }
 
@@ -413,7 +414,8 @@ pub async fn wait_for(
                 Condition::Healthy => "healthy",
                 Condition::CompletedSuccessfully => "completed",
             };
-            return Err(StackError::Timeout { service: service.to_owned(), condition, timeout, container });
+            let logs = log_tail(engine, &container, 20).await;
+            return Err(StackError::Timeout { service: service.to_owned(), condition, timeout, logs });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -513,6 +515,7 @@ pub async fn remove_run(engine: &Engine, project: &str, run_id: &str) -> Result<
         Removal { stop_first: false, volumes: true, strict: false },
     )
     .await
+    .map(drop)
 }
 
 /// Removes one service's container of `project`, if there is one (a service the project no
@@ -530,8 +533,27 @@ pub async fn remove_service(engine: &Engine, project: &str, service: &str) -> Re
     }
 }
 
+/// What a removal removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Containers.
+    pub containers: usize,
+    /// Networks.
+    pub networks: usize,
+    /// Named volumes.
+    pub volumes: usize,
+}
+
+impl Removed {
+    /// Whether nothing was there to remove.
+    pub fn is_empty(&self) -> bool {
+        self.containers + self.networks + self.volumes == 0
+    }
+}
+
 /// Stops and removes everything labelled with `project`; named volumes too with `volumes`.
-pub async fn down(engine: &Engine, project: &str, volumes: bool) -> Result<(), StackError> {
+/// Returns what it removed (nothing, when no such project exists).
+pub async fn down(engine: &Engine, project: &str, volumes: bool) -> Result<Removed, StackError> {
     let selector = [format!("{}={project}", labels::PROJECT)];
     remove_labelled(engine, project, &selector, Removal { stop_first: true, volumes, strict: true }).await
 }
@@ -553,7 +575,8 @@ async fn remove_labelled(
     what: &str,
     selector: &[String],
     how: Removal,
-) -> Result<(), StackError> {
+) -> Result<Removed, StackError> {
+    let mut removed = Removed::default();
     let docker = engine.docker();
     let filter = HashMap::from([("label", selector.to_vec())]);
     let containers = docker
@@ -569,15 +592,17 @@ async fn remove_labelled(
             .remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
             .await
             .map_err(api(format!("removing container {id}")))?;
+        removed.containers += 1;
     }
     let networks = docker
         .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filter).build()))
         .await
         .map_err(api(format!("listing the networks of {what}")))?;
     for name in networks.into_iter().filter_map(|n| n.name) {
-        let removed = docker.remove_network(&name).await;
-        if how.strict {
-            removed.map_err(api(format!("removing network {name}")))?;
+        match docker.remove_network(&name).await {
+            Ok(()) => removed.networks += 1,
+            Err(e) if how.strict => return Err(api(format!("removing network {name}"))(e)),
+            Err(_) => {}
         }
     }
     if how.volumes {
@@ -586,12 +611,13 @@ async fn remove_labelled(
             .await
             .map_err(api(format!("listing the volumes of {what}")))?;
         for v in list.volumes.unwrap_or_default() {
-            let removed =
-                docker.remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
-            if how.strict {
-                removed.map_err(api(format!("removing volume {}", v.name)))?;
+            match docker.remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>).await
+            {
+                Ok(()) => removed.volumes += 1,
+                Err(e) if how.strict => return Err(api(format!("removing volume {}", v.name))(e)),
+                Err(_) => {}
             }
         }
     }
-    Ok(())
+    Ok(removed)
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod output;
 pub mod pki_cmd;
+pub mod ports;
 pub mod report;
 pub mod run_cmd;
 pub mod runtime;

@@ -41,6 +41,17 @@ pub struct Artifacts {
     pub credentials_file: PathBuf,
 }
 
+impl Artifacts {
+    /// Where a state directory keeps what a person needs afterwards.
+    pub fn of(state: &crate::state::State) -> Self {
+        Self {
+            ca_bundle: state.ca_bundle(),
+            state_dir: state.root().to_owned(),
+            credentials_file: state.credentials_file(),
+        }
+    }
+}
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
@@ -107,6 +118,32 @@ impl Report {
             errors,
             services,
             artifacts,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The report of a run that could not begin (no Docker engine where one was asked for, no
+    /// async runtime): no steps, the one error, exit 2. Still a whole report, so a consumer of
+    /// `--output json` always has one document to read.
+    pub fn failure(
+        command: &str,
+        runtime: RuntimeChoice,
+        profile: &str,
+        state: &crate::state::State,
+        error: ErrorReport,
+    ) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            command: command.to_owned(),
+            runtime,
+            profile: profile.to_owned(),
+            outcome: Outcome::Failure,
+            exit_code: Outcome::Failure.exit_code(),
+            duration_ms: 0,
+            steps: Vec::new(),
+            errors: vec![error],
+            services: Vec::new(),
+            artifacts: Artifacts::of(state),
             notes: Vec::new(),
         }
     }

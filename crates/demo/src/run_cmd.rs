@@ -56,8 +56,36 @@ pub struct RunCmdOptions {
 const DOCKER_PROBE: Duration = Duration::from_secs(2);
 
 /// Runs and returns the exit code.
-pub fn run_blocking(options: RunCmdOptions) -> u8 {
-    let Some(runtime) = async_runtime(tokio::runtime::Builder::new_multi_thread()) else { return 2 };
+pub fn run_blocking(mut options: RunCmdOptions) -> u8 {
+    options.state_dir = crate::state::State::absolute(&options.state_dir);
+    // A run that cannot begin still prints one whole report (CI parses stdout).
+    let cannot_begin = |runtime: &'static str, reason: String, error: crate::ErrorReport| {
+        let report = Report::failure(
+            options.stack.command(),
+            crate::report::RuntimeChoice { name: runtime, reason },
+            options.profile.name(),
+            &crate::state::State::at(&options.state_dir),
+            error,
+        );
+        print_report(&report, &options);
+        report.exit_code
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let error = crate::ErrorReport {
+                step: None,
+                code: "demo::runtime".to_owned(),
+                message: "cannot start the async runtime".to_owned(),
+                causes: vec![e.to_string()],
+                hint: Some(
+                    "the system refused threads or file descriptors: check `ulimit -n` and `ulimit -u`"
+                        .to_owned(),
+                ),
+            };
+            return cannot_begin("embedded", "the async runtime did not start".to_owned(), error);
+        }
+    };
     // Docker when asked for, or for auto when an engine answers; else embedded, saying why.
     let probe = || runtime.block_on(compose_engine::Engine::connect(DOCKER_PROBE));
     let (docker, reason) = match options.runtime {
@@ -65,8 +93,17 @@ pub fn run_blocking(options: RunCmdOptions) -> u8 {
         RuntimeArg::Docker => match probe() {
             Ok(_) => (true, "--runtime docker".to_owned()),
             Err(e) => {
-                eprintln!("error: {e}");
-                return 2;
+                let error = crate::ErrorReport {
+                    step: None,
+                    code: "demo::docker".to_owned(),
+                    message: "--runtime docker was asked for, but no Docker engine answered".to_owned(),
+                    causes: crate::engine::StepError::of(&e).causes_with_message(),
+                    hint: Some(
+                        "start the Docker engine (or point DOCKER_HOST at one), or run with --runtime embedded"
+                            .to_owned(),
+                    ),
+                };
+                return cannot_begin("docker", "--runtime docker".to_owned(), error);
             }
         },
         RuntimeArg::Auto => match probe() {
@@ -133,10 +170,11 @@ fn async_runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime:
 
 /// `demo down`: removes the Docker stacks of a state directory; 0 done, 2 failed.
 pub fn down_blocking(state_root: &std::path::Path, volumes: bool) -> u8 {
+    let state_root = &crate::state::State::absolute(state_root);
     let Some(runtime) = async_runtime(tokio::runtime::Builder::new_current_thread()) else { return 2 };
     match runtime.block_on(crate::stack::docker::down(state_root, volumes)) {
         Ok(projects) => {
-            eprintln!("removed the Docker stacks of {} ({})", state_root.display(), projects.join(", "));
+            eprint!("{}", render_down(state_root, &projects));
             0
         }
         Err(e) => {
@@ -146,9 +184,31 @@ pub fn down_blocking(state_root: &std::path::Path, volumes: bool) -> u8 {
     }
 }
 
+/// What `demo down` says: each project that had something, and what it removed.
+fn render_down(
+    state_root: &std::path::Path,
+    projects: &[(String, compose_engine::stack::Removed)],
+) -> String {
+    if projects.is_empty() {
+        return format!("nothing to remove: no Docker stack of {} exists\n", state_root.display());
+    }
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut out = format!("removed the Docker stacks of {}:\n", state_root.display());
+    for (project, r) in projects {
+        out.push_str(&format!(
+            "  {project}: {}, {}, {}\n",
+            plural(r.containers, "container"),
+            plural(r.networks, "network"),
+            plural(r.volumes, "volume")
+        ));
+    }
+    out
+}
+
 /// `demo status`: what runs for a state directory (human or one JSON document); 0, or 2 when
 /// Docker cannot be asked.
 pub fn status_blocking(state_root: &std::path::Path, format: OutputFormat) -> u8 {
+    let state_root = &crate::state::State::absolute(state_root);
     let Some(runtime) = async_runtime(tokio::runtime::Builder::new_current_thread()) else { return 2 };
     let stacks = match runtime.block_on(crate::stack::docker::status(state_root)) {
         Ok(stacks) => stacks,
@@ -196,7 +256,7 @@ fn keep_running_banner(stack: &crate::stack::RunningStack) -> String {
         out.push_str("  Browsers need: 127.0.0.1 identity.demo.local kms.demo.local (in /etc/hosts)\n");
         out.push_str(&format!(
             "  and to trust {} (or curl --cacert it)\n",
-            stack.state.pki_dir().join("ca-bundle.pem").display()
+            stack.state.ca_bundle().display()
         ));
     }
     if let Some(url) = &stack.identity_url {
@@ -205,7 +265,7 @@ fn keep_running_banner(stack: &crate::stack::RunningStack) -> String {
     if let Some(url) = &stack.kms_url {
         out.push_str(&format!("  KMS          {url}/docs/ (Swagger UI; Basic accounts in credentials.md)\n"));
     }
-    out.push_str(&format!("  credentials  {}\n", stack.state.root().join("credentials.md").display()));
+    out.push_str(&format!("  credentials  {}\n", stack.state.credentials_file().display()));
     out
 }
 

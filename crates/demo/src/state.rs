@@ -68,6 +68,33 @@ pub enum StateError {
     Barrier(#[source] barrier::BarrierError),
 }
 
+impl StateError {
+    /// What to do about it — an action that works for this error (`--reset-demo` cannot help
+    /// with a directory that is not ours, nor with one we may not write).
+    pub fn hint(&self, root: &Path) -> String {
+        use std::io::ErrorKind;
+        match self {
+            Self::Foreign { .. } => {
+                "choose a --state-dir that is new, empty or made by this tool (the default is ~/.local/share/demo-security); this directory is never touched".to_owned()
+            }
+            Self::Io { path, source } => match source.kind() {
+                ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => format!(
+                    "you may not write {}: choose a --state-dir you own",
+                    path.display()
+                ),
+                ErrorKind::NotADirectory | ErrorKind::AlreadyExists => format!(
+                    "{} is in the way (a file where a directory belongs): choose another --state-dir",
+                    path.display()
+                ),
+                ErrorKind::StorageFull => "the disk is full: free space, or choose a --state-dir on another disk".to_owned(),
+                _ => format!("check that {} can be created and written", root.display()),
+            },
+            Self::Pki(_) => "the certificates were changed or damaged: run again with --reset-demo to regenerate the environment".to_owned(),
+            Self::Barrier(_) => "the system's random source failed: run again".to_owned(),
+        }
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     move |source| StateError::Io { path: path.to_owned(), source }
 }
@@ -95,6 +122,14 @@ impl State {
             return PathBuf::from(home).join(".local/share/demo-security");
         }
         PathBuf::from(".demo-state")
+    }
+
+    /// `root` made absolute once, for everything that follows: Docker mounts need absolute
+    /// paths, and the same directory typed two ways (`relstate`, `./relstate`, through a
+    /// symlink) is one environment with one stack. An existing directory is resolved to its
+    /// real path; one that does not exist yet is joined to the working directory.
+    pub fn absolute(root: &Path) -> PathBuf {
+        fs::canonicalize(root).or_else(|_| std::path::absolute(root)).unwrap_or_else(|_| root.to_owned())
     }
 
     /// Creates what is missing under `root` and returns it; never overwrites a file.
@@ -178,6 +213,14 @@ impl State {
     /// The PKI.
     pub fn pki_dir(&self) -> PathBuf {
         self.root.join("pki")
+    }
+    /// The CA bundle: the only certificate clients of the demo trust.
+    pub fn ca_bundle(&self) -> PathBuf {
+        self.pki_dir().join("ca-bundle.pem")
+    }
+    /// `credentials.md`: where every demo credential is.
+    pub fn credentials_file(&self) -> PathBuf {
+        self.root.join("credentials.md")
     }
     /// The Docker secrets.
     pub fn secrets_dir(&self) -> PathBuf {

@@ -11,7 +11,7 @@ use crate::docker_demo::{engine_answers, run_json, state_suffix};
 
 /// A copy of the shipped `deployments/` under `tmp` with `from` replaced by `to` in the KMS's
 /// compose file; returns the copy and the file.
-fn broken_deployments(tmp: &Path, from: &str, to: &str) -> (PathBuf, PathBuf) {
+pub fn broken_deployments(tmp: &Path, from: &str, to: &str) -> (PathBuf, PathBuf) {
     let dir = tmp.join("deployments");
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deployments");
     let out = Command::new("cp").arg("-r").arg(&shipped).arg(&dir).output().unwrap();

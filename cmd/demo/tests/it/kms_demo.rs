@@ -72,9 +72,11 @@ fn docker_asked_for_but_unreachable_exits_2_naming_the_socket() {
         .arg(tmp.path().join("s"))
         .assert()
         .code(2);
-    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
-    assert!(stderr.contains("unix:///nonexistent/docker.sock"), "{stderr}");
-    assert!(stderr.contains("--runtime embedded"), "the hint: {stderr}");
+    // The summary (the report, human form) names the socket and what to do.
+    let out = run.get_output();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("unix:///nonexistent/docker.sock"), "{text}");
+    assert!(text.contains("--runtime embedded"), "the hint: {text}");
 }
 
 #[test]

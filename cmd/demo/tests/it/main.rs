@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod all_demo;
+mod cli_errors;
 mod compose_files;
+mod discovery;
 mod docker_demo;
 mod docker_faults;
 mod docker_image;

@@ -89,9 +89,33 @@ fn the_shipped_deployments_load() {
             assert_eq!(service.image, "demo-security/demo:test");
             assert_eq!(service.user.as_deref(), Some("1000:1000"));
             assert!(service.healthcheck.is_some(), "every service has an exec-form healthcheck");
-            assert!(service.environment.is_empty(), "no environment: secrets are files");
+            // Secrets are files; the environment only says where the API listens and which
+            // URLs it and its peers use: the published port, the same inside and out.
+            for (key, value) in &service.environment {
+                let allowed = ["__SERVER__LISTEN", "__ISSUER", "__JWKS_URL", "__INTROSPECTION__ENDPOINT"];
+                assert!(allowed.iter().any(|a| key.ends_with(a)), "deployments/{stack}: {key}={value}");
+                let port = value.rsplit(':').next().unwrap().split('/').next().unwrap();
+                let default = if key.starts_with("KMS__SERVER") { "8081" } else { "8082" };
+                assert_eq!(port, default, "deployments/{stack}: {key}={value}");
+            }
+            let api = service.ports.iter().find(|p| p.host_ip.is_some() && p.published.is_some()).unwrap();
+            assert_eq!(api.published, Some(api.target), "the API is published on the port it listens on");
         }
     }
+    // Ports the defaults do not hold: each service listens on the one it is published on, and
+    // the KMS names Identity's URLs with Identity's port.
+    let moved: compose_engine::model::Env =
+        env.clone().var("KMS_PORT", "18081").var("IDENTITY_PORT", "18082");
+    let all = compose_engine::model::load(&[root.join("all/compose.yml")], &moved, &[]).unwrap();
+    let (identity, kms) = (&all.services["identity"], &all.services["kms"]);
+    assert!(identity.ports.iter().any(|p| (p.published, p.target) == (Some(18082), 18082)));
+    assert!(kms.ports.iter().any(|p| (p.published, p.target) == (Some(18081), 18081)));
+    assert_eq!(identity.environment["IDENTITY__SERVER__LISTEN"], "0.0.0.0:18082");
+    assert_eq!(identity.environment["IDENTITY__ISSUER"], "https://identity.demo.local:18082");
+    assert_eq!(kms.environment["KMS__SERVER__LISTEN"], "0.0.0.0:18081");
+    assert_eq!(kms.environment["KMS__AUTH__BEARER__ISSUER"], "https://identity.demo.local:18082");
+    assert_eq!(kms.environment["KMS__AUTH__BEARER__JWKS_URL"], "https://identity.demo.local:18082/jwks");
+
     let all = compose_engine::model::load(&[root.join("all/compose.yml")], &env, &[]).unwrap();
     assert_eq!(all.start_order(), ["identity", "kms"]);
     let kms = &all.services["kms"];

@@ -92,6 +92,23 @@ impl StepError {
         Self { message: message.into(), causes, hint: None, transient: false }
     }
 
+    /// An error as it stands: its own message, and its sources as the causes (an engine's
+    /// refusal keeps the engine's words).
+    pub fn of(error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut causes = Vec::new();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            causes.push(cause.to_string());
+            source = cause.source();
+        }
+        Self { message: error.to_string(), causes, hint: None, transient: false }
+    }
+
+    /// The message followed by the causes: the whole chain, outermost first.
+    pub fn causes_with_message(self) -> Vec<String> {
+        std::iter::once(self.message).chain(self.causes).collect()
+    }
+
     /// Adds a hint.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());

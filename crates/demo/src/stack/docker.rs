@@ -56,6 +56,8 @@ pub(crate) struct DockerCtx {
     engine: OnceLock<Engine>,
     image: OnceLock<String>,
     pub(crate) project: OnceLock<Project>,
+    /// The API ports of the KMS and Identity, the same on the host and in their containers.
+    api_ports: OnceLock<(u16, u16)>,
     telemetry: OnceLock<Project>,
     /// This run's id (the label on everything it creates), set before anything is created.
     run_id: OnceLock<String>,
@@ -66,33 +68,29 @@ pub(crate) struct DockerCtx {
     pub(crate) lock: OnceLock<std::fs::File>,
 }
 
-fn free_port() -> Result<u16, StepError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| StepError::from_error("cannot find a free local port", &e))
-}
-
-/// The host port of a service's API for this state directory: chosen free once, then kept in
-/// `STATE/docker-ports/<service>` so the next run finds the same configuration and reuses the
-/// running containers.
-fn port(root: &Path, service: &str) -> Result<u16, StepError> {
+/// The port of a service's API for this state directory, the same on the host and inside its
+/// container (so the issuer and every advertised URL work in both places): the design's port
+/// when free, else a free one, chosen once and kept in `STATE/docker-ports/<service>` so the next
+/// run finds the same configuration and reuses the running containers. The claim keeps other
+/// demo runs off the port until this run's containers publish it.
+fn port(root: &Path, service: &str, preferred: u16) -> Result<crate::ports::Claim, StepError> {
     let dir = root.join("docker-ports");
     let path = dir.join(service);
     if let Some(port) = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok()) {
-        return Ok(port);
+        return Ok(crate::ports::keep(port));
     }
-    let port = free_port()?;
+    let claim = crate::ports::claim(preferred)
+        .map_err(|e| StepError::from_error("cannot find a free local port", &e))?;
     std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&path, port.to_string()))
+        .and_then(|()| std::fs::write(&path, claim.port.to_string()))
         .map_err(|e| StepError::from_error(format!("cannot write {}", path.display()), &e))?;
-    Ok(port)
+    Ok(claim)
 }
 
 /// Before anything is created: every fixed host port must be free, or held by this project's
 /// own container (a reuse). Otherwise fail naming the holder when Docker knows it.
 async fn check_host_ports(engine: &Engine, project: &Project, root: &Path) -> Result<(), StepError> {
-    let ours = stack::status(engine, &project.name).await.map_err(|e| StepError::new(e.to_string()))?;
+    let ours = stack::status(engine, &project.name).await.map_err(|e| StepError::of(&e))?;
     for (name, service) in &project.services {
         for port in service.ports.iter().filter_map(|p| p.published) {
             if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -376,14 +374,18 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 let meta = std::fs::metadata(root)
                     .map_err(|e| StepError::from_error("cannot read the state directory", &e))?;
                 let image = c.docker.image.get().ok_or_else(|| StepError::new("no image"))?;
+                // Held until the step ends: by then the containers publish the ports.
+                let kms_port = port(root, "kms", crate::ports::KMS_PORT)?;
+                let identity_port = port(root, "identity", crate::ports::IDENTITY_PORT)?;
+                let _ = c.docker.api_ports.set((kms_port.port, identity_port.port));
                 let env = Env::new()
                     .var("DEMO_IMAGE", image)
                     .var("DEMO_STATE_DIR", root.display().to_string())
                     .var("DEMO_UID", std::os::unix::fs::MetadataExt::uid(&meta).to_string())
                     .var("DEMO_GID", std::os::unix::fs::MetadataExt::gid(&meta).to_string())
                     .var("DEMO_TELEMETRY_NETWORK", telemetry_network(root))
-                    .var("KMS_PORT", port(root, "kms")?.to_string())
-                    .var("IDENTITY_PORT", port(root, "identity")?.to_string());
+                    .var("KMS_PORT", kms_port.port.to_string())
+                    .var("IDENTITY_PORT", identity_port.port.to_string());
                 // The one variable taken from the caller's environment, as plain compose does: a
                 // collector image loaded under another name (not a secret).
                 let env = match std::env::var("OTEL_COLLECTOR_IMAGE") {
@@ -407,7 +409,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                     // A collector an earlier run started is not wanted now.
                     stack::remove_service(engine, &telemetry.name, COLLECTOR)
                         .await
-                        .map_err(|e| StepError::new(format!("cannot remove the unwanted collector: {e}")))?;
+                        .map_err(|e| StepError::from_error("cannot remove the unwanted collector", &e))?;
                 }
                 let files = compose_files(&dir, stack.command(), c.options.profile)?;
                 // prod has its own project and volumes: it never mounts data a demo run seeded.
@@ -421,7 +423,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                     for name in projects(root) {
                         stack::down(engine, &name, true)
                             .await
-                            .map_err(|e| StepError::new(format!("cannot remove the previous stack: {e}")))?;
+                            .map_err(|e| StepError::from_error("cannot remove the previous stack", &e))?;
                     }
                 }
                 let run_id = uuid::Uuid::now_v7().to_string();
@@ -433,17 +435,13 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 let _ = c.docker.project.set(project.clone());
                 let _ = c.docker.telemetry.set(telemetry.clone());
                 let options = UpOptions { run_id, timeout: health_timeout };
-                let hint = |name: &str| {
-                    format!(
-                        "what this run created is removed again; `docker compose -p {name} logs` shows more"
-                    )
-                };
+                // The rollback removes what this run created, logs included: the error carries
+                // the engine's words and the log tail, so the hint points at nothing that is gone.
+                let hint = "fix what the cause names, then run again (what this run created was removed)";
                 stack::up(engine, &telemetry, &options)
                     .await
-                    .map_err(|e| StepError::new(e.to_string()).with_hint(hint(&telemetry.name)))?;
-                stack::up(engine, &project, &options)
-                    .await
-                    .map_err(|e| StepError::new(e.to_string()).with_hint(hint(&project.name)))?;
+                    .map_err(|e| StepError::of(&e).with_hint(hint))?;
+                stack::up(engine, &project, &options).await.map_err(|e| StepError::of(&e).with_hint(hint))?;
                 Ok(())
             })
             .after(&["image.build"])
@@ -461,7 +459,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
             for project in [c.docker.project.get(), c.docker.telemetry.get()].into_iter().flatten() {
                 stack::remove_run(engine, &project.name, run_id)
                     .await
-                    .map_err(|e| StepError::new(format!("cannot roll back the failed start: {e}")))?;
+                    .map_err(|e| StepError::from_error("cannot roll back the failed start", &e))?;
             }
         }
         // Settled either way: healthy (the entry is gone already), or rolled back.
@@ -481,14 +479,18 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 let engine = engine(&c)?;
                 stack::wait_for(engine, project, service, Condition::Healthy, health_timeout)
                     .await
-                    .map_err(|e| StepError::new(e.to_string()))?;
-                let (api_port, admin_port) = if *service == "kms" { (8081, 9081) } else { (8082, 9082) };
+                    .map_err(|e| StepError::of(&e))?;
+                // The API listens on the port it is published on (`port`); the admin port is
+                // fixed inside and published on any free host port.
+                let admin_port = if *service == "kms" { 9081 } else { 9082 };
+                let ports = c.docker.api_ports.get().ok_or_else(|| StepError::new("no ports were chosen"))?;
+                let api_port = if *service == "kms" { ports.0 } else { ports.1 };
                 let api = stack::published(engine, project, service, api_port).await;
                 let admin = stack::published(engine, project, service, admin_port).await;
                 let (Some(api), Some(admin)) = (api, admin) else {
                     return Err(StepError::new(format!("{service}'s ports are not published")));
                 };
-                let ca = c.state()?.pki_dir().join("ca-bundle.pem");
+                let ca = c.state()?.ca_bundle();
                 super::wait_ready(service, admin, &ca, health_timeout).await?;
                 let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
                     .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
@@ -567,10 +569,10 @@ pub(crate) fn prod_checks(plan: Plan<Ctx>, stack: Stack) -> Plan<Ctx> {
 
 /// `demo status`: the running stacks of a state directory, by project.
 pub async fn status(state_root: &Path) -> Result<Vec<(String, Vec<stack::ServiceStatus>)>, String> {
-    let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+    let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| crate::error::chain(&e))?;
     let mut out = Vec::new();
     for project in projects(state_root) {
-        let services = stack::status(&engine, &project).await.map_err(|e| e.to_string())?;
+        let services = stack::status(&engine, &project).await.map_err(|e| crate::error::chain(&e))?;
         if !services.is_empty() {
             out.push((project, services));
         }
@@ -602,31 +604,34 @@ async fn wait_for_lock(state_root: &Path) -> Result<Option<std::fs::File>, Strin
 /// networks; volumes stay), and the telemetry project when no other stack of the state directory
 /// still runs.
 pub(crate) async fn down_stack(state_root: &Path, project: &str) -> Result<(), String> {
-    let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+    let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| crate::error::chain(&e))?;
     // Not while another run of this state directory starts: it may be about to use telemetry.
     let _lock = wait_for_lock(state_root).await?;
-    stack::down(&engine, project, false).await.map_err(|e| e.to_string())?;
+    stack::down(&engine, project, false).await.map_err(|e| crate::error::chain(&e))?;
     let all = projects(state_root);
     let (telemetry, products) = all.split_last().ok_or("no projects")?;
     for other in products {
-        if !stack::status(&engine, other).await.map_err(|e| e.to_string())?.is_empty() {
+        if !stack::status(&engine, other).await.map_err(|e| crate::error::chain(&e))?.is_empty() {
             return Ok(());
         }
     }
-    stack::down(&engine, telemetry, false).await.map_err(|e| e.to_string())
+    stack::down(&engine, telemetry, false).await.map(drop).map_err(|e| crate::error::chain(&e))
 }
 
 /// `demo down`: removes the stacks of a state directory (volumes too with `volumes`), and
 /// everything a run that died mid-start left, its volumes included. Waits for a run in progress
-/// on the same state directory to finish first.
-pub async fn down(state_root: &Path, volumes: bool) -> Result<Vec<String>, String> {
-    let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+/// on the same state directory to finish first. Returns the projects that had something to
+/// remove, with what was removed.
+pub async fn down(state_root: &Path, volumes: bool) -> Result<Vec<(String, stack::Removed)>, String> {
+    let engine = Engine::connect(Duration::from_secs(2)).await.map_err(|e| crate::error::chain(&e))?;
     let _lock = wait_for_lock(state_root).await?;
     remove_dead_runs(&engine, state_root).await?;
     let mut removed = Vec::new();
     for project in projects(state_root) {
-        stack::down(&engine, &project, volumes).await.map_err(|e| e.to_string())?;
-        removed.push(project);
+        let what = stack::down(&engine, &project, volumes).await.map_err(|e| crate::error::chain(&e))?;
+        if !what.is_empty() {
+            removed.push((project, what));
+        }
     }
     Ok(removed)
 }

@@ -15,8 +15,11 @@ use crate::state::State;
 
 /// Identity's demo seed, shipped inside the binary (the same file the compose stack mounts).
 const IDENTITY_SEED: &str = include_str!("../../../../deployments/identity/config/demo-seed.yml");
-/// The issuer, the same everywhere.
-pub(crate) const ISSUER: &str = "https://identity.demo.local:8082";
+/// The issuer on `port`: the same URL inside the stack and on the host, since the service
+/// listens on the port it is published on (see `crate::ports`).
+pub(crate) fn issuer(port: u16) -> String {
+    format!("https://identity.demo.local:{port}")
+}
 use super::bearer::KMS_AUDIENCE;
 const SPA: &str = "demo-spa";
 const SPA_REDIRECT: &str = "https://app.demo.local/callback";
@@ -40,9 +43,10 @@ impl IdentityCtx {
     fn client(&self) -> Result<&reqwest::Client, StepError> {
         self.client.get().ok_or_else(|| StepError::new("no HTTPS client"))
     }
-    fn base(&self) -> Result<String, StepError> {
+    /// The issuer, which is also the base of every endpoint.
+    pub(crate) fn base(&self) -> Result<String, StepError> {
         let addr = self.api.get().ok_or_else(|| StepError::new("Identity is not running"))?;
-        Ok(format!("https://identity.demo.local:{}", addr.port()))
+        Ok(issuer(addr.port()))
     }
     fn jwks(&self) -> Result<&serde_json::Value, StepError> {
         self.jwks.get().ok_or_else(|| StepError::new("the JWKS was not fetched"))
@@ -128,7 +132,7 @@ pub(crate) async fn code_flow(c: &Ctx, user: &str) -> Result<(serde_json::Value,
     let base = c.identity.base()?;
     let request = Authorize {
         base: &base,
-        issuer: ISSUER,
+        issuer: &base,
         client_id: SPA,
         redirect_uri: SPA_REDIRECT,
         scope: "openid profile email kms:encrypt kms:decrypt",
@@ -163,14 +167,23 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
         )
         .step(
             Step::new("stack.up.identity", Phase::Start, |c: Arc<Ctx>| async move {
-                let config =
-                    c.identity.config.get().ok_or_else(|| StepError::new("no configuration"))?.clone();
-                let running =
-                    identity::service::start(&config, identity::service::StartOptions { demo: true })
-                        .await
-                        .map_err(|e| {
-                        StepError::from_error("Identity did not start", &e).with_hint(super::START_HINT)
-                    })?;
+                let template = c.identity.config.get().ok_or_else(|| StepError::new("no configuration"))?;
+                // The design's port when free, else a free one; the issuer names the port it
+                // listens on. Another process may bind the port between the check and the
+                // start: then once more on a free port.
+                let running = crate::ports::start_on(crate::ports::IDENTITY_PORT, |port| {
+                    let mut config = template.clone();
+                    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                    config.issuer = issuer(port);
+                    async move {
+                        identity::service::start(&config, identity::service::StartOptions { demo: true })
+                            .await
+                    }
+                })
+                .await
+                .map_err(|e| {
+                    StepError::from_error("Identity did not start", &e).with_hint(super::START_HINT)
+                })?;
                 super::apply_never_ready_hook("identity", &running.server);
                 let _ = c.identity.api.set(running.server.addr);
                 let _ = c.identity.admin.set(running.server.admin_addr);
@@ -194,7 +207,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
             Step::new("health.identity", Phase::Health, move |c: Arc<Ctx>| async move {
                 let admin =
                     c.identity.admin.get().ok_or_else(|| StepError::new("Identity is not running"))?;
-                let ca = c.state()?.pki_dir().join("ca-bundle.pem");
+                let ca = c.state()?.ca_bundle();
                 super::wait_ready("Identity", *admin, &ca, health_timeout).await
             })
             .after(&["stack.up.identity"])
@@ -229,11 +242,14 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
                 }
             };
             let doc = get("/.well-known/openid-configuration").await?;
-            if doc["issuer"] != ISSUER
+            if doc["issuer"] != base.as_str()
                 || doc["code_challenge_methods_supported"] != serde_json::json!(["S256"])
             {
-                return Err(StepError::new("discovery does not name our issuer with PKCE S256 only"));
+                return Err(StepError::new(format!(
+                    "discovery does not name the issuer it is served from ({base}) with PKCE S256 only"
+                )));
             }
+            follow_advertised(client, &base, &doc).await?;
             let jwks = get("/jwks").await?;
             if jwks["keys"].as_array().is_none_or(Vec::is_empty) {
                 return Err(StepError::new("the JWKS has no keys"));
@@ -271,7 +287,7 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
             let claims = oidc::verify(
                 &token,
                 c.identity.jwks()?,
-                &Expect { issuer: ISSUER, audience: KMS_AUDIENCE, typ: "at+jwt" },
+                &Expect { issuer: &c.identity.base()?, audience: KMS_AUDIENCE, typ: "at+jwt" },
             )?;
             if claims["client_id"] != "demo-confidential" || claims["tenant_id"].as_str().is_none() {
                 return Err(StepError::new("the access token lacks client_id or tenant_id"));
@@ -313,7 +329,11 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
             let (tokens, nonce) = code_flow(&c, "user").await?;
             let jwks = c.identity.jwks()?;
             let id_token = tokens["id_token"].as_str().ok_or_else(|| StepError::new("no id_token"))?;
-            let id = oidc::verify(id_token, jwks, &Expect { issuer: ISSUER, audience: SPA, typ: "JWT" })?;
+            let id = oidc::verify(
+                id_token,
+                jwks,
+                &Expect { issuer: &c.identity.base()?, audience: SPA, typ: "JWT" },
+            )?;
             if id["nonce"] != nonce.as_str() {
                 return Err(StepError::new("the id_token's nonce is not ours"));
             }
@@ -321,7 +341,7 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
             let at = oidc::verify(
                 access,
                 jwks,
-                &Expect { issuer: ISSUER, audience: KMS_AUDIENCE, typ: "at+jwt" },
+                &Expect { issuer: &c.identity.base()?, audience: KMS_AUDIENCE, typ: "at+jwt" },
             )?;
             if at["sub"] != id["sub"] {
                 return Err(StepError::new("the access token and id_token name different users"));
@@ -390,6 +410,42 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
     )
 }
 
+/// Follows every URL discovery advertises, as a relying party would: each must be on the
+/// issuer's origin and answer there (any status but 404 or a server error: a GET of the token
+/// endpoint answers 405, which proves it is there).
+async fn follow_advertised(
+    client: &reqwest::Client,
+    issuer: &str,
+    doc: &serde_json::Value,
+) -> Result<(), StepError> {
+    let urls: Vec<(&str, &str)> = doc
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.ends_with("_endpoint") || k.ends_with("_uri"))
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+        .collect();
+    if urls.is_empty() {
+        return Err(StepError::new("discovery advertises no endpoints"));
+    }
+    for (key, url) in urls {
+        if !url.strip_prefix(issuer).is_some_and(|rest| rest.starts_with('/')) {
+            return Err(StepError::new(format!(
+                "discovery's {key} ({url}) is not on the issuer's origin ({issuer})"
+            )));
+        }
+        let resp =
+            client.get(url).send().await.map_err(|e| {
+                StepError::from_error(format!("discovery's {key} ({url}) does not answer"), &e)
+            })?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND || status.is_server_error() {
+            return Err(StepError::new(format!("discovery's {key} ({url}) answered {status}")));
+        }
+    }
+    Ok(())
+}
+
 /// Writes the seed and returns Identity's configuration over the state directory.
 fn write_config(state: &State) -> std::io::Result<identity::config::IdentityConfig> {
     use identity::config::{IdentityConfig, SeedConfig, Sqlite, Storage, Tokens, Unseal};
@@ -398,9 +454,10 @@ fn write_config(state: &State) -> std::io::Result<identity::config::IdentityConf
     let seed = config_dir.join("identity-demo-seed.yml");
     std::fs::write(&seed, IDENTITY_SEED)?;
     Ok(IdentityConfig {
-        // Free loopback ports: the running server reports what it bound.
+        // The API port and the issuer are chosen at start (`stack.up.identity`); the admin port
+        // is any free one.
         server: service_kit::server::HttpConfig::loopback(&pki::PkiDir::new(state.pki_dir()), "identity"),
-        issuer: ISSUER.to_owned(),
+        issuer: issuer(crate::ports::IDENTITY_PORT),
         storage: Storage { sqlite: Sqlite { path: state.data_dir().join("identity.db") } },
         unseal: Unseal { share_files: state.unseal_shares("identity").into_iter().take(3).collect() },
         tokens: Tokens::default(),

@@ -68,12 +68,19 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
         )
         .step(
             Step::new("stack.up.kms", Phase::Start, |c: Arc<Ctx>| async move {
-                let config = c.kms.config.get().ok_or_else(|| StepError::new("no configuration"))?.clone();
-                let running = kms::service::start_with(&config, kms::service::StartOptions { demo: true })
-                    .await
-                    .map_err(|e| {
-                        StepError::from_error("the KMS did not start", &e).with_hint(super::START_HINT)
-                    })?;
+                let template = c.kms.config.get().ok_or_else(|| StepError::new("no configuration"))?;
+                // The design's port when free, else a free one (see Identity's start).
+                let running = crate::ports::start_on(crate::ports::KMS_PORT, |port| {
+                    let mut config = template.clone();
+                    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                    async move {
+                        kms::service::start_with(&config, kms::service::StartOptions { demo: true }).await
+                    }
+                })
+                .await
+                .map_err(|e| {
+                    StepError::from_error("the KMS did not start", &e).with_hint(super::START_HINT)
+                })?;
                 super::apply_never_ready_hook("kms", &running.server);
                 let _ = c.kms.api.set(running.server.addr);
                 let _ = c.kms.admin.set(running.server.admin_addr);
@@ -95,7 +102,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
         .step(
             Step::new("health.kms", Phase::Health, move |c: Arc<Ctx>| async move {
                 let admin = c.kms.admin.get().ok_or_else(|| StepError::new("the KMS is not running"))?;
-                let ca = c.state()?.pki_dir().join("ca-bundle.pem");
+                let ca = c.state()?.ca_bundle();
                 super::wait_ready("the KMS", *admin, &ca, health_timeout).await
             })
             .after(health_after)
@@ -295,7 +302,7 @@ fn write_config(state: &State, identity: Option<SocketAddr>) -> std::io::Result<
     let seed = config_dir.join("kms-demo-seed.yml");
     std::fs::write(&seed, KMS_SEED)?;
     Ok(KmsConfig {
-        // Free loopback ports: the running server reports what it bound.
+        // The API port is chosen at start (`stack.up.kms`); the admin port is any free one.
         server: HttpConfig::loopback(&pki::PkiDir::new(state.pki_dir()), "kms"),
         storage: StorageConfig { sqlite: SqliteConfig { path: state.data_dir().join("kms.db") } },
         unseal: UnsealConfig { share_files: state.unseal_shares("kms").into_iter().take(3).collect() },
@@ -306,13 +313,13 @@ fn write_config(state: &State, identity: Option<SocketAddr>) -> std::io::Result<
             max_failures: 5,
             failure_window: Duration::from_secs(60),
             bearer: identity.map(|addr| {
-                let base = format!("https://identity.demo.local:{}", addr.port());
+                let base = super::identity::issuer(addr.port());
                 BearerConfig {
-                    issuer: super::identity::ISSUER.to_owned(),
+                    issuer: base.clone(),
                     jwks_url: format!("{base}/jwks"),
                     audience: super::bearer::KMS_AUDIENCE.to_owned(),
                     algorithms: vec!["ES256".to_owned()],
-                    ca_file: state.pki_dir().join("ca-bundle.pem"),
+                    ca_file: state.ca_bundle(),
                     resolve: [("identity.demo.local".to_owned(), addr)].into(),
                     leeway: Duration::from_secs(30),
                     introspection: Some(IntrospectionConfig {

@@ -234,11 +234,12 @@ pub async fn start(
 }
 
 async fn execute(
-    options: DemoOptions,
+    mut options: DemoOptions,
     observer: Arc<dyn Observer>,
     interrupt: watch::Receiver<bool>,
     teardown: bool,
 ) -> RunningStack {
+    options.state_dir = State::absolute(&options.state_dir);
     let ctx = Arc::new(Ctx {
         options: options.clone(),
         notes: std::sync::Mutex::default(),
@@ -307,11 +308,7 @@ async fn execute(
         options.profile.name(),
         &result,
         services,
-        Artifacts {
-            ca_bundle: state.pki_dir().join("ca-bundle.pem"),
-            state_dir: state.root().to_owned(),
-            credentials_file: state.root().join("credentials.md"),
-        },
+        Artifacts::of(&state),
     )
     .with_notes(ctx.notes.lock().map(|n| n.clone()).unwrap_or_default());
     // Only a stack left running needs a client (a plain run has torn everything down).
@@ -419,12 +416,13 @@ fn state_step(docker: bool) -> Step<Ctx> {
             let _ = c.docker.lock.set(docker::lock_state(&c.options.state_dir)?);
         }
         if c.options.reset {
-            State::reset(&c.options.state_dir)
-                .map_err(|e| StepError::from_error("cannot reset the demo", &e))?;
+            State::reset(&c.options.state_dir).map_err(|e| {
+                StepError::from_error("cannot reset the demo", &e).with_hint(e.hint(&c.options.state_dir))
+            })?;
         }
         let state = State::ensure(&c.options.state_dir, &pki::PkiSpec::demo()).map_err(|e| {
             StepError::from_error("cannot prepare the state directory", &e)
-                .with_hint("choose another --state-dir, or run with --reset-demo to start from scratch")
+                .with_hint(e.hint(&c.options.state_dir))
         })?;
         write_credentials(&state)
             .map_err(|e| StepError::from_error("cannot write the credentials file", &e))?;
@@ -476,7 +474,7 @@ fn write_credentials(state: &State) -> std::io::Result<()> {
         clients.push_str(&format!("| {client} | `{}` |\n", state.client_secret(client).display()));
     }
     std::fs::write(
-        state.root().join("credentials.md"),
+        state.credentials_file(),
         format!(
             "# Demo credentials\n\n\
              KMS demo accounts (HTTP Basic, database realm; predictable on purpose: a demo):\n\n\
@@ -491,7 +489,7 @@ fn write_credentials(state: &State) -> std::io::Result<()> {
              Identity confidential clients (the public client `demo-spa` has no secret):\n\n\
              | client | secret file |\n|---|---|\n{clients}\n\
              Trust only {}\n",
-            state.pki_dir().join("ca-bundle.pem").display()
+            state.ca_bundle().display()
         ),
     )
 }

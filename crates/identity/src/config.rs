@@ -7,6 +7,7 @@ use serde::Deserialize;
 use service_kit::config::{Validate, Validator};
 use service_kit::server::HttpConfig;
 use service_kit::telemetry::LogFormat;
+use service_kit::throttle::ThrottleConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +24,10 @@ pub struct IdentityConfig {
     /// Token lifetimes.
     #[serde(default)]
     pub tokens: Tokens,
+    /// Throttling of password sign-ins and client authentication (per name and client
+    /// address, with backoff, and a per-name ceiling).
+    #[serde(default)]
+    pub throttle: ThrottleConfig,
     /// Demo seeding, applied with `--demo`.
     #[serde(default)]
     pub seed: Option<SeedConfig>,
@@ -111,6 +116,7 @@ impl Validate for IdentityConfig {
             "must be an https URL without a trailing slash, query or fragment",
         );
         v.check(!self.unseal.share_files.is_empty(), "unseal.share_files", "list the unseal share files");
+        self.throttle.validate("throttle.", v);
         let t = &self.tokens;
         let secs = Duration::from_secs;
         for (key, ttl, min, max, range) in [

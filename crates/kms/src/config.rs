@@ -308,7 +308,12 @@ unseal:
 ";
 
     fn load(auth: &str) -> Result<KmsConfig, service_kit::ConfigError> {
-        service_kit::config::load_str(std::path::Path::new("kms.yml"), &format!("{BASE}{auth}"), "", Vec::new())
+        service_kit::config::load_str(
+            std::path::Path::new("kms.yml"),
+            &format!("{BASE}{auth}"),
+            "",
+            Vec::new(),
+        )
     }
 
     #[test]

@@ -507,14 +507,18 @@ mod concurrency_tests {
             ..Default::default()
         };
         let settings = AuthSettings { throttle, ..AuthSettings::default() };
-        let auth = Arc::new(Authenticator::new(vec![Realm::File(FileRealm::load(&path).unwrap())], settings).unwrap());
+        let auth = Arc::new(
+            Authenticator::new(vec![Realm::File(FileRealm::load(&path).unwrap())], settings).unwrap(),
+        );
         // A client logs in once: its credentials are now cached.
         auth.basic("svc", &SecretString::from("right".to_owned()), HERE).await.unwrap();
 
         let mut guesses = tokio::task::JoinSet::new();
         for i in 0..12 {
             let auth = auth.clone();
-            guesses.spawn(async move { auth.basic("svc", &SecretString::from(format!("guess-{i}")), HERE).await });
+            guesses.spawn(
+                async move { auth.basic("svc", &SecretString::from(format!("guess-{i}")), HERE).await },
+            );
         }
         let (mut bad, mut locked) = (0, 0);
         while let Some(result) = guesses.join_next().await {

@@ -226,7 +226,8 @@ impl Pair {
 
     /// Forgotten once quiet for the window, or for its last lock if that is longer.
     fn expired(&self, now: Instant, window: Duration) -> bool {
-        self.in_flight == 0 && self.locked_until.checked_add(self.lock.max(window)).is_none_or(|end| now >= end)
+        self.in_flight == 0
+            && self.locked_until.checked_add(self.lock.max(window)).is_none_or(|end| now >= end)
     }
 
     fn evictable(&self, now: Instant) -> bool {
@@ -381,7 +382,13 @@ impl Tables {
     }
 
     /// Makes room for a new pair, or says why not.
-    fn room_for_pair(&mut self, bucket: IpAddr, c: &ThrottleConfig, b: Bounds, now: Instant) -> Result<(), Full> {
+    fn room_for_pair(
+        &mut self,
+        bucket: IpAddr,
+        c: &ThrottleConfig,
+        b: Bounds,
+        now: Instant,
+    ) -> Result<(), Full> {
         let window = c.failure_window;
         if self.addresses.get(&bucket).is_some_and(|m| m.len() >= b.per_address) {
             self.prune_pairs(Some(bucket), now, window);
@@ -791,20 +798,22 @@ mod tests {
 
     #[test]
     fn a_quiet_pair_is_forgotten_but_not_before_its_last_lock_has_passed_again() {
-        let quiet = Pair {
-            failures: 9,
-            in_flight: 0,
-            locked_until: Instant::now(),
-            lock: Duration::from_secs(900),
-        };
+        let quiet =
+            Pair { failures: 9, in_flight: 0, locked_until: Instant::now(), lock: Duration::from_secs(900) };
         let window = Duration::from_secs(60);
-        assert!(!quiet.expired(quiet.locked_until + Duration::from_secs(120), window), "lock longer than window");
+        assert!(
+            !quiet.expired(quiet.locked_until + Duration::from_secs(120), window),
+            "lock longer than window"
+        );
         assert!(quiet.expired(quiet.locked_until + Duration::from_secs(900), window));
         let short = Pair { lock: Duration::ZERO, ..quiet };
         assert!(!short.expired(short.locked_until + Duration::from_secs(59), window));
         assert!(short.expired(short.locked_until + window, window));
         let busy = Pair { in_flight: 1, ..short };
-        assert!(!busy.expired(busy.locked_until + Duration::from_secs(86_400), window), "never while in flight");
+        assert!(
+            !busy.expired(busy.locked_until + Duration::from_secs(86_400), window),
+            "never while in flight"
+        );
 
         let t = throttle(ThrottleConfig {
             failure_window: Duration::from_millis(20),
@@ -843,7 +852,8 @@ mod tests {
     #[test]
     fn attempts_in_flight_count_toward_the_ceiling() {
         let t = throttle(ThrottleConfig { failure_ceiling: 3, ..config(5) });
-        let held: Vec<_> = (1..=3).map(|h| t.begin("x", IpAddr::V4(Ipv4Addr::new(10, 0, 0, h))).unwrap()).collect();
+        let held: Vec<_> =
+            (1..=3).map(|h| t.begin("x", IpAddr::V4(Ipv4Addr::new(10, 0, 0, h))).unwrap()).collect();
         assert!(t.begin("x", ip("10.0.0.9")).is_err(), "three in flight from three addresses fill it");
         drop(held);
         assert!(t.begin("x", ip("10.0.0.9")).is_ok(), "released without a verdict: nothing counted");
@@ -866,7 +876,10 @@ mod tests {
         };
         bad.validate("throttle.", &mut v);
         let text = format!("{v:?}");
-        assert!(text.contains("throttle.max_failures") && text.contains("throttle.backoff_initial"), "{text}");
+        assert!(
+            text.contains("throttle.max_failures") && text.contains("throttle.backoff_initial"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -19,12 +19,14 @@ async fn guessing_a_password_from_one_address_does_not_lock_the_user_out_of_the_
     let mut attacker = Browser::from_address(&env, ATTACKER);
     let page = attacker.get(&env, &query).await;
     for i in 0..5 {
-        let answer = submit_login(&mut attacker, &env, &page, Some(("bob", &format!("guess-{i}"))), "allow").await;
+        let answer =
+            submit_login(&mut attacker, &env, &page, Some(("bob", &format!("guess-{i}"))), "allow").await;
         assert_eq!(answer.status, 400, "{}", answer.body);
         assert!(answer.body.contains("Invalid username or password."));
     }
     for i in 5..8 {
-        let answer = submit_login(&mut attacker, &env, &page, Some(("bob", &format!("guess-{i}"))), "allow").await;
+        let answer =
+            submit_login(&mut attacker, &env, &page, Some(("bob", &format!("guess-{i}"))), "allow").await;
         assert_eq!(answer.status, 429, "guess {i}: {}", answer.body);
         let retry_after: u64 = answer.headers["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=900).contains(&retry_after), "Retry-After: {retry_after}");

@@ -30,7 +30,10 @@ async fn an_attacker_address_is_slowed_and_the_owner_elsewhere_is_not_locked_out
     for i in 5..8 {
         let (status, retry_after) = whoami(&attacker, &url, ("alice", &format!("guess-{i}"))).await;
         assert_eq!(status, 429, "guess {i}");
-        assert!(retry_after.is_some_and(|s| (1..=900).contains(&s)), "guess {i}: Retry-After {retry_after:?}");
+        assert!(
+            retry_after.is_some_and(|s| (1..=900).contains(&s)),
+            "guess {i}: Retry-After {retry_after:?}"
+        );
     }
     // The lock holds for the attacker's address even with the right password (nothing cached yet)…
     assert_eq!(whoami(&attacker, &url, ("alice", "a-pass")).await.0, 429);

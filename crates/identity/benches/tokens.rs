@@ -63,6 +63,7 @@ async fn run() {
         storage: Storage { sqlite: Sqlite { path: dir.path().join("identity.db") } },
         unseal: Unseal { share_files },
         tokens: Tokens::default(),
+        throttle: Default::default(),
         seed: Some(SeedConfig {
             file: dir.path().join("seed.yml"),
             tenants_file: dir.path().join("tenants.yml"),

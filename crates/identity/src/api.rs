@@ -6,6 +6,7 @@
 //! with `Cache-Control: no-store`), not as problem+json: OAuth clients parse exactly that.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -19,7 +20,7 @@ use secrecy::SecretString;
 use service_kit::credcache::CredentialCache;
 use service_kit::password::{self, PasswordHashString};
 use service_kit::problem::Passthrough;
-use service_kit::throttle::Admitted;
+use service_kit::throttle::{Admitted, PeerAddr};
 
 use crate::signing::SigningKeys;
 use crate::store::{RefreshToken, Store, StoredClient, now};
@@ -37,9 +38,10 @@ pub struct AppState {
     pub keys: Arc<SigningKeys>,
     /// Verified client secrets.
     pub clients: Arc<CredentialCache<StoredClient>>,
-    /// Failure limit and PBKDF2 slots for client authentication.
+    /// Failure budgets (per client id and address), ceiling and PBKDF2 slots for client
+    /// authentication.
     pub throttle: Arc<service_kit::throttle::LoginThrottle>,
-    /// Failure limit and PBKDF2 slots for user sign-in.
+    /// Failure budgets (per username and address), ceiling and PBKDF2 slots for user sign-in.
     pub logins: Arc<service_kit::throttle::LoginThrottle>,
     /// Lifetimes.
     pub ttl: Lifetimes,
@@ -225,6 +227,7 @@ fn form_decode(part: &str) -> Option<String> {
 /// not both). PBKDF2 on a miss runs on the blocking pool; successes are cached.
 pub(crate) async fn authenticate_client(
     s: &AppState,
+    from: IpAddr,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
     public: Public,
@@ -274,7 +277,7 @@ pub(crate) async fn authenticate_client(
         }
     };
     let secret = SecretString::from(secret);
-    let attempt = match s.throttle.begin_or_wait(&id, || s.clients.get(&id, &secret)).await {
+    let attempt = match s.throttle.begin_or_wait(&id, from, || s.clients.get(&id, &secret)).await {
         Ok(Admitted::Ready(client)) => return Ok(client),
         Ok(Admitted::Attempt(attempt)) => attempt,
         Err(r) => return Err(throttled(r, used_basic)),
@@ -290,7 +293,8 @@ pub(crate) async fn authenticate_client(
 
 pub(crate) fn throttled(r: service_kit::throttle::Refused, basic: bool) -> OAuthError {
     match r {
-        // Locked out: answer like a bad secret (the lockout says nothing about the client).
+        // Locked (this address guessed too often, or everyone did): answer like a bad secret, as
+        // RFC 6749 §5.2 has no better error, and the lock says nothing about the client.
         service_kit::throttle::Refused::Locked { .. } => OAuthError::invalid_client(basic),
         service_kit::throttle::Refused::Busy => OAuthError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -342,11 +346,12 @@ async fn verify_client(
 /// `POST /introspect` (RFC 7662): any authenticated confidential client may ask.
 async fn introspect(
     State(s): State<AppState>,
+    PeerAddr(from): PeerAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let params = form(&headers, &body)?;
-    let caller = authenticate_client(&s, &headers, &params, Public::Refused).await?;
+    let caller = authenticate_client(&s, from, &headers, &params, Public::Refused).await?;
     let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     let answer = |body: serde_json::Value| {
         let mut response = Json(body).into_response();
@@ -391,9 +396,14 @@ async fn introspect(
 
 /// `POST /revoke` (RFC 7009): a client may revoke the tokens issued to it. Answers 200 for
 /// tokens that are invalid or unknown too, as the RFC asks.
-async fn revoke(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, OAuthError> {
+async fn revoke(
+    State(s): State<AppState>,
+    PeerAddr(from): PeerAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
     let params = form(&headers, &body)?;
-    let client = authenticate_client(&s, &headers, &params, Public::Allowed).await?;
+    let client = authenticate_client(&s, from, &headers, &params, Public::Allowed).await?;
     let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     let failed = |e: crate::store::StoreError| {
         tracing::error!(error = %e, "revocation failed");

@@ -12,6 +12,7 @@
 //! of session ids and codes are stored.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -19,7 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 use service_kit::password::{self, PasswordHashString};
-use service_kit::throttle::Refused;
+use service_kit::throttle::{PeerAddr, Refused};
 
 use crate::api::{AppState, is_form, params};
 use crate::html;
@@ -338,6 +339,7 @@ enum LoginFailure {
 
 async fn verify_user(
     s: &AppState,
+    from: IpAddr,
     username: &str,
     password: SecretString,
 ) -> Result<StoredUser, LoginFailure> {
@@ -345,7 +347,7 @@ async fn verify_user(
     if username.len() > 64 {
         return Err(LoginFailure::Invalid);
     }
-    let attempt = s.logins.begin(&username.to_ascii_lowercase()).map_err(LoginFailure::Throttled)?;
+    let attempt = s.logins.begin(&username.to_ascii_lowercase(), from).map_err(LoginFailure::Throttled)?;
     let result = async {
         // Owned: it moves into the blocking task, so a cancelled request cannot free it early.
         let slot = s.logins.slot().await.map_err(LoginFailure::Throttled)?;
@@ -381,7 +383,12 @@ async fn verify_user(
 
 /// `POST /authorize`: the form's answer. Checks the CSRF token, signs the user in (or uses the
 /// session), then redirects with a code — or with `access_denied` on "Deny".
-pub(crate) async fn authorize_post(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn authorize_post(
+    State(s): State<AppState>,
+    PeerAddr(from): PeerAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !is_form(&headers) {
         return html::error_page(StatusCode::UNSUPPORTED_MEDIA_TYPE, "The form was not sent as a form.");
     }
@@ -417,7 +424,7 @@ pub(crate) async fn authorize_post(State(s): State<AppState>, headers: HeaderMap
     let (user, auth_time) = match p.get("username") {
         Some(username) => {
             let password = SecretString::from(p.get("password").cloned().unwrap_or_default());
-            match verify_user(&s, username, password).await {
+            match verify_user(&s, from, username, password).await {
                 Ok(user) => {
                     let auth_time = now();
                     // A new sign-in replaces this browser's previous session (no fixation, no
@@ -438,7 +445,7 @@ pub(crate) async fn authorize_post(State(s): State<AppState>, headers: HeaderMap
                         LoginFailure::Invalid => (StatusCode::BAD_REQUEST, "Invalid username or password."),
                         LoginFailure::Throttled(Refused::Locked { .. }) => (
                             StatusCode::TOO_MANY_REQUESTS,
-                            "Too many failed sign-ins; wait a minute and try again.",
+                            "Too many failed sign-ins; wait a little and try again.",
                         ),
                         LoginFailure::Throttled(Refused::Busy) => {
                             (StatusCode::SERVICE_UNAVAILABLE, "The server is busy; try again in a moment.")

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use service_kit::config::{Validate, Validator};
 use service_kit::server::HttpConfig;
 use service_kit::telemetry::LogFormat;
+use service_kit::throttle::ThrottleConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +24,10 @@ pub struct IdentityConfig {
     /// Token lifetimes.
     #[serde(default)]
     pub tokens: Tokens,
+    /// Throttling of password sign-ins and client authentication (per name and client
+    /// address, with backoff, and a per-name ceiling).
+    #[serde(default)]
+    pub throttle: ThrottleConfig,
     /// Demo seeding, applied with `--demo`.
     #[serde(default)]
     pub seed: Option<SeedConfig>,
@@ -111,6 +116,7 @@ impl Validate for IdentityConfig {
             "must be an https URL without a trailing slash, query or fragment",
         );
         v.check(!self.unseal.share_files.is_empty(), "unseal.share_files", "list the unseal share files");
+        self.throttle.validate("throttle.", v);
         let t = &self.tokens;
         let secs = Duration::from_secs;
         for (key, ttl, min, max, range) in [
@@ -122,5 +128,40 @@ impl Validate for IdentityConfig {
         ] {
             v.check(ttl >= min && ttl <= max, key, format!("must be between {range}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "server:
+  listen: 127.0.0.1:8082
+  admin_listen: 127.0.0.1:9082
+  tls: { cert_file: c.pem, key_file: k.pem, ca_file: ca.pem }
+issuer: https://identity.demo.local:8082
+storage:
+  sqlite: { path: identity.db }
+unseal:
+  share_files: [s1]
+";
+
+    fn load(extra: &str) -> Result<IdentityConfig, service_kit::ConfigError> {
+        let text = format!("{BASE}{extra}");
+        service_kit::config::load_str(std::path::Path::new("identity.yml"), &text, "", Vec::new())
+    }
+
+    #[test]
+    fn the_throttle_section_is_optional_and_checked() {
+        assert_eq!(load("").unwrap().throttle, ThrottleConfig::default());
+        let config = load("throttle:\n  max_failures: 3\n  backoff_max: 1h\n").unwrap();
+        assert_eq!(
+            (config.throttle.max_failures, config.throttle.backoff_max),
+            (3, Duration::from_secs(3600))
+        );
+        let err = load("throttle:\n  failure_ceiling: 5\n").unwrap_err();
+        let text = format!("{err}: {err:?}");
+        assert!(text.contains("throttle.failure_ceiling"), "{text}");
+        assert!(load("throttle:\n  lockout: 5m\n").is_err(), "unknown keys are refused");
     }
 }

@@ -6,12 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use service_kit::credcache::CredentialCache;
+use service_kit::throttle::LoginThrottle;
 use service_kit::{Readiness, RunningServer, ServerError};
 
 use crate::api::{self, AppState};
 use crate::config::IdentityConfig;
 use crate::signing::{SigningError, SigningKeys};
 use crate::store::{SqliteStore, Store, StoreError};
+
+/// Longest a sign-in or client authentication waits for a free PBKDF2 slot (then 503).
+const VERIFY_WAIT: Duration = Duration::from_secs(10);
 
 /// Why Identity could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -106,16 +110,8 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
         store: store.clone(),
         keys: keys.clone(),
         clients,
-        throttle: Arc::new(service_kit::throttle::LoginThrottle::new(
-            5,
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-        )),
-        logins: Arc::new(service_kit::throttle::LoginThrottle::new(
-            5,
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-        )),
+        throttle: Arc::new(LoginThrottle::new(config.throttle, VERIFY_WAIT)),
+        logins: Arc::new(LoginThrottle::new(config.throttle, VERIFY_WAIT)),
         ttl: (&config.tokens).into(),
     };
     let readiness = Readiness::new();

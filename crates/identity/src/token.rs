@@ -7,12 +7,15 @@
 //! the access tokens issued with it (OAuth 2.1 §4.3.1).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+use service_kit::throttle::PeerAddr;
 
 use crate::api::{AppState, OAuthError, Public, authenticate_client, form};
 use crate::store::{AuthCode, NewRefresh, StoreError, StoredClient, StoredUser, now};
@@ -33,6 +36,7 @@ fn sign_failed(e: crate::signing::SigningError) -> OAuthError {
 /// `POST /token`.
 pub(crate) async fn token(
     State(s): State<AppState>,
+    PeerAddr(from): PeerAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
@@ -40,9 +44,9 @@ pub(crate) async fn token(
     let grant =
         params.get("grant_type").ok_or_else(|| OAuthError::invalid_request("grant_type is missing"))?;
     let body = match grant.as_str() {
-        "client_credentials" => client_credentials(&s, &headers, &params).await?,
-        "authorization_code" => authorization_code(&s, &headers, &params).await?,
-        "refresh_token" => refresh(&s, &headers, &params).await?,
+        "client_credentials" => client_credentials(&s, from, &headers, &params).await?,
+        "authorization_code" => authorization_code(&s, from, &headers, &params).await?,
+        "refresh_token" => refresh(&s, from, &headers, &params).await?,
         _ => {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
@@ -118,10 +122,11 @@ fn access_token(
 
 async fn client_credentials(
     s: &AppState,
+    from: IpAddr,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<serde_json::Value, OAuthError> {
-    let client = authenticate_client(s, headers, params, Public::Refused).await?;
+    let client = authenticate_client(s, from, headers, params, Public::Refused).await?;
     require_grant(&client, "client_credentials")?;
     let scopes = narrow(params.get("scope"), &client.scopes)?;
     let audience = match params.get("resource").or_else(|| params.get("audience")) {
@@ -210,10 +215,11 @@ const CODE_INVALID: &str = "the authorization code is invalid, expired or was al
 
 async fn authorization_code(
     s: &AppState,
+    from: IpAddr,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<serde_json::Value, OAuthError> {
-    let client = authenticate_client(s, headers, params, Public::Allowed).await?;
+    let client = authenticate_client(s, from, headers, params, Public::Allowed).await?;
     require_grant(&client, "authorization_code")?;
     let code = params.get("code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let hash = opaque_hash(code);
@@ -302,10 +308,11 @@ const REFRESH_INVALID: &str = "the refresh token is invalid, expired or revoked"
 
 async fn refresh(
     s: &AppState,
+    from: IpAddr,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<serde_json::Value, OAuthError> {
-    let client = authenticate_client(s, headers, params, Public::Allowed).await?;
+    let client = authenticate_client(s, from, headers, params, Public::Allowed).await?;
     require_grant(&client, "refresh_token")?;
     let token =
         params.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;

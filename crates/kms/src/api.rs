@@ -246,7 +246,8 @@ impl FromRequestParts<AppState> for Caller {
         let (user, password) =
             decoded.split_once(':').ok_or(ApiError::Unauthenticated("malformed Basic credentials"))?;
         let password = SecretString::from(password.to_owned());
-        match state.auth.basic(user, &password).await {
+        let from = service_kit::throttle::PeerAddr::from_extensions(&parts.extensions).0;
+        match state.auth.basic(user, &password, from).await {
             Ok(principal) => Ok(Caller(principal)),
             Err(Denied::BadCredentials) => Err(ApiError::Unauthenticated("unknown user or wrong password")),
             Err(Denied::Locked { retry_after }) => Err(ApiError::Locked(retry_after)),

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use service_kit::config::{Validate, Validator};
 use service_kit::server::HttpConfig;
 use service_kit::telemetry::LogFormat;
+use service_kit::throttle::ThrottleConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -89,12 +90,26 @@ pub struct AuthConfig {
     /// Most cached verifications.
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
-    /// Failed logins per user per window before the user is refused for the window.
+    /// Free failed logins per user *and client address* before that address is slowed down
+    /// for that user (exponential backoff); other addresses are not affected.
     #[serde(default = "default_max_failures")]
     pub max_failures: u32,
-    /// The failure window.
+    /// How long a quiet (user, address) pair's failures are remembered; also the window of
+    /// `failure_ceiling`.
     #[serde(default = "default_failure_window", with = "humantime_serde")]
     pub failure_window: Duration,
+    /// The first lock of a (user, address) pair once its free failures are spent; doubled per
+    /// further failure.
+    #[serde(default = "default_backoff_initial", with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// The longest such lock.
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Failed logins per user per window from all addresses together before the user is
+    /// refused (to everyone without cached credentials) for the rest of the window: bounds a
+    /// botnet, far above what one address can reach.
+    #[serde(default = "default_failure_ceiling")]
+    pub failure_ceiling: u32,
     /// Bearer tokens from Identity (off when absent).
     #[serde(default)]
     pub bearer: Option<BearerConfig>,
@@ -202,6 +217,28 @@ fn default_max_failures() -> u32 {
 fn default_failure_window() -> Duration {
     Duration::from_secs(60)
 }
+fn default_backoff_initial() -> Duration {
+    ThrottleConfig::default().backoff_initial
+}
+fn default_backoff_max() -> Duration {
+    ThrottleConfig::default().backoff_max
+}
+fn default_failure_ceiling() -> u32 {
+    ThrottleConfig::default().failure_ceiling
+}
+
+impl AuthConfig {
+    /// The login throttle's settings.
+    pub fn throttle(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            max_failures: self.max_failures,
+            failure_window: self.failure_window,
+            backoff_initial: self.backoff_initial,
+            backoff_max: self.backoff_max,
+            failure_ceiling: self.failure_ceiling,
+        }
+    }
+}
 
 /// One realm.
 #[derive(Debug, Clone, Deserialize)]
@@ -223,7 +260,7 @@ impl Validate for KmsConfig {
         v.check(!self.auth.realms.is_empty(), "auth.realms", "configure at least one realm");
         v.check(self.auth.cache_ttl <= Duration::from_secs(3600), "auth.cache_ttl", "at most 1h");
         v.check(self.auth.cache_entries >= 1, "auth.cache_entries", "at least 1");
-        v.check(self.auth.max_failures >= 1, "auth.max_failures", "at least 1");
+        self.auth.throttle().validate("auth.", v);
         if let Some(b) = &self.auth.bearer {
             v.check(b.jwks_url.starts_with("https://"), "auth.bearer.jwks_url", "must be an https URL");
             v.check(!b.issuer.is_empty(), "auth.bearer.issuer", "must not be empty");
@@ -253,5 +290,43 @@ impl Validate for KmsConfig {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "server:
+  listen: 127.0.0.1:8081
+  admin_listen: 127.0.0.1:9081
+  tls: { cert_file: c.pem, key_file: k.pem, ca_file: ca.pem }
+storage:
+  sqlite: { path: kms.db }
+unseal:
+  share_files: [s1]
+";
+
+    fn load(auth: &str) -> Result<KmsConfig, service_kit::ConfigError> {
+        service_kit::config::load_str(
+            std::path::Path::new("kms.yml"),
+            &format!("{BASE}{auth}"),
+            "",
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn the_throttle_defaults_apply_and_the_ceiling_must_stay_far_above_one_address() {
+        let config = load("auth:\n  realms: [{ type: database }]\n").unwrap();
+        assert_eq!(config.auth.throttle(), ThrottleConfig::default());
+        let config = load(
+            "auth:\n  realms: [{ type: database }]\n  max_failures: 3\n  backoff_initial: 2s\n  backoff_max: 1h\n  failure_ceiling: 50\n",
+        )
+        .unwrap();
+        assert_eq!(config.auth.throttle().backoff(2), Duration::from_secs(8));
+        let err = load("auth:\n  realms: [{ type: database }]\n  failure_ceiling: 12\n").unwrap_err();
+        let text = format!("{err}: {:?}", err);
+        assert!(text.contains("auth.failure_ceiling") && text.contains("at least 20"), "{text}");
     }
 }

@@ -1,6 +1,7 @@
 //! Password authentication: realms (today the `realms.yml` file realm; a database realm later)
-//! tried in the configured order, a bounded cache of recent successful verifications, and a
-//! per-user limit on failures.
+//! tried in the configured order, a bounded cache of recent successful verifications, and
+//! throttled failures (`service_kit::throttle`: per user and client address with backoff, and a
+//! per-user ceiling over all addresses).
 //!
 //! Successful verifications are cached (`service_kit::credcache`: HMAC-keyed, TTL, bounded)
 //! because PBKDF2 with 600,000 rounds costs ~0.1 s of CPU. Reloading a realm clears the cache.
@@ -256,9 +257,9 @@ pub enum Denied {
     BadCredentials,
     /// A realm could not be asked (the database failed): 503, not 401.
     Unavailable,
-    /// Too many recent failures for this user.
+    /// Too many recent failures for this user from this address (or from everywhere).
     Locked {
-        /// Seconds until the window ends.
+        /// Seconds until an attempt may go through again.
         retry_after: u64,
     },
 }
@@ -280,10 +281,8 @@ pub struct AuthSettings {
     pub cache_ttl: Duration,
     /// Most cached verifications.
     pub cache_entries: usize,
-    /// Failures per user per window before further attempts are refused.
-    pub max_failures: u32,
-    /// The failure window.
-    pub failure_window: Duration,
+    /// Failure budgets, backoff and the per-user ceiling.
+    pub throttle: service_kit::throttle::ThrottleConfig,
 }
 
 impl Default for AuthSettings {
@@ -291,8 +290,7 @@ impl Default for AuthSettings {
         Self {
             cache_ttl: Duration::from_secs(60),
             cache_entries: 10_000,
-            max_failures: 5,
-            failure_window: Duration::from_secs(60),
+            throttle: service_kit::throttle::ThrottleConfig::default(),
         }
     }
 }
@@ -323,11 +321,7 @@ impl Authenticator {
             realms: std::sync::RwLock::new(std::sync::Arc::new(realms)),
             settings,
             cache,
-            throttle: service_kit::throttle::LoginThrottle::new(
-                settings.max_failures,
-                settings.failure_window,
-                VERIFY_WAIT,
-            ),
+            throttle: service_kit::throttle::LoginThrottle::new(settings.throttle, VERIFY_WAIT),
         })
     }
 
@@ -337,17 +331,24 @@ impl Authenticator {
         self.cache.clear();
     }
 
-    /// Authenticates a Basic login: realms in order, the first that knows the user decides.
+    /// Authenticates a Basic login from the client address `from`: realms in order, the first
+    /// that knows the user decides.
     ///
-    /// A cached success is answered first (it proves the password, so a lockout an attacker
-    /// caused does not shut out a client that keeps using its valid credentials). Otherwise the
-    /// attempt is counted *before* verification — attempts in flight count — so parallel
-    /// guesses cannot exceed the limit (a burst of the same login waits for the attempts in
-    /// flight and is answered from the cache they fill), and PBKDF2 runs behind a semaphore
-    /// sized to the cores, so a flood of logins queues instead of exhausting the CPU.
-    pub async fn basic(&self, username: &str, password: &SecretString) -> Result<Principal, Denied> {
-        let attempt = match self.throttle.begin_or_wait(username, || self.cache.get(username, password)).await
-        {
+    /// A cached success is answered first (it proves the password, so a lock an attacker
+    /// caused — even from the same address — does not shut out a client that keeps using its
+    /// valid credentials). Otherwise the attempt is counted *before* verification, per user and
+    /// address and per user overall — attempts in flight count — so parallel guesses cannot
+    /// exceed a budget (a burst of the same login waits for the attempts in flight and is
+    /// answered from the cache they fill), and PBKDF2 runs behind a semaphore sized to the
+    /// cores, so a flood of logins queues instead of exhausting the CPU.
+    pub async fn basic(
+        &self,
+        username: &str,
+        password: &SecretString,
+        from: std::net::IpAddr,
+    ) -> Result<Principal, Denied> {
+        let ready = || self.cache.get(username, password);
+        let attempt = match self.throttle.begin_or_wait(username, from, ready).await {
             Ok(service_kit::throttle::Admitted::Ready(principal)) => return Ok(principal),
             Ok(service_kit::throttle::Admitted::Attempt(attempt)) => attempt,
             Err(r) => return Err(refused(r)),
@@ -402,6 +403,8 @@ impl Authenticator {
 mod tests {
     use super::*;
 
+    pub(super) const HERE: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
     fn secret(s: &str) -> SecretString {
         SecretString::from(s.to_owned())
     }
@@ -426,19 +429,19 @@ mod tests {
         let auth =
             Authenticator::new(vec![Realm::File(FileRealm::load(&path).unwrap())], AuthSettings::default())
                 .unwrap();
-        let p = auth.basic("alice", &secret("s3cret")).await.unwrap();
+        let p = auth.basic("alice", &secret("s3cret"), HERE).await.unwrap();
         assert_eq!(p.tenant.to_string(), TENANT);
         assert!(p.roles.contains(&Role::User));
         // Second call is served from the cache (same result, no PBKDF2): measured by benches,
         // asserted here only for equality.
-        assert_eq!(auth.basic("alice", &secret("s3cret")).await.unwrap(), p);
-        assert_eq!(auth.basic("alice", &secret("wrong")).await.unwrap_err(), Denied::BadCredentials);
-        assert!(auth.basic("demo", &secret("demo-pass")).await.is_ok());
-        assert_eq!(auth.basic("nobody", &secret("x")).await.unwrap_err(), Denied::BadCredentials);
+        assert_eq!(auth.basic("alice", &secret("s3cret"), HERE).await.unwrap(), p);
+        assert_eq!(auth.basic("alice", &secret("wrong"), HERE).await.unwrap_err(), Denied::BadCredentials);
+        assert!(auth.basic("demo", &secret("demo-pass"), HERE).await.is_ok());
+        assert_eq!(auth.basic("nobody", &secret("x"), HERE).await.unwrap_err(), Denied::BadCredentials);
         // A reload forgets cached logins: a removed user no longer gets in.
         let (_d2, empty) = realm_file("users: []\n");
         auth.reload(vec![Realm::File(FileRealm::load(&empty).unwrap())]);
-        assert_eq!(auth.basic("alice", &secret("s3cret")).await.unwrap_err(), Denied::BadCredentials);
+        assert_eq!(auth.basic("alice", &secret("s3cret"), HERE).await.unwrap_err(), Denied::BadCredentials);
     }
 
     #[tokio::test]
@@ -447,14 +450,18 @@ mod tests {
             "users:\n  - username: bob\n    password: right\n    demo: true\n    tenant: {TENANT}\n    roles: [user]\n"
         );
         let (_d, path) = realm_file(&text);
-        let settings = AuthSettings { max_failures: 3, ..AuthSettings::default() };
+        let throttle = service_kit::throttle::ThrottleConfig { max_failures: 3, ..Default::default() };
+        let settings = AuthSettings { throttle, ..AuthSettings::default() };
         let auth = Authenticator::new(vec![Realm::File(FileRealm::load(&path).unwrap())], settings).unwrap();
         for _ in 0..3 {
-            assert_eq!(auth.basic("bob", &secret("wrong")).await.unwrap_err(), Denied::BadCredentials);
+            assert_eq!(auth.basic("bob", &secret("wrong"), HERE).await.unwrap_err(), Denied::BadCredentials);
         }
-        assert!(matches!(auth.basic("bob", &secret("right")).await, Err(Denied::Locked { .. })));
+        assert!(matches!(auth.basic("bob", &secret("right"), HERE).await, Err(Denied::Locked { .. })));
+        // The lock holds for this address only: bob signs in from another.
+        let elsewhere = std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
+        assert!(auth.basic("bob", &secret("right"), elsewhere).await.is_ok());
         // Other users are not affected.
-        assert_eq!(auth.basic("carol", &secret("x")).await.unwrap_err(), Denied::BadCredentials);
+        assert_eq!(auth.basic("carol", &secret("x"), HERE).await.unwrap_err(), Denied::BadCredentials);
     }
 
     #[test]
@@ -477,6 +484,7 @@ mod tests {
 
 #[cfg(test)]
 mod concurrency_tests {
+    use super::tests::HERE;
     use super::*;
     use std::sync::Arc;
 
@@ -493,17 +501,24 @@ mod concurrency_tests {
             ),
         )
         .unwrap();
+        // Locks of ten minutes and more: none ends while the test runs.
+        let throttle = service_kit::throttle::ThrottleConfig {
+            backoff_initial: Duration::from_secs(600),
+            ..Default::default()
+        };
+        let settings = AuthSettings { throttle, ..AuthSettings::default() };
         let auth = Arc::new(
-            Authenticator::new(vec![Realm::File(FileRealm::load(&path).unwrap())], AuthSettings::default())
-                .unwrap(),
+            Authenticator::new(vec![Realm::File(FileRealm::load(&path).unwrap())], settings).unwrap(),
         );
         // A client logs in once: its credentials are now cached.
-        auth.basic("svc", &SecretString::from("right".to_owned())).await.unwrap();
+        auth.basic("svc", &SecretString::from("right".to_owned()), HERE).await.unwrap();
 
         let mut guesses = tokio::task::JoinSet::new();
         for i in 0..12 {
             let auth = auth.clone();
-            guesses.spawn(async move { auth.basic("svc", &SecretString::from(format!("guess-{i}"))).await });
+            guesses.spawn(
+                async move { auth.basic("svc", &SecretString::from(format!("guess-{i}")), HERE).await },
+            );
         }
         let (mut bad, mut locked) = (0, 0);
         while let Some(result) = guesses.join_next().await {
@@ -515,12 +530,19 @@ mod concurrency_tests {
         }
         assert_eq!(bad, 5, "exactly max_failures guesses were checked");
         assert_eq!(locked, 7);
-        // The attacker locked the name, but the cached client is not shut out.
-        assert!(auth.basic("svc", &SecretString::from("right".to_owned())).await.is_ok());
-        // An uncached attempt with the right password is refused until the window ends.
+        // The attacker locked the name at its address, but the cached client, at the same
+        // address, is not shut out.
+        assert!(auth.basic("svc", &SecretString::from("right".to_owned()), HERE).await.is_ok());
+        // An uncached attempt from that address is refused until the lock ends…
         assert!(matches!(
-            auth.basic("svc", &SecretString::from("guess-x".to_owned())).await,
-            Err(Denied::Locked { .. })
+            auth.basic("svc", &SecretString::from("guess-x".to_owned()), HERE).await,
+            Err(Denied::Locked { retry_after }) if retry_after > 500
         ));
+        // …while from another address it is verified (and wrong), not refused.
+        let elsewhere = std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
+        assert_eq!(
+            auth.basic("svc", &SecretString::from("guess-y".to_owned()), elsewhere).await.unwrap_err(),
+            Denied::BadCredentials
+        );
     }
 }

@@ -115,8 +115,7 @@ pub async fn start_with(config: &KmsConfig, options: StartOptions) -> Result<Run
     let settings = AuthSettings {
         cache_ttl: config.auth.cache_ttl,
         cache_entries: config.auth.cache_entries,
-        max_failures: config.auth.max_failures,
-        failure_window: config.auth.failure_window,
+        throttle: config.auth.throttle(),
     };
     let auth = Arc::new(Authenticator::new(realms, settings).map_err(|_| StartError::Crypto)?);
     let readiness = Readiness::new();

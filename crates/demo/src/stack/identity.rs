@@ -461,6 +461,7 @@ fn write_config(state: &State) -> std::io::Result<identity::config::IdentityConf
         storage: Storage { sqlite: Sqlite { path: state.data_dir().join("identity.db") } },
         unseal: Unseal { share_files: state.unseal_shares("identity").into_iter().take(3).collect() },
         tokens: Tokens::default(),
+        throttle: Default::default(),
         seed: Some(SeedConfig {
             file: seed,
             tenants_file: state.tenants_file(),

@@ -312,6 +312,9 @@ fn write_config(state: &State, identity: Option<SocketAddr>) -> std::io::Result<
             cache_entries: 10_000,
             max_failures: 5,
             failure_window: Duration::from_secs(60),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(900),
+            failure_ceiling: 100,
             bearer: identity.map(|addr| {
                 let base = super::identity::issuer(addr.port());
                 BearerConfig {

@@ -62,9 +62,20 @@ fn unescape(s: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Browser {
     pub jar: BTreeMap<String, String>,
+    /// Its own connection (another client address); `None`: the environment's client.
+    pub client: Option<reqwest::Client>,
 }
 
 impl Browser {
+    /// A browser whose connections come from `local` (see [`Env::client_from`]).
+    pub fn from_address(env: &Env, local: std::net::IpAddr) -> Self {
+        Self { jar: BTreeMap::new(), client: Some(env.client_from(local)) }
+    }
+
+    fn client<'a>(&'a self, env: &'a Env) -> &'a reqwest::Client {
+        self.client.as_ref().unwrap_or(&env.client)
+    }
+
     fn cookie_header(&self) -> String {
         self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
@@ -88,8 +99,8 @@ impl Browser {
     }
 
     pub async fn get(&mut self, env: &Env, path_and_query: &str) -> Page {
-        let resp = env
-            .client
+        let resp = self
+            .client(env)
             .get(env.url(path_and_query))
             .header("cookie", self.cookie_header())
             .send()
@@ -99,8 +110,8 @@ impl Browser {
     }
 
     pub async fn post(&mut self, env: &Env, path: &str, form: &[(String, String)]) -> Page {
-        let resp = env
-            .client
+        let resp = self
+            .client(env)
             .post(env.url(path))
             .header("cookie", self.cookie_header())
             .form(form)

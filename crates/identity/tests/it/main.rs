@@ -6,6 +6,7 @@ mod browser;
 mod flows;
 mod oauth;
 mod oracle;
+mod throttle;
 
 use identity::config::{IdentityConfig, SeedConfig, Sqlite, Storage, Tokens, Unseal};
 use identity::service::{self, RunningIdentity, StartOptions};
@@ -108,6 +109,7 @@ clients:
         storage: Storage { sqlite: Sqlite { path: dir.path().join("identity.db") } },
         unseal: Unseal { share_files },
         tokens,
+        throttle: Default::default(),
         seed: Some(SeedConfig {
             file: dir.path().join("seed.yml"),
             tenants_file: dir.path().join("tenants.yml"),
@@ -126,6 +128,19 @@ clients:
 }
 
 impl Env {
+    /// A client whose connections come from `local` (a loopback address such as 127.0.0.2):
+    /// another client address, as the throttle sees it.
+    pub fn client_from(&self, local: std::net::IpAddr) -> reqwest::Client {
+        let pki = pki::PkiDir::new(self.dir.path().join("pki"));
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(pki::client_config_for(&pki, None).unwrap())
+            .resolve("identity.demo.local", self.identity.server.addr)
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(local)
+            .build()
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("https://identity.demo.local:{}{path}", self.identity.server.addr.port())
     }

@@ -16,6 +16,7 @@ const TENANT_B: &str = "5d2a9e71-3c8b-4f6d-8e2a-1b7c9d0e3f42";
 
 pub struct Env {
     _dir: tempfile::TempDir,
+    pki: pki::PkiDir,
     pub kms: RunningKms,
     pub client: reqwest::Client,
 }
@@ -71,6 +72,9 @@ pub async fn start_in(
             cache_entries: 100,
             max_failures: 5,
             failure_window: Duration::from_secs(60),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(900),
+            failure_ceiling: 100,
             bearer,
         },
         seed: None,
@@ -86,10 +90,21 @@ pub async fn start_in(
         .resolve("kms.demo.local", kms.server.addr)
         .build()
         .unwrap();
-    Env { _dir: dir, kms, client }
+    Env { _dir: dir, pki: pki.clone(), kms, client }
 }
 
 impl Env {
+    /// A client whose connections come from `local` (a loopback address such as 127.0.0.2):
+    /// another client address, as the throttle sees it.
+    pub fn client_from(&self, local: std::net::IpAddr) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(pki::client_config_for(&self.pki, None).unwrap())
+            .resolve("kms.demo.local", self.kms.server.addr)
+            .local_address(local)
+            .build()
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("https://kms.demo.local:{}/api/v1{path}", self.kms.server.addr.port())
     }

@@ -8,4 +8,5 @@ mod jose_interop;
 mod jose_props;
 mod keys;
 mod seed;
+mod throttle;
 mod wycheproof_kat;

@@ -8,6 +8,8 @@ use kms::seed::{Seed, SeedError, SeedReport};
 use kms::{Kms, PoolName, TenantId};
 use secrecy::SecretString;
 
+const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 fn shipped_seed() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deployments/kms/config/demo-seed.yml"))
 }
@@ -39,12 +41,16 @@ async fn the_shipped_seed_applies_idempotently() {
     // The seeded accounts log in through the database realm with their documented passwords.
     let auth =
         Authenticator::new(vec![Realm::Database(kms.store().clone())], AuthSettings::default()).unwrap();
-    let app = auth.basic("acme-app", &SecretString::from("acme-app-demo".to_owned())).await.unwrap();
+    let app =
+        auth.basic("acme-app", &SecretString::from("acme-app-demo".to_owned()), LOOPBACK).await.unwrap();
     assert_eq!(app.tenant, acme);
     assert!(app.require(Scope::Unwrap).is_ok());
-    let user = auth.basic("globex-user", &SecretString::from("globex-user-demo".to_owned())).await.unwrap();
+    let user = auth
+        .basic("globex-user", &SecretString::from("globex-user-demo".to_owned()), LOOPBACK)
+        .await
+        .unwrap();
     assert_eq!(user.tenant, globex);
-    assert!(auth.basic("acme-app", &SecretString::from("wrong".to_owned())).await.is_err());
+    assert!(auth.basic("acme-app", &SecretString::from("wrong".to_owned()), LOOPBACK).await.is_err());
 }
 
 #[tokio::test]

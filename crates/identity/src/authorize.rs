@@ -277,12 +277,14 @@ fn csrf_ok(headers: &HeaderMap, p: &HashMap<String, String>) -> bool {
     }
 }
 
+/// The sign-in and consent form; `username` is filled in again after a failed sign-in.
 fn login_form(
     s: &AppState,
     status: StatusCode,
     request: &AuthRequest,
     headers: &HeaderMap,
     signed_in_as: Option<&str>,
+    username: Option<&str>,
     error: Option<html::FormError<'_>>,
 ) -> Response {
     let scope = request.scope();
@@ -296,6 +298,7 @@ fn login_form(
             scopes: request.scopes.iter().map(|x| (x.as_str(), s.consent.describe(x))).collect(),
             hidden: &hidden,
             signed_in_as,
+            username,
             error,
         };
         html::login_page(status, &view)
@@ -336,7 +339,7 @@ pub(crate) async fn authorize_get(
     let session =
         current_session(&s, &headers).await.filter(|(session, _)| request.session_suffices(session));
     let signed_in_as = session.as_ref().map(|(_, u)| u.username.as_str());
-    login_form(&s, StatusCode::OK, &request, &headers, signed_in_as, None)
+    login_form(&s, StatusCode::OK, &request, &headers, signed_in_as, None, None)
 }
 
 /// Why a password sign-in failed.
@@ -460,7 +463,8 @@ pub(crate) async fn authorize_post(State(s): State<AppState>, headers: HeaderMap
                     };
                     let error =
                         html::FormError { message, fields_invalid: matches!(failure, LoginFailure::Invalid) };
-                    let mut response = login_form(&s, status, &request, &headers, None, Some(error));
+                    let mut response =
+                        login_form(&s, status, &request, &headers, None, Some(username), Some(error));
                     if let LoginFailure::Throttled(Refused::Locked { retry_after }) = failure
                         && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
                     {
@@ -480,7 +484,7 @@ pub(crate) async fn authorize_post(State(s): State<AppState>, headers: HeaderMap
                     message: "Your session has ended; sign in again.",
                     fields_invalid: false,
                 };
-                return login_form(&s, StatusCode::BAD_REQUEST, &request, &headers, None, Some(error));
+                return login_form(&s, StatusCode::BAD_REQUEST, &request, &headers, None, None, Some(error));
             }
         },
     };

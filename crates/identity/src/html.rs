@@ -29,11 +29,11 @@ color:#1f2328;background:#fff}h1{font-size:1.5rem;line-height:1.25;margin:0 0 .7
 .context{display:grid;grid-template-columns:max-content 1fr;gap:.1rem 1rem;margin:0 0 1rem;color:#3d444d}\
 .context dt{font-weight:600}.context dd{margin:0}.id,.scope-name{font-family:ui-monospace,monospace;font-size:.85em;color:#59636e}\
 label{display:block;margin:.8rem 0 .2rem;font-weight:600}\
-input[type=text],input[type=password]{box-sizing:border-box;width:100%;padding:.5rem;font-size:1rem;border:1px solid #6e7781;border-radius:4px}\
+input[type=text],input[type=password]{box-sizing:border-box;width:100%;padding:.5rem;font:inherit;border:1px solid #6e7781;border-radius:4px}\
 input[aria-invalid=true]{border:2px solid #b00020}.scopes{padding-left:1.25rem}.scopes li{margin:.35rem 0}\
 .error{color:#8a0016;background:#fdecee;border-left:4px solid #b00020;padding:.5rem .75rem}.note{color:#3d444d;font-size:.95rem}\
 .actions{display:flex;gap:.75rem;margin-top:1.5rem}button{padding:.6rem 1.4rem;font-size:1rem;border-radius:4px;\
-border:2px solid #1a5fb4;background:#fff;color:#1a5fb4;cursor:pointer}button[value=allow]{background:#1a5fb4;color:#fff}\
+border:2px solid #1a5fb4;background:#fff;color:#1a5fb4;cursor:pointer;font:inherit}button[value=allow]{background:#1a5fb4;color:#fff}\
 :focus-visible{outline:3px solid #000;outline-offset:3px}";
 
 /// The Content-Security-Policy of every page: nothing may load, no script may run, only our
@@ -113,6 +113,8 @@ pub struct LoginView<'a> {
     pub hidden: &'a [(&'a str, &'a str)],
     /// A session exists: no password fields.
     pub signed_in_as: Option<&'a str>,
+    /// The username to fill in again after a failed sign-in.
+    pub username: Option<&'a str>,
     /// Why the form is shown again.
     pub error: Option<FormError<'a>>,
 }
@@ -155,6 +157,7 @@ pub fn login_page(status: StatusCode, view: &LoginView<'_>) -> Response {
     match view.signed_in_as {
         Some(user) => body.push_str(&format!("<p>Signed in as <strong>{}</strong>.</p>\n", escape(user))),
         None => {
+            let value = view.username.map(|u| format!(" value=\"{}\"", escape(u))).unwrap_or_default();
             let mut described = String::new();
             if let Some(error) = &view.error {
                 described.push_str(&format!(" aria-describedby=\"{ERROR_ID}\""));
@@ -164,7 +167,7 @@ pub fn login_page(status: StatusCode, view: &LoginView<'_>) -> Response {
             }
             body.push_str(&format!(
                 "<label for=\"username\">Username</label>\n\
-                 <input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" \
+                 <input type=\"text\" id=\"username\" name=\"username\"{value} autocomplete=\"username\" \
                  autocapitalize=\"none\" spellcheck=\"false\" required{described}>\n\
                  <label for=\"password\">Password</label>\n\
                  <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" \

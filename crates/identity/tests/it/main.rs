@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod browser;
+mod browser_signin;
 mod flows;
 mod oauth;
 mod oracle;

@@ -119,6 +119,7 @@ async fn a_wrong_password_is_announced_and_tied_to_the_fields() {
         ),
         "{body}"
     );
+    assert!(body.contains("name=\"username\" value=\"admin\""), "the username is kept: {body}");
     for field in ["username", "password"] {
         let input = body.split(&format!("id=\"{field}\"")).nth(1).unwrap().split_once('>').unwrap().0;
         assert!(input.contains("aria-describedby=\"signin-error\""), "{field}: {input}");
@@ -177,6 +178,16 @@ async fn hostile_names_descriptions_scopes_and_tenants_are_escaped() {
     // The hidden scope field round-trips the raw value for the form's POST.
     assert!(page.hidden().contains(&("scope".into(), "openid x:<i> x:plain x:<u>raw</u>".into())));
     assert_strict_csp(&page);
+
+    // A hostile username comes back escaped in the refilled field.
+    let answer = submit_login(&mut browser, &env, &page, Some(("x\"><img src=x>", "pw")), "allow").await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(
+        answer.body.contains("name=\"username\" value=\"x&quot;&gt;&lt;img src=x&gt;\""),
+        "{}",
+        answer.body
+    );
+    assert!(!answer.body.contains("<img"), "{}", answer.body);
     env.identity.shutdown().await.unwrap();
 }
 

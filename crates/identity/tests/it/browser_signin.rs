@@ -66,20 +66,9 @@ async fn chromium_signs_in_consents_and_reaches_the_redirect_with_code_state_and
         SPA_REDIRECT.to_owned(),
         shots.to_str().unwrap().to_owned(),
     ];
-    // The server runs on this test's runtime: wait for the browser off it.
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3").arg(&script).args(&args).env("CHROMIUM", CHROMIUM).output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser sign-in failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut command = Command::new("python3");
+    command.arg(&script).args(&args).env("CHROMIUM", CHROMIUM);
+    let seen = crate::run_python("the browser sign-in", command).await;
 
     // The page as a person reads it.
     assert_eq!(seen["lang"], "en");

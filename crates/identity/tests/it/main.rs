@@ -152,6 +152,19 @@ clients:
     tenant: acme
 ";
 
+/// Runs a Python driver off the test's runtime (the server runs on it), asserts it succeeded,
+/// and returns the one JSON document it printed. `what` names it in the failure.
+pub async fn run_python(what: &'static str, mut command: std::process::Command) -> serde_json::Value {
+    let out = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 impl Env {
     pub fn url(&self, path: &str) -> String {
         format!("https://identity.demo.local:{}{path}", self.identity.server.addr.port())

@@ -23,6 +23,16 @@ pub fn demo_query(client_id: &str, scope: &str, challenge: &str) -> String {
     format!("/authorize?{}", serde_urlencoded::to_string(pairs).unwrap())
 }
 
+/// A new browser's sign-in page for `client_id` and `scope` (asserted to be a 200), and the
+/// request's PKCE verifier.
+async fn open_page(env: &Env, client_id: &str, scope: &str) -> (Browser, Page, String) {
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let page = browser.get(env, &demo_query(client_id, scope, &challenge)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    (browser, page, verifier)
+}
+
 /// The page's CSP allows our one stylesheet by its hash, and nothing else.
 fn assert_strict_csp(page: &Page) {
     let csp = page.headers["content-security-policy"].to_str().unwrap();
@@ -40,11 +50,8 @@ fn assert_strict_csp(page: &Page) {
 #[tokio::test]
 async fn the_demo_page_names_the_application_and_tenant_and_says_what_each_scope_allows() {
     let env = start_demo().await;
-    let mut browser = Browser::default();
-    let (verifier, challenge) = pkce();
-    let query = demo_query("demo-spa", "openid profile email kms:encrypt kms:decrypt kms:read", &challenge);
-    let page = browser.get(&env, &query).await;
-    assert_eq!(page.status, 200, "{}", page.body);
+    let scope = "openid profile email kms:encrypt kms:decrypt kms:read";
+    let (mut browser, page, verifier) = open_page(&env, "demo-spa", scope).await;
     let body = &page.body;
     for expected in [
         "<html lang=\"en\">",
@@ -106,9 +113,7 @@ async fn the_demo_page_names_the_application_and_tenant_and_says_what_each_scope
 #[tokio::test]
 async fn a_wrong_password_is_announced_and_tied_to_the_fields() {
     let env = start_demo().await;
-    let mut browser = Browser::default();
-    let (_, challenge) = pkce();
-    let page = browser.get(&env, &demo_query("demo-spa", "openid kms:read", &challenge)).await;
+    let (mut browser, page, _) = open_page(&env, "demo-spa", "openid kms:read").await;
     let answer = submit_login(&mut browser, &env, &page, Some(("admin", "not-the-password")), "allow").await;
     assert_eq!(answer.status, 400, "{}", answer.body);
     assert!(answer.location.is_none());
@@ -154,12 +159,8 @@ clients:
 #[tokio::test]
 async fn hostile_names_descriptions_scopes_and_tenants_are_escaped() {
     let tenants = "\"<b>evil&co</b>\": 5d8f6a2e-1c3b-4e7a-9f0d-2b4c6e8a0f13\n";
-    let env: Env = start_seeded(HOSTILE_SEED, tenants, Tokens::default()).await.unwrap();
-    let mut browser = Browser::default();
-    let (_, challenge) = pkce();
-    let query = demo_query("hostile", "openid x:<i> x:plain x:<u>raw</u>", &challenge);
-    let page = browser.get(&env, &query).await;
-    assert_eq!(page.status, 200, "{}", page.body);
+    let env = start_seeded(HOSTILE_SEED, tenants, Tokens::default()).await.unwrap();
+    let (mut browser, page, _) = open_page(&env, "hostile", "openid x:<i> x:plain x:<u>raw</u>").await;
     let body = &page.body;
     for raw in ["<script", "<img", "<b>", "<i>", "<u>", "</title><script"] {
         assert!(!body.contains(raw), "{raw:?} reached the page unescaped:\n{body}");

@@ -45,6 +45,8 @@ pub struct AppState {
     pub logins: Arc<service_kit::throttle::LoginThrottle>,
     /// Lifetimes.
     pub ttl: Lifetimes,
+    /// Scope descriptions and tenant names for the consent page.
+    pub consent: Arc<crate::consent::ConsentText>,
 }
 
 /// Token and session lifetimes, in seconds.

@@ -278,17 +278,31 @@ fn csrf_ok(headers: &HeaderMap, p: &HashMap<String, String>) -> bool {
     }
 }
 
+/// The sign-in and consent form; `username` is filled in again after a failed sign-in.
 fn login_form(
+    s: &AppState,
     status: StatusCode,
     request: &AuthRequest,
     headers: &HeaderMap,
     signed_in_as: Option<&str>,
-    error: Option<&str>,
+    username: Option<&str>,
+    error: Option<html::FormError<'_>>,
 ) -> Response {
     let scope = request.scope();
+    let client = &request.client;
     with_csrf(headers, |csrf| {
         let hidden = request.hidden(csrf, &scope);
-        html::login_page(status, &request.client.client_id, &request.scopes, &hidden, signed_in_as, error)
+        let view = html::LoginView {
+            app_name: client.display_name.as_deref().unwrap_or(&client.client_id),
+            client_id: &client.client_id,
+            tenant: s.consent.tenant(&client.tenant_id),
+            scopes: request.scopes.iter().map(|x| (x.as_str(), s.consent.describe(x))).collect(),
+            hidden: &hidden,
+            signed_in_as,
+            username,
+            error,
+        };
+        html::login_page(status, &view)
     })
 }
 
@@ -326,7 +340,7 @@ pub(crate) async fn authorize_get(
     let session =
         current_session(&s, &headers).await.filter(|(session, _)| request.session_suffices(session));
     let signed_in_as = session.as_ref().map(|(_, u)| u.username.as_str());
-    login_form(StatusCode::OK, &request, &headers, signed_in_as, None)
+    login_form(&s, StatusCode::OK, &request, &headers, signed_in_as, None, None)
 }
 
 /// Why a password sign-in failed.
@@ -454,7 +468,10 @@ pub(crate) async fn authorize_post(
                             (StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
                         }
                     };
-                    let mut response = login_form(status, &request, &headers, None, Some(message));
+                    let error =
+                        html::FormError { message, fields_invalid: matches!(failure, LoginFailure::Invalid) };
+                    let mut response =
+                        login_form(&s, status, &request, &headers, None, Some(username), Some(error));
                     if let LoginFailure::Throttled(Refused::Locked { retry_after }) = failure
                         && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
                     {
@@ -470,8 +487,11 @@ pub(crate) async fn authorize_post(
                 (user, session.auth_time)
             }
             _ => {
-                let message = "Your session has ended; sign in again.";
-                return login_form(StatusCode::BAD_REQUEST, &request, &headers, None, Some(message));
+                let error = html::FormError {
+                    message: "Your session has ended; sign in again.",
+                    fields_invalid: false,
+                };
+                return login_form(&s, StatusCode::BAD_REQUEST, &request, &headers, None, None, Some(error));
             }
         },
     };

@@ -13,6 +13,7 @@
 pub mod api;
 mod authorize;
 pub mod config;
+pub mod consent;
 mod html;
 pub mod seed;
 pub mod service;

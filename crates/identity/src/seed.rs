@@ -9,6 +9,7 @@ use serde::Deserialize;
 use service_kit::config::{Validate, Validator};
 use uuid::Uuid;
 
+use crate::consent::{ConsentText, MAX_DESCRIPTION, MAX_DISPLAY_NAME, is_scope_token, text_problem};
 use crate::store::{Store, StoreError, StoredClient, StoredUser};
 
 /// `demo-seed.yml`.
@@ -20,6 +21,11 @@ pub struct SeedFile {
     pub users: Vec<SeedUser>,
     /// OAuth clients.
     pub clients: Vec<SeedClient>,
+    /// Scope → what it lets an application do, in words for the consent page. The standard
+    /// OpenID Connect scopes have built-in texts (this may replace them); a scope described
+    /// nowhere is shown by its name.
+    #[serde(default)]
+    pub scopes: BTreeMap<String, String>,
 }
 
 /// One user.
@@ -47,6 +53,9 @@ pub struct SeedUser {
 pub struct SeedClient {
     /// `client_id`.
     pub client_id: String,
+    /// The name the sign-in page shows (default: `client_id`).
+    #[serde(default)]
+    pub name: Option<String>,
     /// `confidential` or `public`.
     #[serde(rename = "type")]
     pub client_type: String,
@@ -78,6 +87,17 @@ const GRANTS: [&str; 3] = ["client_credentials", "authorization_code", "refresh_
 
 impl Validate for SeedFile {
     fn validate(&self, v: &mut Validator) {
+        for (scope, description) in &self.scopes {
+            let key = format!("scopes.{scope}");
+            v.check(
+                is_scope_token(scope),
+                key.clone(),
+                "a scope name is printable ASCII without spaces, quotes or backslashes (RFC 6749 §3.3)",
+            );
+            if let Some(problem) = text_problem(description, MAX_DESCRIPTION) {
+                v.error(key, format!("the description {problem}"));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
             let key = |f: &str| format!("users[{i}].{f}");
@@ -99,6 +119,9 @@ impl Validate for SeedFile {
                 "non-empty, no ':'",
             );
             v.check(ids.insert(&c.client_id), key("client_id"), "is used twice");
+            if let Some(problem) = c.name.as_deref().and_then(|n| text_problem(n, MAX_DISPLAY_NAME)) {
+                v.error(key("name"), problem);
+            }
             match c.client_type.as_str() {
                 "confidential" => {
                     v.check(c.secret_file.is_some(), key("secret_file"), "confidential clients need one")
@@ -201,15 +224,30 @@ pub struct Applied {
     pub clients: usize,
 }
 
-/// Loads the seed and registers the users and clients that do not exist yet.
+/// What a seed run added, and the words the consent page takes from the seed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seeded {
+    /// New users and clients.
+    pub added: Applied,
+    /// Scope descriptions and tenant names.
+    pub consent: ConsentText,
+}
+
+/// Loads the seed and registers the users and clients that do not exist yet. The scope
+/// descriptions and tenant names are read on every start (they are not stored), so editing
+/// them takes effect at the next start; a client's display name is stored with the client.
 pub async fn apply(
     store: &dyn Store,
     seed: &Path,
     tenants: &Path,
     secrets_dir: &Path,
-) -> Result<Applied, SeedError> {
+) -> Result<Seeded, SeedError> {
     let file: SeedFile = load_yaml(seed)?;
     let ids: TenantsFile = load_yaml(tenants)?;
+    let consent = ConsentText {
+        scopes: file.scopes.clone(),
+        tenants: ids.0.iter().map(|(name, id)| (id.to_string(), name.clone())).collect(),
+    };
     let mut added = Applied::default();
     for u in file.users {
         if store.user_by_name(&u.username).await?.is_some() {
@@ -256,9 +294,95 @@ pub async fn apply(
                 tenant_id: tenant.to_string(),
                 roles: c.roles,
                 post_logout_redirect_uris: c.post_logout_redirect_uris,
+                display_name: c.name,
             })
             .await?;
         added.clients += 1;
     }
-    Ok(added)
+    Ok(Seeded { added, consent })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLIENT: &str = "clients:\n  - client_id: spa\n    type: public\n    grant_types: [authorization_code]\n    tenant: acme\n";
+
+    fn load(text: &str) -> Result<SeedFile, service_kit::ConfigError> {
+        service_kit::config::load_str(Path::new("/etc/demo/demo-seed.yml"), text, "", Vec::new())
+    }
+
+    /// The one problem a seed has: its display names the file, and the key is the one expected.
+    fn problem(text: &str) -> (String, String) {
+        let err = load(text).expect_err("the seed must be refused");
+        let shown = err.to_string();
+        assert!(shown.contains("/etc/demo/demo-seed.yml"), "the error names the file: {shown}");
+        match err {
+            service_kit::ConfigError::Validation { problems, .. } => {
+                assert_eq!(problems.len(), 1, "{problems:?}");
+                (problems[0].key.clone(), problems[0].message.clone())
+            }
+            service_kit::ConfigError::Invalid { key, message, .. } => (key, message),
+            other => panic!("unexpected error: {other}"),
+        }
+    }
+
+    #[test]
+    fn the_shipped_seed_describes_its_scopes_and_names_its_clients() {
+        let text = include_str!("../../../deployments/identity/config/demo-seed.yml");
+        let seed = load(text).unwrap();
+        for client in &seed.clients {
+            assert!(client.name.is_some(), "{} has a display name", client.client_id);
+            for scope in &client.scopes {
+                let described = ConsentText { scopes: seed.scopes.clone(), ..Default::default() };
+                assert!(described.describe(scope).is_some(), "{scope} of {} is described", client.client_id);
+            }
+        }
+    }
+
+    #[test]
+    fn scope_descriptions_and_client_names_are_read() {
+        let seed = load(&format!(
+            "scopes:\n  kms:encrypt: Encrypt data\n  \"api/x\": \"Use <x> & more\"\n{CLIENT}    name: My App\n"
+        ))
+        .unwrap();
+        assert_eq!(seed.scopes["kms:encrypt"], "Encrypt data");
+        assert_eq!(seed.scopes["api/x"], "Use <x> & more", "markup is text here; the page escapes it");
+        assert_eq!(seed.clients[0].name.as_deref(), Some("My App"));
+        assert!(load(CLIENT).unwrap().scopes.is_empty(), "`scopes:` is optional");
+    }
+
+    #[test]
+    fn bad_scope_descriptions_are_refused_with_their_key() {
+        let cases: [(&str, &str, &str); 6] = [
+            ("scopes:\n  \"kms encrypt\": Encrypt\n", "scopes.kms encrypt", "RFC 6749"),
+            ("scopes:\n  \"kms\\\\x\": Encrypt\n", "scopes.kms\\x", "RFC 6749"),
+            ("scopes:\n  kms:encrypt: \"  \"\n", "scopes.kms:encrypt", "must not be empty"),
+            ("scopes:\n  kms:encrypt: \"two\\nlines\"\n", "scopes.kms:encrypt", "one line"),
+            ("scopes:\n  kms:encrypt: \"evil\\u202Etxt\"\n", "scopes.kms:encrypt", "bidirectional"),
+            ("scopes:\n  kms:encrypt: [a, b]\n", "scopes.kms:encrypt", "invalid type"),
+        ];
+        for (section, key, message) in cases {
+            let (k, m) = problem(&format!("{section}{CLIENT}"));
+            assert_eq!(k, key, "{section}");
+            assert!(m.contains(message), "{section}: {m}");
+        }
+        let long = format!("scopes:\n  kms:encrypt: {}\n{CLIENT}", "x".repeat(MAX_DESCRIPTION + 1));
+        let (k, m) = problem(&long);
+        assert_eq!(k, "scopes.kms:encrypt");
+        assert!(m.contains(&format!("at most {MAX_DESCRIPTION}")), "{m}");
+    }
+
+    #[test]
+    fn bad_client_names_are_refused_with_their_key() {
+        for (name, message) in [
+            ("\"\"", "must not be empty"),
+            (&"n".repeat(MAX_DISPLAY_NAME + 1) as &str, "at most"),
+            ("\"tab\\there\"", "one line"),
+        ] {
+            let (k, m) = problem(&format!("{CLIENT}    name: {name}\n"));
+            assert_eq!(k, "clients[0].name", "{name}");
+            assert!(m.contains(message), "{name}: {m}");
+        }
+    }
 }

@@ -11,6 +11,7 @@ use service_kit::{Readiness, RunningServer, ServerError};
 
 use crate::api::{self, AppState};
 use crate::config::IdentityConfig;
+use crate::consent::ConsentText;
 use crate::signing::{SigningError, SigningKeys};
 use crate::store::{SqliteStore, Store, StoreError};
 
@@ -98,10 +99,13 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
     let (store, root) = SqliteStore::open_sealed(&config.storage.sqlite.path, &shares).await?;
     let store: Arc<dyn Store> = Arc::new(store);
     let keys = Arc::new(SigningKeys::load_or_init(store.clone(), Arc::new(root)).await?);
+    let mut consent = ConsentText::default();
     if let (true, Some(seed)) = (options.demo, &config.seed) {
-        let added =
+        let seeded =
             crate::seed::apply(store.as_ref(), &seed.file, &seed.tenants_file, &seed.secrets_dir).await?;
+        let added = seeded.added;
         tracing::info!(users_added = added.users, clients_added = added.clients, "demo seed applied");
+        consent = seeded.consent;
     }
     let clients =
         Arc::new(CredentialCache::new(Duration::from_secs(60), 10_000).map_err(|_| StartError::Crypto)?);
@@ -113,6 +117,7 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
         throttle: Arc::new(LoginThrottle::new(config.throttle, VERIFY_WAIT)),
         logins: Arc::new(LoginThrottle::new(config.throttle, VERIFY_WAIT)),
         ttl: (&config.tokens).into(),
+        consent: Arc::new(consent),
     };
     let readiness = Readiness::new();
     readiness.dependency("signing_keys").ready();

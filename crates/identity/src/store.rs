@@ -102,6 +102,8 @@ pub struct StoredClient {
     pub roles: Vec<String>,
     /// Registered post-logout redirect URIs (exact match).
     pub post_logout_redirect_uris: Vec<String>,
+    /// The name the sign-in page shows (`None`: the page shows `client_id`).
+    pub display_name: Option<String>,
 }
 
 impl std::fmt::Debug for StoredClient {
@@ -384,7 +386,7 @@ impl Store for SqliteStore {
     async fn client(&self, client_id: &str) -> Result<Option<StoredClient>, StoreError> {
         let row = sqlx::query(
             "SELECT client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, tenant_id, roles, \
-             post_logout_redirect_uris \
+             post_logout_redirect_uris, display_name \
              FROM clients WHERE client_id = $1",
         )
         .bind(client_id)
@@ -404,13 +406,15 @@ impl Store for SqliteStore {
             tenant_id: get("tenant_id")?,
             roles: list(&get("roles")?),
             post_logout_redirect_uris: list(&get("post_logout_redirect_uris")?),
+            display_name: r.try_get("display_name").map_err(StoreError::Query)?,
         }))
     }
 
     async fn insert_client(&self, c: &StoredClient) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO clients (client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, \
-             tenant_id, roles, post_logout_redirect_uris, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             tenant_id, roles, post_logout_redirect_uris, display_name, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&c.client_id)
         .bind(if c.confidential { "confidential" } else { "public" })
@@ -422,6 +426,7 @@ impl Store for SqliteStore {
         .bind(&c.tenant_id)
         .bind(c.roles.join(" "))
         .bind(c.post_logout_redirect_uris.join(" "))
+        .bind(&c.display_name)
         .bind(now())
         .execute(&self.pool)
         .await

@@ -65,7 +65,7 @@ async fn code_flow_with_pkce_gives_tokens_userinfo_and_rotating_refresh() {
     let page = browser.get(&env, &authorize_query(&challenge, &[])).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("name=\"password\""), "{}", page.body);
-    assert!(page.body.contains("<li>openid</li>"), "the consent lists the scopes");
+    assert!(page.body.contains("<span class=\"scope-name\">(openid)</span>"), "the consent lists the scopes");
     assert!(!page.body.contains("<script"), "no JavaScript");
     let csrf_cookie = page.set_cookies.iter().find(|c| c.starts_with("__Host-csrf=")).unwrap();
     for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {

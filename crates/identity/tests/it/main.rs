@@ -3,9 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod browser;
+mod browser_signin;
 mod flows;
 mod oauth;
 mod oracle;
+mod signin_page;
 mod throttle;
 
 use identity::config::{IdentityConfig, SeedConfig, Sqlite, Storage, Tokens, Unseal};
@@ -36,6 +38,25 @@ pub async fn start() -> Env {
 }
 
 pub async fn start_with(tokens: Tokens) -> Env {
+    start_seeded(TEST_SEED, TENANTS, tokens).await.unwrap()
+}
+
+/// Identity with the shipped demo seed (`deployments/identity/config/demo-seed.yml`): the
+/// users `admin`, `user`, `service` (password [`DEMO_PASSWORD`]) and the clients `demo-spa`,
+/// `demo-confidential`, `kms-service`.
+pub async fn start_demo() -> Env {
+    let seed = include_str!("../../../../deployments/identity/config/demo-seed.yml");
+    start_seeded(seed, TENANTS, Tokens::default()).await.unwrap()
+}
+
+/// The password of every user of the shipped demo seed in the tests.
+pub const DEMO_PASSWORD: &str = "demo-password-for-tests";
+
+/// The tenants file of the tests.
+pub const TENANTS: &str = "acme: 0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10\n";
+
+/// Identity over `seed` and `tenants` (YAML texts); the seed's secrets are the constants above.
+pub async fn start_seeded(seed: &str, tenants: &str, tokens: Tokens) -> Result<Env, service::StartError> {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki::ensure(&dir.path().join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
     let shares = barrier::new_shares(3, 5).unwrap();
@@ -52,10 +73,41 @@ pub async fn start_with(tokens: Tokens) -> Env {
     std::fs::write(secrets.join("webapp"), WEBAPP_SECRET).unwrap();
     std::fs::write(secrets.join("alice"), ALICE_PASSWORD).unwrap();
     std::fs::write(secrets.join("bob"), BOB_PASSWORD).unwrap();
-    std::fs::write(dir.path().join("tenants.yml"), "acme: 0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10\n").unwrap();
-    std::fs::write(
-        dir.path().join("seed.yml"),
-        "users:
+    for user in ["admin", "user", "service"] {
+        std::fs::write(secrets.join(format!("user_password_{user}")), DEMO_PASSWORD).unwrap();
+    }
+    for client in ["demo-confidential", "kms-service"] {
+        std::fs::write(secrets.join(format!("client_secret_{client}")), format!("{client}-secret-for-tests"))
+            .unwrap();
+    }
+    std::fs::write(dir.path().join("tenants.yml"), tenants).unwrap();
+    std::fs::write(dir.path().join("seed.yml"), seed).unwrap();
+    let config = IdentityConfig {
+        server: HttpConfig::loopback(&pki.dir, "identity"),
+        issuer: ISSUER.to_owned(),
+        storage: Storage { sqlite: Sqlite { path: dir.path().join("identity.db") } },
+        unseal: Unseal { share_files },
+        tokens,
+        throttle: Default::default(),
+        seed: Some(SeedConfig {
+            file: dir.path().join("seed.yml"),
+            tenants_file: dir.path().join("tenants.yml"),
+            secrets_dir: secrets,
+        }),
+        log_format: Default::default(),
+    };
+    let identity = service::start(&config, StartOptions { demo: true }).await?;
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(pki::client_config_for(&pki.dir, None).unwrap())
+        .resolve("identity.demo.local", identity.server.addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Ok(Env { dir, identity, client })
+}
+
+/// The tests' own seed: users alice and bob, clients kms-service, other-app, spa, webapp.
+const TEST_SEED: &str = "users:
   - username: alice
     password_file: alice
     name: Alice Example
@@ -100,31 +152,19 @@ clients:
     scopes: [openid, profile]
     redirect_uris: [https://webapp.demo.local/cb]
     tenant: acme
-",
-    )
-    .unwrap();
-    let config = IdentityConfig {
-        server: HttpConfig::loopback(&pki.dir, "identity"),
-        issuer: ISSUER.to_owned(),
-        storage: Storage { sqlite: Sqlite { path: dir.path().join("identity.db") } },
-        unseal: Unseal { share_files },
-        tokens,
-        throttle: Default::default(),
-        seed: Some(SeedConfig {
-            file: dir.path().join("seed.yml"),
-            tenants_file: dir.path().join("tenants.yml"),
-            secrets_dir: secrets,
-        }),
-        log_format: Default::default(),
-    };
-    let identity = service::start(&config, StartOptions { demo: true }).await.unwrap();
-    let client = reqwest::Client::builder()
-        .tls_backend_preconfigured(pki::client_config_for(&pki.dir, None).unwrap())
-        .resolve("identity.demo.local", identity.server.addr)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    Env { dir, identity, client }
+";
+
+/// Runs a Python driver off the test's runtime (the server runs on it), asserts it succeeded,
+/// and returns the one JSON document it printed. `what` names it in the failure.
+pub async fn run_python(what: &'static str, mut command: std::process::Command) -> serde_json::Value {
+    let out = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 impl Env {

@@ -81,26 +81,14 @@ async fn authlib_runs_client_credentials_code_pkce_and_refresh() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/authlib_oracle.py");
     let ca = env.dir.path().join("pki/ca-bundle.pem");
     let port = env.identity.server.addr.port().to_string();
-    // The server runs on this test's runtime: wait for Python off it.
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(&script)
-            // Only our CA: a system bundle named in the environment must not stand in for it.
-            .env_remove("REQUESTS_CA_BUNDLE")
-            .env_remove("CURL_CA_BUNDLE")
-            .args([ISSUER, &port, ca.to_str().unwrap(), crate::KMS_SECRET, "alice", crate::ALICE_PASSWORD])
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "the Authlib client failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut command = Command::new("python3");
+    command
+        .arg(&script)
+        // Only our CA: a system bundle named in the environment must not stand in for it.
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
+        .args([ISSUER, &port, ca.to_str().unwrap(), crate::KMS_SECRET, "alice", crate::ALICE_PASSWORD]);
+    let seen = crate::run_python("the Authlib client", command).await;
     assert_eq!(seen["client_credentials_client_secret_basic"], "kms-service");
     assert_eq!(seen["client_credentials_client_secret_post"], "kms-service");
     assert_eq!(seen["userinfo"]["email"], "alice@acme.example");

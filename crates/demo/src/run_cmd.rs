@@ -275,6 +275,10 @@ fn keep_running_banner(stack: &crate::stack::RunningStack) -> String {
 struct HumanProgress {
     style: Style,
     spinner: Option<indicatif::ProgressBar>,
+    /// Steps finished so far: steps of a phase overlap, so positions do not count progress.
+    finished: std::sync::atomic::AtomicU64,
+    /// The next position (from 1) to print, and finished steps' lines waiting for it.
+    order: std::sync::Mutex<(usize, std::collections::BTreeMap<usize, String>)>,
 }
 
 impl HumanProgress {
@@ -289,7 +293,12 @@ impl HumanProgress {
             bar.enable_steady_tick(Duration::from_millis(100));
             bar
         });
-        Self { style, spinner }
+        Self {
+            style,
+            spinner,
+            finished: std::sync::atomic::AtomicU64::new(0),
+            order: std::sync::Mutex::new((1, std::collections::BTreeMap::new())),
+        }
     }
 }
 
@@ -322,7 +331,6 @@ impl Observer for HumanProgress {
             EventKind::Started => {
                 if let Some(bar) = &self.spinner {
                     bar.set_length(e.total as u64);
-                    bar.set_position(e.index.saturating_sub(1) as u64);
                     bar.set_message(format!("{:?}: {}", e.phase, e.step).to_lowercase());
                 }
                 return;
@@ -337,13 +345,32 @@ impl Observer for HumanProgress {
                 format!("  {} {} ({why})", self.style.dim("-"), e.step)
             }
         };
-        match &self.spinner {
-            Some(bar) => {
-                bar.set_position(e.index as u64);
-                bar.println(line);
+        // Steps of a phase overlap; their lines come out in plan order all the same (a line
+        // waits for the steps before it), so the progress reads like the report.
+        let lines: Vec<String> = if e.kind == EventKind::Retrying {
+            vec![line]
+        } else {
+            let Ok(mut order) = self.order.lock() else { return };
+            let (next, waiting) = &mut *order;
+            waiting.insert(e.index, line);
+            let mut ready = Vec::new();
+            while let Some(line) = waiting.remove(next) {
+                ready.push(line);
+                *next += 1;
             }
-            None => {
-                let _ = writeln!(std::io::stderr(), "{line}");
+            ready
+        };
+        let done = u64::from(e.kind != EventKind::Retrying);
+        let finished = self.finished.fetch_add(done, std::sync::atomic::Ordering::Relaxed) + done;
+        for line in lines {
+            match &self.spinner {
+                Some(bar) => {
+                    bar.set_position(finished);
+                    bar.println(line);
+                }
+                None => {
+                    let _ = writeln!(std::io::stderr(), "{line}");
+                }
             }
         }
     }

@@ -2,8 +2,10 @@
 //! timeouts and retries, run in order and reported one by one.
 //!
 //! Rules, each of them tested:
-//! * Steps run phase by phase (setup, start, health, seed, verify, flows, teardown), in plan
-//!   order within a phase.
+//! * Steps run phase by phase (setup, start, health, seed, verify, flows, teardown). Within a
+//!   phase, every step whose dependencies have passed runs at once — independent checks overlap —
+//!   with at most one CPU-heavy step per core; teardown runs one step at a time in plan order.
+//!   The report lists steps in plan order whatever the timing.
 //! * A step whose dependency did not pass is **skipped** with the reason — never run, never
 //!   passed.
 //! * A failing step is retried only when its error is transient (connection refused, 503),
@@ -22,6 +24,61 @@ pub use run::{Engine, EngineOptions, Event, EventKind, Observer, Plan, RunResult
 use std::time::Duration;
 
 use serde::Serialize;
+
+/// A step's id (`health.identity`): lower-case words separated by dots, at least two. Ids are
+/// constants (`crate::stack::id`), so a dependency on a step that does not exist is a compile
+/// error rather than a skipped step at run time; [`StepId::new`] checks the form, at compile
+/// time in a `const`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StepId(&'static str);
+
+impl StepId {
+    /// `id`, which must match `^[a-z0-9]+(\.[a-z0-9_-]+)+$` (the report schema's pattern).
+    ///
+    /// # Panics
+    /// When `id` does not: in a `const`, that is a compile error.
+    pub const fn new(id: &'static str) -> Self {
+        assert!(Self::valid(id.as_bytes()), "a step id is lower-case words separated by dots");
+        Self(id)
+    }
+
+    const fn valid(b: &[u8]) -> bool {
+        let (mut i, mut dots, mut run) = (0, 0, 0);
+        while i < b.len() {
+            let c = b[i];
+            if c == b'.' {
+                if run == 0 {
+                    return false;
+                }
+                dots += 1;
+                run = 0;
+            } else if c.is_ascii_lowercase() || c.is_ascii_digit() || (dots > 0 && (c == b'_' || c == b'-')) {
+                run += 1;
+            } else {
+                return false;
+            }
+            i += 1;
+        }
+        dots > 0 && run > 0
+    }
+
+    /// The id as the report spells it.
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl From<&'static str> for StepId {
+    fn from(id: &'static str) -> Self {
+        Self::new(id)
+    }
+}
+
+impl std::fmt::Display for StepId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
 
 /// The phases, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

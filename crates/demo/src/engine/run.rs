@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{Phase, Retry, Status, StepError};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+
+use super::{Phase, Retry, Status, StepError, StepId};
 use crate::Outcome;
 
 type StepFuture = Pin<Box<dyn Future<Output = Result<(), StepError>> + Send>>;
@@ -18,12 +21,14 @@ type StepFn<C> = Arc<dyn Fn(Arc<C>) -> StepFuture + Send + Sync>;
 /// One step of a plan. `C` is the run's context, shared by the steps (they write their
 /// results into it through interior mutability).
 pub struct Step<C> {
-    id: String,
+    id: StepId,
     phase: Phase,
-    depends_on: Vec<String>,
+    depends_on: Vec<StepId>,
     timeout: Option<Duration>,
     retry: Option<Retry>,
     critical: bool,
+    heavy: bool,
+    verifies: Option<&'static str>,
     run: StepFn<C>,
 }
 
@@ -35,25 +40,41 @@ impl<C> std::fmt::Debug for Step<C> {
 
 impl<C: Send + Sync + 'static> Step<C> {
     /// A step `id` (`health.identity`) in `phase` running `f`.
-    pub fn new<F, Fut>(id: &str, phase: Phase, f: F) -> Self
+    pub fn new<F, Fut>(id: impl Into<StepId>, phase: Phase, f: F) -> Self
     where
         F: Fn(Arc<C>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), StepError>> + Send + 'static,
     {
         Self {
-            id: id.to_owned(),
+            id: id.into(),
             phase,
             depends_on: Vec::new(),
             timeout: None,
             retry: None,
             critical: false,
+            heavy: false,
+            verifies: None,
             run: Arc::new(move |c| Box::pin(f(c))),
         }
     }
 
-    /// Runs only if these steps passed.
-    pub fn after(mut self, ids: &[&str]) -> Self {
-        self.depends_on.extend(ids.iter().map(|s| (*s).to_owned()));
+    /// Runs only if these steps passed (and, in the same phase, after they finished).
+    pub fn after<I: Into<StepId> + Copy>(mut self, ids: &[I]) -> Self {
+        self.depends_on.extend(ids.iter().map(|s| (*s).into()));
+        self
+    }
+
+    /// What the step checks when it passes, for the report (`ID token signature via JWKS,
+    /// iss, aud, exp, nonce`): a reader of the JSON knows what passed, not only that it did.
+    pub fn verifies(mut self, what: &'static str) -> Self {
+        self.verifies = Some(what);
+        self
+    }
+
+    /// The step costs CPU in this process (password hashing by in-process services): at most
+    /// as many heavy steps run at once as there are cores.
+    pub fn heavy(mut self) -> Self {
+        self.heavy = true;
         self
     }
 
@@ -133,6 +154,8 @@ pub struct StepReport {
     pub attempts: u32,
     /// Why it failed, or why it was skipped.
     pub error: Option<StepError>,
+    /// What the step checks; what was proven when it passed.
+    pub verified: Option<&'static str>,
 }
 
 impl StepReport {
@@ -216,8 +239,6 @@ pub struct RunResult {
 pub struct Engine {
     options: EngineOptions,
     observer: Arc<dyn Observer>,
-    /// (position of the current step from 1, steps in the run), for events.
-    progress: std::sync::Mutex<(usize, usize)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -226,76 +247,53 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// The run's bookkeeping, shared by the phases.
+struct Ledger {
+    status: HashMap<StepId, Status>,
+    /// By position in the sorted plan: the report stays in plan order, however steps overlap.
+    reports: Vec<Option<StepReport>>,
+    stop: Option<String>,
+    critical_failed: bool,
+}
+
 impl Engine {
     /// An engine reporting to `observer`.
     pub fn new(options: EngineOptions, observer: Arc<dyn Observer>) -> Self {
-        Self { options, observer, progress: std::sync::Mutex::new((0, 0)) }
+        Self { options, observer }
     }
 
-    /// Runs `plan` with `context`. When `interrupt` turns true, steps not yet started are
-    /// skipped (teardown still runs) and the running attempt is abandoned.
+    /// Runs `plan` with `context`. Phases run one after another; within a phase every step
+    /// whose dependencies have passed runs at once (heavy steps at most one per core; teardown
+    /// one at a time, in plan order). When `interrupt` turns true, steps not yet started are
+    /// skipped (teardown still runs) and running attempts are abandoned.
     pub async fn run<C: Send + Sync + 'static>(
         &self,
         plan: Plan<C>,
         context: Arc<C>,
-        mut interrupt: watch::Receiver<bool>,
+        interrupt: watch::Receiver<bool>,
     ) -> RunResult {
         let started = Instant::now();
         let mut steps = plan.steps;
         // Stable: plan order within a phase.
         steps.sort_by_key(|s| s.phase);
-        let mut status: HashMap<String, Status> = HashMap::new();
-        let mut reports = Vec::new();
-        let mut stop: Option<String> = None;
-        let mut critical_failed = false;
-
-        for (position, step) in steps.iter().enumerate() {
-            *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = (position + 1, steps.len());
-            let teardown = step.phase == Phase::Teardown;
-            if *interrupt.borrow() && stop.is_none() {
-                stop = Some("interrupted".to_owned());
-            }
-            let blocked =
-                step.depends_on.iter().find(|d| status.get(*d) != Some(&Status::Passed)).map(
-                    |d| match status.get(d) {
-                        Some(Status::Failed) => format!("skipped: depends on {d}, which failed"),
-                        Some(_) => format!("skipped: depends on {d}, which was skipped"),
-                        None => format!("skipped: depends on {d}, which is not part of this run"),
-                    },
-                );
-            let reason = match (&stop, teardown) {
-                (Some(why), false) => Some(format!("skipped: {why}")),
-                _ => blocked,
-            };
-            if let Some(reason) = reason {
-                let error = StepError::new(reason);
-                self.emit(step, EventKind::Skipped, 0, Some(error.clone()));
-                status.insert(step.id.clone(), Status::Skipped);
-                reports.push(StepReport {
-                    id: step.id.clone(),
-                    phase: step.phase,
-                    status: Status::Skipped,
-                    duration_ms: 0,
-                    attempts: 0,
-                    error: Some(error),
-                });
-                continue;
-            }
-            let report = self.run_step(step, &context, &mut interrupt).await;
-            if report.status == Status::Failed {
-                critical_failed |= step.critical;
-                if self.options.fail_fast && stop.is_none() {
-                    stop = Some(format!("--fail-fast stopped the run after {} failed", step.id));
-                }
-            }
-            status.insert(step.id.clone(), report.status);
-            reports.push(report);
+        let mut ledger = Ledger {
+            status: HashMap::new(),
+            reports: vec![None; steps.len()],
+            stop: None,
+            critical_failed: false,
+        };
+        let mut first = 0;
+        while first < steps.len() {
+            let phase = steps[first].phase;
+            let end = first + steps[first..].iter().take_while(|s| s.phase == phase).count();
+            self.run_phase(&steps, first..end, &context, &interrupt, &mut ledger).await;
+            first = end;
         }
-
+        let reports: Vec<StepReport> = ledger.reports.into_iter().flatten().collect();
         let passed = reports.iter().filter(|r| r.status == Status::Passed).count();
         let all_passed = passed == reports.len();
-        let interrupted = stop.as_deref() == Some("interrupted") || *interrupt.borrow();
-        let outcome = if interrupted || critical_failed || passed == 0 {
+        let interrupted = ledger.stop.as_deref() == Some("interrupted") || *interrupt.borrow();
+        let outcome = if interrupted || ledger.critical_failed || passed == 0 {
             Outcome::Failure
         } else if all_passed {
             Outcome::Success
@@ -305,11 +303,120 @@ impl Engine {
         RunResult { outcome, steps: reports, duration_ms: millis(started.elapsed()), interrupted }
     }
 
+    /// Runs the steps at `range` (one phase) as their dependencies allow.
+    async fn run_phase<C: Send + Sync + 'static>(
+        &self,
+        steps: &[Step<C>],
+        range: std::ops::Range<usize>,
+        context: &Arc<C>,
+        interrupt: &watch::Receiver<bool>,
+        ledger: &mut Ledger,
+    ) {
+        let total = steps.len();
+        let in_phase = |id: &StepId| steps[range.clone()].iter().any(|s| s.id == *id);
+        let heavy_limit = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let mut pending: Vec<usize> = range.clone().collect();
+        let mut running = FuturesUnordered::new();
+        let mut heavy_running = 0;
+        loop {
+            let mut k = 0;
+            while k < pending.len() {
+                let position = pending[k];
+                let step = &steps[position];
+                let teardown = step.phase == Phase::Teardown;
+                if teardown && !running.is_empty() {
+                    break; // teardown runs one step at a time, in plan order
+                }
+                if *interrupt.borrow() && ledger.stop.is_none() {
+                    ledger.stop = Some("interrupted".to_owned());
+                }
+                let waiting = step.depends_on.iter().any(|d| in_phase(d) && !ledger.status.contains_key(d));
+                let blocked = || {
+                    step.depends_on.iter().find(|d| ledger.status.get(*d) != Some(&Status::Passed)).map(|d| {
+                        match ledger.status.get(d) {
+                            Some(Status::Failed) => format!("skipped: depends on {d}, which failed"),
+                            Some(_) => format!("skipped: depends on {d}, which was skipped"),
+                            None => format!("skipped: depends on {d}, which is not part of this run"),
+                        }
+                    })
+                };
+                let reason = match (&ledger.stop, teardown) {
+                    (Some(why), false) => Some(format!("skipped: {why}")),
+                    _ if waiting => {
+                        k += 1;
+                        continue;
+                    }
+                    _ => blocked(),
+                };
+                if let Some(reason) = reason {
+                    let error = StepError::new(reason);
+                    self.emit(step, EventKind::Skipped, 0, Some(error.clone()), position, total);
+                    ledger.status.insert(step.id, Status::Skipped);
+                    ledger.reports[position] = Some(StepReport {
+                        id: step.id.to_string(),
+                        phase: step.phase,
+                        status: Status::Skipped,
+                        duration_ms: 0,
+                        attempts: 0,
+                        error: Some(error),
+                        verified: step.verifies,
+                    });
+                    pending.remove(k);
+                    continue;
+                }
+                if step.heavy && heavy_running >= heavy_limit {
+                    k += 1;
+                    continue;
+                }
+                pending.remove(k);
+                heavy_running += usize::from(step.heavy);
+                let mut interrupt = interrupt.clone();
+                running.push(async move {
+                    (position, self.run_step(step, context, &mut interrupt, position, total).await)
+                });
+                if teardown {
+                    break;
+                }
+            }
+            let Some((position, report)) = running.next().await else {
+                // Nothing runs and nothing can start: what is left waits on itself (a cycle).
+                for position in pending.drain(..) {
+                    let step = &steps[position];
+                    let error = StepError::new("skipped: its dependencies form a cycle");
+                    self.emit(step, EventKind::Skipped, 0, Some(error.clone()), position, total);
+                    ledger.status.insert(step.id, Status::Skipped);
+                    ledger.reports[position] = Some(StepReport {
+                        id: step.id.to_string(),
+                        phase: step.phase,
+                        status: Status::Skipped,
+                        duration_ms: 0,
+                        attempts: 0,
+                        error: Some(error),
+                        verified: step.verifies,
+                    });
+                }
+                return;
+            };
+            let step = &steps[position];
+            heavy_running -= usize::from(step.heavy);
+            if report.status == Status::Failed {
+                ledger.critical_failed |= step.critical;
+                if self.options.fail_fast && ledger.stop.is_none() {
+                    ledger.stop = Some(format!("--fail-fast stopped the run after {} failed", step.id));
+                }
+            }
+            ledger.status.insert(step.id, report.status);
+            ledger.reports[position] = Some(report);
+        }
+    }
+
     async fn run_step<C: Send + Sync + 'static>(
         &self,
         step: &Step<C>,
         context: &Arc<C>,
         interrupt: &mut watch::Receiver<bool>,
+        position: usize,
+        total: usize,
     ) -> StepReport {
         let started = Instant::now();
         let retry = step.retry.unwrap_or(self.options.retry);
@@ -317,7 +424,7 @@ impl Engine {
         let mut attempt = 0;
         let error = loop {
             attempt += 1;
-            self.emit(step, EventKind::Started, attempt, None);
+            self.emit(step, EventKind::Started, attempt, None, position, total);
             let future = (step.run)(context.clone());
             let result = tokio::select! {
                 r = tokio::time::timeout(timeout, future) => match r {
@@ -331,7 +438,7 @@ impl Engine {
             match result {
                 Ok(()) => break None,
                 Err(e) if e.transient && attempt <= retry.retries && !*interrupt.borrow() => {
-                    self.emit(step, EventKind::Retrying, attempt, Some(e));
+                    self.emit(step, EventKind::Retrying, attempt, Some(e), position, total);
                     tokio::time::sleep(retry.delay(attempt)).await;
                 }
                 Err(e) => break Some(e),
@@ -339,26 +446,34 @@ impl Engine {
         };
         let status = if error.is_none() { Status::Passed } else { Status::Failed };
         let kind = if error.is_none() { EventKind::Passed } else { EventKind::Failed };
-        self.emit(step, kind, attempt, error.clone());
+        self.emit(step, kind, attempt, error.clone(), position, total);
         StepReport {
-            id: step.id.clone(),
+            id: step.id.to_string(),
             phase: step.phase,
             status,
             duration_ms: millis(started.elapsed()),
             attempts: attempt,
             error,
+            verified: step.verifies,
         }
     }
 
-    fn emit<C>(&self, step: &Step<C>, kind: EventKind, attempt: u32, error: Option<StepError>) {
-        let (index, total) = *self.progress.lock().unwrap_or_else(|e| e.into_inner());
+    fn emit<C>(
+        &self,
+        step: &Step<C>,
+        kind: EventKind,
+        attempt: u32,
+        error: Option<StepError>,
+        position: usize,
+        total: usize,
+    ) {
         self.observer.event(&Event {
-            step: step.id.clone(),
+            step: step.id.to_string(),
             phase: step.phase,
             kind,
             attempt,
             error,
-            index,
+            index: position + 1,
             total,
         });
     }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::Ctx;
 use super::identity::{client_credentials, code_flow, expect_status, post_form, secret};
+use super::{Ctx, id};
 use crate::engine::{Phase, Plan, Step, StepError};
 
 /// The KMS's audience in Identity's tokens.
@@ -67,31 +67,39 @@ async fn round_trip(c: &Ctx, token: &str) -> Result<(), StepError> {
 /// Adds the flows (after the KMS is healthy and Identity's flows that they build on).
 pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
     plan.step(
-        Step::new("flow.bearer.kms.encrypt-decrypt", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_BEARER_KMS_ENCRYPT_DECRYPT, Phase::Flows, |c: Arc<Ctx>| async move {
             let token = client_credentials(&c, "demo-confidential", Some("kms:encrypt kms:decrypt")).await?;
             round_trip(&c, &token).await
         })
-        .after(&["health.kms", "verify.identity.clients"]),
+        .after(&[id::HEALTH_KMS, id::VERIFY_IDENTITY_CLIENTS])
+        .verifies(
+            "client_credentials token with kms:encrypt kms:decrypt: encrypt + decrypt round trip at the KMS",
+        ),
     )
     .step(
-        Step::new("flow.bearer.kms.user-token", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_BEARER_KMS_USER_TOKEN, Phase::Flows, |c: Arc<Ctx>| async move {
             // A login of its own: the code flow's tokens are revoked by the refresh-reuse flow.
             let (tokens, _) = code_flow(&c, "user").await?;
             let access = tokens["access_token"].as_str().ok_or_else(|| StepError::new("no access_token"))?;
             round_trip(&c, access).await
         })
-        .after(&["health.kms", "flow.identity.code-pkce"]),
+        .after(&[id::HEALTH_KMS, id::FLOW_IDENTITY_CODE_PKCE])
+        .verifies(
+            "a user's access token from a code flow of its own: encrypt + decrypt round trip at the KMS",
+        )
+        .heavy(),
     )
     .step(
-        Step::new("flow.bearer.kms.missing-scope", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_BEARER_KMS_MISSING_SCOPE, Phase::Flows, |c: Arc<Ctx>| async move {
             let token = client_credentials(&c, "demo-confidential", Some("kms:read")).await?;
             let got = call(&c, "/pools/payments/encrypt", Some(&token), plaintext()).await?;
             expect("encrypt with a kms:read token", &got, 403)
         })
-        .after(&["health.kms", "verify.identity.clients"]),
+        .after(&[id::HEALTH_KMS, id::VERIFY_IDENTITY_CLIENTS])
+        .verifies("a kms:read token is refused encryption with 403"),
     )
     .step(
-        Step::new("flow.bearer.kms.no-token", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_BEARER_KMS_NO_TOKEN, Phase::Flows, |c: Arc<Ctx>| async move {
             let got = call(&c, "/pools/payments/encrypt", None, plaintext()).await?;
             expect("encrypt without credentials", &got, 401)?;
             if !got.2.as_deref().is_some_and(|ch| ch.contains("Bearer")) {
@@ -99,10 +107,11 @@ pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
             }
             Ok(())
         })
-        .after(&["health.kms"]),
+        .after(&[id::HEALTH_KMS])
+        .verifies("no token: 401 offering the Bearer scheme"),
     )
     .step(
-        Step::new("flow.bearer.kms.tampered-token", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_BEARER_KMS_TAMPERED_TOKEN, Phase::Flows, |c: Arc<Ctx>| async move {
             let token = client_credentials(&c, "demo-confidential", Some("kms:encrypt")).await?;
             // Raise the scope in the payload, keep the signature: it no longer matches.
             let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
@@ -121,10 +130,11 @@ pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
             }
             Ok(())
         })
-        .after(&["health.kms", "verify.identity.clients"]),
+        .after(&[id::HEALTH_KMS, id::VERIFY_IDENTITY_CLIENTS])
+        .verifies("a token whose payload was changed (scope raised) is refused with 401 invalid_token"),
     )
     .step(
-        Step::new("flow.bearer.kms.revoked-token", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_BEARER_KMS_REVOKED_TOKEN, Phase::Flows, |c: Arc<Ctx>| async move {
             let token = client_credentials(&c, "demo-confidential", Some("kms:encrypt kms:decrypt")).await?;
             let enc = call(&c, "/pools/payments/encrypt", Some(&token), plaintext()).await?;
             expect("encrypt before revocation", &enc, 200)?;
@@ -139,6 +149,7 @@ pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
             let dec = call(&c, "/decrypt", Some(&token), serde_json::json!({ "jwe": enc.1["jwe"] })).await?;
             expect("decrypt with a revoked token", &dec, 401)
         })
-        .after(&["health.kms", "verify.identity.clients"]),
+        .after(&[id::HEALTH_KMS, id::VERIFY_IDENTITY_CLIENTS])
+        .verifies("a token revoked at Identity is refused decryption (sensitive: introspected) with 401"),
     )
 }

@@ -14,7 +14,7 @@ use compose_engine::Engine;
 use compose_engine::model::{Condition, Env, Project};
 use compose_engine::stack::{self, UpOptions};
 
-use super::{Ctx, Profile, Stack};
+use super::{Ctx, Profile, Stack, id};
 use crate::engine::{Phase, Plan, Step, StepError};
 
 /// The compose files and their configuration, as shipped.
@@ -279,7 +279,7 @@ async fn collector_image(c: &Ctx, engine: &Engine, image: &str) -> bool {
         } else {
             format!("pulling {image}: {}", p.status)
         };
-        observer.progress("stack.up", &line);
+        observer.progress(id::STACK_UP.as_str(), &line);
     };
     match compose_engine::image::ensure_third_party(engine, image, PULL_TIMEOUT, &progress).await {
         Ok(_) => true,
@@ -319,7 +319,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
     };
     let mut plan = plan
         .step(
-            Step::new("image.build", Phase::Setup, |c: Arc<Ctx>| async move {
+            Step::new(id::IMAGE_BUILD, Phase::Setup, |c: Arc<Ctx>| async move {
                 let engine = Engine::connect(Duration::from_secs(2))
                     .await
                     .map_err(|e| StepError::from_error("the Docker engine is not reachable", &e))?;
@@ -335,11 +335,11 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 let _ = c.docker.engine.set(engine);
                 Ok(())
             })
-            .after(&["state.prepare"])
+            .after(&[id::STATE_PREPARE])
             .critical(),
         )
         .step(
-            Step::new("stack.up", Phase::Start, move |c: Arc<Ctx>| async move {
+            Step::new(id::STACK_UP, Phase::Start, move |c: Arc<Ctx>| async move {
                 let state = c.state()?;
                 let root = state.root();
                 if c.docker.lock.get().is_none() {
@@ -444,12 +444,12 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 stack::up(engine, &project, &options).await.map_err(|e| StepError::of(&e).with_hint(hint))?;
                 Ok(())
             })
-            .after(&["image.build"])
+            .after(&[id::IMAGE_BUILD])
             .critical(),
         );
     // Teardown always runs: a start that failed or was interrupted (Ctrl-C) leaves nothing it
     // created behind. A stack that came up stays up (`demo down` removes it).
-    plan = plan.step(Step::new("stack.rollback", Phase::Teardown, |c: Arc<Ctx>| async move {
+    plan = plan.step(Step::new(id::STACK_ROLLBACK, Phase::Teardown, |c: Arc<Ctx>| async move {
         let (Some(engine), Some(run_id), Ok(state)) =
             (c.docker.engine.get(), c.docker.run_id.get(), c.state())
         else {
@@ -465,16 +465,14 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
         // Settled either way: healthy (the entry is gone already), or rolled back.
         settle(state.root(), run_id)
     }));
+    let health = |service: &str| if service == "kms" { id::HEALTH_KMS } else { id::HEALTH_IDENTITY };
     for (i, service) in services.iter().enumerate() {
-        let id = format!("health.{service}");
-        let after: Vec<String> = if i == 0 {
-            vec!["stack.up".into()]
-        } else {
-            vec!["stack.up".into(), format!("health.{}", services[i - 1])]
-        };
-        let after_refs: Vec<&str> = after.iter().map(String::as_str).collect();
+        let mut after = vec![id::STACK_UP];
+        if i > 0 {
+            after.push(health(services[i - 1]));
+        }
         plan = plan.step(
-            Step::new(&id, Phase::Health, move |c: Arc<Ctx>| async move {
+            Step::new(health(service), Phase::Health, move |c: Arc<Ctx>| async move {
                 let project = c.docker.project.get().ok_or_else(|| StepError::new("the stack is not up"))?;
                 let engine = engine(&c)?;
                 stack::wait_for(engine, project, service, Condition::Healthy, health_timeout)
@@ -520,7 +518,8 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 }
                 Ok(())
             })
-            .after(&after_refs)
+            .after(&after)
+            .verifies("the container is healthy by the engine's healthcheck, and readyz answers 200 over TLS 1.3 (our CA) from the host")
             .timeout(health_timeout * 2 + Duration::from_secs(5))
             .critical(),
         );
@@ -533,7 +532,7 @@ pub(crate) fn prod_checks(plan: Plan<Ctx>, stack: Stack) -> Plan<Ctx> {
     let mut plan = plan;
     if matches!(stack, Stack::Kms | Stack::All) {
         plan = plan.step(
-            Step::new("verify.prod.kms.no-demo-accounts", Phase::Verify, |c: Arc<Ctx>| async move {
+            Step::new(id::VERIFY_PROD_KMS_NO_DEMO_ACCOUNTS, Phase::Verify, |c: Arc<Ctx>| async move {
                 let resp = c
                     .kms
                     .client()?
@@ -544,12 +543,13 @@ pub(crate) fn prod_checks(plan: Plan<Ctx>, stack: Stack) -> Plan<Ctx> {
                     .map_err(|e| StepError::from_error("GET /pools failed", &e))?;
                 super::kms::expect(resp, "/pools with a demo account", 401).await.map(drop)
             })
-            .after(&["health.kms"]),
+            .after(&[id::HEALTH_KMS])
+            .verifies("a demo account is refused (401): no demo data in prod"),
         );
     }
     if matches!(stack, Stack::Identity | Stack::All) {
         plan = plan.step(
-            Step::new("verify.prod.identity.no-demo-clients", Phase::Verify, |c: Arc<Ctx>| async move {
+            Step::new(id::VERIFY_PROD_IDENTITY_NO_DEMO_CLIENTS, Phase::Verify, |c: Arc<Ctx>| async move {
                 let secret = super::identity::secret(&c.state()?.client_secret("demo-confidential"))?;
                 let answer = super::identity::post_form(
                     &c,
@@ -561,7 +561,8 @@ pub(crate) fn prod_checks(plan: Plan<Ctx>, stack: Stack) -> Plan<Ctx> {
                 super::identity::expect_status("client_credentials for the demo client", answer, 401)
                     .map(drop)
             })
-            .after(&["health.identity"]),
+            .after(&[id::HEALTH_IDENTITY])
+            .verifies("a demo client is refused (401): no demo data in prod"),
         );
     }
     plan

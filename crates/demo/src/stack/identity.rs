@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use base64::Engine as _;
 use tokio::sync::Mutex;
 
-use super::Ctx;
 use super::oidc::{self, Authorize, Expect};
+use super::{Ctx, id};
 use crate::engine::{Phase, Plan, Step, StepError};
 use crate::state::State;
 
@@ -37,6 +38,8 @@ pub(crate) struct IdentityCtx {
     login: OnceLock<serde_json::Value>,
     /// The refresh token that replaced the code flow's, and the one it replaced.
     rotated: OnceLock<(String, String)>,
+    /// Browser sessions by user (`__Host-session=…`), from their first sign-in.
+    sessions: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl IdentityCtx {
@@ -124,9 +127,12 @@ async fn introspect(c: &Ctx, token: &str) -> Result<serde_json::Value, StepError
     )
 }
 
-/// Signs `user` in through the form as the public PKCE client and exchanges the code.
+/// Signs `user` in as the public PKCE client and exchanges the code: through the form with the
+/// password the first time, then with the browser session that sign-in started (a person signs
+/// in once, not for every application; and each password check costs the service a PBKDF2).
 pub(crate) async fn code_flow(c: &Ctx, user: &str) -> Result<(serde_json::Value, String), StepError> {
     let password = secret(&c.state()?.user_password(user))?;
+    let session = c.identity.sessions.lock().ok().and_then(|s| s.get(user).cloned());
     let (verifier, challenge) = oidc::pkce()?;
     let (state, nonce) = (oidc::random()?, oidc::random()?);
     let base = c.identity.base()?;
@@ -140,7 +146,15 @@ pub(crate) async fn code_flow(c: &Ctx, user: &str) -> Result<(serde_json::Value,
         state: &state,
         nonce: &nonce,
     };
-    let code = oidc::sign_in(c.identity.client()?, &request, user, &password).await?;
+    let how = match &session {
+        Some(cookie) => oidc::SignIn::Session { user, cookie },
+        None => oidc::SignIn::Password { user, password: &password },
+    };
+    let signed_in = oidc::sign_in(c.identity.client()?, &request, how).await?;
+    if let (Some(cookie), Ok(mut sessions)) = (signed_in.session, c.identity.sessions.lock()) {
+        sessions.insert(user.to_owned(), cookie);
+    }
+    let code = signed_in.code;
     let form = [
         ("grant_type", "authorization_code"),
         ("client_id", SPA),
@@ -156,17 +170,17 @@ pub(crate) async fn code_flow(c: &Ctx, user: &str) -> Result<(serde_json::Value,
 pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
     let plan = plan
         .step(
-            Step::new("config.identity", Phase::Setup, |c: Arc<Ctx>| async move {
+            Step::new(id::CONFIG_IDENTITY, Phase::Setup, |c: Arc<Ctx>| async move {
                 let config = write_config(c.state()?)
                     .map_err(|e| StepError::from_error("cannot write Identity's configuration", &e))?;
                 let _ = c.identity.config.set(config);
                 Ok(())
             })
-            .after(&["state.prepare"])
+            .after(&[id::STATE_PREPARE])
             .critical(),
         )
         .step(
-            Step::new("stack.up.identity", Phase::Start, |c: Arc<Ctx>| async move {
+            Step::new(id::STACK_UP_IDENTITY, Phase::Start, |c: Arc<Ctx>| async move {
                 let template = c.identity.config.get().ok_or_else(|| StepError::new("no configuration"))?;
                 // The design's port when free, else a free one; the issuer names the port it
                 // listens on. Another process may bind the port between the check and the
@@ -200,17 +214,18 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
                 *c.identity.running.lock().await = Some(running);
                 Ok(())
             })
-            .after(&["config.identity"])
+            .after(&[id::CONFIG_IDENTITY])
             .critical(),
         )
         .step(
-            Step::new("health.identity", Phase::Health, move |c: Arc<Ctx>| async move {
+            Step::new(id::HEALTH_IDENTITY, Phase::Health, move |c: Arc<Ctx>| async move {
                 let admin =
                     c.identity.admin.get().ok_or_else(|| StepError::new("Identity is not running"))?;
                 let ca = c.state()?.ca_bundle();
                 super::wait_ready("Identity", *admin, &ca, health_timeout).await
             })
-            .after(&["stack.up.identity"])
+            .after(&[id::STACK_UP_IDENTITY])
+            .verifies("Identity's readyz answers 200 over TLS 1.3 (our CA)")
             // wait_ready bounds itself by health_timeout; this only guards against a hang.
             .timeout(health_timeout + Duration::from_secs(5))
             .critical(),
@@ -222,7 +237,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
 /// the context's address and client).
 pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
     plan.step(
-        Step::new("verify.identity.discovery", Phase::Verify, |c: Arc<Ctx>| async move {
+        Step::new(id::VERIFY_IDENTITY_DISCOVERY, Phase::Verify, |c: Arc<Ctx>| async move {
             let client = c.identity.client()?;
             let base = c.identity.base()?;
             let get = |path: &'static str| {
@@ -257,32 +272,41 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
             let _ = c.identity.jwks.set(jwks);
             Ok(())
         })
-        .after(&["health.identity"]),
+        .after(&[id::HEALTH_IDENTITY])
+        .verifies("discovery names the issuer it is served from, PKCE S256 only; every advertised endpoint is on the issuer's origin and answers there; the JWKS has keys"),
     )
     .step(
-        Step::new("verify.identity.clients", Phase::Verify, |c: Arc<Ctx>| async move {
-            for client in crate::state::CLIENTS {
+        Step::new(id::VERIFY_IDENTITY_CLIENTS, Phase::Verify, |c: Arc<Ctx>| async move {
+            // Independent checks, at once: each costs the service one password hash.
+            let checks = crate::state::CLIENTS.map(|client| {
                 let scope = if client == "kms-service" { "kms:read" } else { "kms:encrypt" };
-                client_credentials(&c, client, Some(scope)).await?;
-            }
-            Ok(())
+                client_credentials(&c, client, Some(scope))
+            });
+            futures_util::future::try_join_all(checks).await.map(drop)
         })
-        .after(&["health.identity"]),
+        .after(&[id::HEALTH_IDENTITY])
+        .verifies("each seeded confidential client gets a client_credentials token with its secret (client_secret_basic)")
+        .heavy(),
     )
     .step(
-        Step::new("verify.identity.users", Phase::Verify, |c: Arc<Ctx>| async move {
-            for user in crate::state::USERS {
-                code_flow(&c, user).await.map_err(|e| StepError {
-                    causes: [vec![e.message], e.causes].concat(),
-                    ..StepError::new(format!("seeded user {user} cannot sign in"))
-                })?;
-            }
-            Ok(())
+        Step::new(id::VERIFY_IDENTITY_USERS, Phase::Verify, |c: Arc<Ctx>| async move {
+            let sign_ins = crate::state::USERS.map(|user| {
+                let c = &c;
+                async move {
+                    code_flow(c, user).await.map_err(|e| StepError {
+                        causes: [vec![e.message], e.causes].concat(),
+                        ..StepError::new(format!("seeded user {user} cannot sign in"))
+                    })
+                }
+            });
+            futures_util::future::try_join_all(sign_ins).await.map(drop)
         })
-        .after(&["health.identity"]),
+        .after(&[id::HEALTH_IDENTITY])
+        .verifies("each seeded user signs in with the password through the HTML form (CSRF, PKCE S256), the redirect carries state and iss, and the code is exchanged for tokens")
+        .heavy(),
     )
     .step(
-        Step::new("flow.identity.client-credentials", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_IDENTITY_CLIENT_CREDENTIALS, Phase::Flows, |c: Arc<Ctx>| async move {
             let token = client_credentials(&c, "demo-confidential", None).await?;
             let claims = oidc::verify(
                 &token,
@@ -294,10 +318,11 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
             }
             Ok(())
         })
-        .after(&["verify.identity.discovery", "verify.identity.clients"]),
+        .after(&[id::VERIFY_IDENTITY_DISCOVERY, id::VERIFY_IDENTITY_CLIENTS])
+        .verifies("access token: ES256 signature via the JWKS kid, typ at+jwt, iss, aud, exp, iat, sub, client_id, tenant_id"),
     )
     .step(
-        Step::new("flow.identity.introspection", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_IDENTITY_INTROSPECTION, Phase::Flows, |c: Arc<Ctx>| async move {
             let token = client_credentials(&c, "demo-confidential", Some("kms:read")).await?;
             let answer = introspect(&c, &token).await?;
             if answer["active"] != true || answer["scope"] != "kms:read" {
@@ -305,10 +330,11 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
             }
             Ok(())
         })
-        .after(&["verify.identity.clients"]),
+        .after(&[id::VERIFY_IDENTITY_CLIENTS])
+        .verifies("introspection (RFC 7662) of a fresh token: active, with the requested scope"),
     )
     .step(
-        Step::new("flow.identity.revocation", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_IDENTITY_REVOCATION, Phase::Flows, |c: Arc<Ctx>| async move {
             let token = client_credentials(&c, "demo-confidential", None).await?;
             let secret = secret(&c.state()?.client_secret("demo-confidential"))?;
             expect_status(
@@ -322,10 +348,11 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
             }
             Ok(())
         })
-        .after(&["verify.identity.clients"]),
+        .after(&[id::VERIFY_IDENTITY_CLIENTS])
+        .verifies("revocation (RFC 7009) answers 200; introspection then says inactive"),
     )
     .step(
-        Step::new("flow.identity.code-pkce", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_IDENTITY_CODE_PKCE, Phase::Flows, |c: Arc<Ctx>| async move {
             let (tokens, nonce) = code_flow(&c, "user").await?;
             let jwks = c.identity.jwks()?;
             let id_token = tokens["id_token"].as_str().ok_or_else(|| StepError::new("no id_token"))?;
@@ -343,6 +370,12 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
                 jwks,
                 &Expect { issuer: &c.identity.base()?, audience: KMS_AUDIENCE, typ: "at+jwt" },
             )?;
+            // at_hash (OIDC Core §3.1.3.6): the left half of SHA-256 of the access token.
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access.as_bytes());
+            let at_hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]);
+            if id["at_hash"] != at_hash.as_str() {
+                return Err(StepError::new("the ID token's at_hash does not match the access token"));
+            }
             if at["sub"] != id["sub"] {
                 return Err(StepError::new("the access token and id_token name different users"));
             }
@@ -352,10 +385,12 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
             let _ = c.identity.login.set(tokens);
             Ok(())
         })
-        .after(&["verify.identity.discovery", "verify.identity.users"]),
+        .after(&[id::VERIFY_IDENTITY_DISCOVERY, id::VERIFY_IDENTITY_USERS])
+        .verifies("authorization code + PKCE through the consent form of the session verify.identity.users started; ID token: ES256 signature via JWKS, typ, iss, aud, exp, nonce, at_hash; access token signature, iss, aud; same sub; a refresh token issued")
+        .heavy(),
     )
     .step(
-        Step::new("flow.identity.userinfo", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_IDENTITY_USERINFO, Phase::Flows, |c: Arc<Ctx>| async move {
             let tokens =
                 c.identity.login.get().ok_or_else(|| StepError::new("no tokens from the code flow"))?;
             let access = tokens["access_token"].as_str().unwrap_or_default();
@@ -374,10 +409,11 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
             }
             Ok(())
         })
-        .after(&["flow.identity.code-pkce"]),
+        .after(&[id::FLOW_IDENTITY_CODE_PKCE])
+        .verifies("userinfo with the code flow's access token names the signed-in user (sub, preferred_username)"),
     )
     .step(
-        Step::new("flow.identity.refresh-rotation", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_IDENTITY_REFRESH_ROTATION, Phase::Flows, |c: Arc<Ctx>| async move {
             let tokens =
                 c.identity.login.get().ok_or_else(|| StepError::new("no tokens from the code flow"))?;
             let old = tokens["refresh_token"].as_str().unwrap_or_default().to_owned();
@@ -390,10 +426,11 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
             let _ = c.identity.rotated.set((old, new.to_owned()));
             Ok(())
         })
-        .after(&["flow.identity.code-pkce"]),
+        .after(&[id::FLOW_IDENTITY_CODE_PKCE])
+        .verifies("a refresh token grant returns a new refresh token (rotation)"),
     )
     .step(
-        Step::new("flow.identity.refresh-reuse", Phase::Flows, |c: Arc<Ctx>| async move {
+        Step::new(id::FLOW_IDENTITY_REFRESH_REUSE, Phase::Flows, |c: Arc<Ctx>| async move {
             let (old, new) =
                 c.identity.rotated.get().ok_or_else(|| StepError::new("no rotated refresh token"))?;
             for (which, token) in [("the used refresh token", old), ("its successor (family revoked)", new)] {
@@ -406,7 +443,10 @@ pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
             }
             Ok(())
         })
-        .after(&["flow.identity.refresh-rotation"]),
+        // Reuse revokes the family, the login's access token with it: userinfo uses that token
+        // first.
+        .after(&[id::FLOW_IDENTITY_REFRESH_ROTATION, id::FLOW_IDENTITY_USERINFO])
+        .verifies("the replaced refresh token is refused (invalid_grant) and its successor too: reuse revoked the family"),
     )
 }
 

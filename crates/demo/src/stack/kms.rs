@@ -9,8 +9,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use tokio::sync::Mutex;
 
-use super::Ctx;
-use crate::engine::{Phase, Plan, Step, StepError};
+use super::{Ctx, id};
+use crate::engine::{Phase, Plan, Step, StepError, StepId};
 use crate::state::State;
 
 /// The KMS demo seed, shipped inside the binary (the same file the compose stack mounts).
@@ -44,14 +44,14 @@ impl KmsCtx {
 /// moves to the start phase, after Identity started; the KMS reports ready only once it has
 /// fetched Identity's JWKS, and its health step follows Identity's: the chain Identity → KMS.
 pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> Plan<Ctx> {
-    let (config_phase, config_after, health_after): (Phase, &[&str], &[&str]) = if bearer {
-        (Phase::Start, &["state.prepare", "stack.up.identity"], &["stack.up.kms", "health.identity"])
+    let (config_phase, config_after, health_after): (Phase, &[StepId], &[StepId]) = if bearer {
+        (Phase::Start, &[id::STATE_PREPARE, id::STACK_UP_IDENTITY], &[id::STACK_UP_KMS, id::HEALTH_IDENTITY])
     } else {
-        (Phase::Setup, &["state.prepare"], &["stack.up.kms"])
+        (Phase::Setup, &[id::STATE_PREPARE], &[id::STACK_UP_KMS])
     };
     let plan = plan
         .step(
-            Step::new("config.kms", config_phase, move |c: Arc<Ctx>| async move {
+            Step::new(id::CONFIG_KMS, config_phase, move |c: Arc<Ctx>| async move {
                 let state = c.state()?;
                 let identity = if bearer {
                     Some(*c.identity.api.get().ok_or_else(|| StepError::new("Identity is not running"))?)
@@ -67,7 +67,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
             .critical(),
         )
         .step(
-            Step::new("stack.up.kms", Phase::Start, |c: Arc<Ctx>| async move {
+            Step::new(id::STACK_UP_KMS, Phase::Start, |c: Arc<Ctx>| async move {
                 let template = c.kms.config.get().ok_or_else(|| StepError::new("no configuration"))?;
                 // The design's port when free, else a free one (see Identity's start).
                 let running = crate::ports::start_on(crate::ports::KMS_PORT, |port| {
@@ -96,11 +96,11 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
                 *c.kms.running.lock().await = Some(running);
                 Ok(())
             })
-            .after(&["config.kms"])
+            .after(&[id::CONFIG_KMS])
             .critical(),
         )
         .step(
-            Step::new("health.kms", Phase::Health, move |c: Arc<Ctx>| async move {
+            Step::new(id::HEALTH_KMS, Phase::Health, move |c: Arc<Ctx>| async move {
                 let admin = c.kms.admin.get().ok_or_else(|| StepError::new("the KMS is not running"))?;
                 let ca = c.state()?.ca_bundle();
                 super::wait_ready("the KMS", *admin, &ca, health_timeout).await
@@ -118,7 +118,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
 pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
     let plan = plan
         .step(
-            Step::new("verify.kms.pools", Phase::Verify, |c: Arc<Ctx>| async move {
+            Step::new(id::VERIFY_KMS_POOLS, Phase::Verify, |c: Arc<Ctx>| async move {
                 let pools = get(&c, "/pools", ("acme-admin", "acme-admin-demo")).await?;
                 let names: Vec<&str> =
                     pools.as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
@@ -136,10 +136,13 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
                 }
                 Ok(())
             })
-            .after(&["health.kms"]),
+            .after(&[id::HEALTH_KMS])
+        .verifies("the KMS's readyz answers 200 over TLS 1.3; with Bearer it has fetched Identity's JWKS")
+        .verifies("every seeded pool exists for the tenant admin (payments, documents, signing, signing-ed, signing-rsa, key-wrapping); payments has its 2 versions")
+        .heavy(),
         )
         .step(
-            Step::new("flow.basic.kms.encrypt", Phase::Flows, |c: Arc<Ctx>| async move {
+            Step::new(id::FLOW_BASIC_KMS_ENCRYPT, Phase::Flows, |c: Arc<Ctx>| async move {
                 let body = serde_json::json!({"plaintext": B64.encode("4111 1111 1111 1111")});
                 let enc =
                     post(&c, "/pools/payments/encrypt", ("acme-app", "acme-app-demo"), body, 200).await?;
@@ -157,10 +160,12 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
                 let _ = c.kms.jwe.set(enc["jwe"].clone());
                 Ok(())
             })
-            .after(&["verify.kms.pools"]),
+            .after(&[id::VERIFY_KMS_POOLS])
+        .verifies("Basic: encrypt (JWE) with pool payments, decrypt gives the plaintext back")
+        .heavy(),
         )
         .step(
-            Step::new("flow.basic.kms.sign", Phase::Flows, |c: Arc<Ctx>| async move {
+            Step::new(id::FLOW_BASIC_KMS_SIGN, Phase::Flows, |c: Arc<Ctx>| async move {
                 let signed = post(
                     &c,
                     "/pools/signing/sign",
@@ -182,10 +187,12 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
                 }
                 Ok(())
             })
-            .after(&["verify.kms.pools"]),
+            .after(&[id::VERIFY_KMS_POOLS])
+        .verifies("Basic: sign (JWS) with pool signing, verify says valid")
+        .heavy(),
         )
         .step(
-            Step::new("flow.basic.kms.forbidden", Phase::Flows, |c: Arc<Ctx>| async move {
+            Step::new(id::FLOW_BASIC_KMS_FORBIDDEN, Phase::Flows, |c: Arc<Ctx>| async move {
                 post(
                     &c,
                     "/pools/payments/encrypt",
@@ -196,10 +203,12 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
                 .await
                 .map(|_| ())
             })
-            .after(&["verify.kms.pools"]),
+            .after(&[id::VERIFY_KMS_POOLS])
+        .verifies("an auditor's encrypt is refused with 403")
+        .heavy(),
         )
         .step(
-            Step::new("flow.basic.kms.unauthenticated", Phase::Flows, |c: Arc<Ctx>| async move {
+            Step::new(id::FLOW_BASIC_KMS_UNAUTHENTICATED, Phase::Flows, |c: Arc<Ctx>| async move {
                 let resp = c
                     .kms
                     .client()?
@@ -215,10 +224,11 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
                 }
                 Ok(())
             })
-            .after(&["health.kms"]),
+            .after(&[id::HEALTH_KMS])
+        .verifies("no credentials: 401 with WWW-Authenticate"),
         )
         .step(
-            Step::new("flow.basic.kms.tenant-isolation", Phase::Flows, |c: Arc<Ctx>| async move {
+            Step::new(id::FLOW_BASIC_KMS_TENANT_ISOLATION, Phase::Flows, |c: Arc<Ctx>| async move {
                 let jwe = c
                     .kms
                     .jwe
@@ -235,7 +245,9 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
                 .await
                 .map(|_| ())
             })
-            .after(&["flow.basic.kms.encrypt"]),
+            .after(&[id::FLOW_BASIC_KMS_ENCRYPT])
+        .verifies("another tenant's user cannot decrypt acme's ciphertext (404: not even its existence)")
+        .heavy(),
         );
     if bearer { super::bearer::flows(plan) } else { plan }
 }

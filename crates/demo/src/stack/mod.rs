@@ -10,6 +10,7 @@
 
 mod bearer;
 pub mod docker;
+pub mod id;
 mod identity;
 mod kms;
 mod oidc;
@@ -404,7 +405,7 @@ fn stack_client(ctx: &Ctx, state: &State) -> Option<reqwest::Client> {
 }
 
 fn state_step(docker: bool) -> Step<Ctx> {
-    Step::new("state.prepare", Phase::Setup, move |c: Arc<Ctx>| async move {
+    Step::new(id::STATE_PREPARE, Phase::Setup, move |c: Arc<Ctx>| async move {
         if c.options.profile == Profile::Prod && !docker {
             return Err(StepError::new(
                 "the prod profile exists only as compose files (deployments/*/compose.prod.yml)",
@@ -435,7 +436,7 @@ fn state_step(docker: bool) -> Step<Ctx> {
 /// Stops what the run started (Identity last: the KMS depends on it); with `ephemeral` (the ci
 /// profile) also removes the services' data.
 fn teardown_step(ephemeral: bool) -> Step<Ctx> {
-    Step::new("stack.down", Phase::Teardown, move |c: Arc<Ctx>| async move {
+    Step::new(id::STACK_DOWN, Phase::Teardown, move |c: Arc<Ctx>| async move {
         if let Some(running) = c.kms.running.lock().await.take() {
             running
                 .shutdown()

@@ -57,14 +57,32 @@ pub(crate) struct Authorize<'a> {
     pub nonce: &'a str,
 }
 
-/// Signs `user` in through the form and returns the authorization code, after checking that
-/// the redirect goes to `redirect_uri` with our `state` and the issuer's `iss`.
+/// How the browser proves who it is at the form.
+pub(crate) enum SignIn<'a> {
+    /// Username and password typed into the form; a session starts.
+    Password { user: &'a str, password: &'a str },
+    /// The session cookie of an earlier sign-in (`__Host-session=…`): only consent is asked.
+    Session { user: &'a str, cookie: &'a str },
+}
+
+/// What a sign-in gave: the authorization code and the browser's session cookie.
+pub(crate) struct SignedIn {
+    pub code: String,
+    pub session: Option<String>,
+}
+
+/// Signs in through the form (or consents with an existing session) and returns the
+/// authorization code, after checking that the redirect goes to `redirect_uri` with our `state`
+/// and the issuer's `iss`.
 pub(crate) async fn sign_in(
     client: &reqwest::Client,
     a: &Authorize<'_>,
-    user: &str,
-    password: &str,
-) -> Result<String, StepError> {
+    how: SignIn<'_>,
+) -> Result<SignedIn, StepError> {
+    let (user, session) = match &how {
+        SignIn::Password { user, .. } => (*user, None),
+        SignIn::Session { user, cookie } => (*user, Some(*cookie)),
+    };
     let query = serde_urlencoded::to_string([
         ("response_type", "code"),
         ("client_id", a.client_id),
@@ -76,11 +94,11 @@ pub(crate) async fn sign_in(
         ("code_challenge_method", "S256"),
     ])
     .map_err(|e| StepError::from_error("cannot encode the authorization request", &e))?;
-    let page = client
-        .get(format!("{}/authorize?{query}", a.base))
-        .send()
-        .await
-        .map_err(|e| StepError::from_error("GET /authorize failed", &e))?;
+    let mut get = client.get(format!("{}/authorize?{query}", a.base));
+    if let Some(cookie) = session {
+        get = get.header(reqwest::header::COOKIE, cookie);
+    }
+    let page = get.send().await.map_err(|e| StepError::from_error("GET /authorize failed", &e))?;
     if page.status() != 200 {
         return Err(StepError::new(format!(
             "GET /authorize answered {}, expected the sign-in form",
@@ -101,12 +119,21 @@ pub(crate) async fn sign_in(
     if !form.iter().any(|(k, _)| k == "csrf") {
         return Err(StepError::new("the sign-in form has no CSRF field"));
     }
-    form.push(("username".into(), user.into()));
-    form.push(("password".into(), password.into()));
+    let cookies = match &how {
+        SignIn::Password { user, password } => {
+            if html.contains("Signed in as") {
+                return Err(StepError::new("the sign-in form offered a session where none was sent"));
+            }
+            form.push(("username".into(), (*user).into()));
+            form.push(("password".into(), (*password).into()));
+            csrf_cookie
+        }
+        SignIn::Session { cookie, .. } => format!("{csrf_cookie}; {cookie}"),
+    };
     form.push(("action".into(), "allow".into()));
     let answer = client
         .post(format!("{}/authorize", a.base))
-        .header(reqwest::header::COOKIE, csrf_cookie)
+        .header(reqwest::header::COOKIE, cookies)
         .form(&form)
         .send()
         .await
@@ -117,6 +144,14 @@ pub(crate) async fn sign_in(
             answer.status()
         )));
     }
+    let new_session = answer
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("__Host-session="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
     let location = answer
         .headers()
         .get(reqwest::header::LOCATION)
@@ -134,7 +169,9 @@ pub(crate) async fn sign_in(
     if param("iss") != Some(a.issuer) {
         return Err(StepError::new("the redirect's iss is not the issuer"));
     }
-    param("code").map(str::to_owned).ok_or_else(|| StepError::new("the redirect carries no code"))
+    let code =
+        param("code").map(str::to_owned).ok_or_else(|| StepError::new("the redirect carries no code"))?;
+    Ok(SignedIn { code, session: new_session.or_else(|| session.map(str::to_owned)) })
 }
 
 /// What a JWT must be.

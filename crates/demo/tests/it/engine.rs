@@ -140,7 +140,7 @@ async fn a_hung_attempt_times_out_and_is_retried() {
                 max_backoff: Duration::from_secs(1),
             }),
         )
-        .step(ok("after", Phase::Seed));
+        .step(ok("seed.after", Phase::Seed));
     let (result, _) = run(plan, EngineOptions::default()).await;
     let step = &result.steps[0];
     assert_eq!((step.status, step.attempts), (Status::Failed, 2));
@@ -231,4 +231,92 @@ fn backoff_doubles_and_is_capped() {
     assert_eq!(r.delay(2), Duration::from_millis(500));
     assert_eq!(r.delay(3), Duration::from_secs(1));
     assert_eq!(r.delay(30), Duration::from_secs(1));
+}
+
+/// A step that takes `secs` seconds of (paused) time and notes when it started and ended.
+fn slow(id: &'static str, phase: Phase, secs: u64) -> Step<Ctx> {
+    Step::new(id, phase, move |c: Arc<Ctx>| async move {
+        c.ran(&format!("{id} start"));
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        c.ran(&format!("{id} end"));
+        Ok(())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn independent_steps_of_a_phase_overlap_and_the_report_keeps_plan_order() {
+    let started = tokio::time::Instant::now();
+    let plan = Plan::new()
+        .step(slow("verify.a", Phase::Verify, 3))
+        .step(slow("verify.b", Phase::Verify, 1))
+        .step(slow("verify.c", Phase::Verify, 2).after(&["verify.b"]))
+        .step(slow("flow.d", Phase::Flows, 1));
+    let (result, ctx) = run(plan, EngineOptions::default()).await;
+    // a (3 s) overlaps b then c (1 s + 2 s); the flows phase starts after the whole verify phase.
+    assert_eq!(started.elapsed(), Duration::from_secs(4));
+    let ids: Vec<&str> = result.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["verify.a", "verify.b", "verify.c", "flow.d"], "plan order, not finishing order");
+    let log = ctx.log.lock().unwrap().clone();
+    let at = |e: &str| log.iter().position(|l| l == e).unwrap();
+    assert!(at("verify.b end") < at("verify.c start"), "a dependency in the phase finishes first: {log:?}");
+    assert!(at("verify.a end") < at("flow.d start"), "phases are barriers: {log:?}");
+    assert_eq!(result.outcome, Outcome::Success);
+}
+
+#[tokio::test(start_paused = true)]
+async fn heavy_steps_run_at_most_one_per_core_and_teardown_one_at_a_time() {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as u64;
+    let started = tokio::time::Instant::now();
+    let mut plan = Plan::new();
+    for id in ["verify.h1", "verify.h2", "verify.h3", "verify.h4", "verify.h5", "verify.h6"] {
+        plan = plan.step(slow(id, Phase::Verify, 1).heavy());
+    }
+    let plan =
+        plan.step(slow("stack.down1", Phase::Teardown, 1)).step(slow("stack.down2", Phase::Teardown, 1));
+    let (result, ctx) = run(plan, EngineOptions::default()).await;
+    assert_eq!(result.outcome, Outcome::Success);
+    // Six one-second heavy steps on `cores` cores, then two teardown steps in turn.
+    assert_eq!(started.elapsed(), Duration::from_secs(6u64.div_ceil(cores) + 2));
+    let log = ctx.log.lock().unwrap().clone();
+    let at = |e: &str| log.iter().position(|l| l == e).unwrap();
+    assert!(at("stack.down1 end") < at("stack.down2 start"), "{log:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_cycle_skips_its_steps_instead_of_hanging() {
+    let plan = Plan::new()
+        .step(ok("verify.a", Phase::Verify).after(&["verify.b"]))
+        .step(ok("verify.b", Phase::Verify).after(&["verify.a"]))
+        .step(ok("verify.c", Phase::Verify));
+    let (result, _) = run(plan, EngineOptions::default()).await;
+    assert_eq!(status(&result, "verify.c"), Status::Passed);
+    for id in ["verify.a", "verify.b"] {
+        assert_eq!(status(&result, id), Status::Skipped);
+        let step = result.steps.iter().find(|s| s.id == id).unwrap();
+        assert!(step.error.as_ref().unwrap().message.contains("cycle"), "{step:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_skips_its_dependants_in_the_same_phase_and_fail_fast_stops_the_rest() {
+    let plan = Plan::new()
+        .step(fail("verify.a", Phase::Verify))
+        .step(ok("verify.b", Phase::Verify).after(&["verify.a"]))
+        .step(slow("verify.c", Phase::Verify, 1))
+        .step(ok("flow.d", Phase::Flows));
+    let (result, _) = run(plan, EngineOptions { fail_fast: true, ..EngineOptions::default() }).await;
+    assert_eq!(status(&result, "verify.a"), Status::Failed);
+    assert_eq!(status(&result, "verify.b"), Status::Skipped);
+    // c had started alongside a: it finishes; what had not started is skipped.
+    assert_eq!(status(&result, "verify.c"), Status::Passed);
+    assert_eq!(status(&result, "flow.d"), Status::Skipped);
+}
+
+#[test]
+fn step_ids_have_the_reports_form() {
+    use demo::engine::StepId;
+    assert_eq!(StepId::new("flow.identity.code-pkce").as_str(), "flow.identity.code-pkce");
+    for bad in ["health", "Health.kms", "health..kms", ".kms", "health.", "a b.c", "-x.y"] {
+        assert!(std::panic::catch_unwind(|| StepId::new(bad)).is_err(), "{bad} was accepted");
+    }
 }

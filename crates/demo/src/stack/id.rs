@@ -1,0 +1,76 @@
+//! Every step id of `demo kms|identity|all`, in one place: steps and their dependencies name
+//! these constants, so a misspelt dependency does not compile (the engine would otherwise skip
+//! the step at run time as "not part of this run").
+
+use crate::engine::StepId;
+
+/// `config.identity`
+pub const CONFIG_IDENTITY: StepId = StepId::new("config.identity");
+/// `config.kms`
+pub const CONFIG_KMS: StepId = StepId::new("config.kms");
+/// `flow.basic.kms.encrypt`
+pub const FLOW_BASIC_KMS_ENCRYPT: StepId = StepId::new("flow.basic.kms.encrypt");
+/// `flow.basic.kms.forbidden`
+pub const FLOW_BASIC_KMS_FORBIDDEN: StepId = StepId::new("flow.basic.kms.forbidden");
+/// `flow.basic.kms.sign`
+pub const FLOW_BASIC_KMS_SIGN: StepId = StepId::new("flow.basic.kms.sign");
+/// `flow.basic.kms.tenant-isolation`
+pub const FLOW_BASIC_KMS_TENANT_ISOLATION: StepId = StepId::new("flow.basic.kms.tenant-isolation");
+/// `flow.basic.kms.unauthenticated`
+pub const FLOW_BASIC_KMS_UNAUTHENTICATED: StepId = StepId::new("flow.basic.kms.unauthenticated");
+/// `flow.bearer.kms.encrypt-decrypt`
+pub const FLOW_BEARER_KMS_ENCRYPT_DECRYPT: StepId = StepId::new("flow.bearer.kms.encrypt-decrypt");
+/// `flow.bearer.kms.missing-scope`
+pub const FLOW_BEARER_KMS_MISSING_SCOPE: StepId = StepId::new("flow.bearer.kms.missing-scope");
+/// `flow.bearer.kms.no-token`
+pub const FLOW_BEARER_KMS_NO_TOKEN: StepId = StepId::new("flow.bearer.kms.no-token");
+/// `flow.bearer.kms.revoked-token`
+pub const FLOW_BEARER_KMS_REVOKED_TOKEN: StepId = StepId::new("flow.bearer.kms.revoked-token");
+/// `flow.bearer.kms.tampered-token`
+pub const FLOW_BEARER_KMS_TAMPERED_TOKEN: StepId = StepId::new("flow.bearer.kms.tampered-token");
+/// `flow.bearer.kms.user-token`
+pub const FLOW_BEARER_KMS_USER_TOKEN: StepId = StepId::new("flow.bearer.kms.user-token");
+/// `flow.identity.client-credentials`
+pub const FLOW_IDENTITY_CLIENT_CREDENTIALS: StepId = StepId::new("flow.identity.client-credentials");
+/// `flow.identity.code-pkce`
+pub const FLOW_IDENTITY_CODE_PKCE: StepId = StepId::new("flow.identity.code-pkce");
+/// `flow.identity.introspection`
+pub const FLOW_IDENTITY_INTROSPECTION: StepId = StepId::new("flow.identity.introspection");
+/// `flow.identity.refresh-reuse`
+pub const FLOW_IDENTITY_REFRESH_REUSE: StepId = StepId::new("flow.identity.refresh-reuse");
+/// `flow.identity.refresh-rotation`
+pub const FLOW_IDENTITY_REFRESH_ROTATION: StepId = StepId::new("flow.identity.refresh-rotation");
+/// `flow.identity.revocation`
+pub const FLOW_IDENTITY_REVOCATION: StepId = StepId::new("flow.identity.revocation");
+/// `flow.identity.userinfo`
+pub const FLOW_IDENTITY_USERINFO: StepId = StepId::new("flow.identity.userinfo");
+/// `health.identity`
+pub const HEALTH_IDENTITY: StepId = StepId::new("health.identity");
+/// `health.kms`
+pub const HEALTH_KMS: StepId = StepId::new("health.kms");
+/// `image.build`
+pub const IMAGE_BUILD: StepId = StepId::new("image.build");
+/// `stack.down`
+pub const STACK_DOWN: StepId = StepId::new("stack.down");
+/// `stack.rollback`
+pub const STACK_ROLLBACK: StepId = StepId::new("stack.rollback");
+/// `stack.up`
+pub const STACK_UP: StepId = StepId::new("stack.up");
+/// `stack.up.identity`
+pub const STACK_UP_IDENTITY: StepId = StepId::new("stack.up.identity");
+/// `stack.up.kms`
+pub const STACK_UP_KMS: StepId = StepId::new("stack.up.kms");
+/// `state.prepare`
+pub const STATE_PREPARE: StepId = StepId::new("state.prepare");
+/// `verify.identity.clients`
+pub const VERIFY_IDENTITY_CLIENTS: StepId = StepId::new("verify.identity.clients");
+/// `verify.identity.discovery`
+pub const VERIFY_IDENTITY_DISCOVERY: StepId = StepId::new("verify.identity.discovery");
+/// `verify.identity.users`
+pub const VERIFY_IDENTITY_USERS: StepId = StepId::new("verify.identity.users");
+/// `verify.kms.pools`
+pub const VERIFY_KMS_POOLS: StepId = StepId::new("verify.kms.pools");
+/// `verify.prod.identity.no-demo-clients`
+pub const VERIFY_PROD_IDENTITY_NO_DEMO_CLIENTS: StepId = StepId::new("verify.prod.identity.no-demo-clients");
+/// `verify.prod.kms.no-demo-accounts`
+pub const VERIFY_PROD_KMS_NO_DEMO_ACCOUNTS: StepId = StepId::new("verify.prod.kms.no-demo-accounts");

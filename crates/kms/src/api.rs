@@ -377,7 +377,7 @@ pub struct UnwrapResponse {
 }
 
 /// The caller.
-#[utoipa::path(get, path = "/api/v1/whoami", tag = "pools", responses((status = 200, body = Principal)))]
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "pools", responses((status = 200, description = "The authenticated caller", body = Principal)))]
 async fn whoami(caller: Caller) -> Json<Principal> {
     Json(caller.0)
 }
@@ -396,7 +396,7 @@ pub struct CreatePool {
 
 /// Create a pool with its first version.
 #[utoipa::path(post, path = "/api/v1/pools", tag = "pools", request_body = CreatePool,
-    responses((status = 201, body = PoolInfo)))]
+    responses((status = 201, description = "The new pool with its first version", body = PoolInfo)))]
 async fn create_pool(
     State(s): State<AppState>,
     caller: Caller,
@@ -408,7 +408,7 @@ async fn create_pool(
 }
 
 /// The caller's pools.
-#[utoipa::path(get, path = "/api/v1/pools", tag = "pools", responses((status = 200, body = Vec<PoolInfo>)))]
+#[utoipa::path(get, path = "/api/v1/pools", tag = "pools", responses((status = 200, description = "The caller's tenant's pools", body = Vec<PoolInfo>)))]
 async fn list_pools(State(s): State<AppState>, caller: Caller) -> Result<Json<Vec<PoolInfo>>, ApiError> {
     let p = caller.require(Scope::Read)?;
     Ok(Json(s.kms.list_pools(p.tenant).await?))
@@ -416,7 +416,7 @@ async fn list_pools(State(s): State<AppState>, caller: Caller) -> Result<Json<Ve
 
 /// One pool with its versions.
 #[utoipa::path(get, path = "/api/v1/pools/{pool}", tag = "pools", params(("pool" = PoolName, Path)),
-    responses((status = 200, body = PoolInfo)))]
+    responses((status = 200, description = "The pool", body = PoolInfo)))]
 async fn get_pool(
     State(s): State<AppState>,
     caller: Caller,
@@ -428,7 +428,7 @@ async fn get_pool(
 
 /// Add a version; it becomes current. Old versions still decrypt and verify.
 #[utoipa::path(post, path = "/api/v1/pools/{pool}/rotate", tag = "pools", params(("pool" = PoolName, Path)),
-    responses((status = 200, body = PoolInfo)))]
+    responses((status = 200, description = "The pool with its new current version", body = PoolInfo)))]
 async fn rotate(
     State(s): State<AppState>,
     caller: Caller,
@@ -440,7 +440,7 @@ async fn rotate(
 
 /// Enable a version.
 #[utoipa::path(post, path = "/api/v1/pools/{pool}/versions/{version}/enable", tag = "pools",
-    params(("pool" = PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, body = PoolInfo)))]
+    params(("pool" = PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, description = "The pool", body = PoolInfo)))]
 async fn enable(
     State(s): State<AppState>,
     caller: Caller,
@@ -452,7 +452,7 @@ async fn enable(
 
 /// Disable a version: it refuses every operation until enabled again.
 #[utoipa::path(post, path = "/api/v1/pools/{pool}/versions/{version}/disable", tag = "pools",
-    params(("pool" = PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, body = PoolInfo)))]
+    params(("pool" = PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, description = "The pool", body = PoolInfo)))]
 async fn disable(
     State(s): State<AppState>,
     caller: Caller,
@@ -464,7 +464,7 @@ async fn disable(
 
 /// The public JWK of a signing key version.
 #[utoipa::path(get, path = "/api/v1/pools/{pool}/versions/{version}/jwk", tag = "keys",
-    params(("pool" = PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, body = Object)))]
+    params(("pool" = PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, description = "The version's public JWK", body = Object)))]
 async fn version_jwk(
     State(s): State<AppState>,
     caller: Caller,
@@ -476,7 +476,7 @@ async fn version_jwk(
 }
 
 /// The tenant's JWKS: every enabled version of every signing pool.
-#[utoipa::path(get, path = "/api/v1/jwks", tag = "keys", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/api/v1/jwks", tag = "keys", responses((status = 200, description = "The tenant's JWKS", body = Object)))]
 async fn jwks(State(s): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
     let p = caller.require(Scope::Read)?;
     Ok(Json(s.kms.jwks(p.tenant).await?))
@@ -510,7 +510,7 @@ pub struct EncryptResponse {
 
 /// Encrypt with the pool's current version (JWE `dir` + `A256GCM`).
 #[utoipa::path(post, path = "/api/v1/pools/{pool}/encrypt", tag = "keys", params(("pool" = PoolName, Path)),
-    request_body = EncryptRequest, responses((status = 200, body = EncryptResponse)))]
+    request_body = EncryptRequest, responses((status = 200, description = "The JWE and the version that made it", body = EncryptResponse)))]
 async fn encrypt(
     State(s): State<AppState>,
     caller: Caller,
@@ -535,7 +535,7 @@ pub struct DecryptRequest {
 
 /// Decrypt a JWE made by any enabled version of one of the caller's pools.
 #[utoipa::path(post, path = "/api/v1/decrypt", tag = "keys", request_body = DecryptRequest,
-    responses((status = 200, body = DecryptResponse)))]
+    responses((status = 200, description = "The plaintext and the version that decrypted it", body = DecryptResponse)))]
 async fn decrypt(
     State(s): State<AppState>,
     caller: Caller,
@@ -557,7 +557,7 @@ async fn decrypt(
 
 /// A fresh 256-bit data key, in plaintext and encrypted under the pool.
 #[utoipa::path(post, path = "/api/v1/pools/{pool}/datakey", tag = "keys", params(("pool" = PoolName, Path)),
-    responses((status = 200, body = DataKeyResponse)))]
+    responses((status = 200, description = "A data key in plaintext and encrypted", body = DataKeyResponse)))]
 async fn datakey(
     State(s): State<AppState>,
     caller: Caller,
@@ -580,7 +580,7 @@ pub struct SignRequest {
 
 /// Sign with the pool's current version (compact JWS).
 #[utoipa::path(post, path = "/api/v1/pools/{pool}/sign", tag = "keys", params(("pool" = PoolName, Path)),
-    request_body = SignRequest, responses((status = 200, body = SignResponse)))]
+    request_body = SignRequest, responses((status = 200, description = "The JWS and the version that signed it", body = SignResponse)))]
 async fn sign(
     State(s): State<AppState>,
     caller: Caller,
@@ -603,7 +603,7 @@ pub struct VerifyRequest {
 }
 
 /// Verify a compact JWS against the version its `kid` names.
-#[utoipa::path(post, path = "/api/v1/verify", tag = "keys", request_body = VerifyRequest, responses((status = 200, body = VerifyResponse)))]
+#[utoipa::path(post, path = "/api/v1/verify", tag = "keys", request_body = VerifyRequest, responses((status = 200, description = "Whether the signature verifies (a bad signature is `valid: false`, not an error)", body = VerifyResponse)))]
 async fn verify(
     State(s): State<AppState>,
     caller: Caller,
@@ -626,7 +626,7 @@ pub struct WrapRequest {
 
 /// Wrap key material (RFC 3394 AES key wrap).
 #[utoipa::path(post, path = "/api/v1/pools/{pool}/wrap", tag = "keys", params(("pool" = PoolName, Path)),
-    request_body = WrapRequest, responses((status = 200, body = WrapResponse)))]
+    request_body = WrapRequest, responses((status = 200, description = "The wrapped key and the version that wrapped it", body = WrapResponse)))]
 async fn wrap(
     State(s): State<AppState>,
     caller: Caller,
@@ -653,7 +653,7 @@ pub struct UnwrapRequest {
 }
 
 /// Unwrap key material with the version `kid` names.
-#[utoipa::path(post, path = "/api/v1/unwrap", tag = "keys", request_body = UnwrapRequest, responses((status = 200, body = UnwrapResponse)))]
+#[utoipa::path(post, path = "/api/v1/unwrap", tag = "keys", request_body = UnwrapRequest, responses((status = 200, description = "The key material", body = UnwrapResponse)))]
 async fn unwrap(
     State(s): State<AppState>,
     caller: Caller,

@@ -249,6 +249,12 @@ fn complete(doc: &mut Value) {
                     parameter.remove("example");
                     parameter.insert("examples".to_owned(), examples);
                 }
+                // utoipa calls a u32 `int32`, which is signed; the range says what it is.
+                if name == "version"
+                    && let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut)
+                {
+                    schema.remove("format");
+                }
             }
             let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else {
                 continue;
@@ -532,6 +538,8 @@ mod tests {
         }
         let get_pool = &doc["paths"]["/api/v1/pools/{pool}"]["get"]["parameters"][0];
         assert_eq!(get_pool["examples"]["key-wrapping"]["value"], "key-wrapping", "{get_pool}");
+        let version = &doc["paths"]["/api/v1/pools/{pool}/versions/{version}/jwk"]["get"]["parameters"][1];
+        assert_eq!(version["schema"], json!({ "type": "integer", "minimum": 1, "maximum": 4294967295u64 }));
         let jwk = &doc["paths"]["/api/v1/pools/{pool}/versions/{version}/jwk"]["get"]["responses"]["200"];
         assert_eq!(jwk["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Jwk");
     }

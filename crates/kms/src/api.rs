@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use service_kit::Problem;
-use utoipa::{OpenApi as _, ToSchema};
+use utoipa::ToSchema;
 
 use crate::authz::{Principal, Scope};
 use crate::crypto::Algorithm;
@@ -39,8 +39,9 @@ pub struct AppState {
 /// the API under `/api/v1`, its OpenAPI document at `/api/v1/openapi.json`, and Swagger UI at
 /// `/docs` (assets built in, nothing fetched).
 pub fn router(state: AppState) -> Router {
-    let docs: Router =
-        utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()).into();
+    let docs: Router = utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .external_url_unchecked("/api/v1/openapi.json", crate::openapi::document())
+        .into();
     Router::new()
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/pools", get(list_pools).post(create_pool))
@@ -61,13 +62,15 @@ pub fn router(state: AppState) -> Router {
         .merge(docs)
 }
 
-/// The OpenAPI 3.1 document, generated from the handlers below.
+/// The OpenAPI 3.1 document, generated from the handlers below; [`crate::openapi::document`]
+/// completes it (error responses, links) before it is served.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Demo KMS", description = "Versioned key pools per tenant, sealed at rest: JWE encryption, JWS signatures, AES key wrap, data keys. Every error is application/problem+json."),
     paths(whoami, list_pools, create_pool, get_pool, rotate, enable, disable, version_jwk, jwks, encrypt, datakey, decrypt, sign, verify, wrap, unwrap),
+    components(schemas(ProblemDoc)),
     modifiers(&Security),
-    security(("basic" = [])),
+    security(("basic" = []), ("bearer" = [])),
     tags((name = "pools", description = "Pool and version management"), (name = "keys", description = "Key operations"))
 )]
 #[derive(Debug)]
@@ -82,27 +85,36 @@ impl utoipa::Modify for Security {
         components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
         let mut bearer = Http::new(HttpAuthScheme::Bearer);
         bearer.bearer_format = Some("JWT".to_owned());
-        bearer.description =
-            Some("Access tokens from Identity (accepted once the JWKS issue lands)".to_owned());
+        bearer.description = Some(
+            "Access tokens from Identity (accepted when the KMS has `auth.bearer` configured)".to_owned(),
+        );
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
     }
 }
 
-/// An RFC 9457 problem document (every error).
+/// An RFC 9457 problem document (every error), as `service_kit::Problem` writes it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProblemDoc {
-    /// `urn:demo:problem:<slug>`.
+    /// `urn:demo:problem:<slug>`: stable, safe to match on.
     #[serde(rename = "type")]
+    #[schema(pattern = "^urn:demo:problem:[a-z0-9-]+$", example = "urn:demo:problem:not-found")]
     pub type_uri: String,
     /// Summary of the problem type.
     pub title: String,
-    /// HTTP status.
+    /// HTTP status, the same as the response's.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     /// What went wrong with this request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub detail: Option<String>,
     /// The request path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub instance: Option<String>,
-    /// Quote it when asking for help.
+    /// Quote it when asking for help; the logs carry the same id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub request_id: Option<String>,
 }
 
@@ -195,8 +207,9 @@ fn kms_problem(e: &KmsError) -> Problem {
             Problem::new(StatusCode::CONFLICT, "key-disabled", "The key version is disabled")
                 .with_detail(detail)
         }
+        // The request is well formed; the pool it names cannot do it (like a disabled key).
         KmsError::WrongAlgorithm { .. } => {
-            Problem::new(StatusCode::BAD_REQUEST, "wrong-algorithm", "The pool's algorithm does not do this")
+            Problem::new(StatusCode::CONFLICT, "wrong-algorithm", "The pool's algorithm does not do this")
                 .with_detail(detail)
         }
         KmsError::Invalid(_) => Problem::bad_request(detail),
@@ -303,8 +316,10 @@ fn b64(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DecryptResponse {
     /// `pool/version` that decrypted it.
+    #[schema(value_type = crate::openapi::formats::Kid)]
     pub kid: String,
     /// Standard base64.
+    #[schema(value_type = crate::openapi::formats::Base64)]
     pub plaintext: String,
 }
 
@@ -312,10 +327,13 @@ pub struct DecryptResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DataKeyResponse {
     /// `pool/version`.
+    #[schema(value_type = crate::openapi::formats::Kid)]
     pub kid: String,
     /// 32 random bytes, standard base64.
+    #[schema(pattern = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")]
     pub plaintext: String,
     /// The same key as a compact JWE under the pool.
+    #[schema(value_type = crate::openapi::formats::CompactJwe)]
     pub ciphertext: String,
 }
 
@@ -323,8 +341,10 @@ pub struct DataKeyResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignResponse {
     /// `pool/version`.
+    #[schema(value_type = crate::openapi::formats::Kid)]
     pub kid: String,
     /// Compact JWS.
+    #[schema(value_type = crate::openapi::formats::CompactJws)]
     pub jws: String,
 }
 
@@ -332,6 +352,7 @@ pub struct SignResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VerifyResponse {
     /// The version the JWS named.
+    #[schema(value_type = crate::openapi::formats::Kid)]
     pub kid: String,
     /// Whether the signature verifies.
     pub valid: bool,
@@ -341,8 +362,10 @@ pub struct VerifyResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WrapResponse {
     /// `pool/version`; give it back to unwrap.
+    #[schema(value_type = crate::openapi::formats::Kid)]
     pub kid: String,
     /// RFC 3394 output, standard base64.
+    #[schema(value_type = crate::openapi::formats::WrappedKey)]
     pub wrapped: String,
 }
 
@@ -350,14 +373,12 @@ pub struct WrapResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UnwrapResponse {
     /// The key material, standard base64.
+    #[schema(value_type = crate::openapi::formats::KeyMaterial)]
     pub key: String,
 }
 
-const PROBLEM: &str = "application/problem+json";
-
 /// The caller.
-#[utoipa::path(get, path = "/api/v1/whoami", tag = "pools",
-    responses((status = 200, body = Principal), (status = 401, body = ProblemDoc, content_type = PROBLEM)))]
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "pools", responses((status = 200, description = "The authenticated caller", body = Principal)))]
 async fn whoami(caller: Caller) -> Json<Principal> {
     Json(caller.0)
 }
@@ -365,8 +386,10 @@ async fn whoami(caller: Caller) -> Json<Principal> {
 /// `POST /api/v1/pools`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "invoices", "algorithm": "A256GCM"}))]
 pub struct CreatePool {
-    /// Pool name.
+    /// Pool name (checked here, so a bad one is a 400 naming the rule).
+    #[schema(value_type = PoolName)]
     pub name: String,
     /// `A256GCM`, `A256KW`, `ES256`, `EdDSA` or `PS256`.
     pub algorithm: Algorithm,
@@ -374,7 +397,7 @@ pub struct CreatePool {
 
 /// Create a pool with its first version.
 #[utoipa::path(post, path = "/api/v1/pools", tag = "pools", request_body = CreatePool,
-    responses((status = 201, body = PoolInfo), (status = 403, body = ProblemDoc, content_type = PROBLEM), (status = 409, body = ProblemDoc, content_type = PROBLEM)))]
+    responses((status = 201, description = "The new pool with its first version", body = PoolInfo)))]
 async fn create_pool(
     State(s): State<AppState>,
     caller: Caller,
@@ -386,15 +409,15 @@ async fn create_pool(
 }
 
 /// The caller's pools.
-#[utoipa::path(get, path = "/api/v1/pools", tag = "pools", responses((status = 200, body = Vec<PoolInfo>)))]
+#[utoipa::path(get, path = "/api/v1/pools", tag = "pools", responses((status = 200, description = "The caller's tenant's pools", body = Vec<PoolInfo>)))]
 async fn list_pools(State(s): State<AppState>, caller: Caller) -> Result<Json<Vec<PoolInfo>>, ApiError> {
     let p = caller.require(Scope::Read)?;
     Ok(Json(s.kms.list_pools(p.tenant).await?))
 }
 
 /// One pool with its versions.
-#[utoipa::path(get, path = "/api/v1/pools/{pool}", tag = "pools", params(("pool" = String, Path)),
-    responses((status = 200, body = PoolInfo), (status = 404, body = ProblemDoc, content_type = PROBLEM)))]
+#[utoipa::path(get, path = "/api/v1/pools/{pool}", tag = "pools", params(("pool" = PoolName, Path)),
+    responses((status = 200, description = "The pool", body = PoolInfo)))]
 async fn get_pool(
     State(s): State<AppState>,
     caller: Caller,
@@ -405,7 +428,8 @@ async fn get_pool(
 }
 
 /// Add a version; it becomes current. Old versions still decrypt and verify.
-#[utoipa::path(post, path = "/api/v1/pools/{pool}/rotate", tag = "pools", params(("pool" = String, Path)), responses((status = 200, body = PoolInfo)))]
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/rotate", tag = "pools", params(("pool" = PoolName, Path)),
+    responses((status = 200, description = "The pool with its new current version", body = PoolInfo)))]
 async fn rotate(
     State(s): State<AppState>,
     caller: Caller,
@@ -417,7 +441,7 @@ async fn rotate(
 
 /// Enable a version.
 #[utoipa::path(post, path = "/api/v1/pools/{pool}/versions/{version}/enable", tag = "pools",
-    params(("pool" = String, Path), ("version" = u32, Path)), responses((status = 200, body = PoolInfo)))]
+    params(("pool" = PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, description = "The pool", body = PoolInfo)))]
 async fn enable(
     State(s): State<AppState>,
     caller: Caller,
@@ -429,7 +453,7 @@ async fn enable(
 
 /// Disable a version: it refuses every operation until enabled again.
 #[utoipa::path(post, path = "/api/v1/pools/{pool}/versions/{version}/disable", tag = "pools",
-    params(("pool" = String, Path), ("version" = u32, Path)), responses((status = 200, body = PoolInfo)))]
+    params(("pool" = PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, description = "The pool", body = PoolInfo)))]
 async fn disable(
     State(s): State<AppState>,
     caller: Caller,
@@ -441,7 +465,7 @@ async fn disable(
 
 /// The public JWK of a signing key version.
 #[utoipa::path(get, path = "/api/v1/pools/{pool}/versions/{version}/jwk", tag = "keys",
-    params(("pool" = String, Path), ("version" = u32, Path)), responses((status = 200, body = Object)))]
+    params(("pool" = PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, description = "The version's public JWK", body = Object)))]
 async fn version_jwk(
     State(s): State<AppState>,
     caller: Caller,
@@ -453,7 +477,7 @@ async fn version_jwk(
 }
 
 /// The tenant's JWKS: every enabled version of every signing pool.
-#[utoipa::path(get, path = "/api/v1/jwks", tag = "keys", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/api/v1/jwks", tag = "keys", responses((status = 200, description = "The tenant's JWKS", body = Object)))]
 async fn jwks(State(s): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
     let p = caller.require(Scope::Read)?;
     Ok(Json(s.kms.jwks(p.tenant).await?))
@@ -462,12 +486,15 @@ async fn jwks(State(s): State<AppState>, caller: Caller) -> Result<Json<serde_js
 /// `POST /api/v1/pools/{pool}/encrypt`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"plaintext": "aGVsbG8gd29ybGQ="}))]
 pub struct EncryptRequest {
     /// Standard base64.
+    #[schema(value_type = crate::openapi::formats::Base64)]
     pub plaintext: String,
     /// Optional additional authenticated data, standard base64; the result is then a
     /// flattened JSON JWE.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::formats::Base64>)]
     pub aad: Option<String>,
 }
 
@@ -475,15 +502,16 @@ pub struct EncryptRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EncryptResponse {
     /// `pool/version`.
+    #[schema(value_type = crate::openapi::formats::Kid)]
     pub kid: String,
     /// Compact JWE (a string), or flattened JSON JWE (an object) when AAD was given.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::openapi::formats::Jwe)]
     pub jwe: serde_json::Value,
 }
 
 /// Encrypt with the pool's current version (JWE `dir` + `A256GCM`).
-#[utoipa::path(post, path = "/api/v1/pools/{pool}/encrypt", tag = "keys", params(("pool" = String, Path)), request_body = EncryptRequest,
-    responses((status = 200, body = EncryptResponse), (status = 400, body = ProblemDoc, content_type = PROBLEM)))]
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/encrypt", tag = "keys", params(("pool" = PoolName, Path)),
+    request_body = EncryptRequest, responses((status = 200, description = "The JWE and the version that made it", body = EncryptResponse)))]
 async fn encrypt(
     State(s): State<AppState>,
     caller: Caller,
@@ -502,13 +530,13 @@ async fn encrypt(
 #[serde(deny_unknown_fields)]
 pub struct DecryptRequest {
     /// A compact JWE string or a flattened JSON JWE object.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::openapi::formats::Jwe)]
     pub jwe: serde_json::Value,
 }
 
 /// Decrypt a JWE made by any enabled version of one of the caller's pools.
 #[utoipa::path(post, path = "/api/v1/decrypt", tag = "keys", request_body = DecryptRequest,
-    responses((status = 200, body = DecryptResponse), (status = 400, body = ProblemDoc, content_type = PROBLEM), (status = 404, body = ProblemDoc, content_type = PROBLEM)))]
+    responses((status = 200, description = "The plaintext and the version that decrypted it", body = DecryptResponse)))]
 async fn decrypt(
     State(s): State<AppState>,
     caller: Caller,
@@ -529,7 +557,8 @@ async fn decrypt(
 }
 
 /// A fresh 256-bit data key, in plaintext and encrypted under the pool.
-#[utoipa::path(post, path = "/api/v1/pools/{pool}/datakey", tag = "keys", params(("pool" = String, Path)), responses((status = 200, body = DataKeyResponse)))]
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/datakey", tag = "keys", params(("pool" = PoolName, Path)),
+    responses((status = 200, description = "A data key in plaintext and encrypted", body = DataKeyResponse)))]
 async fn datakey(
     State(s): State<AppState>,
     caller: Caller,
@@ -543,13 +572,16 @@ async fn datakey(
 /// `POST /api/v1/pools/{pool}/sign`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"payload": "aGVsbG8gd29ybGQ="}))]
 pub struct SignRequest {
     /// Standard base64.
+    #[schema(value_type = crate::openapi::formats::Base64)]
     pub payload: String,
 }
 
 /// Sign with the pool's current version (compact JWS).
-#[utoipa::path(post, path = "/api/v1/pools/{pool}/sign", tag = "keys", params(("pool" = String, Path)), request_body = SignRequest, responses((status = 200, body = SignResponse)))]
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/sign", tag = "keys", params(("pool" = PoolName, Path)),
+    request_body = SignRequest, responses((status = 200, description = "The JWS and the version that signed it", body = SignResponse)))]
 async fn sign(
     State(s): State<AppState>,
     caller: Caller,
@@ -567,11 +599,12 @@ async fn sign(
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// A compact JWS.
+    #[schema(value_type = crate::openapi::formats::CompactJws)]
     pub jws: String,
 }
 
 /// Verify a compact JWS against the version its `kid` names.
-#[utoipa::path(post, path = "/api/v1/verify", tag = "keys", request_body = VerifyRequest, responses((status = 200, body = VerifyResponse)))]
+#[utoipa::path(post, path = "/api/v1/verify", tag = "keys", request_body = VerifyRequest, responses((status = 200, description = "Whether the signature verifies (a bad signature is `valid: false`, not an error)", body = VerifyResponse)))]
 async fn verify(
     State(s): State<AppState>,
     caller: Caller,
@@ -585,13 +618,16 @@ async fn verify(
 /// `POST /api/v1/pools/{pool}/wrap`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"key": "AAECAwQFBgcICQoLDA0ODw=="}))]
 pub struct WrapRequest {
     /// The key material to wrap, standard base64 (16 to 4096 bytes, a multiple of 8).
+    #[schema(value_type = crate::openapi::formats::KeyMaterial)]
     pub key: String,
 }
 
 /// Wrap key material (RFC 3394 AES key wrap).
-#[utoipa::path(post, path = "/api/v1/pools/{pool}/wrap", tag = "keys", params(("pool" = String, Path)), request_body = WrapRequest, responses((status = 200, body = WrapResponse)))]
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/wrap", tag = "keys", params(("pool" = PoolName, Path)),
+    request_body = WrapRequest, responses((status = 200, description = "The wrapped key and the version that wrapped it", body = WrapResponse)))]
 async fn wrap(
     State(s): State<AppState>,
     caller: Caller,
@@ -607,15 +643,18 @@ async fn wrap(
 /// `POST /api/v1/unwrap`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"kid": "key-wrapping/1", "wrapped": "H0jYvyNZ35mkMc4oijYqtvsMd3GU1PUV"}))]
 pub struct UnwrapRequest {
     /// `pool/version` of the wrapping key.
+    #[schema(value_type = crate::openapi::formats::Kid)]
     pub kid: String,
-    /// Standard base64.
+    /// RFC 3394 output, standard base64.
+    #[schema(value_type = crate::openapi::formats::WrappedKey)]
     pub wrapped: String,
 }
 
 /// Unwrap key material with the version `kid` names.
-#[utoipa::path(post, path = "/api/v1/unwrap", tag = "keys", request_body = UnwrapRequest, responses((status = 200, body = UnwrapResponse)))]
+#[utoipa::path(post, path = "/api/v1/unwrap", tag = "keys", request_body = UnwrapRequest, responses((status = 200, description = "The key material", body = UnwrapResponse)))]
 async fn unwrap(
     State(s): State<AppState>,
     caller: Caller,

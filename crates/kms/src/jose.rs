@@ -116,23 +116,32 @@ struct JwsHeader {
 }
 
 /// A JWE in the flattened JSON serialization (RFC 7516 §7.2.2), used when the caller supplies
-/// additional authenticated data, which the compact form cannot carry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// additional authenticated data, which the compact form cannot carry. The patterns in its
+/// schema are those of the base64url (no padding, zero trailing bits) the parser decodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlattenedJwe {
-    /// base64url protected header.
+    /// base64url protected header (`{"alg":"dir","enc":"A256GCM","kid":"pool/version"}`).
+    #[schema(
+        pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{4}|[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])$"
+    )]
     pub protected: String,
-    /// base64url IV.
+    /// base64url IV (12 bytes).
+    #[schema(pattern = "^[A-Za-z0-9_-]{16}$")]
     pub iv: String,
     /// base64url ciphertext.
+    #[schema(pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$")]
     pub ciphertext: String,
-    /// base64url tag.
+    /// base64url tag (16 bytes).
+    #[schema(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub tag: String,
     /// base64url additional authenticated data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$")]
     pub aad: Option<String>,
     /// Always empty for `dir`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 0)]
     pub encrypted_key: Option<String>,
 }
 

@@ -19,6 +19,7 @@ pub mod crypto;
 pub mod jose;
 pub mod keys;
 pub mod model;
+pub mod openapi;
 pub mod realm;
 pub mod seed;
 pub mod service;

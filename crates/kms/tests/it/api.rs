@@ -261,6 +261,24 @@ async fn rotation_sign_wrap_and_datakeys_over_http() {
     assert_eq!(status, 200);
     let (_, back) = env.call(SVC, "POST", "/decrypt", Some(json!({"jwe": dk["ciphertext"]}))).await;
     assert_eq!(back["plaintext"], dk["plaintext"]);
+
+    // A well-formed request to a pool whose algorithm does not do it: 409, like a disabled key
+    // (the request is fine, the pool's state refuses it).
+    for (method, path, body) in [
+        ("GET", "/pools/k/versions/1/jwk", None),
+        ("GET", "/pools/p/versions/2/jwk", None),
+        ("POST", "/pools/p/sign", Some(json!({"payload": b64("x")}))),
+        ("POST", "/pools/s/encrypt", Some(json!({"plaintext": b64("x")}))),
+        ("POST", "/pools/p/wrap", Some(json!({"key": material}))),
+        ("POST", "/unwrap", Some(json!({"kid": "p/2", "wrapped": wrapped["wrapped"]}))),
+    ] {
+        let (status, problem) = env.call(SVC, method, path, body).await;
+        assert_eq!(
+            (status, problem["type"].as_str()),
+            (409, Some("urn:demo:problem:wrong-algorithm")),
+            "{path}"
+        );
+    }
     env.kms.shutdown().await.unwrap();
 }
 

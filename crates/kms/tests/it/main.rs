@@ -4,6 +4,7 @@
 
 mod api;
 mod bearer;
+mod fuzz_openapi;
 mod jose_interop;
 mod jose_props;
 mod keys;

@@ -77,6 +77,9 @@ async fn start_demo_kms(dir: &Path, pki: &pki::PkiDir) -> service::RunningKms {
             // not count as a refusal. The lockout itself is tested in api.rs.
             max_failures: 1000,
             failure_window: Duration::from_secs(60),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(900),
+            failure_ceiling: 10_000,
             bearer: None,
         },
         seed: Some(SeedConfig {

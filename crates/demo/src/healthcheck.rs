@@ -71,6 +71,20 @@ pub async fn check(url: &str, ca: &Path, timeout: Duration) -> Result<(), Health
 }
 
 /// Builds a small runtime and probes: what `main` calls.
+/// `demo healthcheck`: probes and returns Docker's exit code — 0 healthy, 1 unhealthy (one line
+/// on stderr saying why), 2 for a usage mistake.
+pub fn run_blocking(url: &str, ca: &Path, timeout: Duration) -> u8 {
+    match check_blocking(url, ca, timeout) {
+        Ok(()) => 0,
+        Err(e) => {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "unhealthy: {}", crate::error::chain(&e));
+            if e.is_usage() { 2 } else { 1 }
+        }
+    }
+}
+
+/// Probes once, on a runtime of its own.
 pub fn check_blocking(url: &str, ca: &Path, timeout: Duration) -> Result<(), HealthcheckError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

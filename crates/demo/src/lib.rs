@@ -1,17 +1,21 @@
 //! The demo orchestration library: what the `demo` CLI does, as a Rust API that integration
-//! tests call directly. Today it materialises the PKI (`demo pki`) and runs the services
-//! (`demo serve kms`); the step engine, the runtimes and the end-to-end flows grow here as the
-//! services land.
+//! tests call directly — the command line's types and their one conversion ([`cli`]), the step
+//! engine ([`engine`]), one plan of checks and flows on either runtime ([`stack`],
+//! [`runtime`]), the state directory ([`state`]), reports ([`report`]) and everything written
+//! for a person or CI ([`render`]).
 //!
-//! What it must not do: parse command lines (that is `cmd/demo`), print from inside the
-//! library except through the renderers in [`output`], or exit the process.
+//! What it must not do: parse the process's arguments itself (`cmd/demo` calls
+//! `Cli::parse()`), print anywhere but [`render`] (and `demo healthcheck`'s one line), or exit
+//! the process.
 
+pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod healthcheck;
 pub mod output;
 pub mod pki_cmd;
 pub mod ports;
+pub mod render;
 pub mod report;
 pub mod run_cmd;
 pub mod runtime;

@@ -124,17 +124,9 @@ impl State {
         PathBuf::from(".demo-state")
     }
 
-    /// `root` made absolute once, for everything that follows: Docker mounts need absolute
-    /// paths, and the same directory typed two ways (`relstate`, `./relstate`, through a
-    /// symlink) is one environment with one stack. An existing directory is resolved to its
-    /// real path; one that does not exist yet is joined to the working directory.
-    pub fn absolute(root: &Path) -> PathBuf {
-        fs::canonicalize(root).or_else(|_| std::path::absolute(root)).unwrap_or_else(|_| root.to_owned())
-    }
-
     /// Creates what is missing under `root` and returns it; never overwrites a file.
     pub fn ensure(root: &Path, pki_spec: &pki::PkiSpec) -> Result<Self, StateError> {
-        let state = Self { root: root.to_owned() };
+        let state = Self::at(root);
         state.claim()?;
         pki::ensure(&state.pki_dir(), pki_spec, &Default::default()).map_err(StateError::Pki)?;
         let secrets = state.secrets_dir();
@@ -201,9 +193,15 @@ impl State {
         is_ours(root)
     }
 
-    /// A state directory at `root`, without checking or creating anything.
+    /// The state directory at `root`, without checking or creating anything. The path is made
+    /// absolute here, once, for everything that follows: Docker mounts need absolute paths, and
+    /// the same directory typed two ways (`relstate`, `./relstate`, through a symlink) is one
+    /// environment with one stack. An existing directory is resolved to its real path; one that
+    /// does not exist yet is joined to the working directory.
     pub fn at(root: &Path) -> Self {
-        Self { root: root.to_owned() }
+        let root =
+            fs::canonicalize(root).or_else(|_| std::path::absolute(root)).unwrap_or_else(|_| root.to_owned());
+        Self { root }
     }
 
     /// The directory.
@@ -221,6 +219,26 @@ impl State {
     /// `credentials.md`: where every demo credential is.
     pub fn credentials_file(&self) -> PathBuf {
         self.root.join("credentials.md")
+    }
+    /// The services' configuration files and seeds as the embedded runtime writes them.
+    pub fn config_dir(&self) -> PathBuf {
+        self.root.join("config")
+    }
+    /// The compose files as shipped, written for the Docker runtime (`deployments/` inside).
+    pub fn deployments_dir(&self) -> PathBuf {
+        self.root.join("deployments")
+    }
+    /// The Docker runtime's chosen API ports, one file per service.
+    pub fn docker_ports_dir(&self) -> PathBuf {
+        self.root.join("docker-ports")
+    }
+    /// The Docker runtime's lock: one run per state directory at a time.
+    pub fn docker_lock(&self) -> PathBuf {
+        self.root.join("docker.lock")
+    }
+    /// The Docker runtime's journal of starts in progress (`<run id>` files).
+    pub fn docker_runs_dir(&self) -> PathBuf {
+        self.root.join("docker-runs")
     }
     /// The Docker secrets.
     pub fn secrets_dir(&self) -> PathBuf {

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use demo::runtime::Runtime as _;
+use demo::runtime::Runtime;
 use demo::stack::{DemoOptions, Profile, RunningStack, Stack};
 
 use crate::docker_demo::{engine_answers, state_suffix};
@@ -105,7 +105,7 @@ async fn docker_every_advertised_url_answers_from_the_host_and_from_inside_the_s
         service_binary: Some(assert_cmd::cargo::cargo_bin("demo")),
         ..DemoOptions::new(Stack::All, &state)
     };
-    let stack = demo::runtime::Docker.start(options, Arc::new(()), rx).await;
+    let stack = demo::stack::start(options.on(Runtime::Docker), Arc::new(()), rx).await;
     // Observed first, asserted after the shutdown, so a failure leaves nothing running.
     let from_host = follow(&stack);
     let issuer = stack.identity_url.clone().unwrap_or_default();

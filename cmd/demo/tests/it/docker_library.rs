@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use demo::runtime::Runtime as _;
+use demo::runtime::Runtime;
 use demo::stack::{DemoOptions, Profile, RunningStack, Stack};
 
 use crate::docker_demo::{engine_answers, state_suffix};
@@ -18,7 +18,7 @@ async fn start_kms(state: &std::path::Path) -> RunningStack {
         service_binary: Some(assert_cmd::cargo::cargo_bin("demo")),
         ..DemoOptions::new(Stack::Kms, state)
     };
-    demo::runtime::Docker.start(options, Arc::new(()), rx).await
+    demo::stack::start(options.on(Runtime::Docker), Arc::new(()), rx).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,3 +74,26 @@ fn an_unreadable_state_file_fails_the_start_naming_the_file() {
     assert!(error["hint"].as_str().unwrap().contains("--reset-demo"), "{error}");
     assert_eq!(status(&doc, "health.kms"), "skipped");
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_line_itself() {
+    for (shell, marker) in [
+        ("bash", "_demo()"),
+        ("zsh", "#compdef demo"),
+        ("fish", "complete -c demo"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = crate::demo().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("reset-demo"), "{shell} completes the run flags");
+    }
+    let out = crate::demo().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+    let man = crate::demo().arg("man").output().unwrap();
+    assert!(man.status.success());
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(page.starts_with(".ie") || page.contains(".TH demo"), "{page}");
+    assert!(page.contains("healthcheck") && page.contains("completions"), "every command is listed");
+}

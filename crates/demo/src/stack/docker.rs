@@ -16,6 +16,7 @@ use compose_engine::stack::{self, UpOptions};
 
 use super::{Ctx, Profile, Stack, id};
 use crate::engine::{Phase, Plan, Step, StepError};
+use crate::state::State;
 
 /// The compose files and their configuration, as shipped.
 const FILES: [(&str, &str); 17] = [
@@ -447,24 +448,6 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
             .after(&[id::IMAGE_BUILD])
             .critical(),
         );
-    // Teardown always runs: a start that failed or was interrupted (Ctrl-C) leaves nothing it
-    // created behind. A stack that came up stays up (`demo down` removes it).
-    plan = plan.step(Step::new(id::STACK_ROLLBACK, Phase::Teardown, |c: Arc<Ctx>| async move {
-        let (Some(engine), Some(run_id), Ok(state)) =
-            (c.docker.engine.get(), c.docker.run_id.get(), c.state())
-        else {
-            return Ok(());
-        };
-        if !c.docker.up_done.load(std::sync::atomic::Ordering::SeqCst) {
-            for project in [c.docker.project.get(), c.docker.telemetry.get()].into_iter().flatten() {
-                stack::remove_run(engine, &project.name, run_id)
-                    .await
-                    .map_err(|e| StepError::from_error("cannot roll back the failed start", &e))?;
-            }
-        }
-        // Settled either way: healthy (the entry is gone already), or rolled back.
-        settle(state.root(), run_id)
-    }));
     let health = |service: &str| if service == "kms" { id::HEALTH_KMS } else { id::HEALTH_IDENTITY };
     for (i, service) in services.iter().enumerate() {
         let mut after = vec![id::STACK_UP];
@@ -527,45 +510,34 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
     plan
 }
 
-/// Checks for the prod profile: the stack is healthy and holds no demo data.
-pub(crate) fn prod_checks(plan: Plan<Ctx>, stack: Stack) -> Plan<Ctx> {
-    let mut plan = plan;
-    if matches!(stack, Stack::Kms | Stack::All) {
-        plan = plan.step(
-            Step::new(id::VERIFY_PROD_KMS_NO_DEMO_ACCOUNTS, Phase::Verify, |c: Arc<Ctx>| async move {
-                let resp = c
-                    .kms
-                    .client()?
-                    .get(c.kms.url("/pools")?)
-                    .basic_auth("acme-admin", Some("acme-admin-demo"))
-                    .send()
+/// The teardown: a start that failed or was interrupted (Ctrl-C) leaves nothing it created
+/// behind; a stack that came up stays up (`demo down` removes it). Runs in every case.
+pub(crate) fn rollback_step() -> Step<Ctx> {
+    Step::new(id::STACK_ROLLBACK, Phase::Teardown, |c: Arc<Ctx>| async move {
+        let (Some(engine), Some(run_id), Ok(state)) =
+            (c.docker.engine.get(), c.docker.run_id.get(), c.state())
+        else {
+            return Ok(());
+        };
+        if !c.docker.up_done.load(std::sync::atomic::Ordering::SeqCst) {
+            for project in [c.docker.project.get(), c.docker.telemetry.get()].into_iter().flatten() {
+                stack::remove_run(engine, &project.name, run_id)
                     .await
-                    .map_err(|e| StepError::from_error("GET /pools failed", &e))?;
-                super::kms::expect(resp, "/pools with a demo account", 401).await.map(drop)
-            })
-            .after(&[id::HEALTH_KMS])
-            .verifies("a demo account is refused (401): no demo data in prod"),
-        );
+                    .map_err(|e| StepError::from_error("cannot roll back the failed start", &e))?;
+            }
+        }
+        // Settled either way: healthy (the entry is gone already), or rolled back.
+        settle(state.root(), run_id)
+    })
+}
+
+/// Before anything else: one run per state directory, locked before a reset can touch it.
+pub(crate) fn prepare(c: &Ctx) -> Result<(), StepError> {
+    let root = c.options.state.root();
+    if State::is_ours(root) {
+        let _ = c.docker.lock.set(lock_state(root)?);
     }
-    if matches!(stack, Stack::Identity | Stack::All) {
-        plan = plan.step(
-            Step::new(id::VERIFY_PROD_IDENTITY_NO_DEMO_CLIENTS, Phase::Verify, |c: Arc<Ctx>| async move {
-                let secret = super::identity::secret(&c.state()?.client_secret("demo-confidential"))?;
-                let answer = super::identity::post_form(
-                    &c,
-                    "/token",
-                    Some(("demo-confidential", &secret)),
-                    &[("grant_type", "client_credentials")],
-                )
-                .await?;
-                super::identity::expect_status("client_credentials for the demo client", answer, 401)
-                    .map(drop)
-            })
-            .after(&[id::HEALTH_IDENTITY])
-            .verifies("a demo client is refused (401): no demo data in prod"),
-        );
-    }
-    plan
+    Ok(())
 }
 
 /// `demo status`: the running stacks of a state directory, by project.

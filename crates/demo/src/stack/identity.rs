@@ -166,71 +166,65 @@ pub(crate) async fn code_flow(c: &Ctx, user: &str) -> Result<(serde_json::Value,
     Ok((tokens, nonce))
 }
 
-/// Adds Identity's steps after `state.prepare`.
-pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
-    let plan = plan
-        .step(
-            Step::new(id::CONFIG_IDENTITY, Phase::Setup, |c: Arc<Ctx>| async move {
-                let config = write_config(c.state()?)
-                    .map_err(|e| StepError::from_error("cannot write Identity's configuration", &e))?;
-                let _ = c.identity.config.set(config);
-                Ok(())
+/// Embedded: adds Identity's start after `state.prepare`.
+pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
+    plan.step(
+        Step::new(id::CONFIG_IDENTITY, Phase::Setup, |c: Arc<Ctx>| async move {
+            let config = write_config(c.state()?)
+                .map_err(|e| StepError::from_error("cannot write Identity's configuration", &e))?;
+            let _ = c.identity.config.set(config);
+            Ok(())
+        })
+        .after(&[id::STATE_PREPARE])
+        .critical(),
+    )
+    .step(
+        Step::new(id::STACK_UP_IDENTITY, Phase::Start, |c: Arc<Ctx>| async move {
+            let template = c.identity.config.get().ok_or_else(|| StepError::new("no configuration"))?;
+            // The design's port when free, else a free one; the issuer names the port it
+            // listens on. Another process may bind the port between the check and the
+            // start: then once more on a free port.
+            let running = crate::ports::start_on(crate::ports::IDENTITY_PORT, |port| {
+                let mut config = template.clone();
+                config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                config.issuer = issuer(port);
+                async move {
+                    identity::service::start(&config, identity::service::StartOptions { demo: true }).await
+                }
             })
-            .after(&[id::STATE_PREPARE])
-            .critical(),
-        )
-        .step(
-            Step::new(id::STACK_UP_IDENTITY, Phase::Start, |c: Arc<Ctx>| async move {
-                let template = c.identity.config.get().ok_or_else(|| StepError::new("no configuration"))?;
-                // The design's port when free, else a free one; the issuer names the port it
-                // listens on. Another process may bind the port between the check and the
-                // start: then once more on a free port.
-                let running = crate::ports::start_on(crate::ports::IDENTITY_PORT, |port| {
-                    let mut config = template.clone();
-                    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-                    config.issuer = issuer(port);
-                    async move {
-                        identity::service::start(&config, identity::service::StartOptions { demo: true })
-                            .await
-                    }
-                })
-                .await
-                .map_err(|e| {
-                    StepError::from_error("Identity did not start", &e).with_hint(super::START_HINT)
-                })?;
-                super::apply_never_ready_hook("identity", &running.server);
-                let _ = c.identity.api.set(running.server.addr);
-                let _ = c.identity.admin.set(running.server.admin_addr);
-                let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
-                    .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
-                let client = reqwest::Client::builder()
-                    .tls_backend_preconfigured(tls)
-                    .resolve("identity.demo.local", running.server.addr)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
-                let _ = c.identity.client.set(client);
-                *c.identity.running.lock().await = Some(running);
-                Ok(())
-            })
-            .after(&[id::CONFIG_IDENTITY])
-            .critical(),
-        )
-        .step(
-            Step::new(id::HEALTH_IDENTITY, Phase::Health, move |c: Arc<Ctx>| async move {
-                let admin =
-                    c.identity.admin.get().ok_or_else(|| StepError::new("Identity is not running"))?;
-                let ca = c.state()?.ca_bundle();
-                super::wait_ready("Identity", *admin, &ca, health_timeout).await
-            })
-            .after(&[id::STACK_UP_IDENTITY])
-            .verifies("Identity's readyz answers 200 over TLS 1.3 (our CA)")
-            // wait_ready bounds itself by health_timeout; this only guards against a hang.
-            .timeout(health_timeout + Duration::from_secs(5))
-            .critical(),
-        );
-    checks(plan)
+            .await
+            .map_err(|e| StepError::from_error("Identity did not start", &e).with_hint(super::START_HINT))?;
+            super::apply_never_ready_hook("identity", &running.server);
+            let _ = c.identity.api.set(running.server.addr);
+            let _ = c.identity.admin.set(running.server.admin_addr);
+            let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
+                .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
+            let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .resolve("identity.demo.local", running.server.addr)
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
+            let _ = c.identity.client.set(client);
+            *c.identity.running.lock().await = Some(running);
+            Ok(())
+        })
+        .after(&[id::CONFIG_IDENTITY])
+        .critical(),
+    )
+    .step(
+        Step::new(id::HEALTH_IDENTITY, Phase::Health, move |c: Arc<Ctx>| async move {
+            let admin = c.identity.admin.get().ok_or_else(|| StepError::new("Identity is not running"))?;
+            let ca = c.state()?.ca_bundle();
+            super::wait_ready("Identity", *admin, &ca, health_timeout).await
+        })
+        .after(&[id::STACK_UP_IDENTITY])
+        .verifies("Identity's readyz answers 200 over TLS 1.3 (our CA)")
+        // wait_ready bounds itself by health_timeout; this only guards against a hang.
+        .timeout(health_timeout + Duration::from_secs(5))
+        .critical(),
+    )
 }
 
 /// Identity's checks and flows, whichever runtime started it (they need `health.identity` and
@@ -489,7 +483,7 @@ async fn follow_advertised(
 /// Writes the seed and returns Identity's configuration over the state directory.
 fn write_config(state: &State) -> std::io::Result<identity::config::IdentityConfig> {
     use identity::config::{IdentityConfig, SeedConfig, Sqlite, Storage, Tokens, Unseal};
-    let config_dir = state.root().join("config");
+    let config_dir = state.config_dir();
     std::fs::create_dir_all(&config_dir)?;
     let seed = config_dir.join("identity-demo-seed.yml");
     std::fs::write(&seed, IDENTITY_SEED)?;

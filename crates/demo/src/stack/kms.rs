@@ -37,40 +37,40 @@ impl KmsCtx {
     }
 }
 
-/// Adds the KMS's steps after `state.prepare`. With `bearer`, the KMS also accepts Identity's
-/// tokens and the Bearer flows run too.
+/// Embedded: adds the KMS's start after `state.prepare`. With `bearer`, the KMS also accepts
+/// Identity's tokens.
 ///
 /// Phases run in order, so with Bearer the KMS's configuration (it needs Identity's address)
 /// moves to the start phase, after Identity started; the KMS reports ready only once it has
 /// fetched Identity's JWKS, and its health step follows Identity's: the chain Identity → KMS.
-pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> Plan<Ctx> {
+pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> Plan<Ctx> {
     let (config_phase, config_after, health_after): (Phase, &[StepId], &[StepId]) = if bearer {
         (Phase::Start, &[id::STATE_PREPARE, id::STACK_UP_IDENTITY], &[id::STACK_UP_KMS, id::HEALTH_IDENTITY])
     } else {
         (Phase::Setup, &[id::STATE_PREPARE], &[id::STACK_UP_KMS])
     };
-    let plan = plan
-        .step(
-            Step::new(id::CONFIG_KMS, config_phase, move |c: Arc<Ctx>| async move {
-                let state = c.state()?;
-                let identity = if bearer {
-                    Some(*c.identity.api.get().ok_or_else(|| StepError::new("Identity is not running"))?)
-                } else {
-                    None
-                };
-                let config = write_config(state, identity)
-                    .map_err(|e| StepError::from_error("cannot write the KMS configuration", &e))?;
-                let _ = c.kms.config.set(config);
-                Ok(())
-            })
-            .after(config_after)
-            .critical(),
-        )
-        .step(
-            Step::new(id::STACK_UP_KMS, Phase::Start, |c: Arc<Ctx>| async move {
-                let template = c.kms.config.get().ok_or_else(|| StepError::new("no configuration"))?;
-                // The design's port when free, else a free one (see Identity's start).
-                let running = crate::ports::start_on(crate::ports::KMS_PORT, |port| {
+    plan.step(
+        Step::new(id::CONFIG_KMS, config_phase, move |c: Arc<Ctx>| async move {
+            let state = c.state()?;
+            let identity = if bearer {
+                Some(*c.identity.api.get().ok_or_else(|| StepError::new("Identity is not running"))?)
+            } else {
+                None
+            };
+            let config = write_config(state, identity)
+                .map_err(|e| StepError::from_error("cannot write the KMS configuration", &e))?;
+            let _ = c.kms.config.set(config);
+            Ok(())
+        })
+        .after(config_after)
+        .critical(),
+    )
+    .step(
+        Step::new(id::STACK_UP_KMS, Phase::Start, |c: Arc<Ctx>| async move {
+            let template = c.kms.config.get().ok_or_else(|| StepError::new("no configuration"))?;
+            // The design's port when free, else a free one (see Identity's start).
+            let running =
+                crate::ports::start_on(crate::ports::KMS_PORT, |port| {
                     let mut config = template.clone();
                     config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
                     async move {
@@ -81,36 +81,35 @@ pub(crate) fn steps(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
                 .map_err(|e| {
                     StepError::from_error("the KMS did not start", &e).with_hint(super::START_HINT)
                 })?;
-                super::apply_never_ready_hook("kms", &running.server);
-                let _ = c.kms.api.set(running.server.addr);
-                let _ = c.kms.admin.set(running.server.admin_addr);
-                let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
-                    .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
-                let client = reqwest::Client::builder()
-                    .tls_backend_preconfigured(tls)
-                    .resolve("kms.demo.local", running.server.addr)
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
-                let _ = c.kms.client.set(client);
-                *c.kms.running.lock().await = Some(running);
-                Ok(())
-            })
-            .after(&[id::CONFIG_KMS])
-            .critical(),
-        )
-        .step(
-            Step::new(id::HEALTH_KMS, Phase::Health, move |c: Arc<Ctx>| async move {
-                let admin = c.kms.admin.get().ok_or_else(|| StepError::new("the KMS is not running"))?;
-                let ca = c.state()?.ca_bundle();
-                super::wait_ready("the KMS", *admin, &ca, health_timeout).await
-            })
-            .after(health_after)
-            // wait_ready bounds itself by health_timeout; this only guards against a hang.
-            .timeout(health_timeout + Duration::from_secs(5))
-            .critical(),
-        );
-    checks(plan, bearer)
+            super::apply_never_ready_hook("kms", &running.server);
+            let _ = c.kms.api.set(running.server.addr);
+            let _ = c.kms.admin.set(running.server.admin_addr);
+            let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
+                .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
+            let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .resolve("kms.demo.local", running.server.addr)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
+            let _ = c.kms.client.set(client);
+            *c.kms.running.lock().await = Some(running);
+            Ok(())
+        })
+        .after(&[id::CONFIG_KMS])
+        .critical(),
+    )
+    .step(
+        Step::new(id::HEALTH_KMS, Phase::Health, move |c: Arc<Ctx>| async move {
+            let admin = c.kms.admin.get().ok_or_else(|| StepError::new("the KMS is not running"))?;
+            let ca = c.state()?.ca_bundle();
+            super::wait_ready("the KMS", *admin, &ca, health_timeout).await
+        })
+        .after(health_after)
+        // wait_ready bounds itself by health_timeout; this only guards against a hang.
+        .timeout(health_timeout + Duration::from_secs(5))
+        .critical(),
+    )
 }
 
 /// The KMS's checks and flows (and, with `bearer`, the cross-service flows), whichever runtime
@@ -309,7 +308,7 @@ fn write_config(state: &State, identity: Option<SocketAddr>) -> std::io::Result<
         RealmConfig, SeedConfig, SqliteConfig, StorageConfig, UnsealConfig,
     };
     use service_kit::server::HttpConfig;
-    let config_dir = state.root().join("config");
+    let config_dir = state.config_dir();
     std::fs::create_dir_all(&config_dir)?;
     let seed = config_dir.join("kms-demo-seed.yml");
     std::fs::write(&seed, KMS_SEED)?;

@@ -14,6 +14,7 @@ pub mod id;
 mod identity;
 mod kms;
 mod oidc;
+mod prod;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 
 use crate::engine::{Engine, EngineOptions, Observer, Phase, Plan, RunResult, Status, Step, StepError};
 use crate::report::{Artifacts, Report, RuntimeChoice, ServiceReport};
+use crate::runtime::Runtime;
 use crate::state::State;
 
 /// Which services a run stands up.
@@ -77,23 +79,24 @@ impl Profile {
     }
 }
 
-/// What a demo run was asked for.
+/// What a demo run was asked for: the one options value, made from the command line by
+/// `crate::cli` or by a library caller with [`DemoOptions::new`].
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// The services.
     pub stack: Stack,
-    /// The state directory.
-    pub state_dir: PathBuf,
+    /// The state directory (absolute: see [`State::at`]).
+    pub state: State,
     /// Start from scratch.
     pub reset: bool,
     /// Engine settings.
     pub engine: EngineOptions,
     /// How long each service may take to become ready.
     pub health_timeout: Duration,
-    /// Why this runtime was chosen.
+    /// Where the services run.
+    pub runtime: Runtime,
+    /// Why this runtime was chosen (the report's `runtime.reason`).
     pub runtime_reason: String,
-    /// Run on Docker (compose stacks through the Engine API) instead of in-process.
-    pub docker: bool,
     /// The profile.
     pub profile: Profile,
     /// Docker: bring the telemetry stack up too (when its collector image can be had).
@@ -109,20 +112,25 @@ pub struct DemoOptions {
 impl DemoOptions {
     /// Options for a library caller: embedded runtime, default engine settings, 30 s health
     /// timeout, the given state directory.
-    pub fn new(stack: Stack, state_dir: impl Into<PathBuf>) -> Self {
+    pub fn new(stack: Stack, state_dir: impl AsRef<std::path::Path>) -> Self {
         Self {
             stack,
-            state_dir: state_dir.into(),
+            state: State::at(state_dir.as_ref()),
             reset: false,
             engine: EngineOptions::default(),
             health_timeout: Duration::from_secs(30),
-            runtime_reason: "library call: embedded".to_owned(),
-            docker: false,
+            runtime: Runtime::Embedded,
+            runtime_reason: "library call".to_owned(),
             profile: Profile::Demo,
             telemetry: false,
             compose_dir: None,
             service_binary: None,
         }
+    }
+
+    /// The same, on `runtime`.
+    pub fn on(self, runtime: Runtime) -> Self {
+        Self { runtime, ..self }
     }
 }
 
@@ -191,7 +199,7 @@ impl RunningStack {
 /// What every step shares.
 pub(crate) struct Ctx {
     /// What the run was asked for.
-    options: DemoOptions,
+    pub(crate) options: DemoOptions,
     /// What the run left out or degraded, said plainly (the report's `notes`).
     notes: std::sync::Mutex<Vec<String>>,
     /// Where long steps report progress (an image pull).
@@ -214,7 +222,7 @@ impl Ctx {
     }
 }
 
-/// Runs a demo on the embedded runtime, tears it down, and returns the report.
+/// Runs a demo, tears it down (embedded; a Docker stack stays up), and returns the report.
 pub async fn run(
     options: DemoOptions,
     observer: Arc<dyn Observer>,
@@ -223,9 +231,9 @@ pub async fn run(
     execute(options, observer, interrupt, true).await.report
 }
 
-/// Runs a demo on the embedded runtime and leaves the services running (`--keep-running`, and
-/// the library API for integration tests). Independent state directories never collide: every
-/// service binds a free loopback port.
+/// Runs a demo and leaves the services running (`--keep-running`, and the library API for
+/// integration tests). Independent state directories never collide: ports are chosen free
+/// where the design's are taken, and Docker projects are named for their state directory.
 pub async fn start(
     options: DemoOptions,
     observer: Arc<dyn Observer>,
@@ -235,12 +243,11 @@ pub async fn start(
 }
 
 async fn execute(
-    mut options: DemoOptions,
+    options: DemoOptions,
     observer: Arc<dyn Observer>,
     interrupt: watch::Receiver<bool>,
     teardown: bool,
 ) -> RunningStack {
-    options.state_dir = State::absolute(&options.state_dir);
     let ctx = Arc::new(Ctx {
         options: options.clone(),
         notes: std::sync::Mutex::default(),
@@ -253,33 +260,20 @@ async fn execute(
     if options.profile == Profile::Dev {
         ctx.note("profile dev: PostgreSQL is not wired in yet, so the services keep their data in SQLite as with --profile demo");
     }
-    let mut plan = Plan::new().step(state_step(options.docker));
-    plan = match (options.docker, options.stack) {
-        (true, stack) if options.profile == Profile::Prod => {
-            ctx.note("profile prod: no demo data, so no seed checks and no flows; the run checks that the stack is healthy and that no demo account or client exists");
-            docker::prod_checks(docker::steps(plan, stack, options.health_timeout), stack)
-        }
-        (false, Stack::Kms) => kms::steps(plan, options.health_timeout, false),
-        (false, Stack::Identity) => identity::steps(plan, options.health_timeout),
-        (false, Stack::All) => {
-            kms::steps(identity::steps(plan, options.health_timeout), options.health_timeout, true)
-        }
-        (true, stack) => {
-            let plan = docker::steps(plan, stack, options.health_timeout);
-            match stack {
-                Stack::Kms => kms::checks(plan, false),
-                Stack::Identity => identity::checks(plan),
-                Stack::All => kms::checks(identity::checks(plan), true),
-            }
-        }
+    // One plan for both runtimes: the runtime starts the stack and takes it down; the checks
+    // and flows in between are the same.
+    let plan = Plan::new().step(state_step());
+    let plan = options.runtime.start(plan, options.stack, options.health_timeout);
+    let plan = if options.profile == Profile::Prod {
+        ctx.note("profile prod: no demo data, so no seed checks and no flows; the run checks that the stack is healthy and that no demo account or client exists");
+        prod::checks(plan, options.stack)
+    } else {
+        checks(plan, options.stack)
     };
-    // The Docker stack stays up for the next run (`demo down` removes it).
-    if teardown && !options.docker {
-        plan = plan.step(teardown_step(options.profile == Profile::Ci));
-    }
+    let plan = options.runtime.teardown(plan, teardown, options.profile);
     let engine = Engine::new(options.engine, observer);
     let result: RunResult = engine.run(plan, ctx.clone(), interrupt).await;
-    let state = ctx.state.get().cloned().unwrap_or_else(|| State::at(&options.state_dir));
+    let state = ctx.state.get().cloned().unwrap_or_else(|| options.state.clone());
     let healthy = |id: &str| {
         if result.steps.iter().any(|s| s.id == id && s.status == Status::Passed) {
             "healthy"
@@ -302,10 +296,7 @@ async fn execute(
     }
     let report = Report::new(
         options.stack.command(),
-        RuntimeChoice {
-            name: if options.docker { "docker" } else { "embedded" },
-            reason: options.runtime_reason,
-        },
+        RuntimeChoice { name: options.runtime.name(), reason: options.runtime_reason },
         options.profile.name(),
         &result,
         services,
@@ -404,26 +395,16 @@ fn stack_client(ctx: &Ctx, state: &State) -> Option<reqwest::Client> {
     client.tls_backend_preconfigured(tls).build().ok()
 }
 
-fn state_step(docker: bool) -> Step<Ctx> {
+fn state_step() -> Step<Ctx> {
     Step::new(id::STATE_PREPARE, Phase::Setup, move |c: Arc<Ctx>| async move {
-        if c.options.profile == Profile::Prod && !docker {
-            return Err(StepError::new(
-                "the prod profile exists only as compose files (deployments/*/compose.prod.yml)",
-            )
-            .with_hint("run it with --runtime docker, or choose --profile demo or ci"));
-        }
-        // Docker: one run per state directory, locked before a reset can touch it.
-        if docker && State::is_ours(&c.options.state_dir) {
-            let _ = c.docker.lock.set(docker::lock_state(&c.options.state_dir)?);
-        }
+        c.options.runtime.prepare(&c)?;
+        let root = c.options.state.root();
         if c.options.reset {
-            State::reset(&c.options.state_dir).map_err(|e| {
-                StepError::from_error("cannot reset the demo", &e).with_hint(e.hint(&c.options.state_dir))
-            })?;
+            State::reset(root)
+                .map_err(|e| StepError::from_error("cannot reset the demo", &e).with_hint(e.hint(root)))?;
         }
-        let state = State::ensure(&c.options.state_dir, &pki::PkiSpec::demo()).map_err(|e| {
-            StepError::from_error("cannot prepare the state directory", &e)
-                .with_hint(e.hint(&c.options.state_dir))
+        let state = State::ensure(root, &pki::PkiSpec::demo()).map_err(|e| {
+            StepError::from_error("cannot prepare the state directory", &e).with_hint(e.hint(root))
         })?;
         write_credentials(&state)
             .map_err(|e| StepError::from_error("cannot write the credentials file", &e))?;
@@ -433,9 +414,28 @@ fn state_step(docker: bool) -> Step<Ctx> {
     .critical()
 }
 
+/// Embedded: Identity and the KMS started in this process from the state directory, each on
+/// its port, then the health chain Identity → KMS.
+pub(crate) fn embedded_start(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> Plan<Ctx> {
+    match stack {
+        Stack::Kms => kms::start(plan, health_timeout, false),
+        Stack::Identity => identity::start(plan, health_timeout),
+        Stack::All => kms::start(identity::start(plan, health_timeout), health_timeout, true),
+    }
+}
+
+/// The checks and flows of `stack`, whichever runtime started it.
+fn checks(plan: Plan<Ctx>, stack: Stack) -> Plan<Ctx> {
+    match stack {
+        Stack::Kms => kms::checks(plan, false),
+        Stack::Identity => identity::checks(plan),
+        Stack::All => kms::checks(identity::checks(plan), true),
+    }
+}
+
 /// Stops what the run started (Identity last: the KMS depends on it); with `ephemeral` (the ci
 /// profile) also removes the services' data.
-fn teardown_step(ephemeral: bool) -> Step<Ctx> {
+pub(crate) fn teardown_step(ephemeral: bool) -> Step<Ctx> {
     Step::new(id::STACK_DOWN, Phase::Teardown, move |c: Arc<Ctx>| async move {
         if let Some(running) = c.kms.running.lock().await.take() {
             running

@@ -1,8 +1,16 @@
-//! The command line, as clap types. Parsing only: every command calls into the `demo` crate.
+//! The command line: clap types, their one conversion into the library's options, and the
+//! dispatch to the commands. `cmd/demo` parses (`Cli::parse()`) and calls [`run`]; nothing else
+//! of the binary is worth testing.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
+
+use crate::engine::{EngineOptions, Retry};
+use crate::render::Printer;
+use crate::run_cmd::RuntimeArg;
+use crate::stack::{DemoOptions, Profile, Stack};
+use crate::state::State;
 
 /// Stands the demo security services up and proves they work.
 #[derive(Debug, Parser)]
@@ -56,6 +64,17 @@ pub enum Command {
     Serve(ServeArgs),
     /// Probe an HTTPS health endpoint: exit 0 when it answers 2xx, 1 otherwise.
     Healthcheck(HealthcheckArgs),
+    /// Print a shell completion script (source it, or install it where your shell looks).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `demo man > demo.1 && man ./demo.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -210,6 +229,121 @@ impl From<KeyTypeArg> for pki::KeyType {
             KeyTypeArg::P384 => Self::P384,
             KeyTypeArg::Rsa2048 => Self::Rsa2048,
             KeyTypeArg::Rsa3072 => Self::Rsa3072,
+        }
+    }
+}
+
+/// Runs the command `cli` names and returns the process exit code: 0 success, 1 partial (some
+/// steps failed), 2 failure (usage, environment, a service never healthy).
+pub fn run(cli: Cli) -> u8 {
+    let printer = Printer::new(
+        match cli.global.output {
+            Output::Human => crate::OutputFormat::Human,
+            Output::Json => crate::OutputFormat::Json,
+            Output::Structured => crate::OutputFormat::Structured,
+        },
+        crate::Style::detect(cli.global.no_color),
+        cli.global.quiet,
+        cli.global.verbose,
+    );
+    let result = match cli.command {
+        Command::Kms(args) => return crate::run_cmd::run_blocking(args.into_run(Stack::Kms), &printer),
+        Command::Identity(args) => {
+            return crate::run_cmd::run_blocking(args.into_run(Stack::Identity), &printer);
+        }
+        Command::All(args) => return crate::run_cmd::run_blocking(args.into_run(Stack::All), &printer),
+        Command::Status(args) => return crate::run_cmd::status_blocking(&state(args.state_dir), &printer),
+        Command::Down(args) => {
+            return crate::run_cmd::down_blocking(&state(args.state_dir), args.volumes, &printer);
+        }
+        Command::Healthcheck(args) => {
+            return crate::healthcheck::run_blocking(&args.url, &args.ca, args.timeout);
+        }
+        Command::Completions(args) => {
+            clap_complete::generate(args.shell, &mut Cli::command(), "demo", &mut std::io::stdout());
+            return 0;
+        }
+        Command::Man => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    printer.line(&format!("error: cannot write the manual page: {e}"));
+                    2
+                }
+            };
+        }
+        Command::Serve(args) => {
+            let service = match args.service {
+                ServiceArg::Kms => crate::serve::Service::Kms,
+                ServiceArg::Identity => crate::serve::Service::Identity,
+            };
+            ("serve", crate::serve::run_blocking(service, &args.config, args.demo))
+        }
+        Command::Pki(args) => ("pki", crate::pki_cmd::run(&args.into()).map(|report| printer.pki(&report))),
+    };
+    match result {
+        (_, Ok(())) => crate::Outcome::Success.exit_code(),
+        (command, Err(err)) => printer.failure(command, &err),
+    }
+}
+
+/// `--state-dir`, or the default location; absolute from here on.
+fn state(dir: Option<PathBuf>) -> State {
+    State::at(&dir.unwrap_or_else(State::default_root))
+}
+
+/// What `demo kms|identity|all` was asked for: the library's options and how to run them.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The run itself (its runtime is decided by [`RunRequest::runtime`]).
+    pub options: DemoOptions,
+    /// `--runtime`.
+    pub runtime: RuntimeArg,
+    /// `--keep-running`.
+    pub keep_running: bool,
+}
+
+impl RunArgs {
+    /// The one conversion from the command line to the library's options.
+    pub fn into_run(self, stack: Stack) -> RunRequest {
+        let options = DemoOptions {
+            reset: self.reset_demo,
+            engine: EngineOptions {
+                fail_fast: self.fail_fast,
+                retry: Retry { retries: self.retries, backoff: self.retry_backoff, ..Retry::default() },
+                ..EngineOptions::default()
+            },
+            health_timeout: self.health_timeout,
+            profile: match self.profile {
+                ProfileArg::Dev => Profile::Dev,
+                ProfileArg::Demo => Profile::Demo,
+                ProfileArg::Ci => Profile::Ci,
+                ProfileArg::Prod => Profile::Prod,
+            },
+            telemetry: !self.no_telemetry,
+            compose_dir: self.compose_dir,
+            ..DemoOptions::new(stack, state(self.state_dir).root())
+        };
+        let runtime = match self.runtime {
+            RuntimeKind::Auto => RuntimeArg::Auto,
+            RuntimeKind::Embedded => RuntimeArg::Embedded,
+            RuntimeKind::Docker => RuntimeArg::Docker,
+        };
+        RunRequest { options, runtime, keep_running: self.keep_running }
+    }
+}
+
+impl From<PkiArgs> for crate::pki_cmd::PkiOptions {
+    fn from(args: PkiArgs) -> Self {
+        Self {
+            out: args.out,
+            chain_length: args.chain_length,
+            key_type: args.key_type.into(),
+            domain: args.domain,
+            services: args.services,
+            clients: args.clients,
+            pkcs12: args.pkcs12,
+            pkcs12_password_file: args.pkcs12_password_file,
         }
     }
 }

@@ -621,3 +621,14 @@ async fn remove_labelled(
     }
     Ok(removed)
 }
+
+/// The running container that publishes host `port`, by name, if Docker knows one (to say who
+/// holds a port a stack needs). `None` when no container does or the engine cannot be asked.
+pub async fn port_holder(engine: &Engine, port: u16) -> Option<String> {
+    let containers =
+        engine.docker().list_containers(Some(ListContainersOptionsBuilder::default().build())).await.ok()?;
+    containers
+        .into_iter()
+        .find(|c| c.ports.iter().flatten().any(|p| p.public_port == Some(port)))
+        .and_then(|c| c.names?.first().map(|n| n.trim_start_matches('/').to_owned()))
+}

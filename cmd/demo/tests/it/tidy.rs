@@ -84,3 +84,60 @@ fn the_dockerfile_builds_the_image_the_offline_build_makes() {
         assert!(compose.contains("test: [CMD, /demo, healthcheck"), "{stack}'s healthcheck runs /demo");
     }
 }
+
+/// The dependency rules of docs/architecture.md, checked against `cargo metadata`.
+#[test]
+fn crates_depend_only_on_what_the_architecture_allows() {
+    let map = std::fs::read_to_string(root().join("docs/architecture.md")).unwrap();
+    let section =
+        map.split("## Dependency rules").nth(1).expect("architecture.md has a Dependency rules section");
+    let section = section.split("\n## ").next().unwrap();
+    let names = |cell: &str| -> Vec<String> {
+        cell.split('`').enumerate().filter(|(i, _)| i % 2 == 1).map(|(_, n)| n.to_owned()).collect()
+    };
+    let mut rules = std::collections::BTreeMap::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let krate = names(cells[1]).remove(0);
+        rules.insert(krate, (names(cells[2]), names(cells[3])));
+    }
+    assert!(rules.len() >= 9, "the table lists the crates: {rules:?}");
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let members: Vec<String> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    let mut broken = Vec::new();
+    for package in metadata["packages"].as_array().unwrap() {
+        let name = package["name"].as_str().unwrap();
+        let Some((allowed, never)) = rules.get(name) else {
+            broken.push(format!("{name} is not in the dependency rules of docs/architecture.md"));
+            continue;
+        };
+        for dep in package["dependencies"].as_array().unwrap().iter().filter(|d| d["kind"].is_null()) {
+            let dep = dep["name"].as_str().unwrap();
+            if never.iter().any(|n| n == dep) {
+                broken.push(format!("{name} depends on {dep}, which the rules forbid"));
+            } else if members.iter().any(|m| m == dep) && !allowed.iter().any(|a| a == dep) {
+                broken.push(format!(
+                    "{name} depends on the workspace crate {dep}, which the rules do not allow"
+                ));
+            }
+        }
+    }
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).unwrap();
+    for openssl in ["name = \"openssl\"", "name = \"openssl-sys\""] {
+        if lock.contains(openssl) {
+            broken.push(format!("Cargo.lock holds {openssl}: no OpenSSL in our binaries"));
+        }
+    }
+    assert!(broken.is_empty(), "{broken:#?}");
+}

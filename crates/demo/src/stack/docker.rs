@@ -100,7 +100,7 @@ async fn check_host_ports(engine: &Engine, project: &Project, root: &Path) -> Re
             if ours.iter().any(|s| s.ports.iter().any(|p| p.contains(&format!(":{port} ->")))) {
                 continue;
             }
-            let holder = docker_holder(engine, port).await;
+            let holder = stack::port_holder(engine, port).await;
             let ours = holder
                 .as_deref()
                 .is_some_and(|c| projects(root).iter().any(|p| c.starts_with(&format!("{p}-"))));
@@ -126,15 +126,6 @@ async fn check_host_ports(engine: &Engine, project: &Project, root: &Path) -> Re
         }
     }
     Ok(())
-}
-
-async fn docker_holder(engine: &Engine, port: u16) -> Option<String> {
-    let options = bollard::query_parameters::ListContainersOptionsBuilder::default().build();
-    let containers = engine.docker().list_containers(Some(options)).await.ok()?;
-    containers
-        .into_iter()
-        .find(|c| c.ports.iter().flatten().any(|p| p.public_port == Some(port)))
-        .and_then(|c| c.names?.first().map(|n| n.trim_start_matches('/').to_owned()))
 }
 
 fn write_files(root: &Path) -> std::io::Result<()> {

@@ -632,3 +632,21 @@ pub async fn port_holder(engine: &Engine, port: u16) -> Option<String> {
         .find(|c| c.ports.iter().flatten().any(|p| p.public_port == Some(port)))
         .and_then(|c| c.names?.first().map(|n| n.trim_start_matches('/').to_owned()))
 }
+
+/// A container's output as it comes (`docker logs [--follow] [--tail N]`): chunks of text,
+/// stdout and stderr interleaved; with `follow` the stream ends when the container stops.
+pub fn logs(
+    engine: &Engine,
+    container: &str,
+    follow: bool,
+    tail: Option<usize>,
+) -> impl futures_util::Stream<Item = Result<String, StackError>> + use<> {
+    let tail = tail.map_or_else(|| "all".to_owned(), |n| n.to_string());
+    let options = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow).tail(&tail).build();
+    let what = format!("the logs of {container}");
+    engine.docker().logs(container, Some(options)).map(move |chunk| {
+        chunk
+            .map(|c| c.to_string())
+            .map_err(|source| StackError::Engine(EngineError::Api { what: what.clone(), source }))
+    })
+}

@@ -58,6 +58,9 @@ pub enum Command {
     Down(DownArgs),
     /// Show the Docker stack of a state directory: services, health, published ports
     Status(StatusArgs),
+    /// Show what the services wrote: a Docker stack's containers (as compose prints them), or
+    /// the embedded runtime's log file
+    Logs(LogsArgs),
     /// Write the CA chain and the certificates of every demo service and client.
     Pki(PkiArgs),
     /// Run a service (what the container images run).
@@ -80,6 +83,21 @@ pub struct CompletionsArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The state directory whose stack to show; default under the user's data dir.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only this service (kms, identity, otel-collector); default: all.
+    pub service: Option<String>,
+    /// Keep printing what is written, until Ctrl-C.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Start with the last N lines (of each container on Docker).
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// The state directory whose services to show; default under the user's data dir.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 }
@@ -253,6 +271,15 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::All(args) => return crate::run_cmd::run_blocking(args.into_run(Stack::All), &printer),
         Command::Status(args) => return crate::run_cmd::status_blocking(&state(args.state_dir), &printer),
+        Command::Logs(args) => {
+            return crate::run_cmd::logs_blocking(
+                &state(args.state_dir),
+                args.service.as_deref(),
+                args.follow,
+                args.tail,
+                &printer,
+            );
+        }
         Command::Down(args) => {
             return crate::run_cmd::down_blocking(&state(args.state_dir), args.volumes, &printer);
         }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod healthcheck;
+pub mod logs;
 pub mod output;
 pub mod pki_cmd;
 pub mod ports;

@@ -1,7 +1,7 @@
 //! Everything the CLI writes, in one place: the report (human, JSON, structured), progress,
 //! the commands' own output, and errors. stdout carries data (the report, `--output json`),
 //! stderr progress and messages. Colour only on a terminal, never with `NO_COLOR`, `CI` or
-//! `--no-color` (see [`Style`]). Every error and hint a person reads is drawn by miette, one
+//! `--no-color` (see [`Style`]); written through anstream, so a Windows console shows it too. Every error and hint a person reads is drawn by miette, one
 //! style for all: a report's `errors[]`, a failed command, a command that could not begin.
 //! Nothing else in the library prints.
 
@@ -38,12 +38,12 @@ impl Printer {
             }
             OutputFormat::Human => {
                 let summary = summary(report, self.style, self.quiet);
-                let _ = write!(std::io::stdout(), "{summary}");
+                let _ = write!(anstream::stdout(), "{summary}");
                 for error in &report.errors {
                     err(&self.diagnostic(error));
                 }
                 if !self.quiet {
-                    let _ = write!(std::io::stdout(), "{}", artifacts(report, self.style));
+                    let _ = write!(anstream::stdout(), "{}", artifacts(report, self.style));
                 }
             }
         }
@@ -63,7 +63,7 @@ impl Printer {
     pub fn pki(&self, report: &crate::pki_cmd::PkiReport) {
         match self.format {
             OutputFormat::Human if !self.quiet => {
-                let _ = write!(std::io::stdout(), "{}", report.render_human(self.style, self.verbose > 0));
+                let _ = write!(anstream::stdout(), "{}", report.render_human(self.style, self.verbose > 0));
             }
             OutputFormat::Human => {}
             OutputFormat::Json | OutputFormat::Structured => out(&json(report)),
@@ -97,6 +97,11 @@ impl Printer {
         }
     }
 
+    /// One line of a service's log (`demo logs`), on stdout: it is the data asked for.
+    pub fn log_line(&self, line: &str) {
+        out(line);
+    }
+
     /// A message for a person on stderr (`stopping the stack…`).
     pub fn line(&self, text: &str) {
         err(text);
@@ -121,7 +126,7 @@ impl Printer {
                         ));
                     }
                 }
-                let _ = write!(std::io::stdout(), "{text}");
+                let _ = write!(anstream::stdout(), "{text}");
             }
             _ => {
                 let doc: Vec<serde_json::Value> = stacks
@@ -277,11 +282,11 @@ impl std::error::Error for Cause {
 }
 
 fn out(text: &str) {
-    let _ = writeln!(std::io::stdout(), "{text}");
+    let _ = writeln!(anstream::stdout(), "{text}");
 }
 
 fn err(text: &str) {
-    let _ = writeln!(std::io::stderr(), "{text}");
+    let _ = writeln!(anstream::stderr(), "{text}");
 }
 
 fn json(value: &impl serde::Serialize) -> String {
@@ -430,7 +435,7 @@ impl Observer for HumanProgress {
                     bar.println(line);
                 }
                 None => {
-                    let _ = writeln!(std::io::stderr(), "{line}");
+                    let _ = writeln!(anstream::stderr(), "{line}");
                 }
             }
         }

@@ -76,6 +76,9 @@ pub fn run_blocking(request: RunRequest, printer: &Printer) -> u8 {
     };
     options.runtime = runtime;
     options.runtime_reason = reason;
+    if runtime == Runtime::Embedded {
+        keep_embedded_logs(&options.state);
+    }
     let observer = printer.observer();
     async_runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -167,6 +170,41 @@ pub fn status_blocking(state: &State, printer: &Printer) -> u8 {
                 causes: vec![e],
                 hint: Some("start the Docker engine (or point DOCKER_HOST at one)".to_owned()),
             });
+            Outcome::Failure.exit_code()
+        }
+    }
+}
+
+/// The embedded services log into the state directory (`demo logs` reads them): they run in
+/// this process, whose terminal belongs to the progress and the report. The file is opened at
+/// the first line, after `state.prepare` has made (or reset) the directory.
+fn keep_embedded_logs(state: &State) {
+    service_kit::telemetry::init_tracing_to_file(state.embedded_log());
+}
+
+/// `demo logs`: the services' output — a Docker stack's containers as compose prints them
+/// (`service | line`), else the embedded runtime's log file; 0, or 2 when there is nothing to
+/// show or Docker fails.
+pub fn logs_blocking(
+    state: &State,
+    service: Option<&str>,
+    follow: bool,
+    tail: Option<usize>,
+    printer: &Printer,
+) -> u8 {
+    let Some(runtime) = current_thread(printer) else { return Outcome::Failure.exit_code() };
+    let result = runtime.block_on(async {
+        let stacks = crate::stack::docker::status(state.root()).await.unwrap_or_default();
+        if stacks.is_empty() {
+            crate::logs::embedded(state, service, follow, tail, printer).await
+        } else {
+            crate::logs::docker(&stacks, service, follow, tail, printer).await
+        }
+    });
+    match result {
+        Ok(()) => Outcome::Success.exit_code(),
+        Err(error) => {
+            printer.error_report(&error);
             Outcome::Failure.exit_code()
         }
     }

@@ -240,6 +240,10 @@ impl State {
     pub fn docker_runs_dir(&self) -> PathBuf {
         self.root.join("docker-runs")
     }
+    /// The embedded runtime's service logs (one JSON object per line), for `demo logs`.
+    pub fn embedded_log(&self) -> PathBuf {
+        self.root.join("logs").join("embedded.log")
+    }
     /// The Docker secrets.
     pub fn secrets_dir(&self) -> PathBuf {
         self.root.join("secrets")

@@ -88,6 +88,12 @@ fn docker_a_relative_state_directory_works_and_down_reports_what_it_removed() {
     let (code, doc, stderr) = run_in(tmp.path(), &args);
     let absolute = std::fs::canonicalize(tmp.path().join("relstate")).unwrap();
     let absolute = absolute.to_str().unwrap();
+    // `demo logs` shows the containers' output as compose does: `service | line`.
+    let logs = crate::demo()
+        .current_dir(tmp.path())
+        .args(["logs", "kms", "--tail", "5", "--state-dir", "relstate"])
+        .output()
+        .unwrap();
     let down = crate::demo()
         .current_dir(tmp.path())
         .args(["down", "--volumes", "--state-dir", "relstate"])
@@ -97,6 +103,11 @@ fn docker_a_relative_state_directory_works_and_down_reports_what_it_removed() {
         crate::demo().current_dir(tmp.path()).args(["down", "--state-dir", "relstate"]).output().unwrap();
     assert_eq!(code, 0, "{doc:#}\n{stderr}");
     assert_eq!(doc["artifacts"]["state_dir"], absolute);
+    let logs_out = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.status.success(), "{}", String::from_utf8_lossy(&logs.stderr));
+    let lines: Vec<&str> = logs_out.lines().collect();
+    assert!(!lines.is_empty() && lines.len() <= 5, "{logs_out}");
+    assert!(lines.iter().all(|l| l.starts_with("kms | ")), "{logs_out}");
     // The stack typed relatively is the absolute path's stack: one project, named for it.
     let project = format!("demo-kms-{}", state_suffix(absolute));
     let said = String::from_utf8_lossy(&down.stderr);
@@ -147,4 +158,32 @@ fn docker_an_engine_refusal_carries_the_engines_message_and_no_stale_hint() {
         !hint.contains("docker compose -p") && !hint.contains("logs"),
         "no pointer at removed containers: {hint}"
     );
+}
+
+#[test]
+fn logs_of_an_embedded_run_are_kept_in_the_state_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let state = state.to_str().unwrap();
+    let nothing = crate::demo().args(["logs", "--state-dir", state]).output().unwrap();
+    assert_eq!(nothing.status.code(), Some(2), "nothing ran yet");
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("no logs for"), "{nothing:?}");
+    let run =
+        crate::demo().args(["kms", "--runtime", "embedded", "-q", "--state-dir", state]).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let logs = crate::demo().args(["logs", "kms", "--tail", "1", "--state-dir", state]).output().unwrap();
+    assert!(logs.status.success(), "{}", String::from_utf8_lossy(&logs.stderr));
+    let text = String::from_utf8_lossy(&logs.stdout);
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines.iter().all(|l| l["target"].as_str().unwrap().starts_with("kms")), "{text}");
+    let all = crate::demo().args(["logs", "--state-dir", state]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&all.stdout).contains("service_kit::server"),
+        "without a service: every line"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(std::path::Path::new(state).join("logs/embedded.log")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "logs are private");
 }

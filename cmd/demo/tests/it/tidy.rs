@@ -20,6 +20,9 @@ fn readme_mentions_every_flag() {
         &["all", "--help"],
         &["down", "--help"],
         &["status", "--help"],
+        &["logs", "--help"],
+        &["completions", "--help"],
+        &["man", "--help"],
     ] {
         let out = crate::demo().args(command).assert().success();
         help.push_str(&String::from_utf8_lossy(&out.get_output().stdout));

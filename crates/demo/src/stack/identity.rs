@@ -230,218 +230,240 @@ pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
 /// Identity's checks and flows, whichever runtime started it (they need `health.identity` and
 /// the context's address and client).
 pub(crate) fn checks(plan: Plan<Ctx>) -> Plan<Ctx> {
-    plan.step(
-        Step::new(id::VERIFY_IDENTITY_DISCOVERY, Phase::Verify, |c: Arc<Ctx>| async move {
-            let client = c.identity.client()?;
-            let base = c.identity.base()?;
-            let get = |path: &'static str| {
-                let url = format!("{base}{path}");
-                async move {
-                    let resp = client
-                        .get(&url)
-                        .send()
-                        .await
-                        .map_err(|e| StepError::from_error(format!("GET {path} failed"), &e))?;
-                    if resp.status() != 200 {
-                        return Err(StepError::new(format!("GET {path} answered {}", resp.status())));
-                    }
-                    resp.json::<serde_json::Value>()
-                        .await
-                        .map_err(|e| StepError::from_error(format!("{path} is not JSON"), &e))
+    [
+        verify_discovery(),
+        verify_clients(),
+        verify_users(),
+        flow_client_credentials(),
+        flow_introspection(),
+        flow_revocation(),
+        flow_code_pkce(),
+        flow_userinfo(),
+        flow_refresh_rotation(),
+        flow_refresh_reuse(),
+    ]
+    .into_iter()
+    .fold(plan, Plan::step)
+}
+
+fn verify_discovery() -> Step<Ctx> {
+    Step::new(id::VERIFY_IDENTITY_DISCOVERY, Phase::Verify, |c: Arc<Ctx>| async move {
+        let client = c.identity.client()?;
+        let base = c.identity.base()?;
+        let get = |path: &'static str| {
+            let url = format!("{base}{path}");
+            async move {
+                let resp = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| StepError::from_error(format!("GET {path} failed"), &e))?;
+                if resp.status() != 200 {
+                    return Err(StepError::new(format!("GET {path} answered {}", resp.status())));
                 }
-            };
-            let doc = get("/.well-known/openid-configuration").await?;
-            if doc["issuer"] != base.as_str()
-                || doc["code_challenge_methods_supported"] != serde_json::json!(["S256"])
-            {
-                return Err(StepError::new(format!(
-                    "discovery does not name the issuer it is served from ({base}) with PKCE S256 only"
-                )));
+                resp.json::<serde_json::Value>()
+                    .await
+                    .map_err(|e| StepError::from_error(format!("{path} is not JSON"), &e))
             }
-            follow_advertised(client, &base, &doc).await?;
-            let jwks = get("/jwks").await?;
-            if jwks["keys"].as_array().is_none_or(Vec::is_empty) {
-                return Err(StepError::new("the JWKS has no keys"));
+        };
+        let doc = get("/.well-known/openid-configuration").await?;
+        if doc["issuer"] != base.as_str()
+            || doc["code_challenge_methods_supported"] != serde_json::json!(["S256"])
+        {
+            return Err(StepError::new(format!(
+                "discovery does not name the issuer it is served from ({base}) with PKCE S256 only"
+            )));
+        }
+        follow_advertised(client, &base, &doc).await?;
+        let jwks = get("/jwks").await?;
+        if jwks["keys"].as_array().is_none_or(Vec::is_empty) {
+            return Err(StepError::new("the JWKS has no keys"));
+        }
+        let _ = c.identity.jwks.set(jwks);
+        Ok(())
+    })
+    .after(&[id::HEALTH_IDENTITY])
+    .verifies("discovery names the issuer it is served from, PKCE S256 only; every advertised endpoint is on the issuer's origin and answers there; the JWKS has keys")
+}
+
+fn verify_clients() -> Step<Ctx> {
+    Step::new(id::VERIFY_IDENTITY_CLIENTS, Phase::Verify, |c: Arc<Ctx>| async move {
+        // Independent checks, at once: each costs the service one password hash.
+        let checks = crate::state::CLIENTS.map(|client| {
+            let scope = if client == "kms-service" { "kms:read" } else { "kms:encrypt" };
+            client_credentials(&c, client, Some(scope))
+        });
+        futures_util::future::try_join_all(checks).await.map(drop)
+    })
+    .after(&[id::HEALTH_IDENTITY])
+    .verifies("each seeded confidential client gets a client_credentials token with its secret (client_secret_basic)")
+    .heavy()
+}
+
+fn verify_users() -> Step<Ctx> {
+    Step::new(id::VERIFY_IDENTITY_USERS, Phase::Verify, |c: Arc<Ctx>| async move {
+        let sign_ins = crate::state::USERS.map(|user| {
+            let c = &c;
+            async move {
+                code_flow(c, user).await.map_err(|e| StepError {
+                    causes: [vec![e.message], e.causes].concat(),
+                    ..StepError::new(format!("seeded user {user} cannot sign in"))
+                })
             }
-            let _ = c.identity.jwks.set(jwks);
-            Ok(())
-        })
-        .after(&[id::HEALTH_IDENTITY])
-        .verifies("discovery names the issuer it is served from, PKCE S256 only; every advertised endpoint is on the issuer's origin and answers there; the JWKS has keys"),
-    )
-    .step(
-        Step::new(id::VERIFY_IDENTITY_CLIENTS, Phase::Verify, |c: Arc<Ctx>| async move {
-            // Independent checks, at once: each costs the service one password hash.
-            let checks = crate::state::CLIENTS.map(|client| {
-                let scope = if client == "kms-service" { "kms:read" } else { "kms:encrypt" };
-                client_credentials(&c, client, Some(scope))
-            });
-            futures_util::future::try_join_all(checks).await.map(drop)
-        })
-        .after(&[id::HEALTH_IDENTITY])
-        .verifies("each seeded confidential client gets a client_credentials token with its secret (client_secret_basic)")
-        .heavy(),
-    )
-    .step(
-        Step::new(id::VERIFY_IDENTITY_USERS, Phase::Verify, |c: Arc<Ctx>| async move {
-            let sign_ins = crate::state::USERS.map(|user| {
-                let c = &c;
-                async move {
-                    code_flow(c, user).await.map_err(|e| StepError {
-                        causes: [vec![e.message], e.causes].concat(),
-                        ..StepError::new(format!("seeded user {user} cannot sign in"))
-                    })
-                }
-            });
-            futures_util::future::try_join_all(sign_ins).await.map(drop)
-        })
-        .after(&[id::HEALTH_IDENTITY])
-        .verifies("each seeded user signs in with the password through the HTML form (CSRF, PKCE S256), the redirect carries state and iss, and the code is exchanged for tokens")
-        .heavy(),
-    )
-    .step(
-        Step::new(id::FLOW_IDENTITY_CLIENT_CREDENTIALS, Phase::Flows, |c: Arc<Ctx>| async move {
-            let token = client_credentials(&c, "demo-confidential", None).await?;
-            let claims = oidc::verify(
-                &token,
-                c.identity.jwks()?,
-                &Expect { issuer: &c.identity.base()?, audience: KMS_AUDIENCE, typ: "at+jwt" },
-            )?;
-            if claims["client_id"] != "demo-confidential" || claims["tenant_id"].as_str().is_none() {
-                return Err(StepError::new("the access token lacks client_id or tenant_id"));
+        });
+        futures_util::future::try_join_all(sign_ins).await.map(drop)
+    })
+    .after(&[id::HEALTH_IDENTITY])
+    .verifies("each seeded user signs in with the password through the HTML form (CSRF, PKCE S256), the redirect carries state and iss, and the code is exchanged for tokens")
+    .heavy()
+}
+
+fn flow_client_credentials() -> Step<Ctx> {
+    Step::new(id::FLOW_IDENTITY_CLIENT_CREDENTIALS, Phase::Flows, |c: Arc<Ctx>| async move {
+        let token = client_credentials(&c, "demo-confidential", None).await?;
+        let claims = oidc::verify(
+            &token,
+            c.identity.jwks()?,
+            &Expect { issuer: &c.identity.base()?, audience: KMS_AUDIENCE, typ: "at+jwt" },
+        )?;
+        if claims["client_id"] != "demo-confidential" || claims["tenant_id"].as_str().is_none() {
+            return Err(StepError::new("the access token lacks client_id or tenant_id"));
+        }
+        Ok(())
+    })
+    .after(&[id::VERIFY_IDENTITY_DISCOVERY, id::VERIFY_IDENTITY_CLIENTS])
+    .verifies("access token: ES256 signature via the JWKS kid, typ at+jwt, iss, aud, exp, iat, sub, client_id, tenant_id")
+}
+
+fn flow_introspection() -> Step<Ctx> {
+    Step::new(id::FLOW_IDENTITY_INTROSPECTION, Phase::Flows, |c: Arc<Ctx>| async move {
+        let token = client_credentials(&c, "demo-confidential", Some("kms:read")).await?;
+        let answer = introspect(&c, &token).await?;
+        if answer["active"] != true || answer["scope"] != "kms:read" {
+            return Err(StepError::new(format!("introspection of a fresh token said {answer}")));
+        }
+        Ok(())
+    })
+    .after(&[id::VERIFY_IDENTITY_CLIENTS])
+    .verifies("introspection (RFC 7662) of a fresh token: active, with the requested scope")
+}
+
+fn flow_revocation() -> Step<Ctx> {
+    Step::new(id::FLOW_IDENTITY_REVOCATION, Phase::Flows, |c: Arc<Ctx>| async move {
+        let token = client_credentials(&c, "demo-confidential", None).await?;
+        let secret = secret(&c.state()?.client_secret("demo-confidential"))?;
+        expect_status(
+            "revocation",
+            post_form(&c, "/revoke", Some(("demo-confidential", &secret)), &[("token", &token)]).await?,
+            200,
+        )?;
+        let answer = introspect(&c, &token).await?;
+        if answer["active"] != false {
+            return Err(StepError::new("a revoked token is still active"));
+        }
+        Ok(())
+    })
+    .after(&[id::VERIFY_IDENTITY_CLIENTS])
+    .verifies("revocation (RFC 7009) answers 200; introspection then says inactive")
+}
+
+fn flow_code_pkce() -> Step<Ctx> {
+    Step::new(id::FLOW_IDENTITY_CODE_PKCE, Phase::Flows, |c: Arc<Ctx>| async move {
+        let (tokens, nonce) = code_flow(&c, "user").await?;
+        let jwks = c.identity.jwks()?;
+        let id_token = tokens["id_token"].as_str().ok_or_else(|| StepError::new("no id_token"))?;
+        let id = oidc::verify(
+            id_token,
+            jwks,
+            &Expect { issuer: &c.identity.base()?, audience: SPA, typ: "JWT" },
+        )?;
+        if id["nonce"] != nonce.as_str() {
+            return Err(StepError::new("the id_token's nonce is not ours"));
+        }
+        let access = tokens["access_token"].as_str().ok_or_else(|| StepError::new("no access_token"))?;
+        let at = oidc::verify(
+            access,
+            jwks,
+            &Expect { issuer: &c.identity.base()?, audience: KMS_AUDIENCE, typ: "at+jwt" },
+        )?;
+        // at_hash (OIDC Core §3.1.3.6): the left half of SHA-256 of the access token.
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access.as_bytes());
+        let at_hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]);
+        if id["at_hash"] != at_hash.as_str() {
+            return Err(StepError::new("the ID token's at_hash does not match the access token"));
+        }
+        if at["sub"] != id["sub"] {
+            return Err(StepError::new("the access token and id_token name different users"));
+        }
+        if tokens["refresh_token"].as_str().is_none() {
+            return Err(StepError::new("no refresh_token for the public client"));
+        }
+        let _ = c.identity.login.set(tokens);
+        Ok(())
+    })
+    .after(&[id::VERIFY_IDENTITY_DISCOVERY, id::VERIFY_IDENTITY_USERS])
+    .verifies("authorization code + PKCE through the consent form of the session verify.identity.users started; ID token: ES256 signature via JWKS, typ, iss, aud, exp, nonce, at_hash; access token signature, iss, aud; same sub; a refresh token issued")
+    .heavy()
+}
+
+fn flow_userinfo() -> Step<Ctx> {
+    Step::new(id::FLOW_IDENTITY_USERINFO, Phase::Flows, |c: Arc<Ctx>| async move {
+        let tokens = c.identity.login.get().ok_or_else(|| StepError::new("no tokens from the code flow"))?;
+        let access = tokens["access_token"].as_str().unwrap_or_default();
+        let resp = c
+            .identity
+            .client()?
+            .get(format!("{}/userinfo", c.identity.base()?))
+            .bearer_auth(access)
+            .send()
+            .await
+            .map_err(|e| StepError::from_error("GET /userinfo failed", &e))?;
+        let got = (resp.status().as_u16(), resp.json().await.unwrap_or(serde_json::Value::Null));
+        let info = expect_status("userinfo", got, 200)?;
+        if info["preferred_username"] != "user" || info["sub"].as_str().is_none() {
+            return Err(StepError::new(format!("userinfo said {info}")));
+        }
+        Ok(())
+    })
+    .after(&[id::FLOW_IDENTITY_CODE_PKCE])
+    .verifies("userinfo with the code flow's access token names the signed-in user (sub, preferred_username)")
+}
+
+fn flow_refresh_rotation() -> Step<Ctx> {
+    Step::new(id::FLOW_IDENTITY_REFRESH_ROTATION, Phase::Flows, |c: Arc<Ctx>| async move {
+        let tokens = c.identity.login.get().ok_or_else(|| StepError::new("no tokens from the code flow"))?;
+        let old = tokens["refresh_token"].as_str().unwrap_or_default().to_owned();
+        let form = [("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", old.as_str())];
+        let new = expect_status("the refresh", post_form(&c, "/token", None, &form).await?, 200)?;
+        let new = new["refresh_token"].as_str().ok_or_else(|| StepError::new("no new refresh_token"))?;
+        if new == old {
+            return Err(StepError::new("the refresh token did not rotate"));
+        }
+        let _ = c.identity.rotated.set((old, new.to_owned()));
+        Ok(())
+    })
+    .after(&[id::FLOW_IDENTITY_CODE_PKCE])
+    .verifies("a refresh token grant returns a new refresh token (rotation)")
+}
+
+fn flow_refresh_reuse() -> Step<Ctx> {
+    Step::new(id::FLOW_IDENTITY_REFRESH_REUSE, Phase::Flows, |c: Arc<Ctx>| async move {
+        let (old, new) =
+            c.identity.rotated.get().ok_or_else(|| StepError::new("no rotated refresh token"))?;
+        for (which, token) in [("the used refresh token", old), ("its successor (family revoked)", new)] {
+            let form =
+                [("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", token.as_str())];
+            let body = expect_status(which, post_form(&c, "/token", None, &form).await?, 400)?;
+            if body["error"] != "invalid_grant" {
+                return Err(StepError::new(format!("{which} gave {}, not invalid_grant", body["error"])));
             }
-            Ok(())
-        })
-        .after(&[id::VERIFY_IDENTITY_DISCOVERY, id::VERIFY_IDENTITY_CLIENTS])
-        .verifies("access token: ES256 signature via the JWKS kid, typ at+jwt, iss, aud, exp, iat, sub, client_id, tenant_id"),
-    )
-    .step(
-        Step::new(id::FLOW_IDENTITY_INTROSPECTION, Phase::Flows, |c: Arc<Ctx>| async move {
-            let token = client_credentials(&c, "demo-confidential", Some("kms:read")).await?;
-            let answer = introspect(&c, &token).await?;
-            if answer["active"] != true || answer["scope"] != "kms:read" {
-                return Err(StepError::new(format!("introspection of a fresh token said {answer}")));
-            }
-            Ok(())
-        })
-        .after(&[id::VERIFY_IDENTITY_CLIENTS])
-        .verifies("introspection (RFC 7662) of a fresh token: active, with the requested scope"),
-    )
-    .step(
-        Step::new(id::FLOW_IDENTITY_REVOCATION, Phase::Flows, |c: Arc<Ctx>| async move {
-            let token = client_credentials(&c, "demo-confidential", None).await?;
-            let secret = secret(&c.state()?.client_secret("demo-confidential"))?;
-            expect_status(
-                "revocation",
-                post_form(&c, "/revoke", Some(("demo-confidential", &secret)), &[("token", &token)]).await?,
-                200,
-            )?;
-            let answer = introspect(&c, &token).await?;
-            if answer["active"] != false {
-                return Err(StepError::new("a revoked token is still active"));
-            }
-            Ok(())
-        })
-        .after(&[id::VERIFY_IDENTITY_CLIENTS])
-        .verifies("revocation (RFC 7009) answers 200; introspection then says inactive"),
-    )
-    .step(
-        Step::new(id::FLOW_IDENTITY_CODE_PKCE, Phase::Flows, |c: Arc<Ctx>| async move {
-            let (tokens, nonce) = code_flow(&c, "user").await?;
-            let jwks = c.identity.jwks()?;
-            let id_token = tokens["id_token"].as_str().ok_or_else(|| StepError::new("no id_token"))?;
-            let id = oidc::verify(
-                id_token,
-                jwks,
-                &Expect { issuer: &c.identity.base()?, audience: SPA, typ: "JWT" },
-            )?;
-            if id["nonce"] != nonce.as_str() {
-                return Err(StepError::new("the id_token's nonce is not ours"));
-            }
-            let access = tokens["access_token"].as_str().ok_or_else(|| StepError::new("no access_token"))?;
-            let at = oidc::verify(
-                access,
-                jwks,
-                &Expect { issuer: &c.identity.base()?, audience: KMS_AUDIENCE, typ: "at+jwt" },
-            )?;
-            // at_hash (OIDC Core §3.1.3.6): the left half of SHA-256 of the access token.
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access.as_bytes());
-            let at_hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]);
-            if id["at_hash"] != at_hash.as_str() {
-                return Err(StepError::new("the ID token's at_hash does not match the access token"));
-            }
-            if at["sub"] != id["sub"] {
-                return Err(StepError::new("the access token and id_token name different users"));
-            }
-            if tokens["refresh_token"].as_str().is_none() {
-                return Err(StepError::new("no refresh_token for the public client"));
-            }
-            let _ = c.identity.login.set(tokens);
-            Ok(())
-        })
-        .after(&[id::VERIFY_IDENTITY_DISCOVERY, id::VERIFY_IDENTITY_USERS])
-        .verifies("authorization code + PKCE through the consent form of the session verify.identity.users started; ID token: ES256 signature via JWKS, typ, iss, aud, exp, nonce, at_hash; access token signature, iss, aud; same sub; a refresh token issued")
-        .heavy(),
-    )
-    .step(
-        Step::new(id::FLOW_IDENTITY_USERINFO, Phase::Flows, |c: Arc<Ctx>| async move {
-            let tokens =
-                c.identity.login.get().ok_or_else(|| StepError::new("no tokens from the code flow"))?;
-            let access = tokens["access_token"].as_str().unwrap_or_default();
-            let resp = c
-                .identity
-                .client()?
-                .get(format!("{}/userinfo", c.identity.base()?))
-                .bearer_auth(access)
-                .send()
-                .await
-                .map_err(|e| StepError::from_error("GET /userinfo failed", &e))?;
-            let got = (resp.status().as_u16(), resp.json().await.unwrap_or(serde_json::Value::Null));
-            let info = expect_status("userinfo", got, 200)?;
-            if info["preferred_username"] != "user" || info["sub"].as_str().is_none() {
-                return Err(StepError::new(format!("userinfo said {info}")));
-            }
-            Ok(())
-        })
-        .after(&[id::FLOW_IDENTITY_CODE_PKCE])
-        .verifies("userinfo with the code flow's access token names the signed-in user (sub, preferred_username)"),
-    )
-    .step(
-        Step::new(id::FLOW_IDENTITY_REFRESH_ROTATION, Phase::Flows, |c: Arc<Ctx>| async move {
-            let tokens =
-                c.identity.login.get().ok_or_else(|| StepError::new("no tokens from the code flow"))?;
-            let old = tokens["refresh_token"].as_str().unwrap_or_default().to_owned();
-            let form = [("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", old.as_str())];
-            let new = expect_status("the refresh", post_form(&c, "/token", None, &form).await?, 200)?;
-            let new = new["refresh_token"].as_str().ok_or_else(|| StepError::new("no new refresh_token"))?;
-            if new == old {
-                return Err(StepError::new("the refresh token did not rotate"));
-            }
-            let _ = c.identity.rotated.set((old, new.to_owned()));
-            Ok(())
-        })
-        .after(&[id::FLOW_IDENTITY_CODE_PKCE])
-        .verifies("a refresh token grant returns a new refresh token (rotation)"),
-    )
-    .step(
-        Step::new(id::FLOW_IDENTITY_REFRESH_REUSE, Phase::Flows, |c: Arc<Ctx>| async move {
-            let (old, new) =
-                c.identity.rotated.get().ok_or_else(|| StepError::new("no rotated refresh token"))?;
-            for (which, token) in [("the used refresh token", old), ("its successor (family revoked)", new)] {
-                let form =
-                    [("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", token.as_str())];
-                let body = expect_status(which, post_form(&c, "/token", None, &form).await?, 400)?;
-                if body["error"] != "invalid_grant" {
-                    return Err(StepError::new(format!("{which} gave {}, not invalid_grant", body["error"])));
-                }
-            }
-            Ok(())
-        })
-        // Reuse revokes the family, the login's access token with it: userinfo uses that token
-        // first.
-        .after(&[id::FLOW_IDENTITY_REFRESH_ROTATION, id::FLOW_IDENTITY_USERINFO])
-        .verifies("the replaced refresh token is refused (invalid_grant) and its successor too: reuse revoked the family"),
-    )
+        }
+        Ok(())
+    })
+    // Reuse revokes the family, the login's access token with it: userinfo uses that token
+    // first.
+    .after(&[id::FLOW_IDENTITY_REFRESH_ROTATION, id::FLOW_IDENTITY_USERINFO])
+    .verifies("the replaced refresh token is refused (invalid_grant) and its successor too: reuse revoked the family")
 }
 
 /// Follows every URL discovery advertises, as a relying party would: each must be on the

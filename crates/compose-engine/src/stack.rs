@@ -250,6 +250,27 @@ fn aliases(service: &str, extra: &[String]) -> Vec<String> {
 
 /// Brings `project` up; see the module documentation.
 pub async fn up(engine: &Engine, project: &Project, options: &UpOptions) -> Result<UpReport, StackError> {
+    up_with(engine, project, options, None).await
+}
+
+/// The caller's own judge of "healthy" for a service of a project: its probe of the service's
+/// health endpoint (from the host, say), asked every 50 ms. The engine runs a healthcheck only
+/// every `interval` (a second or more), so a dependant waiting for `service_healthy` would
+/// otherwise wait that long after the service is ready; with a probe, a service counts as
+/// healthy as soon as **either** the engine's healthcheck or the probe says so. A container
+/// that exits or that the engine finds unhealthy still fails the wait at once: the probe only
+/// shortens it, it never excuses a failure.
+pub type ReadyProbe = std::sync::Arc<
+    dyn Fn(&Project, &str) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync,
+>;
+
+/// [`up`], with `ready` (when given) deciding `service_healthy` dependencies as soon as it can.
+pub async fn up_with(
+    engine: &Engine,
+    project: &Project,
+    options: &UpOptions,
+    ready: Option<&ReadyProbe>,
+) -> Result<UpReport, StackError> {
     let docker = engine.docker();
     let base = project_labels(project, &options.run_id);
     for (key, network) in &project.networks {
@@ -309,7 +330,7 @@ pub async fn up(engine: &Engine, project: &Project, options: &UpOptions) -> Resu
     for name in project.start_order() {
         let Some(service) = project.services.get(name) else { continue };
         for (dependency, condition) in &service.depends_on {
-            wait_for(engine, project, dependency, *condition, options.timeout).await?;
+            wait_for_with(engine, project, dependency, *condition, options.timeout, ready).await?;
         }
         let container = container_name(&project.name, name);
         let hash = config_hash(service);
@@ -372,6 +393,18 @@ pub async fn wait_for(
     condition: Condition,
     timeout: Duration,
 ) -> Result<(), StackError> {
+    wait_for_with(engine, project, service, condition, timeout, None).await
+}
+
+/// [`wait_for`], with `ready` (when given) satisfying `Healthy` as soon as it says so.
+pub async fn wait_for_with(
+    engine: &Engine,
+    project: &Project,
+    service: &str,
+    condition: Condition,
+    timeout: Duration,
+    ready: Option<&ReadyProbe>,
+) -> Result<(), StackError> {
     let container = container_name(&project.name, service);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -395,6 +428,13 @@ pub async fn wait_for(
             Condition::Started if running => return Ok(()),
             Condition::CompletedSuccessfully if exited && exit == 0 => return Ok(()),
             Condition::Healthy if health == Some(HealthStatusEnum::HEALTHY) => return Ok(()),
+            Condition::Healthy if running && health != Some(HealthStatusEnum::UNHEALTHY) => {
+                if let Some(probe) = ready
+                    && probe(project, service).await
+                {
+                    return Ok(());
+                }
+            }
             _ => {}
         }
         let failed = if exited {
@@ -417,7 +457,8 @@ pub async fn wait_for(
             let logs = log_tail(engine, &container, 20).await;
             return Err(StackError::Timeout { service: service.to_owned(), condition, timeout, logs });
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        let poll = if ready.is_some() { Duration::from_millis(50) } else { Duration::from_millis(250) };
+        tokio::time::sleep(poll).await;
     }
 }
 

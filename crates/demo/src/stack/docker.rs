@@ -57,6 +57,9 @@ pub(crate) struct DockerCtx {
     engine: OnceLock<Engine>,
     image: OnceLock<String>,
     pub(crate) project: OnceLock<Project>,
+    /// Our own readiness probe (HTTPS `readyz` from the host), which decides `service_healthy`
+    /// as soon as it answers instead of at the engine's next healthcheck.
+    probe: OnceLock<stack::ReadyProbe>,
     /// The API ports of the KMS and Identity, the same on the host and in their containers.
     api_ports: OnceLock<(u16, u16)>,
     telemetry: OnceLock<Project>,
@@ -430,10 +433,14 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 // The rollback removes what this run created, logs included: the error carries
                 // the engine's words and the log tail, so the hint points at nothing that is gone.
                 let hint = "fix what the cause names, then run again (what this run created was removed)";
+                let probe = ready_probe(engine, state.ca_bundle());
                 stack::up(engine, &telemetry, &options)
                     .await
                     .map_err(|e| StepError::of(&e).with_hint(hint))?;
-                stack::up(engine, &project, &options).await.map_err(|e| StepError::of(&e).with_hint(hint))?;
+                stack::up_with(engine, &project, &options, Some(&probe))
+                    .await
+                    .map_err(|e| StepError::of(&e).with_hint(hint))?;
+                let _ = c.docker.probe.set(probe);
                 Ok(())
             })
             .after(&[id::IMAGE_BUILD])
@@ -449,7 +456,8 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
             Step::new(health(service), Phase::Health, move |c: Arc<Ctx>| async move {
                 let project = c.docker.project.get().ok_or_else(|| StepError::new("the stack is not up"))?;
                 let engine = engine(&c)?;
-                stack::wait_for(engine, project, service, Condition::Healthy, health_timeout)
+                let probe = c.docker.probe.get();
+                stack::wait_for_with(engine, project, service, Condition::Healthy, health_timeout, probe)
                     .await
                     .map_err(|e| StepError::of(&e))?;
                 // The API listens on the port it is published on (`port`); the admin port is
@@ -474,13 +482,6 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                     .timeout(Duration::from_secs(10))
                     .build()
                     .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
-                if i + 1 == services.len() {
-                    // Healthy: settled. From here a killed run leaves a working stack, not debris.
-                    c.docker.up_done.store(true, std::sync::atomic::Ordering::SeqCst);
-                    if let Some(run_id) = c.docker.run_id.get() {
-                        settle(c.state()?.root(), run_id)?;
-                    }
-                }
                 if *service == "kms" {
                     let _ = c.kms.api.set(api);
                     let _ = c.kms.admin.set(admin);
@@ -498,7 +499,58 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
             .critical(),
         );
     }
+    // Our probe decided "healthy" early; compose's `--wait` asks the engine's own healthcheck.
+    // That answer is checked here, beside the flows rather than before them: a healthcheck that
+    // never passes still fails the run (and the start is rolled back), it just does not hold
+    // everything else up for the engine's next check interval.
+    let last = health(services[services.len() - 1]);
+    plan = plan.step(
+        Step::new(id::VERIFY_DOCKER_HEALTHCHECKS, Phase::Flows, move |c: Arc<Ctx>| async move {
+            let project = c.docker.project.get().ok_or_else(|| StepError::new("the stack is not up"))?;
+            let engine = engine(&c)?;
+            for service in services {
+                stack::wait_for(engine, project, service, Condition::Healthy, health_timeout)
+                    .await
+                    .map_err(|e| StepError::of(&e))?;
+            }
+            // Healthy by every account: settled. From here a killed run leaves a working stack.
+            c.docker.up_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Some(run_id) = c.docker.run_id.get() {
+                settle(c.state()?.root(), run_id)?;
+            }
+            Ok(())
+        })
+        .after(&[last])
+        .verifies("the engine's own healthcheck (the compose file's) reports every container healthy, as `docker compose up --wait` requires")
+        .timeout(health_timeout + Duration::from_secs(5))
+        .critical(),
+    );
     plan
+}
+
+/// Our readiness probe for `up`: the service's `readyz` on its published admin port, over TLS
+/// 1.3 trusting only the demo CA — the same endpoint the image's healthcheck asks, asked from
+/// the host at short intervals instead of once per healthcheck `interval`. The engine's own
+/// health status still counts, and an exited or unhealthy container still fails at once.
+fn ready_probe(engine: &Engine, ca: PathBuf) -> stack::ReadyProbe {
+    let engine = engine.clone();
+    std::sync::Arc::new(move |project: &Project, service: &str| {
+        let admin = match service {
+            "kms" => 9081,
+            "identity" => 9082,
+            _ => 0,
+        };
+        let (engine, project, service, ca) =
+            (engine.clone(), project.clone(), service.to_owned(), ca.clone());
+        Box::pin(async move {
+            if admin == 0 {
+                return false;
+            }
+            let Some(addr) = stack::published(&engine, &project, &service, admin).await else { return false };
+            let url = format!("https://localhost:{}/readyz", addr.port());
+            crate::healthcheck::check(&url, &ca, Duration::from_millis(500)).await.is_ok()
+        })
+    })
 }
 
 /// The teardown: a start that failed or was interrupted (Ctrl-C) leaves nothing it created

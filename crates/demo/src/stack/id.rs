@@ -74,3 +74,5 @@ pub const VERIFY_KMS_POOLS: StepId = StepId::new("verify.kms.pools");
 pub const VERIFY_PROD_IDENTITY_NO_DEMO_CLIENTS: StepId = StepId::new("verify.prod.identity.no-demo-clients");
 /// `verify.prod.kms.no-demo-accounts`
 pub const VERIFY_PROD_KMS_NO_DEMO_ACCOUNTS: StepId = StepId::new("verify.prod.kms.no-demo-accounts");
+/// `verify.docker.healthchecks`
+pub const VERIFY_DOCKER_HEALTHCHECKS: StepId = StepId::new("verify.docker.healthchecks");

@@ -12,12 +12,13 @@
 //! `<repository>:<first 16 hex of the inputs' SHA-256>` — the binary's bytes, the spec and
 //! whether the binary was stripped — so an unchanged binary reuses the image it built before.
 //!
-//! The binary goes into the image **without its debug information**: `strip --strip-debug`
-//! (binutils) writes a stripped copy to a temporary file, which is what the image holds. The
-//! symbol table stays, so a panic's backtrace still names the functions. Without `strip` on the
-//! `PATH` (or when it fails) the binary goes in as it is, the tag says so, and
-//! [`ServiceImage::notes`] explains. The shared libraries come from `ldd`, the tool that knows
-//! the dynamic loader's search rules; a static binary needs none.
+//! The binary goes into the image **stripped** of its debug information and symbol table:
+//! `strip --strip-all` (binutils) writes a stripped copy to a temporary file, which is what the
+//! image holds; the binary on the host keeps both. A panic in a container still says where (the
+//! file and line come from the panic's location, not from debug information); a backtrace there
+//! has no function names. Without `strip` on the `PATH` (or when it fails) the binary goes in
+//! as it is, the tag says so, and [`ServiceImage::notes`] explains. The shared libraries come
+//! from `ldd`, the tool that knows the dynamic loader's search rules; a static binary needs none.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -220,7 +221,7 @@ pub struct ServiceImage {
     pub tag: String,
     /// Whether this call built it (false: it was there already).
     pub built: bool,
-    /// Whether the image holds the binary without its debug information.
+    /// Whether the image holds the binary stripped (no debug information, no symbol table).
     pub stripped: bool,
     /// What a person should know (the binary went in unstripped, and why), one sentence each.
     pub notes: Vec<String>,
@@ -323,7 +324,7 @@ pub fn build_context(
 /// binary goes in stripped. Anything that changes the image changes it.
 fn image_hash(binary_sha256: &str, spec: &ImageSpec<'_>, stripped: bool) -> String {
     let recipe = format!(
-        "binary {binary_sha256}\nrepository {}\ntitle {}\nentrypoint {}\nuser {}\nwritable {}\nstrip-debug {stripped}\n",
+        "binary {binary_sha256}\nrepository {}\ntitle {}\nentrypoint {}\nuser {}\nwritable {}\nstrip-all {stripped}\n",
         spec.repository,
         spec.title,
         spec.entrypoint_name,
@@ -343,14 +344,14 @@ fn on_path(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// `binary` without its debug information (`strip --strip-debug`, into a temporary file that is
-/// removed again), or why not.
-fn strip_debug(strip: &Path, binary: &Path) -> Result<Vec<u8>, String> {
+/// `binary` without its debug information and symbol table (`strip --strip-all`, into a
+/// temporary file that is removed again), or why not.
+fn strip_all(strip: &Path, binary: &Path) -> Result<Vec<u8>, String> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let out = std::env::temp_dir().join(format!("compose-engine-strip-{}-{n}", std::process::id()));
     let result = Command::new(strip)
-        .arg("--strip-debug")
+        .arg("--strip-all")
         .arg("-o")
         .arg(&out)
         .arg(binary)
@@ -381,8 +382,8 @@ pub async fn ensure_service_image(
     let strip = on_path("strip");
     if strip.is_none() {
         notes.push(
-            "`strip` (binutils) is not on the PATH: the service image holds the binary with its debug information, \
-             which makes it larger; install binutils to shrink it"
+            "`strip` (binutils) is not on the PATH: the service image holds the binary with its symbols and debug \
+             information, which makes it larger; install binutils to shrink it"
                 .to_owned(),
         );
     }
@@ -390,12 +391,12 @@ pub async fn ensure_service_image(
     if engine.docker().inspect_image(&tag_of(&hash)).await.is_ok() {
         return Ok(ServiceImage { tag: tag_of(&hash), built: false, stripped: strip.is_some(), notes });
     }
-    let (content, stripped) = match strip.as_deref().map(|s| strip_debug(s, binary)) {
+    let (content, stripped) = match strip.as_deref().map(|s| strip_all(s, binary)) {
         Some(Ok(stripped)) => (stripped, true),
         Some(Err(reason)) => {
             notes.push(format!(
-                "the service image holds the binary with its debug information, which makes it larger: \
-                 stripping {} failed ({reason})",
+                "the service image holds the binary with its symbols and debug information, which makes it \
+                 larger: stripping {} failed ({reason})",
                 binary.display()
             ));
             hash = image_hash(&binary_sha256, spec, false);
@@ -563,21 +564,21 @@ mod tests {
     }
 
     #[test]
-    fn strip_debug_shrinks_a_binary_or_says_why_not() {
+    fn strip_all_shrinks_a_binary_or_says_why_not() {
         let Some(strip) = on_path("strip") else {
             assert!(std::env::var_os("CI").is_none(), "strip (binutils) is missing under CI");
             eprintln!("SKIPPED: strip (binutils) is not on the PATH");
             return;
         };
-        // This test binary carries debug information (the dev profile keeps line tables).
+        // This test binary carries symbols and debug information (the dev profile keeps line tables).
         let me = std::env::current_exe().unwrap();
-        let stripped = strip_debug(&strip, &me).unwrap();
+        let stripped = strip_all(&strip, &me).unwrap();
         let size = std::fs::metadata(&me).unwrap().len();
         assert!((stripped.len() as u64) < size, "{} >= {size}", stripped.len());
         assert_eq!(&stripped[..4], b"\x7fELF");
         let not_elf = std::env::temp_dir().join(format!("ce-not-elf-{}", std::process::id()));
         std::fs::write(&not_elf, b"text").unwrap();
-        let err = strip_debug(&strip, &not_elf).unwrap_err();
+        let err = strip_all(&strip, &not_elf).unwrap_err();
         std::fs::remove_file(&not_elf).unwrap();
         assert!(err.contains("said"), "{err}");
     }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! FROM scratch
-//! COPY rootfs/ /          # /<entrypoint name>, every shared library `ldd` names (same paths), the writable dirs
+//! COPY rootfs/ /     # /<entrypoint name>, every shared library `ldd` names (same paths), writable dirs
 //! USER <user>
 //! ENTRYPOINT ["/<entrypoint name>"]
 //! ```

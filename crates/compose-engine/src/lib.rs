@@ -3,8 +3,9 @@
 //! [`Engine::connect`] (the local socket, API 1.41 — the newest the project's engine speaks —
 //! with a short probe so an absent engine is reported within seconds) and
 //! [`image::ensure_service_image`], which builds a service image **offline** from a binary of
-//! the host: `FROM scratch`, the binary (stripped of symbols and debug information) and the shared libraries it
-//! needs, tagged with a hash of its inputs so an unchanged binary is never rebuilt.
+//! the host: `FROM scratch`, the binary (stripped of symbols and debug information) and the
+//! shared libraries it needs, tagged with a hash of its inputs so an unchanged binary is never
+//! rebuilt.
 //! [`model::load`] reads compose files (merge, `include`, `extends`, interpolation, profiles)
 //! into a validated [`model::Project`], strictly: unknown keys and unsupported features are
 //! errors. [`stack::up`] and [`stack::down`] run a project like compose does (its object names

@@ -544,7 +544,7 @@ pub async fn remove_service(engine: &Engine, project: &str, service: &str) -> Re
         .await
     {
         Ok(()) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        Err(e) if gone(&e) => Ok(()),
         Err(source) => Err(api(format!("removing {container}"))(source)),
     }
 }
@@ -585,7 +585,14 @@ struct Removal {
     strict: bool,
 }
 
+/// The engine's "no such object": what a removal wanted is already the case.
+fn gone(error: &bollard::errors::Error) -> bool {
+    matches!(error, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
 /// Removes the containers, networks and (optionally) volumes carrying all of `selector`'s labels.
+/// An object that disappears between the listing and its removal (the engine rolls back a
+/// create whose client went away, say, when a start is interrupted) is not an error.
 async fn remove_labelled(
     engine: &Engine,
     what: &str,
@@ -604,11 +611,14 @@ async fn remove_labelled(
             let _ =
                 docker.stop_container(&id, Some(StopContainerOptionsBuilder::default().t(10).build())).await;
         }
-        docker
+        match docker
             .remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
             .await
-            .map_err(api(format!("removing container {id}")))?;
-        removed.containers += 1;
+        {
+            Ok(()) => removed.containers += 1,
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(api(format!("removing container {id}"))(e)),
+        }
     }
     let networks = docker
         .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filter).build()))
@@ -617,6 +627,7 @@ async fn remove_labelled(
     for name in networks.into_iter().filter_map(|n| n.name) {
         match docker.remove_network(&name).await {
             Ok(()) => removed.networks += 1,
+            Err(e) if gone(&e) => {}
             Err(e) if how.strict => return Err(api(format!("removing network {name}"))(e)),
             Err(_) => {}
         }
@@ -630,6 +641,7 @@ async fn remove_labelled(
             match docker.remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>).await
             {
                 Ok(()) => removed.volumes += 1,
+                Err(e) if gone(&e) => {}
                 Err(e) if how.strict => return Err(api(format!("removing volume {}", v.name))(e)),
                 Err(_) => {}
             }

@@ -45,11 +45,12 @@ async fn file_in_image(engine: &Engine, image: &str, path: &str) -> Vec<u8> {
     let body = bollard::models::ContainerCreateBody { image: Some(image.to_owned()), ..Default::default() };
     let id = engine.docker().create_container(None, body).await.unwrap().id;
     let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
-    let mut stream = engine.docker().download_from_container(&id, Some(options));
-    let mut archive = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        archive.extend_from_slice(&chunk.unwrap());
-    }
+    let archive: Vec<u8> = engine
+        .docker()
+        .download_from_container(&id, Some(options))
+        .map(|c| c.unwrap().to_vec())
+        .concat()
+        .await;
     engine
         .docker()
         .remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
@@ -63,7 +64,7 @@ async fn file_in_image(engine: &Engine, image: &str, path: &str) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn the_image_holds_the_binary_without_debug_information_and_is_smaller_than_it() {
+async fn the_image_holds_the_binary_stripped_and_is_smaller_than_it() {
     let engine = match Engine::connect(Duration::from_secs(2)).await {
         Ok(engine) => engine,
         Err(e) => {

@@ -138,7 +138,7 @@ pub fn container_name(project: &str, service: &str) -> String {
 
 /// A stable hash of what makes a container: a changed image, command, mount or secret file
 /// changes it. (The secret files' contents are not hashed: a new secret value with the same path
-/// is a `--reset-demo`, which removes the containers.)
+/// is the caller's to handle, by removing the containers.)
 fn config_hash(service: &Service) -> String {
     let text = format!("{service:?}");
     hex::encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref()[..16])
@@ -467,7 +467,7 @@ pub async fn log_tail(engine: &Engine, container: &str, lines: usize) -> String 
     text
 }
 
-/// One service of a running project, as `demo status` shows it.
+/// One service of a running project, as a status command shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServiceStatus {
     /// The service.

@@ -39,7 +39,7 @@ pub(super) fn mount(ctx: &Ctx, path: &str, v: Value) -> Result<Mount, ModelError
                     return Err(ctx.unsupported(
                         path,
                         "anonymous volumes",
-                        "name the volume: `data:/var/lib/demo` and declare `data` under `volumes:`",
+                        "name the volume: `data:/var/lib/app` and declare `data` under `volumes:`",
                     ));
                 }
                 [source, target] => (*source, *target, false),

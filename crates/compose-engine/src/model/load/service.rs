@@ -97,7 +97,7 @@ pub(super) fn convert_service(
                 return Err(ctx.invalid(
                     &path,
                     "networks is a list of names or a mapping",
-                    "write `networks: [kms]` or `networks: {kms: {aliases: [kms.demo.local]}}`",
+                    "write `networks: [kms]` or `networks: {kms: {aliases: [kms.internal]}}`",
                 ));
             }
         }
@@ -177,7 +177,7 @@ fn healthcheck(
                     return Err(ctx.invalid(
                         &test_path,
                         "test must start with \"CMD\" followed by the command, or be [\"NONE\"]",
-                        "write test: [\"CMD\", \"/demo\", \"healthcheck\", ...]",
+                        "write test: [\"CMD\", \"/app\", \"healthcheck\", ...]",
                     ));
                 }
             }
@@ -186,7 +186,7 @@ fn healthcheck(
             return Err(ctx.invalid(
                 &test_path,
                 "test is a list",
-                "write test: [\"CMD\", \"/demo\", \"healthcheck\", ...]",
+                "write test: [\"CMD\", \"/app\", \"healthcheck\", ...]",
             ));
         }
     }

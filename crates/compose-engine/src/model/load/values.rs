@@ -85,7 +85,7 @@ pub(super) fn argv(ctx: &Ctx, path: &str, v: Value) -> Result<Option<Vec<String>
     match v {
         Value::Null => Ok(None),
         v @ Value::Sequence(_) => strings(ctx, path, v).map(Some),
-        Value::String(_) => Err(ctx.unsupported(path, "the string form of command/entrypoint", "write it as a list (exec form), e.g. [\"serve\", \"--config\", \"/etc/demo/kms.yml\"]: there is no shell to split it")),
+        Value::String(_) => Err(ctx.unsupported(path, "the string form of command/entrypoint", "write it as a list (exec form), e.g. [\"serve\", \"--config\", \"/etc/app/config.yml\"]: there is no shell to split it")),
         _ => Err(ctx.invalid(path, "expected a list of strings", "write it as a list (exec form)")),
     }
 }

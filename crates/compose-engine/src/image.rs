@@ -1,15 +1,24 @@
-//! The services' image, built offline from the host's `demo` binary (no registry, no base image):
+//! The services' image, built offline from a binary of the host (no registry, no base image):
 //!
 //! ```text
 //! FROM scratch
-//! COPY rootfs/ /          # /demo, every shared library `ldd` names (same paths), /var/lib/demo, /tmp
-//! USER 65534:65534
-//! ENTRYPOINT ["/demo"]
+//! COPY rootfs/ /     # /<entrypoint name>, every shared library `ldd` names (same paths), writable dirs
+//! USER <user>
+//! ENTRYPOINT ["/<entrypoint name>"]
 //! ```
 //!
-//! The tag is `demo-security/demo:<first 16 hex of the binary's SHA-256>`: an unchanged binary
-//! reuses the image it built before. The shared libraries come from `ldd`, the tool that knows the
-//! dynamic loader's search rules; a static binary needs none.
+//! The caller says what the image is called and how it runs ([`ImageSpec`]: repository, title
+//! label, entrypoint name, user, writable directories); this crate knows no product. The tag is
+//! `<repository>:<first 16 hex of the inputs' SHA-256>` — the binary's bytes, the spec and
+//! whether the binary was stripped — so an unchanged binary reuses the image it built before.
+//!
+//! The binary goes into the image **stripped** of its debug information and symbol table:
+//! `strip --strip-all` (binutils) writes a stripped copy to a temporary file, which is what the
+//! image holds; the binary on the host keeps both. A panic in a container still says where (the
+//! file and line come from the panic's location, not from debug information); a backtrace there
+//! has no function names. Without `strip` on the `PATH` (or when it fails) the binary goes in
+//! as it is, the tag says so, and [`ServiceImage::notes`] explains. The shared libraries come
+//! from `ldd`, the tool that knows the dynamic loader's search rules; a static binary needs none.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,16 +28,94 @@ use futures_util::StreamExt as _;
 
 use crate::{Engine, EngineError};
 
-/// The repository our image is tagged in.
-pub const REPOSITORY: &str = "demo-security/demo";
+/// What the caller's service image is called and how it runs. Every field goes into the
+/// image's Dockerfile or tag, so each is checked ([`ImageSpec::check`]) before anything is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageSpec<'a> {
+    /// The repository the image is tagged in (`owner/name`: lower-case letters, digits, `.`,
+    /// `_`, `-` and `/`). Other tags of it are earlier binaries' images, pruned after a build.
+    pub repository: &'a str,
+    /// The `org.opencontainers.image.title` label; this repository's dangling images are
+    /// found by it and pruned too.
+    pub title: &'a str,
+    /// The binary's file name in the image: it is copied to `/<entrypoint_name>`, the entrypoint.
+    pub entrypoint_name: &'a str,
+    /// The `USER` the containers run as (`uid:gid`: the image has no `/etc/passwd`).
+    pub user: &'a str,
+    /// Empty directories (absolute paths) created sticky and open to every uid (mode 1777):
+    /// the mount points a service writes to, since a new named volume takes its owner and mode
+    /// from the image's directory.
+    pub writable_dirs: &'a [&'a str],
+}
 
-/// The `org.opencontainers.image.title` label of our images.
-const TITLE: &str = "demo-security";
+impl ImageSpec<'_> {
+    /// Refuses a value that would make a broken tag or Dockerfile (empty, a quote, a control
+    /// character, a path where a name belongs, a relative writable directory).
+    pub fn check(&self) -> Result<(), ImageError> {
+        let bad = |field: &'static str, value: &str, reason: &str| {
+            Err(ImageError::Spec { field, value: value.to_owned(), reason: reason.to_owned() })
+        };
+        let plain = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_control() || matches!(c, '"' | '\\'));
+        let repository_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '/');
+        let edge = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+        if !(self.repository.chars().all(repository_char)
+            && self.repository.starts_with(edge)
+            && self.repository.ends_with(edge))
+        {
+            return bad(
+                "repository",
+                self.repository,
+                "use lower-case letters, digits, `.`, `_`, `-` and `/`, starting and ending with a letter or digit",
+            );
+        }
+        if !plain(self.title) {
+            return bad(
+                "title",
+                self.title,
+                "use a non-empty label without quotes, backslashes or control characters",
+            );
+        }
+        if !plain(self.entrypoint_name)
+            || self.entrypoint_name.contains('/')
+            || matches!(self.entrypoint_name, "." | "..")
+        {
+            return bad(
+                "entrypoint_name",
+                self.entrypoint_name,
+                "use a plain file name (it goes to the image's root)",
+            );
+        }
+        if !self.user.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-'))
+            || self.user.is_empty()
+        {
+            return bad("user", self.user, "write uid:gid, e.g. 65534:65534");
+        }
+        for dir in self.writable_dirs {
+            let parts_ok =
+                Path::new(dir).components().skip(1).all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !plain(dir) || !dir.starts_with('/') || *dir == "/" || !parts_ok {
+                return bad("writable_dirs", dir, "use absolute paths below `/`, without `.` or `..`");
+            }
+        }
+        Ok(())
+    }
+}
 
 /// The image could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ImageError {
+    /// The caller's [`ImageSpec`] has a value the image cannot carry.
+    #[error("the image spec's {field} `{value}` is not usable: {reason}")]
+    Spec {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What to write instead.
+        reason: String,
+    },
     /// The binary or a library could not be read.
     #[error("cannot read {path}")]
     Read {
@@ -130,10 +217,14 @@ pub async fn ensure_third_party(
 /// The image the services run from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceImage {
-    /// `demo-security/demo:<hash>`.
+    /// `<repository>:<hash>`.
     pub tag: String,
     /// Whether this call built it (false: it was there already).
     pub built: bool,
+    /// Whether the image holds the binary stripped (no debug information, no symbol table).
+    pub stripped: bool,
+    /// What a person should know (the binary went in unstripped, and why), one sentence each.
+    pub notes: Vec<String>,
 }
 
 /// The shared libraries (and the dynamic loader) a binary needs, as absolute paths.
@@ -191,19 +282,26 @@ fn tar_file(
     builder.append_data(&mut header, path, bytes).map_err(|e| ImageError::Build(format!("tar: {e}")))
 }
 
-/// The build context: a Dockerfile and `rootfs/` (libraries read through symlinks, so the image
-/// holds real files at the paths the loader looks at).
-pub fn build_context(binary: &Path, libraries: &[PathBuf], binary_hash: &str) -> Result<Vec<u8>, ImageError> {
+/// The build context: a Dockerfile and `rootfs/` (`binary` at `/<entrypoint_name>`; libraries
+/// read through symlinks, so the image holds real files at the paths the loader looks at).
+pub fn build_context(
+    spec: &ImageSpec<'_>,
+    binary: &[u8],
+    libraries: &[PathBuf],
+    revision: &str,
+) -> Result<Vec<u8>, ImageError> {
+    spec.check()?;
+    let ImageSpec { title, entrypoint_name, user, .. } = spec;
     let dockerfile = format!(
-        "FROM scratch\nCOPY rootfs/ /\nUSER 65534:65534\nLABEL org.opencontainers.image.title=\"{TITLE}\" \
-         org.opencontainers.image.revision=\"{binary_hash}\"\nENTRYPOINT [\"/demo\"]\n"
+        "FROM scratch\nCOPY rootfs/ /\nUSER {user}\nLABEL org.opencontainers.image.title=\"{title}\" \
+         org.opencontainers.image.revision=\"{revision}\"\nENTRYPOINT [\"/{entrypoint_name}\"]\n"
     );
     let mut builder = tar::Builder::new(Vec::new());
     tar_file(&mut builder, "Dockerfile", dockerfile.as_bytes(), 0o644)?;
-    // Mount points a service writes to, sticky and open to every uid: the services run as the
-    // state directory's owner (to read its 0600 secrets), and a new named volume takes its
-    // owner and mode from the image's directory. Nothing else runs in these containers.
-    for dir in ["rootfs/var/lib/demo/", "rootfs/tmp/"] {
+    // Mount points a service writes to, sticky and open to every uid: the services may run as
+    // another user than the image's (the owner of the files they read), and a new named volume
+    // takes its owner and mode from the image's directory. Nothing else runs in these containers.
+    for dir in spec.writable_dirs {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Directory);
         header.set_size(0);
@@ -211,10 +309,10 @@ pub fn build_context(binary: &Path, libraries: &[PathBuf], binary_hash: &str) ->
         header.set_mtime(0);
         header.set_cksum();
         builder
-            .append_data(&mut header, dir, std::io::empty())
+            .append_data(&mut header, format!("rootfs{}/", dir.trim_end_matches('/')), std::io::empty())
             .map_err(|e| ImageError::Build(format!("tar: {e}")))?;
     }
-    tar_file(&mut builder, "rootfs/demo", &read(binary)?, 0o755)?;
+    tar_file(&mut builder, &format!("rootfs/{entrypoint_name}"), binary, 0o755)?;
     for lib in libraries {
         let inside = format!("rootfs{}", lib.display());
         tar_file(&mut builder, &inside, &read(lib)?, 0o755)?;
@@ -222,17 +320,97 @@ pub fn build_context(binary: &Path, libraries: &[PathBuf], binary_hash: &str) ->
     builder.into_inner().map_err(|e| ImageError::Build(format!("tar: {e}")))
 }
 
-/// Builds (or finds) the image for `binary`.
-pub async fn ensure_service_image(engine: &Engine, binary: &Path) -> Result<ServiceImage, ImageError> {
+/// The hash the tag and the revision label carry: the binary's SHA-256, the spec and whether the
+/// binary goes in stripped. Anything that changes the image changes it.
+fn image_hash(binary_sha256: &str, spec: &ImageSpec<'_>, stripped: bool) -> String {
+    let recipe = format!(
+        "binary {binary_sha256}\nrepository {}\ntitle {}\nentrypoint {}\nuser {}\nwritable {}\nstrip-all {stripped}\n",
+        spec.repository,
+        spec.title,
+        spec.entrypoint_name,
+        spec.user,
+        spec.writable_dirs.join(" "),
+    );
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, recipe.as_bytes()))
+}
+
+/// An executable named `name` in a directory of `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| {
+        std::fs::metadata(candidate).is_ok_and(|m| {
+            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+        })
+    })
+}
+
+/// `binary` without its debug information and symbol table (`strip --strip-all`, into a
+/// temporary file that is removed again), or why not.
+fn strip_all(strip: &Path, binary: &Path) -> Result<Vec<u8>, String> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = std::env::temp_dir().join(format!("compose-engine-strip-{}-{n}", std::process::id()));
+    let result = Command::new(strip)
+        .arg("--strip-all")
+        .arg("-o")
+        .arg(&out)
+        .arg(binary)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", strip.display()))
+        .and_then(|o| {
+            if o.status.success() {
+                std::fs::read(&out).map_err(|e| format!("cannot read its output {}: {e}", out.display()))
+            } else {
+                Err(format!("{} said: {}", strip.display(), String::from_utf8_lossy(&o.stderr).trim()))
+            }
+        });
+    let _ = std::fs::remove_file(&out);
+    result
+}
+
+/// Builds (or finds) the image `spec` describes for `binary`; see the module documentation.
+pub async fn ensure_service_image(
+    engine: &Engine,
+    binary: &Path,
+    spec: &ImageSpec<'_>,
+) -> Result<ServiceImage, ImageError> {
+    spec.check()?;
     let bytes = read(binary)?;
-    let hash = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes));
-    let tag = format!("{REPOSITORY}:{}", &hash[..16]);
-    drop(bytes);
-    if engine.docker().inspect_image(&tag).await.is_ok() {
-        return Ok(ServiceImage { tag, built: false });
+    let binary_sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes));
+    let tag_of = |hash: &str| format!("{}:{}", spec.repository, &hash[..16]);
+    let mut notes = Vec::new();
+    let strip = on_path("strip");
+    if strip.is_none() {
+        notes.push(
+            "`strip` (binutils) is not on the PATH: the service image holds the binary with its symbols and debug \
+             information, which makes it larger; install binutils to shrink it"
+                .to_owned(),
+        );
     }
+    let mut hash = image_hash(&binary_sha256, spec, strip.is_some());
+    if engine.docker().inspect_image(&tag_of(&hash)).await.is_ok() {
+        return Ok(ServiceImage { tag: tag_of(&hash), built: false, stripped: strip.is_some(), notes });
+    }
+    let (content, stripped) = match strip.as_deref().map(|s| strip_all(s, binary)) {
+        Some(Ok(stripped)) => (stripped, true),
+        Some(Err(reason)) => {
+            notes.push(format!(
+                "the service image holds the binary with its symbols and debug information, which makes it \
+                 larger: stripping {} failed ({reason})",
+                binary.display()
+            ));
+            hash = image_hash(&binary_sha256, spec, false);
+            if engine.docker().inspect_image(&tag_of(&hash)).await.is_ok() {
+                return Ok(ServiceImage { tag: tag_of(&hash), built: false, stripped: false, notes });
+            }
+            (bytes, false)
+        }
+        None => (bytes, false),
+    };
+    let tag = tag_of(&hash);
     let libraries = shared_libraries(binary)?;
-    let context = build_context(binary, &libraries, &hash)?;
+    let context = build_context(spec, &content, &libraries, &hash)?;
+    drop(content);
     let options =
         BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(&tag).rm(true).forcerm(true).build();
     let mut stream = engine.docker().build_image(options, None, Some(bollard::body_full(context.into())));
@@ -251,28 +429,28 @@ pub async fn ensure_service_image(engine: &Engine, binary: &Path) -> Result<Serv
         .inspect_image(&tag)
         .await
         .map_err(|source| EngineError::Api { what: format!("inspecting {tag}"), source })?;
-    prune_other_tags(engine, &tag, &hash).await;
-    Ok(ServiceImage { tag, built: true })
+    prune_other_tags(engine, spec, &tag, &hash).await;
+    Ok(ServiceImage { tag, built: true, stripped, notes })
 }
 
-/// Removes images of earlier binaries (other tags of [`REPOSITORY`]) so rebuilds do not fill the
-/// disk. Removed by image id, which the engine refuses while any container (running or stopped)
-/// uses the image: removing by tag would only untag it and leave a dangling image behind. Our
-/// dangling images from before (by their title label) go too. Errors are ignored (pruning is
+/// Removes images of earlier binaries (other tags of the spec's repository) so rebuilds do not
+/// fill the disk. Removed by image id, which the engine refuses while any container (running or
+/// stopped) uses the image: removing by tag would only untag it and leave a dangling image
+/// behind. Dangling images with the spec's title label go too. Errors are ignored (pruning is
 /// housekeeping, never a reason to fail a run).
-async fn prune_other_tags(engine: &Engine, keep: &str, revision: &str) {
+async fn prune_other_tags(engine: &Engine, spec: &ImageSpec<'_>, keep: &str, revision: &str) {
     let ours = [
-        std::collections::HashMap::from([("reference", vec![format!("{REPOSITORY}:*")])]),
+        std::collections::HashMap::from([("reference", vec![format!("{}:*", spec.repository)])]),
         std::collections::HashMap::from([
             ("dangling", vec!["true".to_owned()]),
-            ("label", vec![format!("org.opencontainers.image.title={TITLE}")]),
+            ("label", vec![format!("org.opencontainers.image.title={}", spec.title)]),
         ]),
     ];
     for filters in ours {
         let options =
             bollard::query_parameters::ListImagesOptionsBuilder::default().filters(&filters).build();
         let Ok(images) = engine.docker().list_images(Some(options)).await else { continue };
-        // Never this binary's image: a concurrent build of it is untagged for a moment.
+        // Never this image: a concurrent build of it is untagged for a moment.
         let current = |i: &bollard::models::ImageSummary| {
             i.repo_tags.iter().any(|t| t == keep)
                 || i.labels.get("org.opencontainers.image.revision").is_some_and(|r| r == revision)
@@ -307,21 +485,101 @@ mod tests {
         );
     }
 
+    /// A spec unlike any product's: the values come from the caller.
+    const SPEC: ImageSpec<'static> = ImageSpec {
+        repository: "example.org/thing",
+        title: "thing",
+        entrypoint_name: "thing",
+        user: "1000:1000",
+        writable_dirs: &["/var/lib/thing", "/tmp"],
+    };
+
     #[test]
     fn the_context_holds_the_dockerfile_the_binary_and_the_libraries() {
         let dir = std::env::temp_dir().join(format!("ce-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (bin, lib) = (dir.join("demo"), dir.join("libx.so"));
-        std::fs::write(&bin, b"binary").unwrap();
+        let lib = dir.join("libx.so");
         std::fs::write(&lib, b"library").unwrap();
-        let context = build_context(&bin, std::slice::from_ref(&lib), "abc").unwrap();
+        let context = build_context(&SPEC, b"binary", std::slice::from_ref(&lib), "abc").unwrap();
         let mut archive = tar::Archive::new(context.as_slice());
-        let names: Vec<String> =
-            archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
-        assert_eq!(names[0], "Dockerfile");
-        assert_eq!(names[1..3], ["rootfs/var/lib/demo/", "rootfs/tmp/"]);
-        assert_eq!(names[3], "rootfs/demo");
+        let mut entries: Vec<(String, Vec<u8>)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+                (e.path().unwrap().display().to_string(), bytes)
+            })
+            .collect();
+        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names[..4], ["Dockerfile", "rootfs/var/lib/thing/", "rootfs/tmp/", "rootfs/thing"]);
         assert_eq!(names[4], format!("rootfs{}", lib.display()));
+        assert_eq!(entries[3].1, b"binary");
+        let dockerfile = String::from_utf8(entries.remove(0).1).unwrap();
+        assert_eq!(
+            dockerfile,
+            "FROM scratch\nCOPY rootfs/ /\nUSER 1000:1000\nLABEL org.opencontainers.image.title=\"thing\" \
+             org.opencontainers.image.revision=\"abc\"\nENTRYPOINT [\"/thing\"]\n"
+        );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_spec_that_would_break_the_tag_or_the_dockerfile_is_refused() {
+        assert!(SPEC.check().is_ok());
+        let cases: [(&str, ImageSpec<'static>); 9] = [
+            ("repository", ImageSpec { repository: "Upper/case", ..SPEC }),
+            ("repository", ImageSpec { repository: "name:tag", ..SPEC }),
+            ("repository", ImageSpec { repository: "", ..SPEC }),
+            ("title", ImageSpec { title: "a\" b", ..SPEC }),
+            ("entrypoint_name", ImageSpec { entrypoint_name: "bin/thing", ..SPEC }),
+            ("entrypoint_name", ImageSpec { entrypoint_name: "..", ..SPEC }),
+            ("user", ImageSpec { user: "nobody; rm", ..SPEC }),
+            ("writable_dirs", ImageSpec { writable_dirs: &["relative"], ..SPEC }),
+            ("writable_dirs", ImageSpec { writable_dirs: &["/var/../etc"], ..SPEC }),
+        ];
+        for (field, spec) in cases {
+            let err = spec.check().unwrap_err();
+            assert!(matches!(&err, ImageError::Spec { field: f, .. } if *f == field), "{field}: {err}");
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        let err = build_context(&ImageSpec { title: "", ..SPEC }, b"b", &[], "abc").unwrap_err();
+        assert!(matches!(err, ImageError::Spec { field: "title", .. }), "{err}");
+    }
+
+    #[test]
+    fn the_image_hash_changes_with_every_input() {
+        let base = image_hash("00", &SPEC, true);
+        assert_eq!(base, image_hash("00", &SPEC, true), "deterministic");
+        for other in [
+            image_hash("01", &SPEC, true),
+            image_hash("00", &SPEC, false),
+            image_hash("00", &ImageSpec { user: "0:0", ..SPEC }, true),
+            image_hash("00", &ImageSpec { entrypoint_name: "other", ..SPEC }, true),
+            image_hash("00", &ImageSpec { writable_dirs: &["/tmp"], ..SPEC }, true),
+        ] {
+            assert_ne!(base, other);
+        }
+    }
+
+    #[test]
+    fn strip_all_shrinks_a_binary_or_says_why_not() {
+        let Some(strip) = on_path("strip") else {
+            assert!(std::env::var_os("CI").is_none(), "strip (binutils) is missing under CI");
+            eprintln!("SKIPPED: strip (binutils) is not on the PATH");
+            return;
+        };
+        // This test binary carries symbols and debug information (the dev profile keeps line tables).
+        let me = std::env::current_exe().unwrap();
+        let stripped = strip_all(&strip, &me).unwrap();
+        let size = std::fs::metadata(&me).unwrap().len();
+        assert!((stripped.len() as u64) < size, "{} >= {size}", stripped.len());
+        assert_eq!(&stripped[..4], b"\x7fELF");
+        let not_elf = std::env::temp_dir().join(format!("ce-not-elf-{}", std::process::id()));
+        std::fs::write(&not_elf, b"text").unwrap();
+        let err = strip_all(&strip, &not_elf).unwrap_err();
+        std::fs::remove_file(&not_elf).unwrap();
+        assert!(err.contains("said"), "{err}");
     }
 }

@@ -1,15 +1,18 @@
 //! The compose engine: compose stacks brought up through the Docker Engine API (bollard).
 //!
-//! So far: [`Engine::connect`] (the local socket, API 1.41 — the newest the project's engine
-//! speaks — with a short probe so an absent engine is reported within seconds) and
-//! [`image::ensure_service_image`], which builds the services' image **offline** from the host's
-//! `demo` binary: `FROM scratch`, the binary and the shared libraries it needs, tagged with the
-//! binary's hash so an unchanged binary is never rebuilt. [`model::load`] reads compose files
-//! (merge, `include`, `extends`, interpolation, profiles) into a validated [`model::Project`],
-//! strictly: unknown keys and unsupported features are errors. [`stack::up`] and
-//! [`stack::down`] run a project like compose does (its object names and labels, dependency
-//! order, health conditions that fail fast with the log tail). The `docker` runtime of the CLI
-//! comes next.
+//! [`Engine::connect`] (the local socket, API 1.41 — the newest the project's engine speaks —
+//! with a short probe so an absent engine is reported within seconds) and
+//! [`image::ensure_service_image`], which builds a service image **offline** from a binary of
+//! the host: `FROM scratch`, the binary (stripped of symbols and debug information) and the
+//! shared libraries it needs, tagged with a hash of its inputs so an unchanged binary is never
+//! rebuilt.
+//! [`model::load`] reads compose files (merge, `include`, `extends`, interpolation, profiles)
+//! into a validated [`model::Project`], strictly: unknown keys and unsupported features are
+//! errors. [`stack::up`] and [`stack::down`] run a project like compose does (its object names
+//! and labels, dependency order, health conditions that fail fast with the log tail).
+//!
+//! The crate knows no product: the caller tells it what its image is called and how it runs
+//! ([`image::ImageSpec`]) and which label marks a run's objects ([`stack::RunLabel`]).
 //!
 //! What it must not do: pull from a registry implicitly, link OpenSSL (the socket needs no
 //! TLS), or put a secret into an image, an environment variable or a label.

@@ -53,8 +53,24 @@ pub mod labels {
     pub const NETWORK: &str = "com.docker.compose.network";
     /// A volume's key in the project.
     pub const VOLUME: &str = "com.docker.compose.volume";
-    /// Ours: the run that created the object (orphans of a dead run can be found).
-    pub const RUN: &str = "demo-security.run";
+}
+
+/// The label that marks every object one run creates, so that what a failed or dead run left
+/// can be found and removed: the key is the caller's (in its own namespace, e.g.
+/// `org.example.run`), the value the run's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLabel {
+    /// The label's key.
+    pub key: String,
+    /// This run's id, the label's value.
+    pub id: String,
+}
+
+impl RunLabel {
+    /// The label `key=id`.
+    pub fn new(key: impl Into<String>, id: impl Into<String>) -> Self {
+        Self { key: key.into(), id: id.into() }
+    }
 }
 
 /// The compose version our labels imitate (the one tested against).
@@ -100,8 +116,8 @@ fn api(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> StackE
 /// How to bring a stack up.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
-    /// Written as [`labels::RUN`] on everything created.
-    pub run_id: String,
+    /// Written on everything created.
+    pub run: RunLabel,
     /// How long one service may take to reach the condition others wait for.
     pub timeout: Duration,
 }
@@ -122,16 +138,16 @@ pub fn container_name(project: &str, service: &str) -> String {
 
 /// A stable hash of what makes a container: a changed image, command, mount or secret file
 /// changes it. (The secret files' contents are not hashed: a new secret value with the same path
-/// is a `--reset-demo`, which removes the containers.)
+/// is the caller's to handle, by removing the containers.)
 fn config_hash(service: &Service) -> String {
     let text = format!("{service:?}");
     hex::encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref()[..16])
 }
 
-fn project_labels(project: &Project, run_id: &str) -> HashMap<String, String> {
+fn project_labels(project: &Project, run: &RunLabel) -> HashMap<String, String> {
     HashMap::from([
         (labels::PROJECT.to_owned(), project.name.clone()),
-        (labels::RUN.to_owned(), run_id.to_owned()),
+        (run.key.clone(), run.id.clone()),
         (labels::VERSION.to_owned(), COMPOSE_VERSION.to_owned()),
     ])
 }
@@ -141,8 +157,8 @@ fn nanos(d: Option<Duration>) -> Option<i64> {
 }
 
 /// The container for `service`.
-fn container_body(project: &Project, name: &str, service: &Service, run_id: &str) -> ContainerCreateBody {
-    let mut container_labels = project_labels(project, run_id);
+fn container_body(project: &Project, name: &str, service: &Service, run: &RunLabel) -> ContainerCreateBody {
+    let mut container_labels = project_labels(project, run);
     container_labels.extend(service.labels.clone());
     let depends: Vec<String> = service
         .depends_on
@@ -272,7 +288,7 @@ pub async fn up_with(
     ready: Option<&ReadyProbe>,
 ) -> Result<UpReport, StackError> {
     let docker = engine.docker();
-    let base = project_labels(project, &options.run_id);
+    let base = project_labels(project, &options.run);
     for (key, network) in &project.networks {
         if network.external {
             continue;
@@ -359,7 +375,7 @@ pub async fn up_with(
                 .await
                 .map_err(api(format!("removing the outdated {container}")))?;
         }
-        let body = container_body(project, name, service, &options.run_id);
+        let body = container_body(project, name, service, &options.run);
         docker
             .create_container(Some(CreateContainerOptionsBuilder::default().name(&container).build()), body)
             .await
@@ -492,7 +508,7 @@ pub async fn log_tail(engine: &Engine, container: &str, lines: usize) -> String 
     text
 }
 
-/// One service of a running project, as `demo status` shows it.
+/// One service of a running project, as a status command shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServiceStatus {
     /// The service.
@@ -544,14 +560,14 @@ pub async fn status(engine: &Engine, project: &str) -> Result<Vec<ServiceStatus>
     Ok(out)
 }
 
-/// Removes what one run created in `project` (objects labelled with its run id): the rollback
+/// Removes what one run created in `project` (objects carrying its [`RunLabel`]): the rollback
 /// of a failed or interrupted start. Objects an earlier run made and this one reused stay; a
 /// network such a container still uses stays too, which is not an error here.
-pub async fn remove_run(engine: &Engine, project: &str, run_id: &str) -> Result<(), StackError> {
-    let selector = [format!("{}={project}", labels::PROJECT), format!("{}={run_id}", labels::RUN)];
+pub async fn remove_run(engine: &Engine, project: &str, run: &RunLabel) -> Result<(), StackError> {
+    let selector = [format!("{}={project}", labels::PROJECT), format!("{}={}", run.key, run.id)];
     remove_labelled(
         engine,
-        &format!("run {run_id}"),
+        &format!("run {}", run.id),
         &selector,
         Removal { stop_first: false, volumes: true, strict: false },
     )
@@ -569,7 +585,7 @@ pub async fn remove_service(engine: &Engine, project: &str, service: &str) -> Re
         .await
     {
         Ok(()) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        Err(e) if gone(&e) => Ok(()),
         Err(source) => Err(api(format!("removing {container}"))(source)),
     }
 }
@@ -610,7 +626,14 @@ struct Removal {
     strict: bool,
 }
 
+/// The engine's "no such object": what a removal wanted is already the case.
+fn gone(error: &bollard::errors::Error) -> bool {
+    matches!(error, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
 /// Removes the containers, networks and (optionally) volumes carrying all of `selector`'s labels.
+/// An object that disappears between the listing and its removal (the engine rolls back a
+/// create whose client went away, say, when a start is interrupted) is not an error.
 async fn remove_labelled(
     engine: &Engine,
     what: &str,
@@ -629,11 +652,14 @@ async fn remove_labelled(
             let _ =
                 docker.stop_container(&id, Some(StopContainerOptionsBuilder::default().t(10).build())).await;
         }
-        docker
+        match docker
             .remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
             .await
-            .map_err(api(format!("removing container {id}")))?;
-        removed.containers += 1;
+        {
+            Ok(()) => removed.containers += 1,
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(api(format!("removing container {id}"))(e)),
+        }
     }
     let networks = docker
         .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filter).build()))
@@ -642,6 +668,7 @@ async fn remove_labelled(
     for name in networks.into_iter().filter_map(|n| n.name) {
         match docker.remove_network(&name).await {
             Ok(()) => removed.networks += 1,
+            Err(e) if gone(&e) => {}
             Err(e) if how.strict => return Err(api(format!("removing network {name}"))(e)),
             Err(_) => {}
         }
@@ -655,6 +682,7 @@ async fn remove_labelled(
             match docker.remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>).await
             {
                 Ok(()) => removed.volumes += 1,
+                Err(e) if gone(&e) => {}
                 Err(e) if how.strict => return Err(api(format!("removing volume {}", v.name))(e)),
                 Err(_) => {}
             }

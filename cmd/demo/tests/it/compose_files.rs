@@ -47,9 +47,13 @@ fn plain_docker_compose_accepts_the_files_and_brings_the_stack_up() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let image = runtime.block_on(async {
         let engine = compose_engine::Engine::connect(Duration::from_secs(2)).await.unwrap();
-        compose_engine::image::ensure_service_image(&engine, &assert_cmd::cargo::cargo_bin("demo"))
-            .await
-            .unwrap()
+        compose_engine::image::ensure_service_image(
+            &engine,
+            &assert_cmd::cargo::cargo_bin("demo"),
+            &demo::stack::docker::SERVICE_IMAGE,
+        )
+        .await
+        .unwrap()
     });
     let meta = std::fs::metadata(state.root()).unwrap();
     let (kms_port, identity_port) = (free_port(), free_port());

@@ -24,9 +24,15 @@ async fn engine() -> Option<Engine> {
 async fn the_service_image_builds_offline_and_runs_the_binary_as_nobody() {
     let Some(engine) = engine().await else { return };
     let binary = assert_cmd::cargo::cargo_bin("demo");
-    let image = compose_engine::image::ensure_service_image(&engine, &binary).await.unwrap();
+    let image =
+        compose_engine::image::ensure_service_image(&engine, &binary, &demo::stack::docker::SERVICE_IMAGE)
+            .await
+            .unwrap();
     assert!(image.tag.starts_with("demo-security/demo:"), "{}", image.tag);
-    let again = compose_engine::image::ensure_service_image(&engine, &binary).await.unwrap();
+    let again =
+        compose_engine::image::ensure_service_image(&engine, &binary, &demo::stack::docker::SERVICE_IMAGE)
+            .await
+            .unwrap();
     assert_eq!(
         (again.tag.as_str(), again.built),
         (image.tag.as_str(), false),

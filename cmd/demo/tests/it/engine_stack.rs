@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use compose_engine::model::{Condition, Env};
-use compose_engine::stack::{self, UpOptions};
+use compose_engine::stack::{self, RunLabel, UpOptions};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -25,9 +25,13 @@ async fn engine_and_image() -> Option<(compose_engine::Engine, String)> {
             return None;
         }
     };
-    let image = compose_engine::image::ensure_service_image(&engine, &assert_cmd::cargo::cargo_bin("demo"))
-        .await
-        .unwrap();
+    let image = compose_engine::image::ensure_service_image(
+        &engine,
+        &assert_cmd::cargo::cargo_bin("demo"),
+        &demo::stack::docker::SERVICE_IMAGE,
+    )
+    .await
+    .unwrap();
     Some((engine, image.tag))
 }
 
@@ -55,7 +59,10 @@ async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
         compose_engine::model::load(&[deployments.join("telemetry/compose.yml")], &env, &[]).unwrap();
     telemetry.name = format!("{name}-telemetry");
     assert!(telemetry.services.is_empty(), "the collector is in the `telemetry` profile only");
-    let options = UpOptions { run_id: "test-run".into(), timeout: Duration::from_secs(90) };
+    let options = UpOptions {
+        run: RunLabel::new(demo::stack::docker::RUN_LABEL, "test-run"),
+        timeout: Duration::from_secs(90),
+    };
     stack::up(&engine, &telemetry, &options).await.unwrap();
 
     let (engine2, project2, options2, pki_dir) =
@@ -160,7 +167,10 @@ services:
     .unwrap();
     let mut project = compose_engine::model::load(&[file], &Env::new(), &[]).unwrap();
     project.name = format!("demo-engine-fault-{}", std::process::id());
-    let options = UpOptions { run_id: "test-run".into(), timeout: Duration::from_secs(60) };
+    let options = UpOptions {
+        run: RunLabel::new(demo::stack::docker::RUN_LABEL, "test-run"),
+        timeout: Duration::from_secs(60),
+    };
     let err = stack::up(&engine, &project, &options).await.unwrap_err();
     stack::down(&engine, &project.name, true).await.unwrap();
     let text = err.to_string();
@@ -198,7 +208,10 @@ services:
         project.name = format!("{name}-{}", std::process::id());
         project
     };
-    let options = UpOptions { run_id: "test-run".into(), timeout: Duration::from_secs(60) };
+    let options = UpOptions {
+        run: RunLabel::new(demo::stack::docker::RUN_LABEL, "test-run"),
+        timeout: Duration::from_secs(60),
+    };
     let good = project("--version", "demo-engine-oneshot");
     let done = stack::up(&engine, &good, &options).await;
     stack::down(&engine, &good.name, true).await.unwrap();

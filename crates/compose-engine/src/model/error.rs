@@ -107,7 +107,7 @@ pub enum ModelError {
     },
     /// A healthcheck needs a shell the image does not have.
     #[error(
-        "{at}: service `{service}` has a shell healthcheck (CMD-SHELL or a string); our images are FROM scratch and have no /bin/sh\nhint: use the exec form: test: [\"CMD\", \"/demo\", \"healthcheck\", ...]"
+        "{at}: service `{service}` has a shell healthcheck (CMD-SHELL or a string); images FROM scratch have no /bin/sh, so only the exec form is supported\nhint: use the exec form: test: [\"CMD\", \"/app\", \"healthcheck\", ...]"
     )]
     ShellHealthcheck {
         /// Where (`services.NAME.healthcheck.test`).

@@ -1,8 +1,10 @@
-//! Integration tests of compose-engine: the compose model read from fixture files. One binary.
+//! Integration tests of compose-engine: the compose model read from fixture files, and the service
+//! image built through the real engine. One binary.
 // Tests unwrap freely: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod errors;
+mod image;
 mod include;
 mod interpolation;
 mod merge;

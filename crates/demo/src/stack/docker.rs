@@ -11,8 +11,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use compose_engine::Engine;
+use compose_engine::image::ImageSpec;
 use compose_engine::model::{Condition, Env, Project};
-use compose_engine::stack::{self, UpOptions};
+use compose_engine::stack::{self, RunLabel, UpOptions};
 
 use super::{Ctx, Profile, Stack, id};
 use crate::engine::{Phase, Plan, Step, StepError};
@@ -44,6 +45,20 @@ const FILES: [(&str, &str); 17] = [
     ),
     ("README.md", include_str!("../../../../deployments/README.md")),
 ];
+
+/// The services' image: `demo-security/demo:<hash>`, this binary at `/demo` as the entrypoint,
+/// run as nobody, the data directory and `/tmp` writable (the compose files mount there).
+pub const SERVICE_IMAGE: ImageSpec<'static> = ImageSpec {
+    repository: "demo-security/demo",
+    title: "demo-security",
+    entrypoint_name: "demo",
+    user: "65534:65534",
+    writable_dirs: &["/var/lib/demo", "/tmp"],
+};
+
+/// The label on every object a run creates, its value the run's id: what a dead run left is
+/// found by it.
+pub const RUN_LABEL: &str = "demo-security.run";
 
 /// The telemetry stack's collector service (compose profile `telemetry`).
 const COLLECTOR: &str = "otel-collector";
@@ -214,7 +229,7 @@ async fn remove_dead_runs(engine: &Engine, root: &Path) -> Result<Vec<String>, S
         // An entry we cannot read names no project: nothing to find by it. Drop it.
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         for project in text.lines().filter(|l| !l.trim().is_empty()) {
-            stack::remove_run(engine, project.trim(), &run_id)
+            stack::remove_run(engine, project.trim(), &RunLabel::new(RUN_LABEL, &run_id))
                 .await
                 .map_err(|e| format!("cannot remove what run {run_id} left in {project}: {e}"))?;
         }
@@ -323,9 +338,12 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                     None => std::env::current_exe()
                         .map_err(|e| StepError::from_error("cannot find this program's binary", &e))?,
                 };
-                let image = compose_engine::image::ensure_service_image(&engine, &binary)
+                let image = compose_engine::image::ensure_service_image(&engine, &binary, &SERVICE_IMAGE)
                     .await
                     .map_err(|e| StepError::from_error("cannot build the service image", &e))?;
+                for note in &image.notes {
+                    c.note(note);
+                }
                 let _ = c.docker.image.set(image.tag);
                 let _ = c.docker.engine.set(engine);
                 Ok(())
@@ -429,7 +447,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 let _ = c.docker.run_id.set(run_id.clone());
                 let _ = c.docker.project.set(project.clone());
                 let _ = c.docker.telemetry.set(telemetry.clone());
-                let options = UpOptions { run_id, timeout: health_timeout };
+                let options = UpOptions { run: RunLabel::new(RUN_LABEL, run_id), timeout: health_timeout };
                 // The rollback removes what this run created, logs included: the error carries
                 // the engine's words and the log tail, so the hint points at nothing that is gone.
                 let hint = "fix what the cause names, then run again (what this run created was removed)";
@@ -564,7 +582,7 @@ pub(crate) fn rollback_step() -> Step<Ctx> {
         };
         if !c.docker.up_done.load(std::sync::atomic::Ordering::SeqCst) {
             for project in [c.docker.project.get(), c.docker.telemetry.get()].into_iter().flatten() {
-                stack::remove_run(engine, &project.name, run_id)
+                stack::remove_run(engine, &project.name, &RunLabel::new(RUN_LABEL, run_id))
                     .await
                     .map_err(|e| StepError::from_error("cannot roll back the failed start", &e))?;
             }

@@ -204,6 +204,12 @@ impl State {
         Self { root }
     }
 
+    /// The state directory at `root`, which [`State::at`] already made absolute (a path taken
+    /// from a `State`): for code that carries the root and needs one of its paths.
+    pub(crate) fn known(root: &Path) -> Self {
+        Self { root: root.to_owned() }
+    }
+
     /// The directory.
     pub fn root(&self) -> &Path {
         &self.root

@@ -93,7 +93,7 @@ pub(crate) struct DockerCtx {
 /// run finds the same configuration and reuses the running containers. The claim keeps other
 /// demo runs off the port until this run's containers publish it.
 fn port(root: &Path, service: &str, preferred: u16) -> Result<crate::ports::Claim, StepError> {
-    let dir = root.join("docker-ports");
+    let dir = State::known(root).docker_ports_dir();
     let path = dir.join(service);
     if let Some(port) = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok()) {
         return Ok(crate::ports::keep(port));
@@ -131,7 +131,7 @@ async fn check_host_ports(engine: &Engine, project: &Project, root: &Path) -> Re
             } else {
                 format!(
                     "stop it, or remove {} so the next run picks a free port",
-                    root.join("docker-ports").join(name).display()
+                    State::known(root).docker_ports_dir().join(name).display()
                 )
             };
             let holder = holder.map_or_else(
@@ -148,7 +148,7 @@ async fn check_host_ports(engine: &Engine, project: &Project, root: &Path) -> Re
 
 fn write_files(root: &Path) -> std::io::Result<()> {
     for (rel, text) in FILES {
-        let path = root.join("deployments").join(rel);
+        let path = State::known(root).deployments_dir().join(rel);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -202,7 +202,7 @@ pub(crate) fn lock_state(root: &Path) -> Result<std::fs::File, StepError> {
 
 /// `STATE/docker.lock`, opened (created if missing, never truncated) but not yet locked.
 fn open_lock(root: &Path) -> (PathBuf, std::io::Result<std::fs::File>) {
-    let path = root.join("docker.lock");
+    let path = State::known(root).docker_lock();
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path);
     (path, file)
 }
@@ -212,7 +212,7 @@ fn open_lock(root: &Path) -> (PathBuf, std::io::Result<std::fs::File>) {
 /// entry found while holding the state lock belongs to a run that died mid-start (killed,
 /// crashed): its objects carry its run label and are removed.
 fn journal(root: &Path) -> PathBuf {
-    root.join("docker-runs")
+    State::known(root).docker_runs_dir()
 }
 
 /// Removes what dead runs left (see [`journal`]); returns their ids.
@@ -367,7 +367,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                                 &e,
                             )
                         })?;
-                        root.join("deployments")
+                        state.deployments_dir()
                     }
                 };
                 let engine = engine(&c)?;

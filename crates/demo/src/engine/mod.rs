@@ -2,10 +2,11 @@
 //! timeouts and retries, run in order and reported one by one.
 //!
 //! Rules, each of them tested:
-//! * Steps run phase by phase (setup, start, health, seed, verify, flows, teardown). Within a
-//!   phase, every step whose dependencies have passed runs at once — independent checks overlap —
-//!   with at most one CPU-heavy step per core; teardown runs one step at a time in plan order.
-//!   The report lists steps in plan order whatever the timing.
+//! * Steps run phase by phase (setup, start, health, then seed, verify and flows together,
+//!   teardown; see [`Phase::group`]). Within a group, every step whose dependencies have passed
+//!   runs at once — independent checks overlap — with at most one CPU-heavy step per core;
+//!   teardown runs one step at a time in plan order. The report lists steps in plan order
+//!   whatever the timing.
 //! * A step whose dependency did not pass is **skipped** with the reason — never run, never
 //!   passed.
 //! * A failing step is retried only when its error is transient (connection refused, 503),
@@ -98,6 +99,23 @@ pub enum Phase {
     Flows,
     /// Taking things down (always runs).
     Teardown,
+}
+
+impl Phase {
+    /// Phases of one group overlap (their steps are ordered by their dependencies alone); the
+    /// groups run one after another. Seed, verify and flows are one group: checks and flows
+    /// that do not depend on each other run at once. Setup, start, health and teardown are each
+    /// a group of their own: nothing checks a stack before it is healthy, nothing stops it
+    /// before the checks are done.
+    pub fn group(self) -> u8 {
+        match self {
+            Self::Setup => 0,
+            Self::Start => 1,
+            Self::Health => 2,
+            Self::Seed | Self::Verify | Self::Flows => 3,
+            Self::Teardown => 4,
+        }
+    }
 }
 
 /// How a step ended.

@@ -284,8 +284,8 @@ impl Engine {
         };
         let mut first = 0;
         while first < steps.len() {
-            let phase = steps[first].phase;
-            let end = first + steps[first..].iter().take_while(|s| s.phase == phase).count();
+            let group = steps[first].phase.group();
+            let end = first + steps[first..].iter().take_while(|s| s.phase.group() == group).count();
             self.run_phase(&steps, first..end, &context, &interrupt, &mut ledger).await;
             first = end;
         }
@@ -303,7 +303,7 @@ impl Engine {
         RunResult { outcome, steps: reports, duration_ms: millis(started.elapsed()), interrupted }
     }
 
-    /// Runs the steps at `range` (one phase) as their dependencies allow.
+    /// Runs the steps at `range` (one group of phases) as their dependencies allow.
     async fn run_phase<C: Send + Sync + 'static>(
         &self,
         steps: &[Step<C>],

@@ -349,7 +349,8 @@ async fn wait_ready(
 ) -> Result<(), StepError> {
     let url = format!("https://localhost:{}/readyz", admin.port());
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut wait = Duration::from_millis(50);
+    // Short at first: an in-process service is usually ready within milliseconds.
+    let mut wait = Duration::from_millis(10);
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         // At least 250 ms per check, so the last answer is a real one, not a timeout of ours.
@@ -437,18 +438,18 @@ fn checks(plan: Plan<Ctx>, stack: Stack) -> Plan<Ctx> {
 /// profile) also removes the services' data.
 pub(crate) fn teardown_step(ephemeral: bool) -> Step<Ctx> {
     Step::new(id::STACK_DOWN, Phase::Teardown, move |c: Arc<Ctx>| async move {
-        if let Some(running) = c.kms.running.lock().await.take() {
-            running
-                .shutdown()
-                .await
-                .map_err(|e| StepError::from_error("the KMS did not stop cleanly", &e))?;
-        }
-        if let Some(running) = c.identity.running.lock().await.take() {
-            running
-                .shutdown()
-                .await
-                .map_err(|e| StepError::from_error("Identity did not stop cleanly", &e))?;
-        }
+        // Both at once: nothing is in flight any more, so the KMS no longer needs Identity.
+        let kms = c.kms.running.lock().await.take();
+        let identity = c.identity.running.lock().await.take();
+        let (kms, identity) = tokio::join!(
+            async move { if let Some(k) = kms { k.shutdown().await.map_err(|e| e.to_string()) } else { Ok(()) } },
+            async move {
+                if let Some(i) = identity { i.shutdown().await.map_err(|e| e.to_string()) } else { Ok(()) }
+            },
+        );
+        kms.map_err(|e| StepError { causes: vec![e], ..StepError::new("the KMS did not stop cleanly") })?;
+        identity
+            .map_err(|e| StepError { causes: vec![e], ..StepError::new("Identity did not stop cleanly") })?;
         if ephemeral {
             let data = c.state()?.data_dir();
             match std::fs::remove_dir_all(&data) {

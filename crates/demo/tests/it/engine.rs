@@ -244,22 +244,33 @@ fn slow(id: &'static str, phase: Phase, secs: u64) -> Step<Ctx> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn independent_steps_of_a_phase_overlap_and_the_report_keeps_plan_order() {
+async fn independent_steps_overlap_and_the_report_keeps_plan_order() {
     let started = tokio::time::Instant::now();
     let plan = Plan::new()
+        .step(slow("health.x", Phase::Health, 1))
         .step(slow("verify.a", Phase::Verify, 3))
         .step(slow("verify.b", Phase::Verify, 1))
         .step(slow("verify.c", Phase::Verify, 2).after(&["verify.b"]))
-        .step(slow("flow.d", Phase::Flows, 1));
+        .step(slow("flow.d", Phase::Flows, 1))
+        .step(slow("flow.e", Phase::Flows, 1).after(&["verify.a"]));
     let (result, ctx) = run(plan, EngineOptions::default()).await;
-    // a (3 s) overlaps b then c (1 s + 2 s); the flows phase starts after the whole verify phase.
-    assert_eq!(started.elapsed(), Duration::from_secs(4));
+    // health (1 s), then: a (3 s) beside b then c (1 s + 2 s) and d (1 s); e after a (1 s).
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
     let ids: Vec<&str> = result.steps.iter().map(|s| s.id.as_str()).collect();
-    assert_eq!(ids, ["verify.a", "verify.b", "verify.c", "flow.d"], "plan order, not finishing order");
+    assert_eq!(
+        ids,
+        ["health.x", "verify.a", "verify.b", "verify.c", "flow.d", "flow.e"],
+        "plan order, not finishing order"
+    );
     let log = ctx.log.lock().unwrap().clone();
     let at = |e: &str| log.iter().position(|l| l == e).unwrap();
-    assert!(at("verify.b end") < at("verify.c start"), "a dependency in the phase finishes first: {log:?}");
-    assert!(at("verify.a end") < at("flow.d start"), "phases are barriers: {log:?}");
+    assert!(
+        at("health.x end") < at("verify.a start"),
+        "nothing is checked before the stack is healthy: {log:?}"
+    );
+    assert!(at("verify.b end") < at("verify.c start"), "a dependency finishes first: {log:?}");
+    assert!(at("flow.d start") < at("verify.a end"), "verify and flows overlap: {log:?}");
+    assert!(at("verify.a end") < at("flow.e start"), "{log:?}");
     assert_eq!(result.outcome, Outcome::Success);
 }
 
@@ -303,7 +314,7 @@ async fn a_failure_skips_its_dependants_in_the_same_phase_and_fail_fast_stops_th
         .step(fail("verify.a", Phase::Verify))
         .step(ok("verify.b", Phase::Verify).after(&["verify.a"]))
         .step(slow("verify.c", Phase::Verify, 1))
-        .step(ok("flow.d", Phase::Flows));
+        .step(ok("flow.d", Phase::Flows).after(&["verify.c"]));
     let (result, _) = run(plan, EngineOptions { fail_fast: true, ..EngineOptions::default() }).await;
     assert_eq!(status(&result, "verify.a"), Status::Failed);
     assert_eq!(status(&result, "verify.b"), Status::Skipped);

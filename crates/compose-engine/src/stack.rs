@@ -342,12 +342,12 @@ pub async fn up_with(
             .await
             .map_err(api(format!("creating volume {name}")))?;
     }
+    // As compose does: every container is created first (that needs no dependency), then each
+    // is started in dependency order once what it depends on meets its condition.
     let mut report = UpReport::default();
+    let mut to_start = Vec::new();
     for name in project.start_order() {
         let Some(service) = project.services.get(name) else { continue };
-        for (dependency, condition) in &service.depends_on {
-            wait_for_with(engine, project, dependency, *condition, options.timeout, ready).await?;
-        }
         let container = container_name(&project.name, name);
         let hash = config_hash(service);
         let existing = docker.inspect_container(&container, None).await.ok();
@@ -358,10 +358,7 @@ pub async fn up_with(
         if same {
             let running = existing.and_then(|c| c.state).and_then(|s| s.running).unwrap_or(false);
             if !running {
-                docker
-                    .start_container(&container, None)
-                    .await
-                    .map_err(api(format!("starting {container}")))?;
+                to_start.push((name, service, container));
             }
             report.reused.push(name.to_owned());
             continue;
@@ -395,8 +392,14 @@ pub async fn up_with(
                 .await
                 .map_err(api(format!("connecting {container} to {key}")))?;
         }
-        docker.start_container(&container, None).await.map_err(api(format!("starting {container}")))?;
+        to_start.push((name, service, container));
         report.created.push(name.to_owned());
+    }
+    for (_, service, container) in to_start {
+        for (dependency, condition) in &service.depends_on {
+            wait_for_with(engine, project, dependency, *condition, options.timeout, ready).await?;
+        }
+        docker.start_container(&container, None).await.map_err(api(format!("starting {container}")))?;
     }
     Ok(report)
 }
@@ -647,11 +650,16 @@ async fn remove_labelled(
         .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filter).build()))
         .await
         .map_err(api(format!("listing the containers of {what}")))?;
-    for id in containers.into_iter().filter_map(|c| c.id) {
-        if how.stop_first {
-            let _ =
-                docker.stop_container(&id, Some(StopContainerOptionsBuilder::default().t(10).build())).await;
-        }
+    let ids: Vec<String> = containers.into_iter().filter_map(|c| c.id).collect();
+    if how.stop_first {
+        // All at once, as compose stops a project: each container gets its grace period in
+        // parallel rather than one after another.
+        let stops = ids
+            .iter()
+            .map(|id| docker.stop_container(id, Some(StopContainerOptionsBuilder::default().t(10).build())));
+        let _ = futures_util::future::join_all(stops).await;
+    }
+    for id in ids {
         match docker
             .remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
             .await

@@ -19,9 +19,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::routing::post;
-use identity::config::{IdentityConfig, SeedConfig, Sqlite, Storage, Tokens, Unseal};
-use secrecy::ExposeSecret;
-use service_kit::server::HttpConfig;
+use identity::config::SeedConfig;
 
 const SECRET: &str = "bench-client-secret";
 const FORM: &str = "grant_type=client_credentials";
@@ -40,47 +38,26 @@ async fn run() {
     let concurrency = env_usize("IDENTITY_BENCH_CONCURRENCY", 32);
     let rounds = env_usize("IDENTITY_BENCH_ROUNDS", 3);
 
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki::ensure(&dir.path().join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
-    let mut share_files = Vec::new();
-    for (i, share) in barrier::new_shares(3, 5).unwrap().iter().take(3).enumerate() {
-        let path = dir.path().join(format!("share_{i}"));
-        std::fs::write(&path, share.encode().expose_secret()).unwrap();
-        share_files.push(path);
-    }
-    std::fs::write(dir.path().join("secret"), SECRET).unwrap();
-    std::fs::write(dir.path().join("tenants.yml"), "acme: 0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10\n").unwrap();
-    std::fs::write(
-        dir.path().join("seed.yml"),
-        "clients:\n  - {client_id: bench, type: confidential, secret_file: secret, grant_types: [client_credentials], \
-         scopes: [kms:encrypt], audiences: [https://kms.demo.local:8081], tenant: acme, roles: [service]}\n",
-    )
-    .unwrap();
-    let server = HttpConfig::loopback(&pki.dir, "identity");
-    let config = IdentityConfig {
-        server: server.clone(),
-        issuer: "https://identity.demo.local:8082".into(),
-        storage: Storage { sqlite: Sqlite { path: dir.path().join("identity.db") } },
-        unseal: Unseal { share_files },
-        tokens: Tokens::default(),
-        throttle: Default::default(),
-        seed: Some(SeedConfig {
-            file: dir.path().join("seed.yml"),
-            tenants_file: dir.path().join("tenants.yml"),
-            secrets_dir: dir.path().to_owned(),
-        }),
-        log_format: Default::default(),
+    let dir = test_support::TestDir::with_demo_pki();
+    dir.write("secret", SECRET);
+    let seed = SeedConfig {
+        file: dir.write(
+            "seed.yml",
+            "clients:\n  - {client_id: bench, type: confidential, secret_file: secret, grant_types: [client_credentials], \
+             scopes: [kms:encrypt], audiences: [https://kms.demo.local:8081], tenant: acme, roles: [service]}\n",
+        ),
+        tenants_file: dir.tenants_file(&[("acme", "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10")]),
+        secrets_dir: dir.path().to_owned(),
     };
-    let identity =
-        identity::service::start(&config, identity::service::StartOptions { demo: true }).await.unwrap();
+    let config = test_support::identity::config(&dir, Some(seed));
+    let test_support::Running { service: identity, client } =
+        test_support::identity::start(&dir, &config, identity::service::StartOptions { demo: true })
+            .await
+            .unwrap();
     let echo_router = Router::new().route("/echo", post(|body: axum::body::Bytes| async move { body }));
-    let echo = service_kit::server::start(&server, echo_router, service_kit::Readiness::new()).await.unwrap();
+    let echo =
+        service_kit::server::start(&config.server, echo_router, service_kit::Readiness::new()).await.unwrap();
 
-    let client = reqwest::Client::builder()
-        .tls_backend_preconfigured(pki::client_config_for(&pki.dir, None).unwrap())
-        .resolve("identity.demo.local", identity.server.addr)
-        .build()
-        .unwrap();
     let workloads = [
         ("echo", format!("https://identity.demo.local:{}/echo", echo.addr.port()), false),
         ("token", format!("https://identity.demo.local:{}/token", identity.server.addr.port()), true),

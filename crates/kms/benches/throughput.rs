@@ -20,9 +20,8 @@ use axum::Router;
 use axum::routing::post;
 use base64::Engine as _;
 use kms::TenantId;
-use kms::config::{AuthConfig, KmsConfig, RealmConfig, SqliteConfig, StorageConfig, UnsealConfig};
-use secrecy::ExposeSecret;
-use service_kit::server::HttpConfig;
+use kms::config::{AuthConfig, RealmConfig};
+use kms_proto::{Algorithm, CreatePool, DecryptRequest, EncryptRequest, EncryptResponse};
 
 const TENANT: &str = "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10";
 
@@ -40,66 +39,41 @@ async fn run() {
     let concurrency = env_usize("KMS_BENCH_CONCURRENCY", 32);
     let rounds = env_usize("KMS_BENCH_ROUNDS", 3);
 
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki::ensure(&dir.path().join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
-    let shares = barrier::new_shares(3, 5).unwrap();
-    let mut share_files = Vec::new();
-    for (i, share) in shares.iter().take(3).enumerate() {
-        let path = dir.path().join(format!("share_{i}"));
-        std::fs::write(&path, share.encode().expose_secret()).unwrap();
-        share_files.push(path);
-    }
+    let dir = test_support::TestDir::with_demo_pki();
     let hash = service_kit::password::hash_password(&"bench-pass".to_owned().into()).unwrap();
-    let realm_path = dir.path().join("realms.yml");
-    std::fs::write(
-        &realm_path,
+    let realm_path = dir.write(
+        "realms.yml",
         format!("users:\n  - {{username: svc, password_hash: \"{}\", tenant: {TENANT}, roles: [service, key-manager]}}\n", hash.as_str()),
-    )
-    .unwrap();
-    let server = HttpConfig::loopback(&pki.dir, "kms");
-    let config = KmsConfig {
-        server: server.clone(),
-        storage: StorageConfig { sqlite: SqliteConfig { path: dir.path().join("kms.db") } },
-        unseal: UnsealConfig { share_files },
-        auth: AuthConfig {
-            realms: vec![RealmConfig::File { path: realm_path }],
+    );
+    let config = test_support::kms::config(
+        &dir,
+        AuthConfig {
             cache_ttl: Duration::from_secs(600),
             cache_entries: 1000,
-            max_failures: 5,
-            failure_window: Duration::from_secs(60),
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(900),
-            failure_ceiling: 100,
-            bearer: None,
+            ..test_support::kms::auth(vec![RealmConfig::File { path: realm_path }])
         },
-        seed: None,
-        log_format: Default::default(),
-    };
-    let kms = kms::service::start(&config).await.unwrap();
+    );
+    let test_support::Running { service: kms, client } =
+        test_support::kms::start(&dir, &config, Default::default()).await;
     kms.kms.ensure_tenant("bench", TenantId(TENANT.parse().unwrap())).await.unwrap();
     let echo_router = Router::new().route("/echo", post(|body: axum::body::Bytes| async move { body }));
-    let echo = service_kit::server::start(&server, echo_router, service_kit::Readiness::new()).await.unwrap();
+    let echo =
+        service_kit::server::start(&config.server, echo_router, service_kit::Readiness::new()).await.unwrap();
 
-    let tls = pki::client_config_for(&pki.dir, None).unwrap();
-    let client = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .resolve("kms.demo.local", kms.server.addr)
-        .build()
-        .unwrap();
     let kms_base = format!("https://kms.demo.local:{}/api/v1", kms.server.addr.port());
     let echo_url = format!("https://kms.demo.local:{}/echo", echo.addr.port());
     let resp = client
         .post(format!("{kms_base}/pools"))
         .basic_auth("svc", Some("bench-pass"))
-        .json(&serde_json::json!({"name": "p", "algorithm": "A256GCM"}))
+        .json(&CreatePool { name: "p".into(), algorithm: Algorithm::A256Gcm })
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
 
     let plaintext = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 1024]);
-    let encrypt_body = serde_json::json!({ "plaintext": plaintext }).to_string();
-    let jwe: serde_json::Value = client
+    let encrypt_body = serde_json::to_string(&EncryptRequest { plaintext, aad: None }).unwrap();
+    let encrypted: EncryptResponse = client
         .post(format!("{kms_base}/pools/p/encrypt"))
         .basic_auth("svc", Some("bench-pass"))
         .header("content-type", "application/json")
@@ -110,7 +84,7 @@ async fn run() {
         .json()
         .await
         .unwrap();
-    let decrypt_body = serde_json::json!({ "jwe": jwe["jwe"] }).to_string();
+    let decrypt_body = serde_json::to_string(&DecryptRequest::from(encrypted.jwe)).unwrap();
 
     let workloads: Vec<(&str, String, String, bool)> = vec![
         ("echo", echo_url, encrypt_body.clone(), false),

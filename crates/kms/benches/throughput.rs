@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
@@ -22,12 +22,9 @@ use base64::Engine as _;
 use kms::TenantId;
 use kms::config::{AuthConfig, RealmConfig};
 use kms_proto::{Algorithm, CreatePool, DecryptRequest, EncryptRequest, EncryptResponse};
+use test_support::bench;
 
 const TENANT: &str = "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -35,9 +32,9 @@ fn main() {
 }
 
 async fn run() {
-    let requests = env_usize("KMS_BENCH_REQUESTS", 4000);
-    let concurrency = env_usize("KMS_BENCH_CONCURRENCY", 32);
-    let rounds = env_usize("KMS_BENCH_ROUNDS", 3);
+    let requests = bench::env_usize("KMS_BENCH_REQUESTS", 4000);
+    let concurrency = bench::env_usize("KMS_BENCH_CONCURRENCY", 32);
+    let rounds = bench::env_usize("KMS_BENCH_ROUNDS", 3);
 
     let dir = test_support::TestDir::with_demo_pki();
     let hash = service_kit::password::hash_password(&"bench-pass".to_owned().into()).unwrap();
@@ -86,41 +83,23 @@ async fn run() {
         .unwrap();
     let decrypt_body = serde_json::to_string(&DecryptRequest::from(encrypted.jwe)).unwrap();
 
-    let workloads: Vec<(&str, String, String, bool)> = vec![
-        ("echo", echo_url, encrypt_body.clone(), false),
-        ("encrypt", format!("{kms_base}/pools/p/encrypt"), encrypt_body, true),
-        ("decrypt", format!("{kms_base}/decrypt"), decrypt_body, true),
+    // (url, body, Basic auth?)
+    let workloads = [
+        ("echo", (echo_url, encrypt_body.clone(), false)),
+        ("encrypt", (format!("{kms_base}/pools/p/encrypt"), encrypt_body, true)),
+        ("decrypt", (format!("{kms_base}/decrypt"), decrypt_body, true)),
     ];
-    // Warm-up: connections, caches, allocator.
-    for (_, url, body, auth) in &workloads {
-        load(&client, url, body, *auth, 200, concurrency).await;
-    }
-    let mut results: Vec<Vec<f64>> = vec![Vec::new(); workloads.len()];
-    for _ in 0..rounds {
-        for (i, (_, url, body, auth)) in workloads.iter().enumerate() {
-            results[i].push(load(&client, url, body, *auth, requests, concurrency).await);
-        }
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
-    let medians: Vec<f64> = results.iter_mut().map(median).collect();
-    println!(
-        "KMS throughput: {requests} requests x {rounds} rounds, {concurrency} concurrent HTTP/2 clients, 1 KiB plaintext"
+    // The warm-up (connections, caches, allocator) and the rounds.
+    let results = bench::measure(&workloads, rounds, requests, async |(url, body, auth), n| {
+        load(&client, url, body, *auth, n, concurrency).await
+    })
+    .await;
+    bench::report(
+        &format!(
+            "KMS throughput: {requests} requests x {rounds} rounds, {concurrency} concurrent HTTP/2 clients, 1 KiB plaintext"
+        ),
+        &results,
     );
-    println!("{:<8} {:>12} {:>12} {:>12} {:>10}", "workload", "median req/s", "min", "max", "vs echo");
-    for (i, (name, ..)) in workloads.iter().enumerate() {
-        let (min, max) = results[i].iter().fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-        println!(
-            "{:<8} {:>12.0} {:>12.0} {:>12.0} {:>9.0}%",
-            name,
-            medians[i],
-            min,
-            max,
-            100.0 * medians[i] / medians[0]
-        );
-    }
     kms.shutdown().await.unwrap();
     echo.shutdown().await.unwrap();
 }
@@ -135,25 +114,19 @@ async fn load(
     total: usize,
     concurrency: usize,
 ) -> f64 {
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (client, url, body, next) = (client.clone(), url.to_owned(), body.to_owned(), next.clone());
-        workers.spawn(async move {
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
-                let mut req = client.post(&url).header("content-type", "application/json").body(body.clone());
-                if auth {
-                    req = req.basic_auth("svc", Some("bench-pass"));
-                }
-                let resp = req.send().await.unwrap();
-                assert_eq!(resp.status(), 200, "{url}");
-                resp.bytes().await.unwrap();
+    let (client, url, body) = (client.clone(), Arc::<str>::from(url), Arc::<str>::from(body));
+    bench::load(total, concurrency, move || {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        async move {
+            let mut req =
+                client.post(&*url).header("content-type", "application/json").body(body.to_string());
+            if auth {
+                req = req.basic_auth("svc", Some("bench-pass"));
             }
-        });
-    }
-    while let Some(worker) = workers.join_next().await {
-        worker.expect("a load worker failed (its panic is printed above): the figures would be wrong");
-    }
-    total as f64 / started.elapsed().as_secs_f64()
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{url}");
+            resp.bytes().await.unwrap();
+        }
+    })
+    .await
 }

@@ -2,7 +2,8 @@
 //! temporary directory with the demo PKI ([`TestDir`]), fresh unseal shares written as files, a
 //! tenants file, the services' loopback server configuration, an HTTPS client that trusts the
 //! demo CA and resolves a service's name to where it listens, and (features `kms`, `identity`)
-//! the KMS or Identity started in-process from such a directory ([`kms`], [`identity`]).
+//! the KMS or Identity started in-process from such a directory ([`kms`], [`identity`]); and
+//! for the throughput benchmarks, their bounded load and table of results ([`bench`]).
 //!
 //! What it must not do: be anything but a dev-dependency (it panics on setup failure — a test
 //! cannot go on without its fixture — and `publish = false`), decide what a test asserts, or
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use secrecy::ExposeSecret;
 use service_kit::server::HttpConfig;
 
+pub mod bench;
 #[cfg(feature = "identity")]
 pub mod identity;
 #[cfg(feature = "kms")]

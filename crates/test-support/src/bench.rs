@@ -1,0 +1,79 @@
+//! What the services' throughput benchmarks share: their parameters from the environment, a
+//! bounded load of requests by a fixed number of concurrent workers, and the table of results
+//! against the same-run baseline (the first workload).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// The number in the environment variable `name`, or `default` when it is unset or not a number.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Sends `total` requests with `concurrency` workers, each request one call of `request` (which
+/// checks its answer and panics on a wrong one, so an error cannot pass for speed); returns
+/// requests per second.
+pub async fn load<F, Fut>(total: usize, concurrency: usize, request: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (request, next) = (request.clone(), next.clone());
+        workers.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                request().await;
+            }
+        });
+    }
+    while let Some(worker) = workers.join_next().await {
+        if let Err(e) = worker {
+            panic!("a load worker failed (its panic is printed above): the figures would be wrong: {e}");
+        }
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Warms each named workload up with 200 requests, then measures `rounds` rounds of `requests`
+/// each, the workloads alternating within a round; `run(workload, n)` sends `n` requests and
+/// returns requests per second (see [`load`]). Per workload, its name and its rounds' figures.
+pub async fn measure<'a, W>(
+    workloads: &'a [(&'a str, W)],
+    rounds: usize,
+    requests: usize,
+    run: impl AsyncFn(&'a W, usize) -> f64,
+) -> Vec<(&'a str, Vec<f64>)> {
+    for (_, workload) in workloads {
+        run(workload, 200).await;
+    }
+    let mut results: Vec<(&str, Vec<f64>)> = workloads.iter().map(|(name, _)| (*name, Vec::new())).collect();
+    for _ in 0..rounds {
+        for ((_, workload), (_, figures)) in workloads.iter().zip(results.iter_mut()) {
+            figures.push(run(workload, requests).await);
+        }
+    }
+    results
+}
+
+/// Prints `title` and, per workload, the median, least and greatest requests per second of its
+/// rounds and its median against the first workload's (the baseline).
+pub fn report(title: &str, results: &[(&str, Vec<f64>)]) {
+    println!("{title}");
+    println!("{:<8} {:>12} {:>12} {:>12} {:>10}", "workload", "median req/s", "min", "max", "vs echo");
+    let median = |rounds: &[f64]| {
+        let mut sorted = rounds.to_vec();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let baseline = results.first().map_or(f64::NAN, |(_, rounds)| median(rounds));
+    for (name, rounds) in results {
+        let (min, max) = rounds.iter().fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        let m = median(rounds);
+        println!("{name:<8} {m:>12.0} {min:>12.0} {max:>12.0} {:>9.0}%", 100.0 * m / baseline);
+    }
+}

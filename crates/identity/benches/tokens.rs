@@ -24,15 +24,10 @@ const SECRET: &str = "bench-client-secret";
 const FORM: &str = "grant_type=client_credentials";
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    runtime.block_on(run());
+    bench::block_on(run(bench::Params::from_env("IDENTITY")));
 }
 
-async fn run() {
-    let requests = bench::env_usize("IDENTITY_BENCH_REQUESTS", 4000);
-    let concurrency = bench::env_usize("IDENTITY_BENCH_CONCURRENCY", 32);
-    let rounds = bench::env_usize("IDENTITY_BENCH_ROUNDS", 3);
-
+async fn run(bench::Params { requests, concurrency, rounds }: bench::Params) {
     let dir = test_support::TestDir::with_demo_pki();
     dir.write("secret", SECRET);
     let seed = SeedConfig {

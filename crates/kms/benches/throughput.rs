@@ -27,15 +27,10 @@ use test_support::bench;
 const TENANT: &str = "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10";
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    runtime.block_on(run());
+    bench::block_on(run(bench::Params::from_env("KMS")));
 }
 
-async fn run() {
-    let requests = bench::env_usize("KMS_BENCH_REQUESTS", 4000);
-    let concurrency = bench::env_usize("KMS_BENCH_CONCURRENCY", 32);
-    let rounds = bench::env_usize("KMS_BENCH_ROUNDS", 3);
-
+async fn run(bench::Params { requests, concurrency, rounds }: bench::Params) {
     let dir = test_support::TestDir::with_demo_pki();
     let hash = service_kit::password::hash_password(&"bench-pass".to_owned().into()).unwrap();
     let realm_path = dir.write(

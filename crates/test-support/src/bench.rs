@@ -7,9 +7,42 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-/// The number in the environment variable `name`, or `default` when it is unset or not a number.
-pub fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+/// What a throughput benchmark measures, from the environment: `<SERVICE>_BENCH_REQUESTS`
+/// (default 4000 per workload and round), `<SERVICE>_BENCH_CONCURRENCY` (32 workers) and
+/// `<SERVICE>_BENCH_ROUNDS` (3).
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    /// Requests per workload and round.
+    pub requests: usize,
+    /// Concurrent workers (HTTP/2 clients sharing one connection pool).
+    pub concurrency: usize,
+    /// Rounds; the table shows each workload's median.
+    pub rounds: usize,
+}
+
+impl Params {
+    /// Reads `<service>_BENCH_*`; a variable that is unset or not a number keeps its default.
+    pub fn from_env(service: &str) -> Self {
+        let read = |name: &str, default: usize| {
+            std::env::var(format!("{service}_BENCH_{name}"))
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        Self {
+            requests: read("REQUESTS", 4000),
+            concurrency: read("CONCURRENCY", 32),
+            rounds: read("ROUNDS", 3),
+        }
+    }
+}
+
+/// Runs a benchmark's body on a multi-threaded runtime.
+pub fn block_on<F: Future>(body: F) -> F::Output {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(body),
+        Err(e) => panic!("cannot start the benchmark's runtime: {e}"),
+    }
 }
 
 /// Sends `total` requests with `concurrency` workers, each request one call of `request` (which

@@ -30,7 +30,7 @@ const ISSUER: &str = "https://issuer.bench";
 
 struct Setup {
     _runtime: tokio::runtime::Runtime,
-    _tmp: tempfile::TempDir,
+    _tmp: test_support::TestDir,
     provider: Provider,
     validator: Validator,
     token: String,
@@ -41,8 +41,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = pki::ensure(&tmp.path().join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
+    let tmp = test_support::TestDir::with_demo_pki();
 
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
@@ -73,11 +72,12 @@ fn setup() -> Setup {
                 async move { ([("cache-control", "max-age=3600")], body.to_string()) }
             }),
         );
-        let config = service_kit::server::HttpConfig::loopback(&pki.dir, "identity");
         let server =
-            service_kit::server::start(&config, app, service_kit::health::Readiness::new()).await.unwrap();
+            service_kit::server::start(&tmp.loopback("identity"), app, service_kit::health::Readiness::new())
+                .await
+                .unwrap();
         let mut c = ProviderConfig::new(ISSUER, format!("https://{HOST}:{}/jwks", server.addr.port()));
-        c.trust = TrustRoots::from_pem_file(&pki.dir.ca_bundle()).unwrap();
+        c.trust = TrustRoots::from_pem_file(&tmp.pki().ca_bundle()).unwrap();
         c.resolve = vec![(HOST.to_owned(), server.addr)];
         let provider = Provider::new(c).unwrap();
         provider.refresh().await.unwrap();

@@ -1,6 +1,7 @@
 //! The HTTP API under `/api/v1`. Handlers are small: authenticate (the [`Caller`] extractor),
 //! check the scope, call [`Kms`] with the caller's tenant, shape the answer. Every error leaves
-//! through [`ApiError`], which picks the status and the stable problem type.
+//! through [`ApiError`], which picks the status and the stable problem type. Request and
+//! response bodies are the wire types of `kms_proto`, shared with the KMS's clients.
 
 use std::sync::Arc;
 
@@ -12,15 +13,18 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use kms_proto::formats;
+use kms_proto::{
+    CreatePool, DataKeyResponse, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, Jwk, Jwks,
+    PoolInfo, ProblemDoc, SignRequest, SignResponse, UnwrapRequest, UnwrapResponse, VerifyRequest,
+    VerifyResponse, WrapRequest, WrapResponse,
+};
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 use service_kit::Problem;
-use utoipa::ToSchema;
 
 use crate::authz::{Principal, Scope};
-use crate::crypto::Algorithm;
 use crate::jose::{JoseError, Kid};
-use crate::keys::{Kms, KmsError, PoolInfo};
+use crate::keys::{Kms, KmsError};
 use crate::model::PoolName;
 use crate::realm::{Authenticator, Denied};
 
@@ -90,32 +94,6 @@ impl utoipa::Modify for Security {
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
     }
-}
-
-/// An RFC 9457 problem document (every error), as `service_kit::Problem` writes it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProblemDoc {
-    /// `urn:demo:problem:<slug>`: stable, safe to match on.
-    #[serde(rename = "type")]
-    #[schema(pattern = "^urn:demo:problem:[a-z0-9-]+$", example = "urn:demo:problem:not-found")]
-    pub type_uri: String,
-    /// Summary of the problem type.
-    pub title: String,
-    /// HTTP status, the same as the response's.
-    #[schema(minimum = 400, maximum = 599)]
-    pub status: u16,
-    /// What went wrong with this request.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub detail: Option<String>,
-    /// The request path.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub instance: Option<String>,
-    /// Quote it when asking for help; the logs carry the same id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub request_id: Option<String>,
 }
 
 /// Everything an API call can fail with.
@@ -312,87 +290,10 @@ fn b64(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
     B64.decode(value).map_err(|_| ApiError::BadRequest(format!("`{field}` is not standard base64")))
 }
 
-/// `{kid, plaintext}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DecryptResponse {
-    /// `pool/version` that decrypted it.
-    #[schema(value_type = crate::openapi::formats::Kid)]
-    pub kid: String,
-    /// Standard base64.
-    #[schema(value_type = crate::openapi::formats::Base64)]
-    pub plaintext: String,
-}
-
-/// A data key: use `plaintext` now, store `ciphertext` beside the data.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DataKeyResponse {
-    /// `pool/version`.
-    #[schema(value_type = crate::openapi::formats::Kid)]
-    pub kid: String,
-    /// 32 random bytes, standard base64.
-    #[schema(pattern = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")]
-    pub plaintext: String,
-    /// The same key as a compact JWE under the pool.
-    #[schema(value_type = crate::openapi::formats::CompactJwe)]
-    pub ciphertext: String,
-}
-
-/// `{kid, jws}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SignResponse {
-    /// `pool/version`.
-    #[schema(value_type = crate::openapi::formats::Kid)]
-    pub kid: String,
-    /// Compact JWS.
-    #[schema(value_type = crate::openapi::formats::CompactJws)]
-    pub jws: String,
-}
-
-/// `{kid, valid}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VerifyResponse {
-    /// The version the JWS named.
-    #[schema(value_type = crate::openapi::formats::Kid)]
-    pub kid: String,
-    /// Whether the signature verifies.
-    pub valid: bool,
-}
-
-/// `{kid, wrapped}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WrapResponse {
-    /// `pool/version`; give it back to unwrap.
-    #[schema(value_type = crate::openapi::formats::Kid)]
-    pub kid: String,
-    /// RFC 3394 output, standard base64.
-    #[schema(value_type = crate::openapi::formats::WrappedKey)]
-    pub wrapped: String,
-}
-
-/// `{key}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UnwrapResponse {
-    /// The key material, standard base64.
-    #[schema(value_type = crate::openapi::formats::KeyMaterial)]
-    pub key: String,
-}
-
 /// The caller.
-#[utoipa::path(get, path = "/api/v1/whoami", tag = "pools", responses((status = 200, description = "The authenticated caller", body = Principal)))]
-async fn whoami(caller: Caller) -> Json<Principal> {
-    Json(caller.0)
-}
-
-/// `POST /api/v1/pools`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "invoices", "algorithm": "A256GCM"}))]
-pub struct CreatePool {
-    /// Pool name (checked here, so a bad one is a 400 naming the rule).
-    #[schema(value_type = PoolName)]
-    pub name: String,
-    /// `A256GCM`, `A256KW`, `ES256`, `EdDSA` or `PS256`.
-    pub algorithm: Algorithm,
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "pools", responses((status = 200, description = "The authenticated caller", body = kms_proto::Principal)))]
+async fn whoami(caller: Caller) -> Json<kms_proto::Principal> {
+    Json(caller.0.to_wire())
 }
 
 /// Create a pool with its first version.
@@ -416,7 +317,7 @@ async fn list_pools(State(s): State<AppState>, caller: Caller) -> Result<Json<Ve
 }
 
 /// One pool with its versions.
-#[utoipa::path(get, path = "/api/v1/pools/{pool}", tag = "pools", params(("pool" = PoolName, Path)),
+#[utoipa::path(get, path = "/api/v1/pools/{pool}", tag = "pools", params(("pool" = formats::PoolName, Path)),
     responses((status = 200, description = "The pool", body = PoolInfo)))]
 async fn get_pool(
     State(s): State<AppState>,
@@ -428,7 +329,7 @@ async fn get_pool(
 }
 
 /// Add a version; it becomes current. Old versions still decrypt and verify.
-#[utoipa::path(post, path = "/api/v1/pools/{pool}/rotate", tag = "pools", params(("pool" = PoolName, Path)),
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/rotate", tag = "pools", params(("pool" = formats::PoolName, Path)),
     responses((status = 200, description = "The pool with its new current version", body = PoolInfo)))]
 async fn rotate(
     State(s): State<AppState>,
@@ -441,7 +342,7 @@ async fn rotate(
 
 /// Enable a version.
 #[utoipa::path(post, path = "/api/v1/pools/{pool}/versions/{version}/enable", tag = "pools",
-    params(("pool" = PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, description = "The pool", body = PoolInfo)))]
+    params(("pool" = formats::PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, description = "The pool", body = PoolInfo)))]
 async fn enable(
     State(s): State<AppState>,
     caller: Caller,
@@ -453,7 +354,7 @@ async fn enable(
 
 /// Disable a version: it refuses every operation until enabled again.
 #[utoipa::path(post, path = "/api/v1/pools/{pool}/versions/{version}/disable", tag = "pools",
-    params(("pool" = PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, description = "The pool", body = PoolInfo)))]
+    params(("pool" = formats::PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, description = "The pool", body = PoolInfo)))]
 async fn disable(
     State(s): State<AppState>,
     caller: Caller,
@@ -465,12 +366,12 @@ async fn disable(
 
 /// The public JWK of a signing key version.
 #[utoipa::path(get, path = "/api/v1/pools/{pool}/versions/{version}/jwk", tag = "keys",
-    params(("pool" = PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, description = "The version's public JWK", body = Object)))]
+    params(("pool" = formats::PoolName, Path), ("version" = u32, Path, minimum = 1, maximum = 4294967295.0)), responses((status = 200, description = "The version's public JWK", body = Object)))]
 async fn version_jwk(
     State(s): State<AppState>,
     caller: Caller,
     Path((pool, version)): Path<(String, u32)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Jwk>, ApiError> {
     let p = caller.require(Scope::Read)?;
     let kid = Kid::new(pool_name(&pool)?.as_str(), version);
     Ok(Json(s.kms.public_jwk(p.tenant, &kid).await?))
@@ -478,39 +379,13 @@ async fn version_jwk(
 
 /// The tenant's JWKS: every enabled version of every signing pool.
 #[utoipa::path(get, path = "/api/v1/jwks", tag = "keys", responses((status = 200, description = "The tenant's JWKS", body = Object)))]
-async fn jwks(State(s): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+async fn jwks(State(s): State<AppState>, caller: Caller) -> Result<Json<Jwks>, ApiError> {
     let p = caller.require(Scope::Read)?;
     Ok(Json(s.kms.jwks(p.tenant).await?))
 }
 
-/// `POST /api/v1/pools/{pool}/encrypt`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"plaintext": "aGVsbG8gd29ybGQ="}))]
-pub struct EncryptRequest {
-    /// Standard base64.
-    #[schema(value_type = crate::openapi::formats::Base64)]
-    pub plaintext: String,
-    /// Optional additional authenticated data, standard base64; the result is then a
-    /// flattened JSON JWE.
-    #[serde(default)]
-    #[schema(value_type = Option<crate::openapi::formats::Base64>)]
-    pub aad: Option<String>,
-}
-
-/// The result of an encryption.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EncryptResponse {
-    /// `pool/version`.
-    #[schema(value_type = crate::openapi::formats::Kid)]
-    pub kid: String,
-    /// Compact JWE (a string), or flattened JSON JWE (an object) when AAD was given.
-    #[schema(value_type = crate::openapi::formats::Jwe)]
-    pub jwe: serde_json::Value,
-}
-
 /// Encrypt with the pool's current version (JWE `dir` + `A256GCM`).
-#[utoipa::path(post, path = "/api/v1/pools/{pool}/encrypt", tag = "keys", params(("pool" = PoolName, Path)),
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/encrypt", tag = "keys", params(("pool" = formats::PoolName, Path)),
     request_body = EncryptRequest, responses((status = 200, description = "The JWE and the version that made it", body = EncryptResponse)))]
 async fn encrypt(
     State(s): State<AppState>,
@@ -523,15 +398,6 @@ async fn encrypt(
     let aad = body.aad.as_deref().map(|a| b64("aad", a)).transpose()?;
     let (kid, jwe) = s.kms.encrypt(p.tenant, &pool_name(&pool)?, &plaintext, aad.as_deref()).await?;
     Ok(Json(EncryptResponse { kid: kid.to_string(), jwe }))
-}
-
-/// `POST /api/v1/decrypt`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DecryptRequest {
-    /// A compact JWE string or a flattened JSON JWE object.
-    #[schema(value_type = crate::openapi::formats::Jwe)]
-    pub jwe: serde_json::Value,
 }
 
 /// Decrypt a JWE made by any enabled version of one of the caller's pools.
@@ -557,7 +423,7 @@ async fn decrypt(
 }
 
 /// A fresh 256-bit data key, in plaintext and encrypted under the pool.
-#[utoipa::path(post, path = "/api/v1/pools/{pool}/datakey", tag = "keys", params(("pool" = PoolName, Path)),
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/datakey", tag = "keys", params(("pool" = formats::PoolName, Path)),
     responses((status = 200, description = "A data key in plaintext and encrypted", body = DataKeyResponse)))]
 async fn datakey(
     State(s): State<AppState>,
@@ -569,18 +435,8 @@ async fn datakey(
     Ok(Json(DataKeyResponse { kid: kid.to_string(), plaintext: B64.encode(&*plaintext), ciphertext: jwe }))
 }
 
-/// `POST /api/v1/pools/{pool}/sign`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"payload": "aGVsbG8gd29ybGQ="}))]
-pub struct SignRequest {
-    /// Standard base64.
-    #[schema(value_type = crate::openapi::formats::Base64)]
-    pub payload: String,
-}
-
 /// Sign with the pool's current version (compact JWS).
-#[utoipa::path(post, path = "/api/v1/pools/{pool}/sign", tag = "keys", params(("pool" = PoolName, Path)),
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/sign", tag = "keys", params(("pool" = formats::PoolName, Path)),
     request_body = SignRequest, responses((status = 200, description = "The JWS and the version that signed it", body = SignResponse)))]
 async fn sign(
     State(s): State<AppState>,
@@ -592,15 +448,6 @@ async fn sign(
     let payload = b64("payload", &body.payload)?;
     let (kid, jws) = s.kms.sign(p.tenant, &pool_name(&pool)?, &payload).await?;
     Ok(Json(SignResponse { kid: kid.to_string(), jws }))
-}
-
-/// `POST /api/v1/verify`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyRequest {
-    /// A compact JWS.
-    #[schema(value_type = crate::openapi::formats::CompactJws)]
-    pub jws: String,
 }
 
 /// Verify a compact JWS against the version its `kid` names.
@@ -615,18 +462,8 @@ async fn verify(
     Ok(Json(VerifyResponse { kid: kid.to_string(), valid }))
 }
 
-/// `POST /api/v1/pools/{pool}/wrap`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"key": "AAECAwQFBgcICQoLDA0ODw=="}))]
-pub struct WrapRequest {
-    /// The key material to wrap, standard base64 (16 to 4096 bytes, a multiple of 8).
-    #[schema(value_type = crate::openapi::formats::KeyMaterial)]
-    pub key: String,
-}
-
 /// Wrap key material (RFC 3394 AES key wrap).
-#[utoipa::path(post, path = "/api/v1/pools/{pool}/wrap", tag = "keys", params(("pool" = PoolName, Path)),
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/wrap", tag = "keys", params(("pool" = formats::PoolName, Path)),
     request_body = WrapRequest, responses((status = 200, description = "The wrapped key and the version that wrapped it", body = WrapResponse)))]
 async fn wrap(
     State(s): State<AppState>,
@@ -638,19 +475,6 @@ async fn wrap(
     let key = zeroize::Zeroizing::new(b64("key", &body.key)?);
     let (kid, wrapped) = s.kms.wrap(p.tenant, &pool_name(&pool)?, &key).await?;
     Ok(Json(WrapResponse { kid: kid.to_string(), wrapped: B64.encode(wrapped) }))
-}
-
-/// `POST /api/v1/unwrap`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"kid": "key-wrapping/1", "wrapped": "H0jYvyNZ35mkMc4oijYqtvsMd3GU1PUV"}))]
-pub struct UnwrapRequest {
-    /// `pool/version` of the wrapping key.
-    #[schema(value_type = crate::openapi::formats::Kid)]
-    pub kid: String,
-    /// RFC 3394 output, standard base64.
-    #[schema(value_type = crate::openapi::formats::WrappedKey)]
-    pub wrapped: String,
 }
 
 /// Unwrap key material with the version `kid` names.

@@ -6,137 +6,47 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
-
 use crate::model::TenantId;
 
-/// A scope.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
-)]
-pub enum Scope {
-    /// Everything, including pool management.
-    #[serde(rename = "kms:admin")]
-    Admin,
-    /// List pools, read versions and public keys.
-    #[serde(rename = "kms:read")]
-    Read,
-    /// Every key operation.
-    #[serde(rename = "kms:write")]
-    Write,
-    /// Encrypt and make data keys.
-    #[serde(rename = "kms:encrypt")]
-    Encrypt,
-    /// Decrypt.
-    #[serde(rename = "kms:decrypt")]
-    Decrypt,
-    /// Sign.
-    #[serde(rename = "kms:sign")]
-    Sign,
-    /// Verify.
-    #[serde(rename = "kms:verify")]
-    Verify,
-    /// Wrap key material.
-    #[serde(rename = "kms:wrap")]
-    Wrap,
-    /// Unwrap key material.
-    #[serde(rename = "kms:unwrap")]
-    Unwrap,
-}
+/// The names of scopes, roles and authentication methods are the wire's (`kms-proto`); what
+/// they mean is decided here.
+pub use kms_proto::{AuthMethod, Role, Scope};
 
-impl Scope {
-    /// Every scope.
-    pub const ALL: [Scope; 9] = [
-        Self::Admin,
-        Self::Read,
-        Self::Write,
-        Self::Encrypt,
-        Self::Decrypt,
-        Self::Sign,
-        Self::Verify,
-        Self::Wrap,
-        Self::Unwrap,
-    ];
-
-    /// The scope's name (`kms:decrypt`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "kms:admin",
-            Self::Read => "kms:read",
-            Self::Write => "kms:write",
-            Self::Encrypt => "kms:encrypt",
-            Self::Decrypt => "kms:decrypt",
-            Self::Sign => "kms:sign",
-            Self::Verify => "kms:verify",
-            Self::Wrap => "kms:wrap",
-            Self::Unwrap => "kms:unwrap",
-        }
-    }
-
-    /// Parses a scope name; unknown names (other services' scopes) are `None`.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-
-    /// The scopes this one includes, itself among them.
-    pub fn implied(self) -> &'static [Scope] {
-        use Scope::*;
-        match self {
-            Admin => &[Admin, Read, Write, Encrypt, Decrypt, Sign, Verify, Wrap, Unwrap],
-            Write => &[Write, Encrypt, Decrypt, Sign, Verify, Wrap, Unwrap],
-            Read => &[Read],
-            Encrypt => &[Encrypt],
-            Decrypt => &[Decrypt],
-            Sign => &[Sign],
-            Verify => &[Verify],
-            Wrap => &[Wrap],
-            Unwrap => &[Unwrap],
-        }
+/// The scopes `scope` includes, itself among them.
+pub fn implied(scope: Scope) -> &'static [Scope] {
+    use Scope::*;
+    match scope {
+        Admin => &[Admin, Read, Write, Encrypt, Decrypt, Sign, Verify, Wrap, Unwrap],
+        Write => &[Write, Encrypt, Decrypt, Sign, Verify, Wrap, Unwrap],
+        Read => &[Read],
+        Encrypt => &[Encrypt],
+        Decrypt => &[Decrypt],
+        Sign => &[Sign],
+        Verify => &[Verify],
+        Wrap => &[Wrap],
+        Unwrap => &[Unwrap],
     }
 }
 
-/// A role, as realms and tokens name them.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    /// Operator of the whole KMS.
-    Admin,
-    /// Administers one tenant.
-    TenantAdmin,
-    /// Creates, rotates and disables pools.
-    KeyManager,
-    /// Uses keys: encrypt, decrypt, sign, verify.
-    User,
-    /// A machine client: every key operation.
-    Service,
-    /// Reads metadata and public keys only.
-    Auditor,
-}
-
-impl Role {
-    /// The scopes a role grants to a password (Basic) user.
-    pub fn scopes(self) -> &'static [Scope] {
-        use Scope::*;
-        match self {
-            Role::Admin | Role::TenantAdmin | Role::KeyManager => &[Admin],
-            Role::Service => &[Read, Write],
-            Role::User => &[Read, Encrypt, Decrypt, Sign, Verify],
-            Role::Auditor => &[Read],
-        }
+/// The scopes a role grants to a password (Basic) user.
+pub fn granted_by(role: Role) -> &'static [Scope] {
+    use Scope::*;
+    match role {
+        Role::Admin | Role::TenantAdmin | Role::KeyManager => &[Admin],
+        Role::Service => &[Read, Write],
+        Role::User => &[Read, Encrypt, Decrypt, Sign, Verify],
+        Role::Auditor => &[Read],
     }
 }
 
 /// A set of scopes, closed under the hierarchy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[schema(value_type = Vec<Scope>)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scopes(BTreeSet<Scope>);
 
 impl Scopes {
     /// The closure of `granted` under the hierarchy.
     pub fn expand(granted: impl IntoIterator<Item = Scope>) -> Self {
-        Self(granted.into_iter().flat_map(|s| s.implied().iter().copied()).collect())
+        Self(granted.into_iter().flat_map(|s| implied(s).iter().copied()).collect())
     }
 
     /// True when `scope` is held.
@@ -150,18 +60,8 @@ impl Scopes {
     }
 }
 
-/// How the caller proved who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMethod {
-    /// HTTP Basic against a realm.
-    Basic,
-    /// A Bearer token from Identity.
-    Bearer,
-}
-
 /// The authenticated caller. The tenant comes from here and nowhere else.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// User name or token subject.
     pub subject: String,
@@ -178,8 +78,19 @@ pub struct Principal {
 impl Principal {
     /// A principal whose scopes come from its roles (Basic users).
     pub fn from_roles(subject: &str, tenant: TenantId, roles: BTreeSet<Role>, method: AuthMethod) -> Self {
-        let scopes = Scopes::expand(roles.iter().flat_map(|r| r.scopes().iter().copied()));
+        let scopes = Scopes::expand(roles.iter().flat_map(|r| granted_by(*r).iter().copied()));
         Self { subject: subject.to_owned(), tenant, roles, scopes, method }
+    }
+
+    /// As `GET /api/v1/whoami` answers.
+    pub fn to_wire(&self) -> kms_proto::Principal {
+        kms_proto::Principal {
+            subject: self.subject.clone(),
+            tenant: self.tenant.to_string(),
+            roles: self.roles.clone(),
+            scopes: self.scopes.iter().collect(),
+            method: self.method,
+        }
     }
 
     /// `Ok` when `scope` is held, otherwise the scope that is missing.

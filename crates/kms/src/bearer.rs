@@ -163,7 +163,7 @@ fn principal(claims: &Claims) -> Result<Principal, BearerDenied> {
         .filter_map(|r| serde_json::from_value(serde_json::Value::String(r.clone())).ok())
         .collect();
     let granted = Scopes::expand(claims.scope.split(' ').filter_map(Scope::parse));
-    let allowed = Scopes::expand(roles.iter().flat_map(|r| r.scopes().iter().copied()));
+    let allowed = Scopes::expand(roles.iter().flat_map(|r| crate::authz::granted_by(*r).iter().copied()));
     let effective = Scopes::expand(granted.iter().filter(|s| allowed.has(*s)));
     Ok(Principal {
         subject: claims.sub.clone(),

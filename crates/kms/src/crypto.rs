@@ -9,54 +9,10 @@ use aws_lc_rs::key_wrap::{AES_256, AesKek, KeyWrap};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, UnparsedPublicKey};
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-/// What a pool's keys are and do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-pub enum Algorithm {
-    /// AES-256-GCM: encrypt/decrypt (JWE `dir` + `A256GCM`) and data keys.
-    #[serde(rename = "A256GCM")]
-    A256Gcm,
-    /// AES-256 key wrap (RFC 3394): wrap/unwrap caller key material.
-    #[serde(rename = "A256KW")]
-    A256Kw,
-    /// ECDSA P-256 with SHA-256: sign/verify (JWS `ES256`).
-    #[serde(rename = "ES256")]
-    Es256,
-    /// Ed25519: sign/verify (JWS `EdDSA`).
-    #[serde(rename = "EdDSA")]
-    EdDsa,
-    /// RSA-2048 PSS with SHA-256: sign/verify (JWS `PS256`).
-    #[serde(rename = "PS256")]
-    Ps256,
-}
-
-impl Algorithm {
-    /// Every algorithm.
-    pub const ALL: [Algorithm; 5] = [Self::A256Gcm, Self::A256Kw, Self::Es256, Self::EdDsa, Self::Ps256];
-
-    /// The JOSE name (`A256GCM`, `ES256`, …).
-    pub fn jose_name(self) -> &'static str {
-        match self {
-            Self::A256Gcm => "A256GCM",
-            Self::A256Kw => "A256KW",
-            Self::Es256 => "ES256",
-            Self::EdDsa => "EdDSA",
-            Self::Ps256 => "PS256",
-        }
-    }
-
-    /// Parses a JOSE name exactly (case matters, as in JOSE).
-    pub fn from_jose_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.jose_name() == name)
-    }
-
-    /// True for the signing algorithms.
-    pub fn signs(self) -> bool {
-        matches!(self, Self::Es256 | Self::EdDsa | Self::Ps256)
-    }
-}
+/// What a pool's keys are and do: the names are the wire's, so the type lives in `kms-proto`.
+pub use kms_proto::Algorithm;
 
 /// A crypto operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

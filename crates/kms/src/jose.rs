@@ -8,6 +8,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use kms_proto::Jwk;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -115,35 +116,8 @@ struct JwsHeader {
     cty: Option<String>,
 }
 
-/// A JWE in the flattened JSON serialization (RFC 7516 §7.2.2), used when the caller supplies
-/// additional authenticated data, which the compact form cannot carry. The patterns in its
-/// schema are those of the base64url (no padding, zero trailing bits) the parser decodes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FlattenedJwe {
-    /// base64url protected header (`{"alg":"dir","enc":"A256GCM","kid":"pool/version"}`).
-    #[schema(
-        pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{4}|[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])$"
-    )]
-    pub protected: String,
-    /// base64url IV (12 bytes).
-    #[schema(pattern = "^[A-Za-z0-9_-]{16}$")]
-    pub iv: String,
-    /// base64url ciphertext.
-    #[schema(pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$")]
-    pub ciphertext: String,
-    /// base64url tag (16 bytes).
-    #[schema(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
-    pub tag: String,
-    /// base64url additional authenticated data.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$")]
-    pub aad: Option<String>,
-    /// Always empty for `dir`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 0)]
-    pub encrypted_key: Option<String>,
-}
+/// A JWE in the flattened JSON serialization (RFC 7516 §7.2.2): a wire type of `kms-proto`.
+pub use kms_proto::FlattenedJwe;
 
 /// Encrypts to a compact JWE (`dir`, `A256GCM`, `kid`).
 pub fn encrypt_compact(key: &KeyMaterial, kid: &Kid, plaintext: &[u8]) -> Result<String, JoseError> {
@@ -323,19 +297,26 @@ impl ParsedJws {
 }
 
 /// The public JWK of a signing key version.
-pub fn public_jwk(key: &PublicKey, kid: &Kid) -> serde_json::Value {
-    let kid = kid.to_string();
+pub fn public_jwk(key: &PublicKey, kid: &Kid) -> Jwk {
+    let jwk = |kty: &str, crv: Option<&str>| Jwk {
+        kty: kty.to_owned(),
+        crv: crv.map(str::to_owned),
+        x: None,
+        y: None,
+        n: None,
+        e: None,
+        kid: kid.to_string(),
+        alg: key.algorithm().jose_name().to_owned(),
+        use_: "sig".to_owned(),
+    };
     match key {
         PublicKey::Es256(point) => {
             let (x, y) = point.get(1..).unwrap_or_default().split_at(point.len().saturating_sub(1) / 2);
-            serde_json::json!({"kty": "EC", "crv": "P-256", "x": B64.encode(x), "y": B64.encode(y),
-                               "kid": kid, "alg": "ES256", "use": "sig"})
+            Jwk { x: Some(B64.encode(x)), y: Some(B64.encode(y)), ..jwk("EC", Some("P-256")) }
         }
-        PublicKey::EdDsa(x) => {
-            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(x), "kid": kid, "alg": "EdDSA", "use": "sig"})
-        }
+        PublicKey::EdDsa(x) => Jwk { x: Some(B64.encode(x)), ..jwk("OKP", Some("Ed25519")) },
         PublicKey::Ps256 { n, e } => {
-            serde_json::json!({"kty": "RSA", "n": B64.encode(n), "e": B64.encode(e), "kid": kid, "alg": "PS256", "use": "sig"})
+            Jwk { n: Some(B64.encode(n)), e: Some(B64.encode(e)), ..jwk("RSA", None) }
         }
     }
 }
@@ -528,7 +509,7 @@ mod tests {
     fn jwk_import_round_trips_and_refuses_private_members() {
         for algorithm in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Ps256] {
             let public = KeyMaterial::generate(algorithm).unwrap().public_key().unwrap();
-            let jwk = public_jwk(&public, &Kid::new("s", 1));
+            let jwk = serde_json::to_value(public_jwk(&public, &Kid::new("s", 1))).unwrap();
             assert_eq!(public_key_from_jwk(&jwk).unwrap(), public);
             let mut private = jwk.clone();
             private["d"] = "AAAA".into();
@@ -548,13 +529,13 @@ mod tests {
     #[test]
     fn public_jwks_have_the_right_shape() {
         let ec = KeyMaterial::generate(Algorithm::Es256).unwrap().public_key().unwrap();
-        let jwk = public_jwk(&ec, &Kid::new("s", 1));
+        let jwk = serde_json::to_value(public_jwk(&ec, &Kid::new("s", 1))).unwrap();
         assert_eq!(jwk["kty"], "EC");
         assert_eq!(B64.decode(jwk["x"].as_str().unwrap()).unwrap().len(), 32);
         assert_eq!(B64.decode(jwk["y"].as_str().unwrap()).unwrap().len(), 32);
         assert_eq!(jwk["kid"], "s/1");
         let rsa = KeyMaterial::generate(Algorithm::Ps256).unwrap().public_key().unwrap();
-        let jwk = public_jwk(&rsa, &Kid::new("s", 2));
+        let jwk = serde_json::to_value(public_jwk(&rsa, &Kid::new("s", 2))).unwrap();
         assert_eq!(jwk["e"], "AQAB");
         assert_eq!(B64.decode(jwk["n"].as_str().unwrap()).unwrap().len(), 256);
         assert!(jwk.get("d").is_none());

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use barrier::{BarrierError, RootKey, Share};
-use serde::Serialize;
+use kms_proto::{Jwe, Jwk, Jwks};
 use zeroize::Zeroizing;
 
 use crate::crypto::{Algorithm, CryptoError, KeyMaterial};
@@ -71,33 +71,8 @@ impl From<StoreError> for KmsError {
     }
 }
 
-/// A pool with its versions, as the API shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PoolInfo {
-    /// Name.
-    pub name: PoolName,
-    /// Algorithm (`A256GCM`, `ES256`, …).
-    pub algorithm: Algorithm,
-    /// The version new operations use: the newest enabled one.
-    pub current_version: Option<u32>,
-    /// Every version.
-    pub versions: Vec<VersionInfo>,
-    /// RFC 3339.
-    pub created_at: String,
-}
-
-/// One version, as the API shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct VersionInfo {
-    /// Number.
-    pub version: u32,
-    /// `pool/version`.
-    pub kid: String,
-    /// Usable.
-    pub enabled: bool,
-    /// RFC 3339.
-    pub created_at: String,
-}
+/// Pools and versions as the API shows them: the wire types of `kms-proto`.
+pub use kms_proto::{PoolInfo, VersionInfo};
 
 /// The unsealed KMS.
 #[derive(Debug, Clone)]
@@ -257,12 +232,11 @@ impl Kms {
         name: &PoolName,
         plaintext: &[u8],
         aad: Option<&[u8]>,
-    ) -> Result<(Kid, serde_json::Value), KmsError> {
+    ) -> Result<(Kid, Jwe), KmsError> {
         let (kid, key) = self.current(tenant, name, Algorithm::A256Gcm, "encrypt").await?;
         let jwe = match aad {
-            None => serde_json::Value::String(jose::encrypt_compact(&key, &kid, plaintext)?),
-            Some(aad) => serde_json::to_value(jose::encrypt_json(&key, &kid, plaintext, aad)?)
-                .map_err(|e| KmsError::Corrupt(e.to_string()))?,
+            None => Jwe::Compact(jose::encrypt_compact(&key, &kid, plaintext)?),
+            Some(aad) => Jwe::Flattened(jose::encrypt_json(&key, &kid, plaintext, aad)?),
         };
         Ok((kid, jwe))
     }
@@ -349,7 +323,7 @@ impl Kms {
     }
 
     /// The tenant's JWKS: the public key of every enabled version of every signing pool.
-    pub async fn jwks(&self, tenant: TenantId) -> Result<serde_json::Value, KmsError> {
+    pub async fn jwks(&self, tenant: TenantId) -> Result<Jwks, KmsError> {
         let mut keys = Vec::new();
         for pool in self.store.pools(tenant).await?.into_iter().filter(|p| p.algorithm.signs()) {
             for version in self.store.versions(tenant, &pool.name).await?.into_iter().filter(|v| v.enabled) {
@@ -359,11 +333,11 @@ impl Kms {
                 keys.push(jose::public_jwk(&public, &kid));
             }
         }
-        Ok(serde_json::json!({ "keys": keys }))
+        Ok(Jwks { keys })
     }
 
     /// The public JWK of one version of a signing pool.
-    pub async fn public_jwk(&self, tenant: TenantId, kid: &Kid) -> Result<serde_json::Value, KmsError> {
+    pub async fn public_jwk(&self, tenant: TenantId, kid: &Kid) -> Result<Jwk, KmsError> {
         let meta = self.meta(tenant, &pool_name(kid)?).await?;
         if !meta.pool.algorithm.signs() {
             return Err(wrong(&meta.pool, "have a public key"));
@@ -495,7 +469,7 @@ fn wrong(pool: &Pool, operation: &'static str) -> KmsError {
 
 fn info(pool: &Pool, versions: &[StoredVersion]) -> PoolInfo {
     PoolInfo {
-        name: pool.name.clone(),
+        name: pool.name.to_string(),
         algorithm: pool.algorithm,
         current_version: versions.iter().rev().find(|v| v.enabled).map(|v| v.version),
         versions: versions

@@ -6,11 +6,8 @@ use uuid::Uuid;
 use crate::crypto::Algorithm;
 
 /// A tenant: a UUIDv4 generated when the environment is created.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10")]
 pub struct TenantId(pub Uuid);
 
 impl TenantId {
@@ -27,9 +24,8 @@ impl std::fmt::Display for TenantId {
 }
 
 /// A pool name: 1 to 64 of `a-z 0-9 - _`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, pattern = "^[a-z0-9_-]{1,64}$", example = "payments")]
 pub struct PoolName(String);
 
 impl PoolName {

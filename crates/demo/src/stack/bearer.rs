@@ -7,22 +7,27 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use kms_proto::{DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, Jwe};
+use serde::Serialize;
 
 use super::identity::{client_credentials, code_flow, expect_status, post_form, secret};
+use super::kms::{parse, problem_detail};
 use super::{Ctx, id};
 use crate::engine::{Phase, Plan, Step, StepError};
 
 /// The KMS's audience in Identity's tokens.
 pub(crate) const KMS_AUDIENCE: &str = "https://kms.demo.local:8081";
 
-/// Calls the KMS with a Bearer token; returns status and JSON body.
-async fn call(
-    c: &Ctx,
-    path: &str,
-    token: Option<&str>,
-    body: serde_json::Value,
-) -> Result<(u16, serde_json::Value, Option<String>), StepError> {
-    let mut req = c.kms.client()?.post(c.kms.url(path)?).json(&body);
+/// A KMS answer: status, body (unread) and the `WWW-Authenticate` challenges, if any.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    challenge: Option<String>,
+}
+
+/// Calls the KMS with a Bearer token.
+async fn call(c: &Ctx, path: &str, token: Option<&str>, body: &impl Serialize) -> Result<Answer, StepError> {
+    let mut req = c.kms.client()?.post(c.kms.url(path)?).json(body);
     if let Some(token) = token {
         req = req.bearer_auth(token);
     }
@@ -35,34 +40,43 @@ async fn call(
         .filter_map(|v| v.to_str().ok())
         .collect::<Vec<_>>()
         .join(", ");
-    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-    Ok((status, body, Some(challenge).filter(|c| !c.is_empty())))
+    let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+    Ok(Answer { status, body, challenge: Some(challenge).filter(|c| !c.is_empty()) })
 }
 
-fn expect(what: &str, got: &(u16, serde_json::Value, Option<String>), want: u16) -> Result<(), StepError> {
-    if got.0 != want {
+fn expect(what: &str, got: &Answer, want: u16) -> Result<(), StepError> {
+    if got.status != want {
         return Err(StepError {
-            causes: vec![format!("{}: {}", got.0, got.1["detail"].as_str().unwrap_or(""))],
-            ..StepError::new(format!("{what} answered {}, expected {want}", got.0))
+            causes: vec![format!("{}: {}", got.status, problem_detail(&got.body))],
+            ..StepError::new(format!("{what} answered {}, expected {want}", got.status))
         });
     }
     Ok(())
 }
 
-fn plaintext() -> serde_json::Value {
-    serde_json::json!({ "plaintext": B64.encode("4111 1111 1111 1111") })
+fn plaintext() -> EncryptRequest {
+    EncryptRequest { plaintext: B64.encode("4111 1111 1111 1111"), aad: None }
+}
+
+/// Encrypts with `token` (200 expected) and returns the JWE.
+async fn encrypt(c: &Ctx, what: &str, token: &str) -> Result<Jwe, StepError> {
+    let enc = call(c, ENCRYPT, Some(token), &plaintext()).await?;
+    expect(what, &enc, 200)?;
+    Ok(parse::<EncryptResponse>(ENCRYPT, &enc.body)?.jwe)
 }
 
 async fn round_trip(c: &Ctx, token: &str) -> Result<(), StepError> {
-    let enc = call(c, "/pools/payments/encrypt", Some(token), plaintext()).await?;
-    expect("encrypt with a Bearer token", &enc, 200)?;
-    let dec = call(c, "/decrypt", Some(token), serde_json::json!({ "jwe": enc.1["jwe"] })).await?;
+    let jwe = encrypt(c, "encrypt with a Bearer token", token).await?;
+    let dec = call(c, "/decrypt", Some(token), &DecryptRequest::from(jwe)).await?;
     expect("decrypt with a Bearer token", &dec, 200)?;
-    if dec.1["plaintext"] != plaintext()["plaintext"] {
+    if parse::<DecryptResponse>("/decrypt", &dec.body)?.plaintext != plaintext().plaintext {
         return Err(StepError::new("decrypt did not give the plaintext back"));
     }
     Ok(())
 }
+
+/// The path every flow encrypts at.
+const ENCRYPT: &str = "/pools/payments/encrypt";
 
 /// Adds the flows (after the KMS is healthy and Identity's flows that they build on).
 pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
@@ -92,7 +106,7 @@ pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
     .step(
         Step::new(id::FLOW_BEARER_KMS_MISSING_SCOPE, Phase::Flows, |c: Arc<Ctx>| async move {
             let token = client_credentials(&c, "demo-confidential", Some("kms:read")).await?;
-            let got = call(&c, "/pools/payments/encrypt", Some(&token), plaintext()).await?;
+            let got = call(&c, ENCRYPT, Some(&token), &plaintext()).await?;
             expect("encrypt with a kms:read token", &got, 403)
         })
         .after(&[id::HEALTH_KMS, id::VERIFY_IDENTITY_CLIENTS])
@@ -100,9 +114,9 @@ pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
     )
     .step(
         Step::new(id::FLOW_BEARER_KMS_NO_TOKEN, Phase::Flows, |c: Arc<Ctx>| async move {
-            let got = call(&c, "/pools/payments/encrypt", None, plaintext()).await?;
+            let got = call(&c, ENCRYPT, None, &plaintext()).await?;
             expect("encrypt without credentials", &got, 401)?;
-            if !got.2.as_deref().is_some_and(|ch| ch.contains("Bearer")) {
+            if !got.challenge.as_deref().is_some_and(|ch| ch.contains("Bearer")) {
                 return Err(StepError::new("the 401 does not offer the Bearer scheme"));
             }
             Ok(())
@@ -123,9 +137,9 @@ pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
                 .ok_or_else(|| StepError::new("the token's payload is not JSON"))?;
             claims["scope"] = "kms:admin".into();
             parts[1] = url.encode(claims.to_string());
-            let got = call(&c, "/pools/payments/encrypt", Some(&parts.join(".")), plaintext()).await?;
+            let got = call(&c, ENCRYPT, Some(&parts.join(".")), &plaintext()).await?;
             expect("encrypt with a tampered token", &got, 401)?;
-            if !got.2.as_deref().is_some_and(|ch| ch.contains("invalid_token")) {
+            if !got.challenge.as_deref().is_some_and(|ch| ch.contains("invalid_token")) {
                 return Err(StepError::new("the 401 does not say invalid_token"));
             }
             Ok(())
@@ -136,8 +150,7 @@ pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
     .step(
         Step::new(id::FLOW_BEARER_KMS_REVOKED_TOKEN, Phase::Flows, |c: Arc<Ctx>| async move {
             let token = client_credentials(&c, "demo-confidential", Some("kms:encrypt kms:decrypt")).await?;
-            let enc = call(&c, "/pools/payments/encrypt", Some(&token), plaintext()).await?;
-            expect("encrypt before revocation", &enc, 200)?;
+            let jwe = encrypt(&c, "encrypt before revocation", &token).await?;
             let client_secret = secret(&c.state()?.client_secret("demo-confidential"))?;
             expect_status(
                 "revocation",
@@ -146,7 +159,7 @@ pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
                 200,
             )?;
             // Decrypt is sensitive: the KMS asks Identity, which says the token is inactive.
-            let dec = call(&c, "/decrypt", Some(&token), serde_json::json!({ "jwe": enc.1["jwe"] })).await?;
+            let dec = call(&c, "/decrypt", Some(&token), &DecryptRequest::from(jwe)).await?;
             expect("decrypt with a revoked token", &dec, 401)
         })
         .after(&[id::HEALTH_KMS, id::VERIFY_IDENTITY_CLIENTS])

@@ -7,6 +7,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use kms_proto::{
+    DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, Jwe, PoolInfo, ProblemDoc, SignRequest,
+    SignResponse, VerifyRequest, VerifyResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 use super::{Ctx, id};
@@ -24,7 +30,7 @@ pub(crate) struct KmsCtx {
     pub(crate) api: OnceLock<SocketAddr>,
     pub(crate) admin: OnceLock<SocketAddr>,
     pub(crate) client: OnceLock<reqwest::Client>,
-    jwe: OnceLock<serde_json::Value>,
+    jwe: OnceLock<Jwe>,
 }
 
 impl KmsCtx {
@@ -112,15 +118,20 @@ pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
     )
 }
 
+/// The demo accounts the flows use, `(user, password)`.
+const ADMIN: (&str, &str) = ("acme-admin", "acme-admin-demo");
+const APP: (&str, &str) = ("acme-app", "acme-app-demo");
+const AUDITOR: (&str, &str) = ("acme-auditor", "acme-auditor-demo");
+const OTHER_TENANT: (&str, &str) = ("globex-user", "globex-user-demo");
+
 /// The KMS's checks and flows (and, with `bearer`, the cross-service flows), whichever runtime
 /// started it.
 pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
     let plan = plan
         .step(
             Step::new(id::VERIFY_KMS_POOLS, Phase::Verify, |c: Arc<Ctx>| async move {
-                let pools = get(&c, "/pools", ("acme-admin", "acme-admin-demo")).await?;
-                let names: Vec<&str> =
-                    pools.as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+                let pools: Vec<PoolInfo> = get(&c, "/pools", ADMIN).await?;
+                let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
                 for want in ["payments", "documents", "signing", "signing-ed", "signing-rsa", "key-wrapping"]
                 {
                     if !names.contains(&want) {
@@ -129,8 +140,8 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
                         )));
                     }
                 }
-                let payments = get(&c, "/pools/payments", ("acme-admin", "acme-admin-demo")).await?;
-                if payments["versions"].as_array().map(Vec::len) != Some(2) {
+                let payments: PoolInfo = get(&c, "/pools/payments", ADMIN).await?;
+                if payments.versions.len() != 2 {
                     return Err(StepError::new("pool payments should have 2 versions"));
                 }
                 Ok(())
@@ -142,21 +153,15 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
         )
         .step(
             Step::new(id::FLOW_BASIC_KMS_ENCRYPT, Phase::Flows, |c: Arc<Ctx>| async move {
-                let body = serde_json::json!({"plaintext": B64.encode("4111 1111 1111 1111")});
-                let enc =
-                    post(&c, "/pools/payments/encrypt", ("acme-app", "acme-app-demo"), body, 200).await?;
-                let dec = post(
-                    &c,
-                    "/decrypt",
-                    ("acme-app", "acme-app-demo"),
-                    serde_json::json!({"jwe": enc["jwe"]}),
-                    200,
-                )
-                .await?;
-                if dec["plaintext"] != B64.encode("4111 1111 1111 1111") {
+                let plaintext = B64.encode("4111 1111 1111 1111");
+                let request = EncryptRequest { plaintext: plaintext.clone(), aad: None };
+                let enc: EncryptResponse = post(&c, "/pools/payments/encrypt", APP, &request).await?;
+                let dec: DecryptResponse =
+                    post(&c, "/decrypt", APP, &DecryptRequest::from(enc.jwe.clone())).await?;
+                if dec.plaintext != plaintext {
                     return Err(StepError::new("decrypt did not give the plaintext back"));
                 }
-                let _ = c.kms.jwe.set(enc["jwe"].clone());
+                let _ = c.kms.jwe.set(enc.jwe);
                 Ok(())
             })
             .after(&[id::VERIFY_KMS_POOLS])
@@ -165,23 +170,11 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
         )
         .step(
             Step::new(id::FLOW_BASIC_KMS_SIGN, Phase::Flows, |c: Arc<Ctx>| async move {
-                let signed = post(
-                    &c,
-                    "/pools/signing/sign",
-                    ("acme-app", "acme-app-demo"),
-                    serde_json::json!({"payload": B64.encode("order 42")}),
-                    200,
-                )
-                .await?;
-                let verified = post(
-                    &c,
-                    "/verify",
-                    ("acme-app", "acme-app-demo"),
-                    serde_json::json!({"jws": signed["jws"]}),
-                    200,
-                )
-                .await?;
-                if verified["valid"] != true {
+                let request = SignRequest { payload: B64.encode("order 42") };
+                let signed: SignResponse = post(&c, "/pools/signing/sign", APP, &request).await?;
+                let verified: VerifyResponse =
+                    post(&c, "/verify", APP, &VerifyRequest { jws: signed.jws }).await?;
+                if !verified.valid {
                     return Err(StepError::new("a fresh signature did not verify"));
                 }
                 Ok(())
@@ -192,15 +185,8 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
         )
         .step(
             Step::new(id::FLOW_BASIC_KMS_FORBIDDEN, Phase::Flows, |c: Arc<Ctx>| async move {
-                post(
-                    &c,
-                    "/pools/payments/encrypt",
-                    ("acme-auditor", "acme-auditor-demo"),
-                    serde_json::json!({"plaintext": "eA=="}),
-                    403,
-                )
-                .await
-                .map(|_| ())
+                let request = EncryptRequest { plaintext: "eA==".to_owned(), aad: None };
+                refused(&c, "/pools/payments/encrypt", AUDITOR, &request, 403).await
             })
             .after(&[id::VERIFY_KMS_POOLS])
         .verifies("an auditor's encrypt is refused with 403")
@@ -234,15 +220,7 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
                     .get()
                     .ok_or_else(|| StepError::new("no ciphertext from the encrypt flow"))?
                     .clone();
-                post(
-                    &c,
-                    "/decrypt",
-                    ("globex-user", "globex-user-demo"),
-                    serde_json::json!({"jwe": jwe}),
-                    404,
-                )
-                .await
-                .map(|_| ())
+                refused(&c, "/decrypt", OTHER_TENANT, &DecryptRequest::from(jwe), 404).await
             })
             .after(&[id::FLOW_BASIC_KMS_ENCRYPT])
         .verifies("another tenant's user cannot decrypt acme's ciphertext (404: not even its existence)")
@@ -251,7 +229,8 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
     if bearer { super::bearer::flows(plan) } else { plan }
 }
 
-async fn get(c: &Ctx, path: &str, user: (&str, &str)) -> Result<serde_json::Value, StepError> {
+/// `GET path` as `user`: 200 and a body of type `T`.
+async fn get<T: DeserializeOwned>(c: &Ctx, path: &str, user: (&str, &str)) -> Result<T, StepError> {
     let resp = c
         .kms
         .client()?
@@ -260,43 +239,77 @@ async fn get(c: &Ctx, path: &str, user: (&str, &str)) -> Result<serde_json::Valu
         .send()
         .await
         .map_err(|e| StepError::from_error(format!("GET {path} failed"), &e))?;
-    expect(resp, path, 200).await
+    parse(path, &expect(resp, path, 200).await?)
 }
 
-async fn post(
+/// `POST path` with `body` as `user`, answered with `status`; the body unread.
+async fn send(
     c: &Ctx,
     path: &str,
     user: (&str, &str),
-    body: serde_json::Value,
+    body: &impl Serialize,
     status: u16,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<Vec<u8>, StepError> {
     let resp = c
         .kms
         .client()?
         .post(c.kms.url(path)?)
         .basic_auth(user.0, Some(user.1))
-        .json(&body)
+        .json(body)
         .send()
         .await
         .map_err(|e| StepError::from_error(format!("POST {path} failed"), &e))?;
     expect(resp, path, status).await
 }
 
-pub(crate) async fn expect(
-    resp: reqwest::Response,
+/// `POST path` with `body` as `user`: 200 and a body of type `T`.
+async fn post<T: DeserializeOwned>(
+    c: &Ctx,
     path: &str,
+    user: (&str, &str),
+    body: &impl Serialize,
+) -> Result<T, StepError> {
+    parse(path, &send(c, path, user, body, 200).await?)
+}
+
+/// `POST path` with `body` as `user`: refused with `status`.
+async fn refused(
+    c: &Ctx,
+    path: &str,
+    user: (&str, &str),
+    body: &impl Serialize,
     status: u16,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<(), StepError> {
+    send(c, path, user, body, status).await.map(drop)
+}
+
+/// The body of `resp` when its status is `status`; otherwise an error with the problem's detail.
+pub(crate) async fn expect(resp: reqwest::Response, path: &str, status: u16) -> Result<Vec<u8>, StepError> {
     let got = resp.status().as_u16();
-    let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+    let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
     if got != status {
-        let detail = body["detail"].as_str().unwrap_or("").to_owned();
         return Err(StepError {
-            causes: vec![format!("{got}: {detail}")],
+            causes: vec![format!("{got}: {}", problem_detail(&body))],
             ..StepError::new(format!("{path} answered {got}, expected {status}"))
         });
     }
     Ok(body)
+}
+
+/// The `detail` of a problem document (`kms_proto::ProblemDoc`), empty when the body is not one.
+pub(crate) fn problem_detail(body: &[u8]) -> String {
+    serde_json::from_slice::<ProblemDoc>(body).ok().and_then(|p| p.detail).unwrap_or_default()
+}
+
+/// A success body of the KMS read as the wire type `T`; a clear error when it is not one.
+pub(crate) fn parse<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, StepError> {
+    serde_json::from_slice(body).map_err(|e| StepError {
+        causes: vec![e.to_string()],
+        ..StepError::new(format!(
+            "the KMS's answer to {path} is not a {}",
+            std::any::type_name::<T>().replace("alloc::vec::", "")
+        ))
+    })
 }
 
 /// Writes the seed, the tenants-backed config and returns the KMS configuration; with

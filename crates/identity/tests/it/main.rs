@@ -10,10 +10,9 @@ mod oracle;
 mod signin_page;
 mod throttle;
 
-use identity::config::{IdentityConfig, SeedConfig, Sqlite, Storage, Tokens, Unseal};
+use identity::config::{IdentityConfig, SeedConfig, Tokens};
 use identity::service::{self, RunningIdentity, StartOptions};
-use secrecy::ExposeSecret;
-use service_kit::server::HttpConfig;
+use test_support::{Running, TestDir};
 
 pub const ISSUER: &str = "https://identity.demo.local:8082";
 pub const KMS_SECRET: &str = "kms-service-secret-for-tests";
@@ -28,7 +27,7 @@ pub const KMS_AUDIENCE: &str = "https://kms.demo.local:8081";
 
 #[derive(Debug)]
 pub struct Env {
-    pub dir: tempfile::TempDir,
+    pub dir: TestDir,
     pub identity: RunningIdentity,
     pub client: reqwest::Client,
 }
@@ -57,15 +56,7 @@ pub const TENANTS: &str = "acme: 0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10\n";
 
 /// Identity over `seed` and `tenants` (YAML texts); the seed's secrets are the constants above.
 pub async fn start_seeded(seed: &str, tenants: &str, tokens: Tokens) -> Result<Env, service::StartError> {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki::ensure(&dir.path().join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
-    let shares = barrier::new_shares(3, 5).unwrap();
-    let mut share_files = Vec::new();
-    for (i, share) in shares.iter().take(3).enumerate() {
-        let path = dir.path().join(format!("share_{i}"));
-        std::fs::write(&path, share.encode().expose_secret()).unwrap();
-        share_files.push(path);
-    }
+    let dir = TestDir::with_demo_pki();
     let secrets = dir.path().join("secrets");
     std::fs::create_dir(&secrets).unwrap();
     std::fs::write(secrets.join("kms_service"), KMS_SECRET).unwrap();
@@ -80,29 +71,14 @@ pub async fn start_seeded(seed: &str, tenants: &str, tokens: Tokens) -> Result<E
         std::fs::write(secrets.join(format!("client_secret_{client}")), format!("{client}-secret-for-tests"))
             .unwrap();
     }
-    std::fs::write(dir.path().join("tenants.yml"), tenants).unwrap();
-    std::fs::write(dir.path().join("seed.yml"), seed).unwrap();
-    let config = IdentityConfig {
-        server: HttpConfig::loopback(&pki.dir, "identity"),
-        issuer: ISSUER.to_owned(),
-        storage: Storage { sqlite: Sqlite { path: dir.path().join("identity.db") } },
-        unseal: Unseal { share_files },
-        tokens,
-        throttle: Default::default(),
-        seed: Some(SeedConfig {
-            file: dir.path().join("seed.yml"),
-            tenants_file: dir.path().join("tenants.yml"),
-            secrets_dir: secrets,
-        }),
-        log_format: Default::default(),
+    let seed = SeedConfig {
+        file: dir.write("seed.yml", seed),
+        tenants_file: dir.write("tenants.yml", tenants),
+        secrets_dir: secrets,
     };
-    let identity = service::start(&config, StartOptions { demo: true }).await?;
-    let client = reqwest::Client::builder()
-        .tls_backend_preconfigured(pki::client_config_for(&pki.dir, None).unwrap())
-        .resolve("identity.demo.local", identity.server.addr)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let config = IdentityConfig { tokens, ..test_support::identity::config(&dir, Some(seed)) };
+    let Running { service: identity, client } =
+        test_support::identity::start(&dir, &config, StartOptions { demo: true }).await?;
     Ok(Env { dir, identity, client })
 }
 
@@ -171,11 +147,8 @@ impl Env {
     /// A client whose connections come from `local` (a loopback address such as 127.0.0.2):
     /// another client address, as the throttle sees it.
     pub fn client_from(&self, local: std::net::IpAddr) -> reqwest::Client {
-        let pki = pki::PkiDir::new(self.dir.path().join("pki"));
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(pki::client_config_for(&pki, None).unwrap())
-            .resolve("identity.demo.local", self.identity.server.addr)
-            .redirect(reqwest::redirect::Policy::none())
+        self.dir
+            .client(test_support::identity::HOST, self.identity.server.addr)
             .local_address(local)
             .build()
             .unwrap()

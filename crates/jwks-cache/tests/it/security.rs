@@ -62,11 +62,9 @@ async fn a_matching_spki_pin_is_accepted_and_a_mismatch_refused() {
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_refused() {
     let fx = Fixture::start().await;
-    let other = tempfile::tempdir().unwrap();
-    let other_pki =
-        pki::ensure(&other.path().join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
+    let other = test_support::TestDir::with_demo_pki();
     let mut config = fx.config();
-    config.trust = TrustRoots::from_pem_file(&other_pki.dir.ca_bundle()).unwrap();
+    config.trust = TrustRoots::from_pem_file(&other.pki().ca_bundle()).unwrap();
     let err = Provider::new(config).unwrap().refresh().await.unwrap_err();
     assert!(matches!(err, FetchError::Tls { .. }), "{err}");
     assert_eq!(fx.issuer.requests(), 0);

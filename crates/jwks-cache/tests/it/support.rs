@@ -23,7 +23,8 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use service_kit::health::Readiness;
-use service_kit::server::{self, HttpConfig, RunningServer};
+use service_kit::server::{self, RunningServer};
+use test_support::TestDir;
 
 /// The fixture's host name (a SAN of the `identity` leaf), resolved to 127.0.0.1.
 pub const HOST: &str = "identity.demo.local";
@@ -169,8 +170,7 @@ async fn jwks(State(issuer): State<Arc<Issuer>>, headers: HeaderMap) -> Response
 
 /// A running fixture issuer with its PKI, and a manual clock for the caches under test.
 pub struct Fixture {
-    _tmp: tempfile::TempDir,
-    pub dir: pki::PkiDir,
+    tmp: TestDir,
     pub server: RunningServer,
     pub issuer: Arc<Issuer>,
     pub clock: ManualClock,
@@ -183,8 +183,7 @@ impl Fixture {
     /// Starts the issuer serving one fresh ES256 key, `Cache-Control: max-age=300`.
     pub async fn start() -> Self {
         metrics_snapshotter();
-        let tmp = tempfile::tempdir().unwrap();
-        let pki = pki::ensure(&tmp.path().join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
+        let tmp = TestDir::with_demo_pki();
         let key = TestKey::new("key-1");
         let issuer = Arc::new(Issuer {
             requests: AtomicUsize::new(0),
@@ -199,9 +198,13 @@ impl Fixture {
             last_modified_only: Default::default(),
         });
         let app = Router::new().route("/jwks", get(jwks)).with_state(issuer.clone());
-        let server =
-            server::start(&HttpConfig::loopback(&pki.dir, "identity"), app, Readiness::new()).await.unwrap();
-        Self { _tmp: tmp, dir: pki.dir, server, issuer, clock: ManualClock::starting_now(), key }
+        let server = server::start(&tmp.loopback("identity"), app, Readiness::new()).await.unwrap();
+        Self { tmp, server, issuer, clock: ManualClock::starting_now(), key }
+    }
+
+    /// The fixture's demo PKI.
+    pub fn pki(&self) -> &pki::PkiDir {
+        self.tmp.pki()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -221,7 +224,7 @@ impl Fixture {
     /// resolved to loopback, the manual clock, fast retries.
     pub fn config(&self) -> ProviderConfig {
         let mut c = ProviderConfig::new(self.unique_issuer(), self.url());
-        c.trust = TrustRoots::from_pem_file(&self.dir.ca_bundle()).unwrap();
+        c.trust = TrustRoots::from_pem_file(&self.pki().ca_bundle()).unwrap();
         c.resolve = vec![(HOST.to_owned(), self.addr())];
         c.clock = Arc::new(self.clock.clone());
         c.retry = RetryPolicy {
@@ -245,7 +248,7 @@ impl Fixture {
 
     /// The SPKI pin of the fixture's server certificate.
     pub fn server_pin(&self) -> SpkiPin {
-        let cert = CertificateDer::from_pem_file(self.dir.leaf("identity").cert).unwrap();
+        let cert = CertificateDer::from_pem_file(self.pki().leaf("identity").cert).unwrap();
         SpkiPin::of_certificate(&cert).unwrap()
     }
 

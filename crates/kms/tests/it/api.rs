@@ -1,51 +1,34 @@
 //! The HTTP API over real HTTPS: authentication, scopes, tenancy, and hostile input.
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use kms::TenantId;
-use kms::config::{AuthConfig, KmsConfig, RealmConfig, SqliteConfig, StorageConfig, UnsealConfig};
-use kms::service::{self, RunningKms};
-use secrecy::ExposeSecret;
+use kms::config::{AuthConfig, RealmConfig};
+use kms::service::RunningKms;
 use serde_json::{Value, json};
-use service_kit::server::{HttpConfig, Limits};
+use service_kit::server::Limits;
+use test_support::{Running, TestDir};
 
 const TENANT_A: &str = "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10";
 const TENANT_B: &str = "5d2a9e71-3c8b-4f6d-8e2a-1b7c9d0e3f42";
 
 pub struct Env {
-    _dir: tempfile::TempDir,
-    pki: pki::PkiDir,
+    pub dir: TestDir,
     pub kms: RunningKms,
     pub client: reqwest::Client,
 }
 
 pub async fn start() -> Env {
-    let (dir, pki) = prepare();
-    start_in(dir, &pki, None).await
+    start_in(prepare(), None).await
 }
 
 /// A temporary directory with the demo PKI in it.
-pub fn prepare() -> (tempfile::TempDir, pki::PkiDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki::ensure(&dir.path().join("pki"), &pki::PkiSpec::demo(), &Default::default()).unwrap();
-    (dir, pki.dir)
+pub fn prepare() -> TestDir {
+    TestDir::with_demo_pki()
 }
 
 /// The KMS over `dir` with the test realm, and Bearer tokens if `bearer` is given.
-pub async fn start_in(
-    dir: tempfile::TempDir,
-    pki: &pki::PkiDir,
-    bearer: Option<kms::config::BearerConfig>,
-) -> Env {
-    let shares = barrier::new_shares(3, 5).unwrap();
-    let mut share_files = Vec::new();
-    for (i, share) in shares.iter().take(3).enumerate() {
-        let path = dir.path().join(format!("share_{i}"));
-        std::fs::write(&path, share.encode().expose_secret()).unwrap();
-        share_files.push(path);
-    }
+pub async fn start_in(dir: TestDir, bearer: Option<kms::config::BearerConfig>) -> Env {
     let hash = service_kit::password::hash_password(&"hashed-pass".to_owned().into()).unwrap();
     let realm = format!(
         "users:
@@ -57,52 +40,24 @@ pub async fn start_in(
 ",
         hash.as_str()
     );
-    let realm_path = dir.path().join("realms.yml");
-    std::fs::write(&realm_path, realm).unwrap();
-    let config = KmsConfig {
-        server: HttpConfig {
-            limits: Limits { body_bytes: 64 * 1024, ..Limits::default() },
-            ..HttpConfig::loopback(pki, "kms")
-        },
-        storage: StorageConfig { sqlite: SqliteConfig { path: dir.path().join("kms.db") } },
-        unseal: UnsealConfig { share_files },
-        auth: AuthConfig {
-            realms: vec![RealmConfig::File { path: realm_path }],
-            cache_ttl: Duration::from_secs(60),
-            cache_entries: 100,
-            max_failures: 5,
-            failure_window: Duration::from_secs(60),
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(900),
-            failure_ceiling: 100,
-            bearer,
-        },
-        seed: None,
-        log_format: Default::default(),
-    };
-    let kms = service::start(&config).await.unwrap();
+    let realm_path = dir.write("realms.yml", realm);
+    let mut config = test_support::kms::config(
+        &dir,
+        AuthConfig { bearer, ..test_support::kms::auth(vec![RealmConfig::File { path: realm_path }]) },
+    );
+    config.server.limits = Limits { body_bytes: 64 * 1024, ..Limits::default() };
+    let Running { service: kms, client } = test_support::kms::start(&dir, &config, Default::default()).await;
     for (name, id) in [("a", TENANT_A), ("b", TENANT_B)] {
         kms.kms.ensure_tenant(name, TenantId(id.parse().unwrap())).await.unwrap();
     }
-    let tls = pki::client_config_for(pki, None).unwrap();
-    let client = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .resolve("kms.demo.local", kms.server.addr)
-        .build()
-        .unwrap();
-    Env { _dir: dir, pki: pki.clone(), kms, client }
+    Env { dir, kms, client }
 }
 
 impl Env {
     /// A client whose connections come from `local` (a loopback address such as 127.0.0.2):
     /// another client address, as the throttle sees it.
     pub fn client_from(&self, local: std::net::IpAddr) -> reqwest::Client {
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(pki::client_config_for(&self.pki, None).unwrap())
-            .resolve("kms.demo.local", self.kms.server.addr)
-            .local_address(local)
-            .build()
-            .unwrap()
+        self.dir.client(test_support::kms::HOST, self.kms.server.addr).local_address(local).build().unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -127,7 +127,7 @@ async fn call(env: &Env, token: &str, path: &str, body: Value) -> (u16, Value, S
 
 #[tokio::test]
 async fn bearer_tokens_after_the_jwks_is_fetched_with_sensitive_operations_introspected() {
-    let (dir, pki) = prepare();
+    let dir = prepare();
     let issuer = Arc::new(Issuer::default());
     let (signer, jwks_doc) = Signer::new();
     *issuer.jwks.lock().unwrap() = jwks_doc;
@@ -136,22 +136,18 @@ async fn bearer_tokens_after_the_jwks_is_fetched_with_sensitive_operations_intro
         .route("/jwks", get(jwks))
         .route("/introspect", post(introspect))
         .with_state(issuer.clone());
-    let fixture = service_kit::server::start(
-        &service_kit::server::HttpConfig::loopback(&pki, "identity"),
-        router,
-        service_kit::Readiness::new(),
-    )
-    .await
-    .unwrap();
-    let secret_file = dir.path().join("introspection_secret");
-    std::fs::write(&secret_file, INTROSPECTION_SECRET).unwrap();
+    let fixture =
+        service_kit::server::start(&dir.loopback("identity"), router, service_kit::Readiness::new())
+            .await
+            .unwrap();
+    let secret_file = dir.write("introspection_secret", INTROSPECTION_SECRET);
     let base = format!("https://identity.demo.local:{}", fixture.addr.port());
     let bearer = BearerConfig {
         issuer: ISSUER.into(),
         jwks_url: format!("{base}/jwks"),
         audience: AUDIENCE.into(),
         algorithms: vec!["ES256".into()],
-        ca_file: pki.ca_bundle(),
+        ca_file: dir.pki().ca_bundle(),
         resolve: [("identity.demo.local".to_owned(), fixture.addr)].into(),
         leeway: Duration::from_secs(30),
         introspection: Some(IntrospectionConfig {
@@ -164,15 +160,11 @@ async fn bearer_tokens_after_the_jwks_is_fetched_with_sensitive_operations_intro
         }),
         error_detail: ErrorDetail::Detailed,
     };
-    let env = start_in(dir, &pki, Some(bearer)).await;
+    let env = start_in(dir, Some(bearer)).await;
 
     // Not ready while Identity's JWKS cannot be fetched, and readyz says why.
     let readyz = format!("https://kms.demo.local:{}/readyz", env.kms.server.admin_addr.port());
-    let admin = reqwest::Client::builder()
-        .tls_backend_preconfigured(pki::client_config_for(&pki, None).unwrap())
-        .resolve("kms.demo.local", env.kms.server.admin_addr)
-        .build()
-        .unwrap();
+    let admin = env.dir.client("kms.demo.local", env.kms.server.admin_addr).build().unwrap();
     let resp = admin.get(&readyz).send().await.unwrap();
     assert_eq!(resp.status(), 503);
     assert!(resp.text().await.unwrap().contains("identity_jwks"));

@@ -13,12 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use kms::config::{
-    AuthConfig, KmsConfig, RealmConfig, SeedConfig, SqliteConfig, StorageConfig, UnsealConfig,
-};
+use kms::config::{AuthConfig, RealmConfig, SeedConfig};
 use kms::service::{self, StartOptions};
-use secrecy::ExposeSecret;
-use service_kit::server::HttpConfig;
+use test_support::TestDir;
 
 /// Fixed: a finding reproduces with the same seed.
 const SEED: &str = "20261201";
@@ -50,45 +47,24 @@ fn repo_file(path: &str) -> PathBuf {
 
 /// The KMS as `demo serve kms --demo` runs it: the shipped seed, the database realm with the
 /// demo accounts.
-async fn start_demo_kms(dir: &Path, pki: &pki::PkiDir) -> service::RunningKms {
-    let shares = barrier::new_shares(3, 5).unwrap();
-    let mut share_files = Vec::new();
-    for (i, share) in shares.iter().take(3).enumerate() {
-        let path = dir.join(format!("share_{i}"));
-        std::fs::write(&path, share.encode().expose_secret()).unwrap();
-        share_files.push(path);
-    }
-    let tenants_file = dir.join("tenants.yml");
-    std::fs::write(
-        &tenants_file,
-        format!("acme: {}\nglobex: {}\n", kms::TenantId::random(), kms::TenantId::random()),
-    )
-    .unwrap();
-    let config = KmsConfig {
-        server: HttpConfig::loopback(pki, "kms"),
-        storage: StorageConfig { sqlite: SqliteConfig { path: dir.join("kms.db") } },
-        unseal: UnsealConfig { share_files },
-        auth: AuthConfig {
-            realms: vec![RealmConfig::Database],
+async fn start_demo_kms(dir: &TestDir) -> service::RunningKms {
+    let (acme, globex) = (kms::TenantId::random().to_string(), kms::TenantId::random().to_string());
+    let tenants_file = dir.tenants_file(&[("acme", &acme), ("globex", &globex)]);
+    let mut config = test_support::kms::config(
+        dir,
+        AuthConfig {
             cache_ttl: Duration::from_secs(600),
-            cache_entries: 100,
             // ignored_auth probes each operation once with a made-up user: with the default
             // lockout (5 failures) the later probes would be answered 429, which that check does
             // not count as a refusal. The lockout itself is tested in api.rs.
             max_failures: 1000,
-            failure_window: Duration::from_secs(60),
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(900),
             failure_ceiling: 10_000,
-            bearer: None,
+            ..test_support::kms::auth(vec![RealmConfig::Database])
         },
-        seed: Some(SeedConfig {
-            file: repo_file("../../deployments/kms/config/demo-seed.yml"),
-            tenants_file,
-        }),
-        log_format: Default::default(),
-    };
-    service::start_with(&config, StartOptions { demo: true }).await.unwrap()
+    );
+    config.seed =
+        Some(SeedConfig { file: repo_file("../../deployments/kms/config/demo-seed.yml"), tenants_file });
+    test_support::kms::start(dir, &config, StartOptions { demo: true }).await.service
 }
 
 /// How a pass authenticates.
@@ -193,10 +169,10 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
     if !have_schemathesis() {
         return;
     }
-    let (dir, pki) = crate::api::prepare();
-    let kms = start_demo_kms(dir.path(), &pki).await;
+    let dir = crate::api::prepare();
+    let kms = start_demo_kms(&dir).await;
     let origin = format!("https://127.0.0.1:{}", kms.server.addr.port());
-    let (ca, work) = (pki.ca_bundle(), dir.path().to_owned());
+    let (ca, work) = (dir.pki().ca_bundle(), dir.path().to_owned());
     let outcomes = tokio::task::spawn_blocking(move || {
         PASSES
             .map(|(who, auth, max_examples)| (who, run_schemathesis(&origin, &ca, &work, auth, max_examples)))

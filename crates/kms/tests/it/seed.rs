@@ -35,7 +35,7 @@ async fn the_shipped_seed_applies_idempotently() {
     let payments = kms.pool_info(acme, &PoolName::new("payments").unwrap()).await.unwrap();
     assert_eq!(payments.current_version, Some(2));
     let jwks = kms.jwks(acme).await.unwrap();
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 4, "signing ×2, signing-ed, signing-rsa");
+    assert_eq!(jwks.keys.len(), 4, "signing ×2, signing-ed, signing-rsa");
     assert_eq!(kms.list_pools(globex).await.unwrap().len(), 1);
 
     // The seeded accounts log in through the database realm with their documented passwords.

@@ -80,11 +80,26 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// `--state-dir`, declared once for every command that takes it.
+#[derive(Debug, Args)]
+pub struct StateDir {
+    /// The state directory (certificates, secrets, data, a Docker stack's ports and lock);
+    /// default under the user's data dir.
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+impl StateDir {
+    /// The directory asked for, or the default location; absolute from here on.
+    pub fn state(self) -> State {
+        State::at(&self.dir.unwrap_or_else(State::default_root))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The state directory whose stack to show; default under the user's data dir.
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateDir,
 }
 
 #[derive(Debug, Args)]
@@ -97,9 +112,8 @@ pub struct LogsArgs {
     /// Start with the last N lines (of each container on Docker).
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
-    /// The state directory whose services to show; default under the user's data dir.
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateDir,
 }
 
 #[derive(Debug, Args)]
@@ -107,9 +121,8 @@ pub struct DownArgs {
     /// Remove the named volumes (the services' data) too.
     #[arg(long)]
     pub volumes: bool,
-    /// The state directory whose stack to remove; default under the user's data dir.
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateDir,
 }
 
 #[derive(Debug, Args)]
@@ -141,9 +154,8 @@ pub struct RunArgs {
     /// DIR/telemetry/compose.yml, …) instead of the shipped ones.
     #[arg(long, value_name = "DIR")]
     pub compose_dir: Option<PathBuf>,
-    /// The state directory (certificates, secrets, data); default under the user's data dir.
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateDir,
     /// Remove the previous environment (data, secrets, tenant ids, certificates) first.
     #[arg(long)]
     pub reset_demo: bool,
@@ -270,10 +282,10 @@ pub fn run(cli: Cli) -> u8 {
             return crate::run_cmd::run_blocking(args.into_run(Stack::Identity), &printer);
         }
         Command::All(args) => return crate::run_cmd::run_blocking(args.into_run(Stack::All), &printer),
-        Command::Status(args) => return crate::run_cmd::status_blocking(&state(args.state_dir), &printer),
+        Command::Status(args) => return crate::run_cmd::status_blocking(&args.state.state(), &printer),
         Command::Logs(args) => {
             return crate::run_cmd::logs_blocking(
-                &state(args.state_dir),
+                &args.state.state(),
                 args.service.as_deref(),
                 args.follow,
                 args.tail,
@@ -281,7 +293,7 @@ pub fn run(cli: Cli) -> u8 {
             );
         }
         Command::Down(args) => {
-            return crate::run_cmd::down_blocking(&state(args.state_dir), args.volumes, &printer);
+            return crate::run_cmd::down_blocking(&args.state.state(), args.volumes, &printer);
         }
         Command::Healthcheck(args) => {
             return crate::healthcheck::run_blocking(&args.url, &args.ca, args.timeout);
@@ -314,11 +326,6 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
-/// `--state-dir`, or the default location; absolute from here on.
-fn state(dir: Option<PathBuf>) -> State {
-    State::at(&dir.unwrap_or_else(State::default_root))
-}
-
 /// What `demo kms|identity|all` was asked for: the library's options and how to run them.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -349,7 +356,7 @@ impl RunArgs {
             },
             telemetry: !self.no_telemetry,
             compose_dir: self.compose_dir,
-            ..DemoOptions::new(stack, state(self.state_dir).root())
+            ..DemoOptions::new(stack, self.state.state().root())
         };
         let runtime = match self.runtime {
             RuntimeKind::Auto => RuntimeArg::Auto,

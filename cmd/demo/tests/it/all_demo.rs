@@ -78,6 +78,16 @@ fn every_design_flow_is_a_passing_step_again_on_reuse_and_after_a_reset() {
     ] {
         assert!(steps.contains(&(want, "passed")), "{want} did not pass: {steps:?}");
     }
+    // Every check says what it verified; steps that only do work (prepare, start, stop) need not.
+    for step in doc["steps"].as_array().unwrap() {
+        let id = step["id"].as_str().unwrap();
+        if ["verify.", "flow.", "health."].iter().any(|p| id.starts_with(p)) {
+            assert!(
+                step["verified"].as_str().is_some_and(|v| v.len() > 10),
+                "{id} does not say what it verified"
+            );
+        }
+    }
     // The health chain: the KMS is checked after Identity.
     let position = |id: &str| steps.iter().position(|(s, _)| *s == id).unwrap();
     assert!(position("health.identity") < position("health.kms"));

@@ -349,18 +349,7 @@ impl Engine {
                     _ => blocked(),
                 };
                 if let Some(reason) = reason {
-                    let error = StepError::new(reason);
-                    self.emit(step, EventKind::Skipped, 0, Some(error.clone()), position, total);
-                    ledger.status.insert(step.id, Status::Skipped);
-                    ledger.reports[position] = Some(StepReport {
-                        id: step.id.to_string(),
-                        phase: step.phase,
-                        status: Status::Skipped,
-                        duration_ms: 0,
-                        attempts: 0,
-                        error: Some(error),
-                        verified: step.verifies,
-                    });
+                    self.skip(step, position, total, reason, ledger);
                     pending.remove(k);
                     continue;
                 }
@@ -381,19 +370,8 @@ impl Engine {
             let Some((position, report)) = running.next().await else {
                 // Nothing runs and nothing can start: what is left waits on itself (a cycle).
                 for position in pending.drain(..) {
-                    let step = &steps[position];
-                    let error = StepError::new("skipped: its dependencies form a cycle");
-                    self.emit(step, EventKind::Skipped, 0, Some(error.clone()), position, total);
-                    ledger.status.insert(step.id, Status::Skipped);
-                    ledger.reports[position] = Some(StepReport {
-                        id: step.id.to_string(),
-                        phase: step.phase,
-                        status: Status::Skipped,
-                        duration_ms: 0,
-                        attempts: 0,
-                        error: Some(error),
-                        verified: step.verifies,
-                    });
+                    let reason = "skipped: its dependencies form a cycle".to_owned();
+                    self.skip(&steps[position], position, total, reason, ledger);
                 }
                 return;
             };
@@ -408,6 +386,22 @@ impl Engine {
             ledger.status.insert(step.id, report.status);
             ledger.reports[position] = Some(report);
         }
+    }
+
+    /// Records `step` as skipped, saying why.
+    fn skip<C>(&self, step: &Step<C>, position: usize, total: usize, reason: String, ledger: &mut Ledger) {
+        let error = StepError::new(reason);
+        self.emit(step, EventKind::Skipped, 0, Some(error.clone()), position, total);
+        ledger.status.insert(step.id, Status::Skipped);
+        ledger.reports[position] = Some(StepReport {
+            id: step.id.to_string(),
+            phase: step.phase,
+            status: Status::Skipped,
+            duration_ms: 0,
+            attempts: 0,
+            error: Some(error),
+            verified: step.verifies,
+        });
     }
 
     async fn run_step<C: Send + Sync + 'static>(

@@ -56,24 +56,7 @@ log_format: json
 fn serves_until_sigterm_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_env(dir.path(), 3);
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("demo"))
-        .args(["serve", "kms", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The JSON log line "KMS ready" carries both bound addresses.
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines();
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("KMS ready"))
-        .expect("the service never said it was ready");
-    let log: serde_json::Value = serde_json::from_str(&ready).unwrap();
-    let addr: std::net::SocketAddr = log["addr"].as_str().unwrap().parse().unwrap();
-    let admin: std::net::SocketAddr = log["admin"].as_str().unwrap().parse().unwrap();
+    let (mut child, addr, admin, lines) = spawn_serve(&["serve", "kms"], &config, "KMS ready");
     // Keep draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
 
@@ -162,4 +145,37 @@ fn demo_without_a_seed_section_exits_2() {
     let run = crate::demo().args(["serve", "kms", "--demo", "--config"]).arg(&config).assert().code(2);
     let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
     assert!(stderr.contains("--demo needs a `seed:` section"), "{stderr}");
+}
+
+/// Starts `demo <args> --config <config>` and waits for its JSON log line containing `ready`,
+/// which carries both bound addresses; returns the child, the API and admin addresses, and the
+/// rest of its stderr (the caller drains it, so the child never blocks on a full pipe).
+pub fn spawn_serve(
+    args: &[&str],
+    config: &Path,
+    ready: &str,
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("demo"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains(ready))
+        .expect("the service never said it was ready");
+    let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let addr = log["addr"].as_str().unwrap().parse().unwrap();
+    let admin = log["admin"].as_str().unwrap().parse().unwrap();
+    (child, addr, admin, lines)
 }

@@ -1,9 +1,8 @@
 //! `demo serve identity`: the real binary with the shipped demo seed and a generated state
 //! directory, stopped with SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use demo::state::State;
@@ -55,23 +54,8 @@ log_format: json
 fn serves_the_demo_seed_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (state, config) = write_env(dir.path(), &root().join("deployments/identity/config/demo-seed.yml"));
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("demo"))
-        .args(["serve", "identity", "--demo", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines();
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("Identity ready"))
-        .expect("the service never said it was ready");
-    let log: serde_json::Value = serde_json::from_str(&ready).unwrap();
-    let addr: std::net::SocketAddr = log["addr"].as_str().unwrap().parse().unwrap();
-    let admin: std::net::SocketAddr = log["admin"].as_str().unwrap().parse().unwrap();
+    let (mut child, addr, admin, lines) =
+        crate::serve::spawn_serve(&["serve", "identity", "--demo"], &config, "Identity ready");
     let logs = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
 
     let secret = std::fs::read_to_string(state.client_secret("demo-confidential")).unwrap();

@@ -568,14 +568,23 @@ pub async fn status(engine: &Engine, project: &str) -> Result<Vec<ServiceStatus>
 /// network such a container still uses stays too, which is not an error here.
 pub async fn remove_run(engine: &Engine, project: &str, run: &RunLabel) -> Result<(), StackError> {
     let selector = [format!("{}={project}", labels::PROJECT), format!("{}={}", run.key, run.id)];
-    remove_labelled(
-        engine,
-        &format!("run {}", run.id),
-        &selector,
-        Removal { stop_first: false, volumes: true, strict: false },
-    )
-    .await
-    .map(drop)
+    // A run interrupted mid-start may have left a request in flight (a container or volume the
+    // engine creates after we stopped waiting for it): while a pass finds something, look again
+    // a moment later, a few times at most.
+    for _ in 0..4 {
+        let removed = remove_labelled(
+            engine,
+            &format!("run {}", run.id),
+            &selector,
+            Removal { stop_first: false, volumes: true, strict: false },
+        )
+        .await?;
+        if removed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(())
 }
 
 /// Removes one service's container of `project`, if there is one (a service the project no

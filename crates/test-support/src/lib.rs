@@ -3,7 +3,8 @@
 //! tenants file, the services' loopback server configuration, an HTTPS client that trusts the
 //! demo CA and resolves a service's name to where it listens, and (features `kms`, `identity`)
 //! the KMS or Identity started in-process from such a directory ([`kms`], [`identity`]); and
-//! for the throughput benchmarks, their bounded load and table of results ([`bench`]).
+//! for the throughput benchmarks, their bounded load and table of results ([`bench`]); and the
+//! check that an outside oracle is here, skipping loudly or failing under CI ([`oracle`]).
 //!
 //! What it must not do: be anything but a dev-dependency (it panics on setup failure — a test
 //! cannot go on without its fixture — and `publish = false`), decide what a test asserts, or
@@ -21,6 +22,7 @@ pub mod bench;
 pub mod identity;
 #[cfg(feature = "kms")]
 pub mod kms;
+pub mod oracle;
 
 /// A temporary directory, removed when dropped, with the demo PKI (`pki::PkiSpec::demo()`) in
 /// `pki/`.

@@ -13,14 +13,7 @@ fn run_json(args: &[&str]) -> (i32, serde_json::Value, String) {
 }
 
 pub(crate) fn validate_with_jsonschema(doc: &serde_json::Value) {
-    let ok =
-        Command::new("python3").args(["-c", "import jsonschema"]).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with jsonschema is missing under CI: .ci/run installs it"
-        );
-        eprintln!("SKIPPED: schema validation (python3 with jsonschema is not installed)");
+    if !test_support::oracle::python("jsonschema", "python3 with jsonschema") {
         return;
     }
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/report.schema.json");

@@ -16,20 +16,7 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/follow_disco
 
 /// Whether Python with Authlib and requests is here; loud skip, or a failure under CI.
 fn authlib_here() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import authlib, requests"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with Authlib is missing under CI: .ci/run installs it"
-        );
-        eprintln!(
-            "SKIPPED: python3 with Authlib and requests is not installed; this test needs them as oracles"
-        );
-    }
-    ok
+    test_support::oracle::python("authlib, requests", "python3 with Authlib and requests")
 }
 
 /// Runs the relying party against `stack`; returns what it observed, or its complaint.

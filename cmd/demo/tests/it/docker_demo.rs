@@ -6,15 +6,7 @@
 use std::process::Command;
 
 pub fn engine_answers() -> bool {
-    let ok = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "no Docker engine under CI");
-        eprintln!("SKIPPED: this test needs a Docker engine");
-    }
-    ok
+    test_support::oracle::docker()
 }
 
 pub fn run_json(args: &[&str]) -> (i32, serde_json::Value, String) {
@@ -196,16 +188,7 @@ fn prometheus_families(state: &std::path::Path, admin: &str) -> Result<Vec<Strin
         }
         resp.text().await.map_err(|e| e.to_string())
     })?;
-    let have = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "prometheus_client is missing under CI: .ci/run must install it"
-        );
-        eprintln!("SKIPPED: the Prometheus parser oracle needs `pip install prometheus-client`");
+    if !test_support::oracle::python("prometheus_client", "python3 with prometheus-client") {
         let known = [
             "http_server_requests",
             "http_server_request_duration_seconds",

@@ -6,20 +6,7 @@ use std::process::Command;
 use crate::{ISSUER, start};
 
 fn have_pyjwt() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import jwt, cryptography"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with PyJWT[crypto] is missing under CI: .ci/run must install it"
-        );
-        eprintln!(
-            "SKIPPED: python3 with PyJWT[crypto] is not installed; this test needs it as an independent oracle"
-        );
-    }
-    ok
+    test_support::oracle::python("jwt, cryptography", "python3 with PyJWT[crypto]")
 }
 
 #[tokio::test]
@@ -53,20 +40,7 @@ print(json.dumps(claims))
 }
 
 fn have_authlib() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import authlib, requests, jwt"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with Authlib, requests and PyJWT is missing under CI: .ci/run must install them"
-        );
-        eprintln!(
-            "SKIPPED: python3 with Authlib/requests/PyJWT is not installed; this test needs them as oracles"
-        );
-    }
-    ok
+    test_support::oracle::python("authlib, requests, jwt", "python3 with Authlib, requests and PyJWT")
 }
 
 /// Authlib (a client nobody here wrote) runs client_credentials, the authorization code flow

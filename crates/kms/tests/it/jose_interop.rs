@@ -10,18 +10,7 @@ use kms::jose::{self, Kid, ParsedJwe, ParsedJws};
 
 /// True when python3 with jwcrypto is available; loud skip otherwise, failure under CI.
 fn have_jwcrypto() -> bool {
-    let ok =
-        Command::new("python3").args(["-c", "import jwcrypto"]).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with jwcrypto is missing under CI: .ci/run must install it"
-        );
-        eprintln!(
-            "SKIPPED: python3 with jwcrypto is not installed; this test needs it as an independent oracle"
-        );
-    }
-    ok
+    test_support::oracle::python("jwcrypto", "python3 with jwcrypto")
 }
 
 #[test]

@@ -41,12 +41,15 @@ pub struct AppState {
 
 /// The API router (mount it with `service_kit::server::start`, which adds the common layers):
 /// the API under `/api/v1`, its OpenAPI document at `/api/v1/openapi.json`, and Swagger UI at
-/// `/docs` (assets built in, nothing fetched).
+/// `/docs` (assets built in, nothing fetched: [`crate::swagger`]).
 pub fn router(state: AppState) -> Router {
-    let docs: Router = utoipa_swagger_ui::SwaggerUi::new("/docs")
-        .external_url_unchecked("/api/v1/openapi.json", crate::openapi::document())
-        .into();
+    // Serialised once: the document is fixed for the life of the binary.
+    let openapi = axum::body::Bytes::from(crate::openapi::document().to_string());
     Router::new()
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }),
+        )
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/pools", get(list_pools).post(create_pool))
         .route("/api/v1/pools/{pool}", get(get_pool))
@@ -63,7 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/unwrap", post(unwrap))
         .route("/api/v1/jwks", get(jwks))
         .with_state(state)
-        .merge(docs)
+        .merge(crate::swagger::router())
 }
 
 /// The OpenAPI 3.1 document, generated from the handlers below; [`crate::openapi::document`]

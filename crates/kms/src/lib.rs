@@ -24,6 +24,7 @@ pub mod realm;
 pub mod seed;
 pub mod service;
 pub mod store;
+pub mod swagger;
 
 pub use keys::{Kms, KmsError, PoolInfo};
 pub use model::{PoolName, TenantId};

@@ -349,5 +349,37 @@ async fn openapi_matches_the_routes_and_swagger_ui_is_served_offline() {
     assert_eq!(css.status(), 200, "assets are built in");
     let config = env.client.get(format!("{base}/docs/swagger-initializer.js")).send().await.unwrap();
     assert!(config.text().await.unwrap().contains("/api/v1/openapi.json"));
+    let bundle = env.client.get(format!("{base}/docs/swagger-ui-bundle.js")).send().await.unwrap();
+    assert_eq!(bundle.status(), 200);
+    assert_eq!(bundle.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert!(bundle.headers()["cache-control"].to_str().unwrap().contains("max-age"));
+    assert!(bundle.bytes().await.unwrap().len() > 1_000_000, "the whole bundle, decompressed");
+    // A browser (it accepts gzip) gets the embedded gzip as it is.
+    let gz = env
+        .client
+        .get(format!("{base}/docs/swagger-ui-bundle.js"))
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.status(), 200);
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    assert_eq!(gz.headers()["vary"], "accept-encoding");
+    let body = gz.bytes().await.unwrap();
+    assert!(body.starts_with(&[0x1f, 0x8b]) && body.len() < 600_000, "{} bytes", body.len());
+    let bare = env.client.get(format!("{base}/docs")).send().await.unwrap();
+    assert_eq!(
+        (bare.status().as_u16(), bare.headers()["location"].to_str().unwrap()),
+        (308, "/docs/"),
+        "/docs redirects"
+    );
+
+    // Only what the page loads is built in: no source map, no unused bundle.
+    for absent in
+        ["swagger-ui-bundle.js.map", "swagger-ui.css.map", "swagger-ui-es-bundle.js", "oauth2-redirect.html"]
+    {
+        let resp = env.client.get(format!("{base}/docs/{absent}")).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{absent}");
+    }
     env.kms.shutdown().await.unwrap();
 }

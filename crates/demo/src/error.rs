@@ -110,6 +110,20 @@ pub struct ErrorReport {
     pub hint: Option<String>,
 }
 
+impl ErrorReport {
+    /// An error of the command itself rather than of a step (no Docker engine, nothing to show):
+    /// its stable `code`, what failed, why, and what to do.
+    pub fn command(code: &str, message: impl Into<String>, causes: Vec<String>, hint: &str) -> Self {
+        Self {
+            step: None,
+            code: code.to_owned(),
+            message: message.into(),
+            causes,
+            hint: Some(hint.to_owned()),
+        }
+    }
+}
+
 fn pki_hint(e: &PkiError) -> Option<String> {
     use std::io::ErrorKind;
     let hint = match e {

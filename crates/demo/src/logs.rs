@@ -16,7 +16,7 @@ use crate::state::State;
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 fn error(message: String, causes: Vec<String>, hint: &str) -> ErrorReport {
-    ErrorReport { step: None, code: "demo::logs".to_owned(), message, causes, hint: Some(hint.to_owned()) }
+    ErrorReport::command("demo::logs", message, causes, hint)
 }
 
 /// The containers of a running Docker stack.

@@ -52,16 +52,12 @@ pub fn run_blocking(request: RunRequest, printer: &Printer) -> u8 {
         RuntimeArg::Docker => match probe() {
             Ok(_) => (Runtime::Docker, "--runtime docker".to_owned()),
             Err(e) => {
-                let error = ErrorReport {
-                    step: None,
-                    code: "demo::docker".to_owned(),
-                    message: "--runtime docker was asked for, but no Docker engine answered".to_owned(),
-                    causes: crate::engine::StepError::of(&e).causes_with_message(),
-                    hint: Some(
-                        "start the Docker engine (or point DOCKER_HOST at one), or run with --runtime embedded"
-                            .to_owned(),
-                    ),
-                };
+                let error = ErrorReport::command(
+                    "demo::docker",
+                    "--runtime docker was asked for, but no Docker engine answered",
+                    crate::engine::StepError::of(&e).causes_with_message(),
+                    "start the Docker engine (or point DOCKER_HOST at one), or run with --runtime embedded",
+                );
                 return cannot_begin(Runtime::Docker, "--runtime docker", error);
             }
         },
@@ -110,15 +106,12 @@ pub fn run_blocking(request: RunRequest, printer: &Printer) -> u8 {
 }
 
 fn no_async_runtime(e: &std::io::Error) -> ErrorReport {
-    ErrorReport {
-        step: None,
-        code: "demo::runtime".to_owned(),
-        message: "cannot start the async runtime".to_owned(),
-        causes: vec![e.to_string()],
-        hint: Some(
-            "the system refused threads or file descriptors: check `ulimit -n` and `ulimit -u`".to_owned(),
-        ),
-    }
+    ErrorReport::command(
+        "demo::runtime",
+        "cannot start the async runtime",
+        vec![e.to_string()],
+        "the system refused threads or file descriptors: check `ulimit -n` and `ulimit -u`",
+    )
 }
 
 /// A runtime for a short command, or the error a person reads.
@@ -141,13 +134,12 @@ pub fn down_blocking(state: &State, volumes: bool, printer: &Printer) -> u8 {
             Outcome::Success.exit_code()
         }
         Err(e) => {
-            printer.error_report(&ErrorReport {
-                step: None,
-                code: "demo::docker".to_owned(),
-                message: format!("cannot remove the Docker stacks of {}", state.root().display()),
-                causes: vec![e],
-                hint: Some("is Docker running? `docker compose ls` lists the stacks".to_owned()),
-            });
+            printer.error_report(&ErrorReport::command(
+                "demo::docker",
+                format!("cannot remove the Docker stacks of {}", state.root().display()),
+                vec![e],
+                "is Docker running? `docker compose ls` lists the stacks",
+            ));
             Outcome::Failure.exit_code()
         }
     }
@@ -163,13 +155,12 @@ pub fn status_blocking(state: &State, printer: &Printer) -> u8 {
             Outcome::Success.exit_code()
         }
         Err(e) => {
-            printer.error_report(&ErrorReport {
-                step: None,
-                code: "demo::docker".to_owned(),
-                message: format!("cannot ask Docker what runs for {}", state.root().display()),
-                causes: vec![e],
-                hint: Some("start the Docker engine (or point DOCKER_HOST at one)".to_owned()),
-            });
+            printer.error_report(&ErrorReport::command(
+                "demo::docker",
+                format!("cannot ask Docker what runs for {}", state.root().display()),
+                vec![e],
+                "start the Docker engine (or point DOCKER_HOST at one)",
+            ));
             Outcome::Failure.exit_code()
         }
     }

@@ -109,6 +109,8 @@ pub struct Running<S> {
     pub client: reqwest::Client,
 }
 
+// Used by the service fixtures only (features `kms`, `identity`).
+#[cfg(any(feature = "kms", feature = "identity"))]
 fn build(builder: reqwest::ClientBuilder) -> reqwest::Client {
     builder.build().unwrap_or_else(|e| panic!("cannot build the HTTPS client: {e}"))
 }

@@ -490,16 +490,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                 };
                 let ca = c.state()?.ca_bundle();
                 super::wait_ready(service, admin, &ca, health_timeout).await?;
-                let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
-                    .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
-                let host = format!("{service}.demo.local");
-                let client = reqwest::Client::builder()
-                    .tls_backend_preconfigured(tls)
-                    .resolve(&host, api)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
+                let client = super::service_client(c.state()?, &format!("{service}.demo.local"), api)?;
                 if *service == "kms" {
                     let _ = c.kms.api.set(api);
                     let _ = c.kms.admin.set(admin);

@@ -197,15 +197,7 @@ pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
             super::apply_never_ready_hook("identity", &running.server);
             let _ = c.identity.api.set(running.server.addr);
             let _ = c.identity.admin.set(running.server.admin_addr);
-            let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
-                .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
-            let client = reqwest::Client::builder()
-                .tls_backend_preconfigured(tls)
-                .resolve("identity.demo.local", running.server.addr)
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
+            let client = super::service_client(c.state()?, "identity.demo.local", running.server.addr)?;
             let _ = c.identity.client.set(client);
             *c.identity.running.lock().await = Some(running);
             Ok(())

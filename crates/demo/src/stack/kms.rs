@@ -90,14 +90,7 @@ pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
             super::apply_never_ready_hook("kms", &running.server);
             let _ = c.kms.api.set(running.server.addr);
             let _ = c.kms.admin.set(running.server.admin_addr);
-            let tls = pki::client_config_for(&pki::PkiDir::new(c.state()?.pki_dir()), None)
-                .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
-            let client = reqwest::Client::builder()
-                .tls_backend_preconfigured(tls)
-                .resolve("kms.demo.local", running.server.addr)
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))?;
+            let client = super::service_client(c.state()?, "kms.demo.local", running.server.addr)?;
             let _ = c.kms.client.set(client);
             *c.kms.running.lock().await = Some(running);
             Ok(())

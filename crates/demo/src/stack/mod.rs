@@ -396,6 +396,24 @@ fn stack_client(ctx: &Ctx, state: &State) -> Option<reqwest::Client> {
     client.tls_backend_preconfigured(tls).build().ok()
 }
 
+/// The HTTPS client the steps use for one service: trusts only the demo CA, resolves `host` to
+/// where the service listens, follows no redirects, gives up after 10 s.
+pub(crate) fn service_client(
+    state: &State,
+    host: &str,
+    addr: std::net::SocketAddr,
+) -> Result<reqwest::Client, StepError> {
+    let tls = pki::client_config_for(&pki::PkiDir::new(state.pki_dir()), None)
+        .map_err(|e| StepError::from_error("cannot trust the demo CA", &e))?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve(host, addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| StepError::from_error("cannot build the HTTPS client", &e))
+}
+
 fn state_step() -> Step<Ctx> {
     Step::new(id::STATE_PREPARE, Phase::Setup, move |c: Arc<Ctx>| async move {
         c.options.runtime.prepare(&c)?;

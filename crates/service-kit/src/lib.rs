@@ -10,14 +10,18 @@
 //! * [`password`]: PBKDF2-HMAC-SHA256 (600,000 rounds, 32-byte salt) PHC hashes, and
 //!   [`credcache`], the cache of successful verifications that makes them affordable.
 //! * [`secret`]: redacting secret types and secret files.
+//! * [`sqlite`], [`postgres`] and [`db`]: the two database engines' shared plumbing (durable
+//!   opening, migrations that refuse a newer schema, the sealed open, per-tenant names).
 //!
 //! What it must not do: know about keys, tokens, tenants or any one service's routes.
 
 pub mod config;
 pub mod credcache;
+pub mod db;
 pub mod health;
 pub mod metrics;
 pub mod password;
+pub mod postgres;
 pub mod problem;
 pub mod request_id;
 pub mod secret;

@@ -73,22 +73,30 @@ async fn peek_sealed_root(path: &Path) -> Result<Option<String>, SqliteError> {
     Ok(sealed)
 }
 
-/// Opening a sealed database failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SealedOpenError {
-    /// The shares are wrong, too few, or do not open the stored seal.
-    #[error("cannot unseal")]
-    Unseal(#[source] barrier::BarrierError),
-    /// The database holds data but no seal: never re-seal it with whatever shares were given.
-    #[error(
-        "the database holds data but no seal: it is damaged or was altered; restore it from a backup or reset the demo"
-    )]
-    SealMissing,
-    /// Opening, migrating or reading failed.
-    #[error(transparent)]
-    Sqlite(#[from] SqliteError),
+/// The newest migration the database at `path` records, read without writing; `None` for a
+/// database (or file) that was never migrated.
+async fn peek_schema_version(path: &Path) -> Result<Option<i64>, SqliteError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let open_err = |source| SqliteError::Open { path: path.display().to_string(), source };
+    let options =
+        SqliteConnectOptions::from_str("sqlite://").map_err(open_err)?.filename(path).read_only(true);
+    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(open_err)?;
+    let version =
+        match sqlx::query_scalar::<_, Option<i64>>("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok(v) => v,
+            Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => None,
+            Err(e) => return Err(SqliteError::Query(e)),
+        };
+    pool.close().await;
+    Ok(version)
 }
+
+pub use crate::db::SealedOpenError;
 
 /// Opens a sealed database in the one order that writes nothing unless the shares are right:
 ///
@@ -104,6 +112,7 @@ pub async fn open_sealed(
     data_tables: &[&str],
 ) -> Result<(SqlitePool, barrier::RootKey), SealedOpenError> {
     let key = barrier::combine(shares).map_err(SealedOpenError::Unseal)?;
+    crate::db::check_schema_version(peek_schema_version(path).await?, migrator)?;
     if let Some(json) = peek_sealed_root(path).await? {
         barrier::open_or_create(&key, Some(&json)).map_err(SealedOpenError::Unseal)?;
     }

@@ -3,7 +3,7 @@
 //! tenants file, the services' loopback server configuration, an HTTPS client that trusts the
 //! demo CA and resolves a service's name to where it listens, and (features `kms`, `identity`)
 //! the KMS or Identity started in-process from such a directory ([`kms`], [`identity`]); and
-//! for the throughput benchmarks, their bounded load and table of results ([`bench`]); and the
+//! for the throughput benchmarks, their bounded load and table of results ([`bench`]); a PostgreSQL server with a fresh database per test ([`postgres`]); and the
 //! check that an outside oracle is here, skipping loudly or failing under CI ([`oracle`]).
 //!
 //! What it must not do: be anything but a dev-dependency (it panics on setup failure — a test
@@ -23,6 +23,7 @@ pub mod identity;
 #[cfg(feature = "kms")]
 pub mod kms;
 pub mod oracle;
+pub mod postgres;
 
 /// A temporary directory, removed when dropped, with the demo PKI (`pki::PkiSpec::demo()`) in
 /// `pki/`.

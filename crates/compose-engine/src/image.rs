@@ -264,11 +264,11 @@ fn parse_ldd(text: &str) -> Vec<PathBuf> {
     paths
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, ImageError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, ImageError> {
     std::fs::read(path).map_err(|source| ImageError::Read { path: path.to_owned(), source })
 }
 
-fn tar_file(
+pub(crate) fn tar_file(
     builder: &mut tar::Builder<Vec<u8>>,
     path: &str,
     bytes: &[u8],
@@ -277,6 +277,8 @@ fn tar_file(
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);
     header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
     header.set_mtime(0); // reproducible context
     header.set_cksum();
     builder.append_data(&mut header, path, bytes).map_err(|e| ImageError::Build(format!("tar: {e}")))
@@ -411,8 +413,15 @@ pub async fn ensure_service_image(
     let libraries = shared_libraries(binary)?;
     let context = build_context(spec, &content, &libraries, &hash)?;
     drop(content);
+    build(engine, context, &tag).await?;
+    prune_other_tags(engine, spec.repository, spec.title, &tag, &hash).await;
+    Ok(ServiceImage { tag, built: true, stripped, notes })
+}
+
+/// Sends `context` (a tar with a Dockerfile) to the engine's builder, tagging the result `tag`.
+pub(crate) async fn build(engine: &Engine, context: Vec<u8>, tag: &str) -> Result<(), ImageError> {
     let options =
-        BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(&tag).rm(true).forcerm(true).build();
+        BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(tag).rm(true).forcerm(true).build();
     let mut stream = engine.docker().build_image(options, None, Some(bollard::body_full(context.into())));
     let mut log = String::new();
     while let Some(item) = stream.next().await {
@@ -426,11 +435,10 @@ pub async fn ensure_service_image(
     }
     engine
         .docker()
-        .inspect_image(&tag)
+        .inspect_image(tag)
         .await
         .map_err(|source| EngineError::Api { what: format!("inspecting {tag}"), source })?;
-    prune_other_tags(engine, spec, &tag, &hash).await;
-    Ok(ServiceImage { tag, built: true, stripped, notes })
+    Ok(())
 }
 
 /// Removes images of earlier binaries (other tags of the spec's repository) so rebuilds do not
@@ -438,12 +446,12 @@ pub async fn ensure_service_image(
 /// stopped) uses the image: removing by tag would only untag it and leave a dangling image
 /// behind. Dangling images with the spec's title label go too. Errors are ignored (pruning is
 /// housekeeping, never a reason to fail a run).
-async fn prune_other_tags(engine: &Engine, spec: &ImageSpec<'_>, keep: &str, revision: &str) {
+pub(crate) async fn prune_other_tags(engine: &Engine, repository: &str, title: &str, keep: &str, revision: &str) {
     let ours = [
-        std::collections::HashMap::from([("reference", vec![format!("{}:*", spec.repository)])]),
+        std::collections::HashMap::from([("reference", vec![format!("{repository}:*")])]),
         std::collections::HashMap::from([
             ("dangling", vec!["true".to_owned()]),
-            ("label", vec![format!("org.opencontainers.image.title={}", spec.title)]),
+            ("label", vec![format!("org.opencontainers.image.title={title}")]),
         ]),
     ];
     for filters in ours {

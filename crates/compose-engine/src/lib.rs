@@ -5,7 +5,8 @@
 //! [`image::ensure_service_image`], which builds a service image **offline** from a binary of
 //! the host: `FROM scratch`, the binary (stripped of symbols and debug information) and the
 //! shared libraries it needs, tagged with a hash of its inputs so an unchanged binary is never
-//! rebuilt.
+//! rebuilt; and [`rootfs::ensure_rootfs_image`], an image assembled from files of the host (a
+//! third-party program from installed packages, for engines that reach no registry).
 //! [`model::load`] reads compose files (merge, `include`, `extends`, interpolation, profiles)
 //! into a validated [`model::Project`], strictly: unknown keys and unsupported features are
 //! errors. [`stack::up`] and [`stack::down`] run a project like compose does (its object names
@@ -19,6 +20,7 @@
 
 pub mod image;
 pub mod model;
+pub mod rootfs;
 pub mod stack;
 
 use std::time::Duration;

@@ -41,11 +41,12 @@ impl Runtime {
         }
     }
 
-    /// The steps that bring `stack` up and wait for its health chain (Identity before the KMS).
-    pub(crate) fn start(self, plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> Plan<Ctx> {
+    /// The steps that bring `stack` up and wait for its health chain (the dev profile's
+    /// database, then Identity, then the KMS).
+    pub(crate) fn start(self, plan: Plan<Ctx>, stack: Stack, health_timeout: Duration, profile: Profile) -> Plan<Ctx> {
         match self {
             Self::Embedded => crate::stack::embedded_start(plan, stack, health_timeout),
-            Self::Docker => crate::stack::docker::steps(plan, stack, health_timeout),
+            Self::Docker => crate::stack::docker::steps(plan, stack, health_timeout, profile == Profile::Dev),
         }
     }
 

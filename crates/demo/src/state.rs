@@ -11,7 +11,11 @@
 //!     tenants.yml                  tenant name -> UUIDv4, new for every environment
 //!     client_secret_<client>       random client secrets
 //!     user_password_<user>         random passwords of Identity's demo users
+//!     postgres_password            the dev profile's PostgreSQL password (role `demo`)
 //!   data/                          databases (removed by a reset)
+//!     postgres/                    the embedded dev profile's PostgreSQL cluster (when this
+//!                                  tool runs as root: /var/tmp/demo-postgres-<hash>, where the
+//!                                  `postgres` account can reach it)
 //! ```
 //!
 //! Files are 0600, directories 0700. A reset removes only a directory whose `state.json` says
@@ -146,8 +150,11 @@ impl State {
             let lines: String = TENANTS.iter().map(|t| format!("{t}: {}\n", uuid::Uuid::new_v4())).collect();
             write_new(&tenants, lines.as_bytes())?;
         }
-        let secret_files =
-            CLIENTS.map(|c| state.client_secret(c)).into_iter().chain(USERS.map(|u| state.user_password(u)));
+        let secret_files = CLIENTS
+            .map(|c| state.client_secret(c))
+            .into_iter()
+            .chain(USERS.map(|u| state.user_password(u)))
+            .chain([state.postgres_password()]);
         for path in secret_files {
             if !path.exists() {
                 let secret = zeroize::Zeroizing::new(Alphanumeric.sample_string(&mut rand::thread_rng(), 40));
@@ -170,6 +177,13 @@ impl State {
         };
         if !is_ours(root) {
             return Err(StateError::Foreign { path: root.to_owned() });
+        }
+        let outside = Self::at(root).postgres_dir();
+        if !outside.starts_with(root) {
+            match fs::remove_dir_all(&outside) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&outside)(e)),
+                _ => {}
+            }
         }
         for entry in entries {
             let entry = entry.map_err(io(root))?;
@@ -262,6 +276,24 @@ impl State {
     pub fn tenants_file(&self) -> PathBuf {
         self.secrets_dir().join("tenants.yml")
     }
+    /// The dev profile's PostgreSQL password (role `demo`).
+    pub fn postgres_password(&self) -> PathBuf {
+        self.secrets_dir().join("postgres_password")
+    }
+
+    /// The embedded dev profile's PostgreSQL cluster: `data/postgres`, or, when this process
+    /// runs as root (the server then runs as the `postgres` account, which cannot enter a
+    /// private state directory), `/var/tmp/demo-postgres-<hash of the state directory>`.
+    pub fn postgres_dir(&self) -> PathBuf {
+        use std::os::unix::fs::MetadataExt;
+        if fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.root.as_os_str().as_encoded_bytes());
+            PathBuf::from(format!("/var/tmp/demo-postgres-{}", &hex::encode(digest)[..16]))
+        } else {
+            self.data_dir().join("postgres")
+        }
+    }
+
     /// A client's secret.
     pub fn client_secret(&self, client: &str) -> PathBuf {
         self.secrets_dir().join(format!("client_secret_{client}"))

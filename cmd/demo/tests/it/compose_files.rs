@@ -66,7 +66,7 @@ fn plain_docker_compose_accepts_the_files_and_brings_the_stack_up() {
         let out = compose(dir, &env, &["config", "--quiet"]);
         assert!(out.status.success(), "{dir}: {}", String::from_utf8_lossy(&out.stderr));
         // Each profile's override file, as `-f compose.yml -f compose.<profile>.yml`.
-        for profile in ["ci", "prod"] {
+        for profile in ["dev", "ci", "prod"] {
             let overlay = format!("compose.{profile}.yml");
             let args = ["-f", "compose.yml", "-f", &overlay, "--profile", profile, "config", "--quiet"];
             let out = compose(dir, &env, &args);

@@ -122,4 +122,32 @@ fn the_shipped_deployments_load() {
     assert_eq!(kms.depends_on["identity"], Condition::Healthy);
     assert!(kms.networks.contains_key("identity"), "the KMS reaches Identity's network");
     assert!(kms.secrets.iter().any(|s| s.source == "client_secret_kms-service"));
+
+    // The dev profile: PostgreSQL first in the health chain, its password a secret (never an
+    // environment value), its data in a named volume, not published on the host; each service
+    // mounts its PostgreSQL configuration in place of the SQLite one.
+    for (stack, order) in [
+        ("kms", &["postgres", "kms"][..]),
+        ("identity", &["postgres", "identity"][..]),
+        ("all", &["postgres", "identity", "kms"][..]),
+    ] {
+        let files = [root.join(stack).join("compose.yml"), root.join(stack).join("compose.dev.yml")];
+        let p = compose_engine::model::load(&files, &env, &[]).unwrap_or_else(|e| panic!("{stack} dev: {e}"));
+        assert_eq!(p.start_order(), order, "{stack} dev");
+        let pg = &p.services["postgres"];
+        assert_eq!(pg.image, "postgres:15", "the official image unless DEMO_POSTGRES_IMAGE names another");
+        assert_eq!(pg.environment["POSTGRES_PASSWORD_FILE"], "/run/secrets/postgres_password");
+        assert!(!pg.environment.keys().any(|k| k == "POSTGRES_PASSWORD"), "never the password itself");
+        assert!(pg.ports.is_empty(), "PostgreSQL is reached only on the stack's network");
+        assert!(pg.healthcheck.is_some());
+        for service in order.iter().filter(|s| **s != "postgres") {
+            let s = &p.services[*service];
+            assert_eq!(s.depends_on["postgres"], Condition::Healthy, "{stack} dev: {service}");
+            assert!(s.secrets.iter().any(|m| m.source == "postgres_password"), "{stack} dev: {service}");
+            let config = s.volumes.iter().find(|m| m.target.starts_with("/etc/demo/") && m.target.ends_with(&format!("{service}.yml"))).unwrap();
+            let compose_engine::model::MountSource::Bind(path) = &config.source else { panic!("{stack}: a bind mount") };
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(text.contains("postgres:") && !text.contains("sqlite"), "{}", path.display());
+        }
+    }
 }

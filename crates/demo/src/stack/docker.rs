@@ -20,10 +20,16 @@ use crate::engine::{Phase, Plan, Step, StepError};
 use crate::state::State;
 
 /// The compose files and their configuration, as shipped.
-const FILES: [(&str, &str); 17] = [
+const FILES: [(&str, &str); 25] = [
     ("kms/compose.yml", include_str!("../../../../deployments/kms/compose.yml")),
     ("kms/compose.ci.yml", include_str!("../../../../deployments/kms/compose.ci.yml")),
     ("kms/compose.prod.yml", include_str!("../../../../deployments/kms/compose.prod.yml")),
+    ("kms/compose.dev.yml", include_str!("../../../../deployments/kms/compose.dev.yml")),
+    ("kms/config/kms-dev.yml", include_str!("../../../../deployments/kms/config/kms-dev.yml")),
+    (
+        "kms/config/kms-with-identity-dev.yml",
+        include_str!("../../../../deployments/kms/config/kms-with-identity-dev.yml"),
+    ),
     ("kms/config/kms.yml", include_str!("../../../../deployments/kms/config/kms.yml")),
     (
         "kms/config/kms-with-identity.yml",
@@ -33,11 +39,16 @@ const FILES: [(&str, &str); 17] = [
     ("identity/compose.yml", include_str!("../../../../deployments/identity/compose.yml")),
     ("identity/compose.ci.yml", include_str!("../../../../deployments/identity/compose.ci.yml")),
     ("identity/compose.prod.yml", include_str!("../../../../deployments/identity/compose.prod.yml")),
+    ("identity/compose.dev.yml", include_str!("../../../../deployments/identity/compose.dev.yml")),
+    ("identity/config/identity-dev.yml", include_str!("../../../../deployments/identity/config/identity-dev.yml")),
     ("identity/config/identity.yml", include_str!("../../../../deployments/identity/config/identity.yml")),
     ("identity/config/demo-seed.yml", include_str!("../../../../deployments/identity/config/demo-seed.yml")),
     ("all/compose.yml", include_str!("../../../../deployments/all/compose.yml")),
     ("all/compose.ci.yml", include_str!("../../../../deployments/all/compose.ci.yml")),
     ("all/compose.prod.yml", include_str!("../../../../deployments/all/compose.prod.yml")),
+    ("all/compose.dev.yml", include_str!("../../../../deployments/all/compose.dev.yml")),
+    ("postgres/init/10-identity.sql", include_str!("../../../../deployments/postgres/init/10-identity.sql")),
+    ("postgres/docker-entrypoint.sh", include_str!("../../../../deployments/postgres/docker-entrypoint.sh")),
     ("telemetry/compose.yml", include_str!("../../../../deployments/telemetry/compose.yml")),
     (
         "telemetry/config/otel-collector.yml",
@@ -255,10 +266,10 @@ fn settle(root: &Path, run_id: &str) -> Result<(), StepError> {
 }
 
 /// The compose files for `stack` in `dir`: `compose.yml`, then the profile's override
-/// (`compose.ci.yml`, `compose.prod.yml`) when there is one — as `docker compose -f A -f B`.
+/// (`compose.dev.yml`, `compose.ci.yml`, `compose.prod.yml`) — as `docker compose -f A -f B`.
 fn compose_files(dir: &Path, stack: &str, profile: Profile) -> Result<Vec<PathBuf>, StepError> {
     let base = dir.join(stack).join("compose.yml");
-    if matches!(profile, Profile::Demo | Profile::Dev) {
+    if profile == Profile::Demo {
         return Ok(vec![base]);
     }
     let overlay = dir.join(stack).join(format!("compose.{}.yml", profile.name()));
@@ -321,7 +332,7 @@ fn load_project(
 }
 
 /// The start steps for `stack`.
-pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> Plan<Ctx> {
+pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration, dev: bool) -> Plan<Ctx> {
     let services: &'static [&'static str] = match stack {
         Stack::Kms => &["kms"],
         Stack::Identity => &["identity"],
@@ -424,6 +435,17 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
                         .await
                         .map_err(|e| StepError::from_error("cannot remove the unwanted collector", &e))?;
                 }
+                let env = if c.options.profile == Profile::Dev {
+                    let observer = c.observer.clone();
+                    let progress = move |p: &compose_engine::image::PullProgress| {
+                        observer.progress(id::STACK_UP.as_str(), &format!("PostgreSQL image: {}", p.status));
+                    };
+                    let image = super::postgres::ensure_image(engine, &progress).await?;
+                    c.note(image.how);
+                    env.var("DEMO_POSTGRES_IMAGE", image.reference)
+                } else {
+                    env
+                };
                 let files = compose_files(&dir, stack.command(), c.options.profile)?;
                 // prod has its own project and volumes: it never mounts data a demo run seeded.
                 let variant = if c.options.profile == Profile::Prod { "-prod" } else { "" };
@@ -464,8 +486,33 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> 
             .after(&[id::IMAGE_BUILD])
             .critical(),
         );
-    let health = |service: &str| if service == "kms" { id::HEALTH_KMS } else { id::HEALTH_IDENTITY };
-    for (i, service) in services.iter().enumerate() {
+    let health = |service: &str| match service {
+        "kms" => id::HEALTH_KMS,
+        "postgres" => id::HEALTH_POSTGRES,
+        _ => id::HEALTH_IDENTITY,
+    };
+    // The dev profile's database first: the chain is PostgreSQL → Identity → KMS.
+    let services: &'static [&'static str] = match (dev, stack) {
+        (false, _) => services,
+        (true, Stack::Kms) => &["postgres", "kms"],
+        (true, Stack::Identity) => &["postgres", "identity"],
+        (true, Stack::All) => &["postgres", "identity", "kms"],
+    };
+    if dev {
+        plan = plan.step(
+            Step::new(id::HEALTH_POSTGRES, Phase::Health, move |c: Arc<Ctx>| async move {
+                let project = c.docker.project.get().ok_or_else(|| StepError::new("the stack is not up"))?;
+                stack::wait_for(engine(&c)?, project, "postgres", Condition::Healthy, health_timeout)
+                    .await
+                    .map_err(|e| StepError::of(&e))
+            })
+            .after(&[id::STACK_UP])
+            .verifies("the database container is healthy by its healthcheck (pg_isready over TCP, which passes once its first-start setup is done)")
+            .timeout(health_timeout + Duration::from_secs(5))
+            .critical(),
+        );
+    }
+    for (i, service) in services.iter().enumerate().filter(|(_, s)| **s != "postgres") {
         let mut after = vec![id::STACK_UP];
         if i > 0 {
             after.push(health(services[i - 1]));

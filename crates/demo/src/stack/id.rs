@@ -46,6 +46,8 @@ pub const FLOW_IDENTITY_REVOCATION: StepId = StepId::new("flow.identity.revocati
 pub const FLOW_IDENTITY_USERINFO: StepId = StepId::new("flow.identity.userinfo");
 /// `health.identity`
 pub const HEALTH_IDENTITY: StepId = StepId::new("health.identity");
+/// `health.postgres` (the dev profile's database, first in the health chain)
+pub const HEALTH_POSTGRES: StepId = StepId::new("health.postgres");
 /// `health.kms`
 pub const HEALTH_KMS: StepId = StepId::new("health.kms");
 /// `image.build`

@@ -14,6 +14,7 @@ pub mod id;
 mod identity;
 mod kms;
 mod oidc;
+mod postgres;
 mod prod;
 
 use std::path::PathBuf;
@@ -257,13 +258,13 @@ async fn execute(
         identity: identity::IdentityCtx::default(),
         docker: docker::DockerCtx::default(),
     });
-    if options.profile == Profile::Dev {
+    if options.profile == Profile::Dev && options.runtime == Runtime::Embedded {
         ctx.note("profile dev: PostgreSQL is not wired in yet, so the services keep their data in SQLite as with --profile demo");
     }
     // One plan for both runtimes: the runtime starts the stack and takes it down; the checks
     // and flows in between are the same.
     let plan = Plan::new().step(state_step());
-    let plan = options.runtime.start(plan, options.stack, options.health_timeout);
+    let plan = options.runtime.start(plan, options.stack, options.health_timeout, options.profile);
     let plan = if options.profile == Profile::Prod {
         ctx.note("profile prod: no demo data, so no seed checks and no flows; the run checks that the stack is healthy and that no demo account or client exists");
         prod::checks(plan, options.stack)

@@ -446,7 +446,13 @@ pub(crate) async fn build(engine: &Engine, context: Vec<u8>, tag: &str) -> Resul
 /// stopped) uses the image: removing by tag would only untag it and leave a dangling image
 /// behind. Dangling images with the spec's title label go too. Errors are ignored (pruning is
 /// housekeeping, never a reason to fail a run).
-pub(crate) async fn prune_other_tags(engine: &Engine, repository: &str, title: &str, keep: &str, revision: &str) {
+pub(crate) async fn prune_other_tags(
+    engine: &Engine,
+    repository: &str,
+    title: &str,
+    keep: &str,
+    revision: &str,
+) {
     let ours = [
         std::collections::HashMap::from([("reference", vec![format!("{repository}:*")])]),
         std::collections::HashMap::from([

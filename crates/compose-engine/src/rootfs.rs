@@ -61,9 +61,10 @@ pub enum Entry {
 impl Entry {
     fn at(&self) -> &str {
         match self {
-            Self::HostFile { at, .. } | Self::Bytes { at, .. } | Self::Dir { at, .. } | Self::Symlink { at, .. } => {
-                at
-            }
+            Self::HostFile { at, .. }
+            | Self::Bytes { at, .. }
+            | Self::Dir { at, .. }
+            | Self::Symlink { at, .. } => at,
         }
     }
 }
@@ -116,7 +117,11 @@ impl RootfsImage {
             }
         }
         if self.entrypoint.is_empty() || !self.entrypoint.iter().all(|a| plain(a) && !a.is_empty()) {
-            return bad("entrypoint", &self.entrypoint.join(" "), "give the program and its arguments, without quotes");
+            return bad(
+                "entrypoint",
+                &self.entrypoint.join(" "),
+                "give the program and its arguments, without quotes",
+            );
         }
         let mut seen = BTreeSet::new();
         for entry in &self.entries {
@@ -150,7 +155,9 @@ impl RootfsImage {
                     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
                     recipe.push_str(&format!("bytes {} {at} {mode:o}\n", hex::encode(digest)));
                 }
-                Entry::Dir { at, mode, uid, gid } => recipe.push_str(&format!("dir {at} {mode:o} {uid}:{gid}\n")),
+                Entry::Dir { at, mode, uid, gid } => {
+                    recipe.push_str(&format!("dir {at} {mode:o} {uid}:{gid}\n"))
+                }
                 Entry::Symlink { at, target } => recipe.push_str(&format!("link {at} {target}\n")),
             }
         }
@@ -190,8 +197,12 @@ impl RootfsImage {
         let tar_err = |e: std::io::Error| ImageError::Build(format!("tar: {e}"));
         for entry in &self.entries {
             match entry {
-                Entry::HostFile { host, at, mode } => tar_file(&mut builder, &format!("rootfs{at}"), &read(host)?, *mode)?,
-                Entry::Bytes { at, bytes, mode } => tar_file(&mut builder, &format!("rootfs{at}"), bytes, *mode)?,
+                Entry::HostFile { host, at, mode } => {
+                    tar_file(&mut builder, &format!("rootfs{at}"), &read(host)?, *mode)?
+                }
+                Entry::Bytes { at, bytes, mode } => {
+                    tar_file(&mut builder, &format!("rootfs{at}"), bytes, *mode)?
+                }
                 Entry::Dir { at, mode, uid, gid } => {
                     let mut header = tar::Header::new_gnu();
                     header.set_entry_type(tar::EntryType::Directory);
@@ -202,7 +213,11 @@ impl RootfsImage {
                     header.set_mtime(0);
                     header.set_cksum();
                     builder
-                        .append_data(&mut header, format!("rootfs{}/", at.trim_end_matches('/')), std::io::empty())
+                        .append_data(
+                            &mut header,
+                            format!("rootfs{}/", at.trim_end_matches('/')),
+                            std::io::empty(),
+                        )
                         .map_err(tar_err)?;
                 }
                 Entry::Symlink { at, target } => {
@@ -256,7 +271,11 @@ mod tests {
             inputs: "db 1.0".into(),
             entries: vec![
                 Entry::Dir { at: "/data".into(), mode: 0o700, uid: 999, gid: 999 },
-                Entry::Bytes { at: "/etc/passwd".into(), bytes: b"root:x:0:0::/:/bin/sh\n".to_vec(), mode: 0o644 },
+                Entry::Bytes {
+                    at: "/etc/passwd".into(),
+                    bytes: b"root:x:0:0::/:/bin/sh\n".to_vec(),
+                    mode: 0o644,
+                },
                 Entry::Symlink { at: "/bin/sh".into(), target: "dash".into() },
             ],
             user: String::new(),
@@ -318,8 +337,14 @@ mod tests {
             RootfsImage { env: vec![("A B".into(), "x".into())], ..sample() },
             RootfsImage { env: vec![("A".into(), "x\ny".into())], ..sample() },
             RootfsImage { stop_signal: "SIG INT".into(), ..sample() },
-            RootfsImage { entries: vec![Entry::Dir { at: "relative".into(), mode: 0, uid: 0, gid: 0 }], ..sample() },
-            RootfsImage { entries: vec![Entry::Symlink { at: "/a/../b".into(), target: "x".into() }], ..sample() },
+            RootfsImage {
+                entries: vec![Entry::Dir { at: "relative".into(), mode: 0, uid: 0, gid: 0 }],
+                ..sample()
+            },
+            RootfsImage {
+                entries: vec![Entry::Symlink { at: "/a/../b".into(), target: "x".into() }],
+                ..sample()
+            },
             RootfsImage {
                 entries: vec![
                     Entry::Symlink { at: "/a".into(), target: "x".into() },

@@ -43,7 +43,13 @@ impl Runtime {
 
     /// The steps that bring `stack` up and wait for its health chain (the dev profile's
     /// database, then Identity, then the KMS).
-    pub(crate) fn start(self, plan: Plan<Ctx>, stack: Stack, health_timeout: Duration, profile: Profile) -> Plan<Ctx> {
+    pub(crate) fn start(
+        self,
+        plan: Plan<Ctx>,
+        stack: Stack,
+        health_timeout: Duration,
+        profile: Profile,
+    ) -> Plan<Ctx> {
         match self {
             Self::Embedded => crate::stack::embedded_start(plan, stack, health_timeout),
             Self::Docker => crate::stack::docker::steps(plan, stack, health_timeout, profile == Profile::Dev),

@@ -287,7 +287,10 @@ impl State {
     pub fn postgres_dir(&self) -> PathBuf {
         use std::os::unix::fs::MetadataExt;
         if fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.root.as_os_str().as_encoded_bytes());
+            let digest = aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                self.root.as_os_str().as_encoded_bytes(),
+            );
             PathBuf::from(format!("/var/tmp/demo-postgres-{}", &hex::encode(digest)[..16]))
         } else {
             self.data_dir().join("postgres")

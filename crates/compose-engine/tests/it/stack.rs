@@ -144,8 +144,14 @@ fn the_shipped_deployments_load() {
             let s = &p.services[*service];
             assert_eq!(s.depends_on["postgres"], Condition::Healthy, "{stack} dev: {service}");
             assert!(s.secrets.iter().any(|m| m.source == "postgres_password"), "{stack} dev: {service}");
-            let config = s.volumes.iter().find(|m| m.target.starts_with("/etc/demo/") && m.target.ends_with(&format!("{service}.yml"))).unwrap();
-            let compose_engine::model::MountSource::Bind(path) = &config.source else { panic!("{stack}: a bind mount") };
+            let config = s
+                .volumes
+                .iter()
+                .find(|m| m.target.starts_with("/etc/demo/") && m.target.ends_with(&format!("{service}.yml")))
+                .unwrap();
+            let compose_engine::model::MountSource::Bind(path) = &config.source else {
+                panic!("{stack}: a bind mount")
+            };
             let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(text.contains("postgres:") && !text.contains("sqlite"), "{}", path.display());
         }

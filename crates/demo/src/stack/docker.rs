@@ -40,7 +40,10 @@ const FILES: [(&str, &str); 25] = [
     ("identity/compose.ci.yml", include_str!("../../../../deployments/identity/compose.ci.yml")),
     ("identity/compose.prod.yml", include_str!("../../../../deployments/identity/compose.prod.yml")),
     ("identity/compose.dev.yml", include_str!("../../../../deployments/identity/compose.dev.yml")),
-    ("identity/config/identity-dev.yml", include_str!("../../../../deployments/identity/config/identity-dev.yml")),
+    (
+        "identity/config/identity-dev.yml",
+        include_str!("../../../../deployments/identity/config/identity-dev.yml"),
+    ),
     ("identity/config/identity.yml", include_str!("../../../../deployments/identity/config/identity.yml")),
     ("identity/config/demo-seed.yml", include_str!("../../../../deployments/identity/config/demo-seed.yml")),
     ("all/compose.yml", include_str!("../../../../deployments/all/compose.yml")),

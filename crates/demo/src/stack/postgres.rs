@@ -88,8 +88,13 @@ fn offline_recipe() -> Result<RootfsImage, String> {
     let version = binaries.version().map_err(|e| e.to_string())?;
     let bin = binaries.dir().to_owned();
     let inputs = format!("{version}\nbin {}\n", bin.display());
-    let dir = |at: &str, mode: u32, owner: u64| Entry::Dir { at: at.to_owned(), mode, uid: owner, gid: owner };
-    let bytes = |at: &str, text: &str, mode: u32| Entry::Bytes { at: at.to_owned(), bytes: text.as_bytes().to_vec(), mode };
+    let dir =
+        |at: &str, mode: u32, owner: u64| Entry::Dir { at: at.to_owned(), mode, uid: owner, gid: owner };
+    let bytes = |at: &str, text: &str, mode: u32| Entry::Bytes {
+        at: at.to_owned(),
+        bytes: text.as_bytes().to_vec(),
+        mode,
+    };
     Ok(RootfsImage {
         repository: OFFLINE_REPOSITORY.to_owned(),
         title: "demo-security-postgres".to_owned(),
@@ -100,7 +105,11 @@ fn offline_recipe() -> Result<RootfsImage, String> {
             dir("/var/lib/postgresql/data", 0o755, 0),
             dir("/var/run/postgresql", 0o2775, POSTGRES_UID),
             dir("/docker-entrypoint-initdb.d", 0o755, 0),
-            bytes("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\npostgres:x:999:999:PostgreSQL:/var/lib/postgresql:/bin/sh\n", 0o644),
+            bytes(
+                "/etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\npostgres:x:999:999:PostgreSQL:/var/lib/postgresql:/bin/sh\n",
+                0o644,
+            ),
             bytes("/etc/group", "root:x:0:\npostgres:x:999:\n", 0o644),
             bytes("/usr/local/bin/docker-entrypoint.sh", ENTRYPOINT, 0o755),
         ],
@@ -123,12 +132,19 @@ const TOOLS: [&str; 7] = ["id", "mkdir", "chown", "chmod", "cat", "rm", "setpriv
 /// at `/bin/sh`, the entrypoint's tools, the time zone the server runs in, and every shared
 /// library `ldd` names for all of these. Only called when the image must be built.
 fn host_files() -> Result<Vec<Entry>, compose_engine::image::ImageError> {
-    let read_err = |path: &Path, e: std::io::Error| compose_engine::image::ImageError::Read { path: path.to_owned(), source: e };
-    let binaries = pg_cluster::Binaries::find()
-        .map_err(|e| compose_engine::image::ImageError::Build(e.to_string()))?;
+    let read_err = |path: &Path, e: std::io::Error| compose_engine::image::ImageError::Read {
+        path: path.to_owned(),
+        source: e,
+    };
+    let binaries =
+        pg_cluster::Binaries::find().map_err(|e| compose_engine::image::ImageError::Build(e.to_string()))?;
     let bin = binaries.dir().to_owned();
     let lib = bin.parent().map(|p| p.join("lib")).unwrap_or_default();
-    let major = bin.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let major = bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let share = PathBuf::from("/usr/share/postgresql").join(&major);
     let mut files: Vec<(PathBuf, String, u32)> = Vec::new();
     let mut elves: Vec<PathBuf> = Vec::new();
@@ -159,14 +175,18 @@ fn host_files() -> Result<Vec<Entry>, compose_engine::image::ImageError> {
             files.push((PathBuf::from(zone), zone.to_owned(), 0o644));
         }
     }
-    let shell = ["/usr/bin/dash", "/bin/dash", "/bin/sh"].into_iter().map(PathBuf::from).find(|p| p.is_file());
+    let shell =
+        ["/usr/bin/dash", "/bin/dash", "/bin/sh"].into_iter().map(PathBuf::from).find(|p| p.is_file());
     let Some(shell) = shell else {
         return Err(compose_engine::image::ImageError::Build("no /bin/sh on the host".to_owned()));
     };
     files.push((shell.clone(), "/bin/sh".to_owned(), 0o755));
     elves.push(shell);
     for tool in TOOLS {
-        let found = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"].iter().map(|d| Path::new(d).join(tool)).find(|p| p.is_file());
+        let found = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.is_file());
         let Some(path) = found else {
             return Err(compose_engine::image::ImageError::Build(format!("the host has no `{tool}`")));
         };
@@ -208,16 +228,93 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// The offline image built from this host's packages: it starts with its password from a
-    /// secret file, runs the init scripts once, answers `pg_isready`, and signs in by password.
+    fn docker(args: &[&str]) -> std::process::Output {
+        std::process::Command::new("docker").args(args).output().unwrap()
+    }
+
+    /// The offline image built from this host's packages keeps the official image's contract:
+    /// it starts with its password from a secret file (owned by another uid, mode 0600), runs
+    /// the init scripts once, answers `pg_isready` over TCP, signs in by password (a wrong one
+    /// refused), and the server does not run as root.
     #[tokio::test]
-    async fn the_offline_image_builds_and_serves() {
-        if !test_support::oracle::docker() || !test_support::oracle::present(pg_cluster::Binaries::find().is_ok(), "PostgreSQL") {
+    async fn the_offline_image_keeps_the_official_contract() {
+        if !test_support::oracle::docker()
+            || !test_support::oracle::present(pg_cluster::Binaries::find().is_ok(), "PostgreSQL")
+        {
             return;
         }
         let engine = Engine::connect(Duration::from_secs(5)).await.unwrap();
         let recipe = offline_recipe().unwrap();
         let image = compose_engine::rootfs::ensure_rootfs_image(&engine, &recipe, host_files).await.unwrap();
-        eprintln!("image {} built={}", image.tag, image.built);
+        assert_eq!(image.tag, recipe.tag(), "tagged by its inputs");
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("pw");
+        std::fs::write(&password, "s3cret-for-the-test\n").unwrap();
+        std::fs::set_permissions(&password, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let init = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deployments/postgres/init");
+        let name = format!("demo-pg-image-test-{}", std::process::id());
+        let secret = format!("{}:/run/secrets/postgres_password:ro", password.display());
+        let init = format!("{}:/docker-entrypoint-initdb.d:ro", init.display());
+        let run = docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "-e",
+            "POSTGRES_USER=demo",
+            "-e",
+            "POSTGRES_DB=kms",
+            "-e",
+            "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password",
+            "-v",
+            &secret,
+            "-v",
+            &init,
+            &image.tag,
+        ]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let ready = (0..120).any(|_| {
+            std::thread::sleep(Duration::from_millis(500));
+            docker(&["exec", &name, "pg_isready", "-h", "127.0.0.1", "-U", "demo", "-d", "kms"])
+                .status
+                .success()
+        });
+        let logs = docker(&["logs", &name]);
+        let logs =
+            String::from_utf8_lossy(&logs.stderr).into_owned() + &String::from_utf8_lossy(&logs.stdout);
+        let psql = |password: &str| {
+            docker(&[
+                "exec",
+                "-e",
+                &format!("PGPASSWORD={password}"),
+                &name,
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "demo",
+                "-d",
+                "identity",
+                "-Atc",
+                "SELECT current_database() || ' ' || current_setting('is_superuser')",
+            ])
+        };
+        let right = psql("s3cret-for-the-test");
+        let wrong = psql("not-the-password");
+        let status = docker(&["exec", &name, "cat", "/proc/1/status"]);
+        docker(&["rm", "-f", "-v", &name]);
+        assert!(ready, "pg_isready never passed; log:\n{logs}");
+        assert!(logs.contains("running /docker-entrypoint-initdb.d/10-identity.sql"), "{logs}");
+        assert_eq!(
+            String::from_utf8_lossy(&right.stdout).trim(),
+            "identity on",
+            "{}",
+            String::from_utf8_lossy(&right.stderr)
+        );
+        assert!(!wrong.status.success());
+        assert!(String::from_utf8_lossy(&wrong.stderr).contains("password authentication failed"));
+        let status = String::from_utf8_lossy(&status.stdout);
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(uid.split_whitespace().skip(1).all(|u| u == "999"), "the server runs as postgres: {uid}");
     }
 }

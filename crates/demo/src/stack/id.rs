@@ -62,6 +62,8 @@ pub const STACK_UP: StepId = StepId::new("stack.up");
 pub const STACK_UP_IDENTITY: StepId = StepId::new("stack.up.identity");
 /// `stack.up.kms`
 pub const STACK_UP_KMS: StepId = StepId::new("stack.up.kms");
+/// `stack.up.postgres` (embedded dev profile)
+pub const STACK_UP_POSTGRES: StepId = StepId::new("stack.up.postgres");
 /// `state.prepare`
 pub const STATE_PREPARE: StepId = StepId::new("state.prepare");
 /// `verify.identity.clients`

@@ -167,7 +167,14 @@ pub(crate) async fn code_flow(c: &Ctx, user: &str) -> Result<(serde_json::Value,
 }
 
 /// Embedded: adds Identity's start after `state.prepare`.
-pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
+/// With `dev`, Identity's data is in the run's PostgreSQL: it starts once the cluster runs, and
+/// its health follows the database's.
+pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration, dev: bool) -> Plan<Ctx> {
+    let (up_after, health_after) = if dev {
+        (vec![id::CONFIG_IDENTITY, id::STACK_UP_POSTGRES], vec![id::STACK_UP_IDENTITY, id::HEALTH_POSTGRES])
+    } else {
+        (vec![id::CONFIG_IDENTITY], vec![id::STACK_UP_IDENTITY])
+    };
     plan.step(
         Step::new(id::CONFIG_IDENTITY, Phase::Setup, |c: Arc<Ctx>| async move {
             let config = write_config(c.state()?)
@@ -180,7 +187,12 @@ pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
     )
     .step(
         Step::new(id::STACK_UP_IDENTITY, Phase::Start, |c: Arc<Ctx>| async move {
-            let template = c.identity.config.get().ok_or_else(|| StepError::new("no configuration"))?;
+            let mut template =
+                c.identity.config.get().ok_or_else(|| StepError::new("no configuration"))?.clone();
+            if let Some(pg) = c.postgres.config(c.state()?, "identity") {
+                template.storage = identity::config::Storage { sqlite: None, postgres: Some(pg) };
+            }
+            let template = &template;
             // The design's port when free, else a free one; the issuer names the port it
             // listens on. Another process may bind the port between the check and the
             // start: then once more on a free port.
@@ -202,7 +214,7 @@ pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
             *c.identity.running.lock().await = Some(running);
             Ok(())
         })
-        .after(&[id::CONFIG_IDENTITY])
+        .after(&up_after)
         .critical(),
     )
     .step(
@@ -211,7 +223,7 @@ pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
             let ca = c.state()?.ca_bundle();
             super::wait_ready("Identity", *admin, &ca, health_timeout).await
         })
-        .after(&[id::STACK_UP_IDENTITY])
+        .after(&health_after)
         .verifies("Identity's readyz answers 200 over TLS 1.3 (our CA)")
         // wait_ready bounds itself by health_timeout; this only guards against a hang.
         .timeout(health_timeout + Duration::from_secs(5))

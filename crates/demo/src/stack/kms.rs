@@ -49,12 +49,20 @@ impl KmsCtx {
 /// Phases run in order, so with Bearer the KMS's configuration (it needs Identity's address)
 /// moves to the start phase, after Identity started; the KMS reports ready only once it has
 /// fetched Identity's JWKS, and its health step follows Identity's: the chain Identity → KMS.
-pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> Plan<Ctx> {
-    let (config_phase, config_after, health_after): (Phase, &[StepId], &[StepId]) = if bearer {
-        (Phase::Start, &[id::STATE_PREPARE, id::STACK_UP_IDENTITY], &[id::STACK_UP_KMS, id::HEALTH_IDENTITY])
+///
+/// With `dev`, the KMS's data is in the run's PostgreSQL: it starts once the cluster runs, and
+/// its health follows the database's (and Identity's, with Bearer).
+pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool, dev: bool) -> Plan<Ctx> {
+    let (config_phase, config_after, mut health_after): (Phase, &[StepId], Vec<StepId>) = if bearer {
+        (Phase::Start, &[id::STATE_PREPARE, id::STACK_UP_IDENTITY], vec![id::STACK_UP_KMS, id::HEALTH_IDENTITY])
     } else {
-        (Phase::Setup, &[id::STATE_PREPARE], &[id::STACK_UP_KMS])
+        (Phase::Setup, &[id::STATE_PREPARE], vec![id::STACK_UP_KMS])
     };
+    let mut up_after = vec![id::CONFIG_KMS];
+    if dev {
+        up_after.push(id::STACK_UP_POSTGRES);
+        health_after.push(id::HEALTH_POSTGRES);
+    }
     plan.step(
         Step::new(id::CONFIG_KMS, config_phase, move |c: Arc<Ctx>| async move {
             let state = c.state()?;
@@ -73,7 +81,11 @@ pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
     )
     .step(
         Step::new(id::STACK_UP_KMS, Phase::Start, |c: Arc<Ctx>| async move {
-            let template = c.kms.config.get().ok_or_else(|| StepError::new("no configuration"))?;
+            let mut template = c.kms.config.get().ok_or_else(|| StepError::new("no configuration"))?.clone();
+            if let Some(pg) = c.postgres.config(c.state()?, "kms") {
+                template.storage = kms::config::StorageConfig::postgres(pg);
+            }
+            let template = &template;
             // The design's port when free, else a free one (see Identity's start).
             let running =
                 crate::ports::start_on(crate::ports::KMS_PORT, |port| {
@@ -95,7 +107,7 @@ pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
             *c.kms.running.lock().await = Some(running);
             Ok(())
         })
-        .after(&[id::CONFIG_KMS])
+        .after(&up_after)
         .critical(),
     )
     .step(
@@ -104,7 +116,7 @@ pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool) -> 
             let ca = c.state()?.ca_bundle();
             super::wait_ready("the KMS", *admin, &ca, health_timeout).await
         })
-        .after(health_after)
+        .after(&health_after)
         .verifies("the KMS's readyz answers 200 over TLS 1.3; with Bearer it has fetched Identity's JWKS")
         // wait_ready bounds itself by health_timeout; this only guards against a hang.
         .timeout(health_timeout + Duration::from_secs(5))

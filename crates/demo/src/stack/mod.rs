@@ -53,8 +53,10 @@ impl Stack {
 /// `--profile`: what kind of environment a run stands up (DESIGN §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Profile {
-    /// Persistent, for development; PostgreSQL is to come with the PostgreSQL work, so today it
-    /// runs on SQLite like `demo` (and the report says so).
+    /// Persistent, for development, on PostgreSQL: the first link of the health chain. Docker:
+    /// a `postgres` service (the official image, or one built offline from the host's packages),
+    /// its data in a named volume. Embedded: a cluster of the host's PostgreSQL in the state
+    /// directory, started for the run and stopped with it.
     Dev,
     /// Persistent named volumes (SQLite), demo data: the default.
     #[default]
@@ -156,6 +158,8 @@ pub struct RunningStack {
     kms: Option<::kms::service::RunningKms>,
     /// Docker: the state directory and the project `shutdown` takes down.
     docker: Option<(PathBuf, String)>,
+    /// Embedded dev profile: the PostgreSQL cluster (stopped after the services).
+    postgres: Option<postgres::EmbeddedCluster>,
 }
 
 impl RunningStack {
@@ -188,6 +192,9 @@ impl RunningStack {
         {
             errors.push(format!("Identity did not stop cleanly: {e}"));
         }
+        if let Some(cluster) = self.postgres.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
+        }
         if let Some((root, project)) = self.docker.take()
             && let Err(e) = docker::down_stack(&root, &project).await
         {
@@ -209,6 +216,7 @@ pub(crate) struct Ctx {
     kms: kms::KmsCtx,
     identity: identity::IdentityCtx,
     docker: docker::DockerCtx,
+    postgres: postgres::PostgresCtx,
 }
 
 impl Ctx {
@@ -257,10 +265,8 @@ async fn execute(
         kms: kms::KmsCtx::default(),
         identity: identity::IdentityCtx::default(),
         docker: docker::DockerCtx::default(),
+        postgres: postgres::PostgresCtx::default(),
     });
-    if options.profile == Profile::Dev && options.runtime == Runtime::Embedded {
-        ctx.note("profile dev: PostgreSQL is not wired in yet, so the services keep their data in SQLite as with --profile demo");
-    }
     // One plan for both runtimes: the runtime starts the stack and takes it down; the checks
     // and flows in between are the same.
     let plan = Plan::new().step(state_step());
@@ -322,6 +328,7 @@ async fn execute(
         identity: ctx.identity.running.lock().await.take(),
         kms: ctx.kms.running.lock().await.take(),
         docker,
+        postgres: ctx.postgres.cluster.lock().ok().and_then(|mut slot| slot.take()),
     }
 }
 
@@ -436,11 +443,14 @@ fn state_step() -> Step<Ctx> {
 
 /// Embedded: Identity and the KMS started in this process from the state directory, each on
 /// its port, then the health chain Identity → KMS.
-pub(crate) fn embedded_start(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration) -> Plan<Ctx> {
+///
+/// With `dev`, PostgreSQL first: the chain is database → Identity → KMS.
+pub(crate) fn embedded_start(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration, dev: bool) -> Plan<Ctx> {
+    let plan = if dev { postgres::embedded_steps(plan, health_timeout) } else { plan };
     match stack {
-        Stack::Kms => kms::start(plan, health_timeout, false),
-        Stack::Identity => identity::start(plan, health_timeout),
-        Stack::All => kms::start(identity::start(plan, health_timeout), health_timeout, true),
+        Stack::Kms => kms::start(plan, health_timeout, false, dev),
+        Stack::Identity => identity::start(plan, health_timeout, dev),
+        Stack::All => kms::start(identity::start(plan, health_timeout, dev), health_timeout, true, dev),
     }
 }
 
@@ -469,6 +479,13 @@ pub(crate) fn teardown_step(ephemeral: bool) -> Step<Ctx> {
         kms.map_err(|e| StepError { causes: vec![e], ..StepError::new("the KMS did not stop cleanly") })?;
         identity
             .map_err(|e| StepError { causes: vec![e], ..StepError::new("Identity did not stop cleanly") })?;
+        // The database last (dropping the cluster stops it).
+        let cluster = c.postgres.cluster.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(cluster) = cluster {
+            tokio::task::spawn_blocking(move || drop(cluster))
+                .await
+                .map_err(|e| StepError::new(format!("stopping PostgreSQL was interrupted: {e}")))?;
+        }
         if ephemeral {
             let data = c.state()?.data_dir();
             match std::fs::remove_dir_all(&data) {

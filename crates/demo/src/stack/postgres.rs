@@ -1,4 +1,10 @@
-//! The PostgreSQL image of the `dev` profile's Docker stacks. Where a registry answers, the
+//! The `dev` profile's PostgreSQL, first link of the health chain on both runtimes.
+//!
+//! Embedded: a cluster of the host's installed PostgreSQL (`pg-cluster`: `initdb` once into the
+//! state directory, `pg_ctl start` on a free loopback port for the run, stopped with it), the
+//! role `demo` with the state directory's `postgres_password`, a database per service.
+//!
+//! Docker: the image of the stacks' `postgres` service. Where a registry answers, the
 //! official image ([`OFFICIAL_IMAGE`]); where none does (this project's machines, an air-gapped
 //! laptop), an image assembled offline from the PostgreSQL the host has installed from Debian's
 //! packages: its server and client programs, their shared libraries (by `ldd`), a shell and the
@@ -15,7 +21,13 @@ use std::time::Duration;
 use compose_engine::Engine;
 use compose_engine::rootfs::{Entry, RootfsImage};
 
-use crate::engine::StepError;
+use std::sync::{Arc, OnceLock};
+
+use service_kit::postgres::PostgresConfig;
+
+use super::{Ctx, id};
+use crate::engine::{Phase, Plan, Step, StepError};
+use crate::state::State;
 
 /// The official image, used when it is on the engine or can be pulled.
 pub(crate) const OFFICIAL_IMAGE: &str = "postgres:15";
@@ -221,6 +233,127 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The role the services sign in as (`POSTGRES_USER` on Docker), and its databases.
+pub(crate) const ROLE: &str = "demo";
+const DATABASES: [&str; 2] = ["kms", "identity"];
+
+/// What the embedded steps share.
+#[derive(Default)]
+pub(crate) struct PostgresCtx {
+    /// The cluster this run started.
+    pub(crate) cluster: std::sync::Mutex<Option<EmbeddedCluster>>,
+    /// Its TCP port on 127.0.0.1.
+    port: OnceLock<u16>,
+}
+
+impl PostgresCtx {
+    /// The settings a service uses for `database`, once the cluster runs (embedded dev profile);
+    /// `None` otherwise.
+    pub(crate) fn config(&self, state: &State, database: &str) -> Option<PostgresConfig> {
+        self.port.get().map(|port| config(state, *port, database))
+    }
+}
+
+fn config(state: &State, port: u16, database: &str) -> PostgresConfig {
+    PostgresConfig {
+        host: "127.0.0.1".to_owned(),
+        port,
+        database: database.to_owned(),
+        user: ROLE.to_owned(),
+        password_file: state.postgres_password(),
+        max_connections: 8,
+        acquire_timeout: Duration::from_secs(3),
+        statement_timeout: Duration::from_secs(10),
+    }
+}
+
+/// A cluster this run started, stopped (fast shutdown) when dropped: by the teardown, by
+/// `RunningStack::shutdown`, or with a stack dropped without either — never left running.
+pub(crate) struct EmbeddedCluster(pg_cluster::Cluster);
+
+impl Drop for EmbeddedCluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.stop(false) {
+            eprintln!("warning: PostgreSQL in {} did not stop cleanly: {e}", self.0.dir().display());
+        }
+    }
+}
+
+impl std::fmt::Debug for EmbeddedCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EmbeddedCluster({})", self.0.dir().display())
+    }
+}
+
+/// Embedded dev profile: the cluster started (created on first use) and the services' role and
+/// databases made, then the database's health step: the role signs in by password over TCP.
+pub(crate) fn embedded_steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<Ctx> {
+    plan.step(
+        Step::new(id::STACK_UP_POSTGRES, Phase::Start, |c: Arc<Ctx>| async move {
+            let state = c.state()?.clone();
+            let cluster = tokio::task::spawn_blocking(move || start_cluster(&state))
+                .await
+                .map_err(|e| StepError::new(format!("the PostgreSQL start was interrupted: {e}")))??;
+            let _ = c.postgres.port.set(cluster.0.port());
+            if let Ok(mut slot) = c.postgres.cluster.lock() {
+                *slot = Some(cluster);
+            }
+            Ok(())
+        })
+        .after(&[id::STATE_PREPARE])
+        .critical(),
+    )
+    .step(
+        Step::new(id::HEALTH_POSTGRES, Phase::Health, move |c: Arc<Ctx>| async move {
+            let config = c.postgres.config(c.state()?, DATABASES[0]).ok_or_else(|| StepError::new("PostgreSQL is not running"))?;
+            // `connect` signs in once: a wrong password or a server that does not answer fails here.
+            let probe = async {
+                let pool = service_kit::postgres::connect(&config).await?;
+                pool.close().await;
+                Ok::<_, service_kit::postgres::PostgresError>(())
+            };
+            tokio::time::timeout(health_timeout, probe)
+                .await
+                .map_err(|_| StepError::new(format!("PostgreSQL did not answer within {health_timeout:?}")))?
+                .map_err(|e| StepError::from_error("PostgreSQL is not usable", &e).with_hint(super::START_HINT))
+        })
+        .after(&[id::STACK_UP_POSTGRES])
+        .verifies("the services' role signs in to PostgreSQL by password (SCRAM-SHA-256) over TCP on 127.0.0.1")
+        .timeout(health_timeout + Duration::from_secs(5))
+        .critical(),
+    )
+}
+
+fn start_cluster(state: &State) -> Result<EmbeddedCluster, StepError> {
+    let install = "install PostgreSQL (Debian: apt-get install postgresql), or use --profile demo (SQLite)";
+    pg_cluster::Binaries::find().map_err(|e| StepError::from_error("the dev profile needs PostgreSQL", &e).with_hint(install))?;
+    let port = pg_cluster::free_port().map_err(|e| StepError::from_error("no free loopback port for PostgreSQL", &e))?;
+    let dir = state.postgres_dir();
+    let cluster = pg_cluster::Cluster::init(&dir, port).map_err(|e| {
+        StepError::from_error(format!("cannot create the PostgreSQL cluster in {}", dir.display()), &e)
+            .with_hint("fix the cause above, or run with --reset-demo to start from a new cluster")
+    })?;
+    // Stopped again if anything below fails.
+    let cluster = EmbeddedCluster(cluster);
+    cluster.0.start().map_err(|e| StepError::from_error("PostgreSQL did not start", &e).with_hint(
+        "the server log is named above; --reset-demo starts from a new cluster",
+    ))?;
+    let password = service_kit::secret::read_secret_file(&state.postgres_password())
+        .map_err(|e| StepError::from_error("cannot read the PostgreSQL password", &e).with_hint(super::START_HINT))?;
+    use service_kit::secret::ExposeSecret;
+    cluster
+        .0
+        .ensure_role(ROLE, password.expose_secret(), true)
+        .map_err(|e| StepError::from_error("cannot create the services' PostgreSQL role", &e))?;
+    for database in DATABASES {
+        cluster
+            .0
+            .ensure_database(database, ROLE)
+            .map_err(|e| StepError::from_error(format!("cannot create the database {database}"), &e))?;
+    }
+    Ok(cluster)
 }
 
 #[cfg(test)]

@@ -441,9 +441,16 @@ impl Kms {
         algorithm: Algorithm,
         operation: &'static str,
     ) -> Result<Arc<KeyMaterial>, KmsError> {
-        let meta = self.meta(tenant, &pool_name(kid)?).await?;
+        let name = pool_name(kid)?;
+        let mut meta = self.meta(tenant, &name).await?;
         if meta.pool.algorithm != algorithm {
             return Err(wrong(&meta.pool, operation));
+        }
+        if meta.versions.last().is_some_and(|(newest, _)| kid.version > *newest) {
+            // Newer than what this process has seen: made by another replica since the
+            // metadata was cached. Read it again rather than wait out the TTL.
+            self.invalidate(tenant, &name);
+            meta = self.meta(tenant, &name).await?;
         }
         match meta.versions.iter().find(|(v, _)| *v == kid.version) {
             None => Err(KmsError::NotFound("key version")),

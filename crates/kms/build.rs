@@ -26,6 +26,8 @@ const GZIPPED: [&str; 3] = ["swagger-ui.css", "swagger-ui-bundle.js", "swagger-u
 
 fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo::rerun-if-changed=build.rs");
+    // sqlx::migrate! embeds these at compile time; a new migration must rebuild the crate.
+    println!("cargo::rerun-if-changed=migrations");
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("swagger-ui");
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
     let mut zip = zip::ZipArchive::new(Cursor::new(utoipa_swagger_ui_vendored::SWAGGER_UI_VENDORED))

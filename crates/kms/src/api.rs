@@ -165,6 +165,9 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable => {
                 (Problem::unavailable(detail), Some((header::RETRY_AFTER, "1".to_owned())))
             }
+            ApiError::Kms(e @ KmsError::Unavailable(_)) => {
+                (kms_problem(e), Some((header::RETRY_AFTER, DATABASE_RETRY_AFTER.to_owned())))
+            }
             ApiError::Kms(e) => (kms_problem(e), None),
         };
         let mut response = problem.into_response();
@@ -176,6 +179,10 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Seconds a client waits before retrying when the database is unavailable (`readyz` probes it
+/// every second).
+const DATABASE_RETRY_AFTER: &str = "2";
 
 fn kms_problem(e: &KmsError) -> Problem {
     let detail = e.to_string();
@@ -204,7 +211,21 @@ fn kms_problem(e: &KmsError) -> Problem {
             Problem::new(StatusCode::BAD_REQUEST, "invalid-jose", "Malformed or unsupported JOSE object")
                 .with_detail(detail)
         }
-        KmsError::Unseal(_) | KmsError::Store(_) | KmsError::Corrupt(_) | KmsError::SealMissing => {
+        KmsError::Unavailable(_) => {
+            tracing::warn!(error = %e, source = ?std::error::Error::source(e), "database unavailable");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database-unavailable",
+                "The database is unavailable",
+            )
+            .with_detail(detail)
+        }
+        KmsError::Unseal(_)
+        | KmsError::Store(_)
+        | KmsError::Corrupt(_)
+        | KmsError::SealMissing
+        | KmsError::Open(_)
+        | KmsError::NoEngine => {
             tracing::error!(error = %e, source = ?std::error::Error::source(e), "key service failure");
             Problem::internal()
         }

@@ -5,8 +5,9 @@
 //!   listen: 0.0.0.0:8081
 //!   admin_listen: 0.0.0.0:9081
 //!   tls: { cert_file: …/fullchain.pem, key_file: …/key.pem, ca_file: …/ca-bundle.pem }
-//! storage:
+//! storage:                  # exactly one engine
 //!   sqlite: { path: /var/lib/kms/kms.db }
+//!   # or: postgres: { host: db, database: kms, user: kms, password_file: /run/secrets/postgres_password }
 //! unseal:
 //!   share_files: [/run/secrets/unseal_share_1, /run/secrets/unseal_share_2, /run/secrets/unseal_share_3]
 //! auth:
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use service_kit::config::{Validate, Validator};
+pub use service_kit::postgres::PostgresConfig;
 use service_kit::server::HttpConfig;
 use service_kit::telemetry::LogFormat;
 use service_kit::throttle::ThrottleConfig;
@@ -54,12 +56,68 @@ pub struct SeedConfig {
     pub tenants_file: PathBuf,
 }
 
-/// `storage:`.
-#[derive(Debug, Clone, Deserialize)]
+/// `storage:`: exactly one of `sqlite` and `postgres` (validation refuses both and neither).
+///
+/// Two optional sections rather than an enum so that `KMS__STORAGE__POSTGRES__…` overrides can
+/// add the section to a file that has none, and so that the mistake gets a validation message
+/// with the file's line rather than serde's "expected enum".
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// SQLite.
-    pub sqlite: SqliteConfig,
+    /// SQLite: one file for the catalog, one file per tenant beside it.
+    #[serde(default)]
+    pub sqlite: Option<SqliteConfig>,
+    /// PostgreSQL: the catalog in the database's `public` schema, one schema per tenant.
+    #[serde(default)]
+    pub postgres: Option<PostgresConfig>,
+}
+
+/// The engine a valid [`StorageConfig`] names.
+#[derive(Debug, Clone, Copy)]
+pub enum Engine<'a> {
+    /// `storage.sqlite`.
+    Sqlite(&'a SqliteConfig),
+    /// `storage.postgres`.
+    Postgres(&'a PostgresConfig),
+}
+
+impl StorageConfig {
+    /// SQLite at `path`.
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        Self { sqlite: Some(SqliteConfig { path: path.into() }), postgres: None }
+    }
+
+    /// PostgreSQL with `config`.
+    pub fn postgres(config: PostgresConfig) -> Self {
+        Self { sqlite: None, postgres: Some(config) }
+    }
+
+    /// The one configured engine; `None` when both or neither are set (which validation
+    /// refuses).
+    pub fn engine(&self) -> Option<Engine<'_>> {
+        match (&self.sqlite, &self.postgres) {
+            (Some(s), None) => Some(Engine::Sqlite(s)),
+            (None, Some(p)) => Some(Engine::Postgres(p)),
+            _ => None,
+        }
+    }
+
+    fn validate(&self, v: &mut Validator) {
+        match (&self.sqlite, &self.postgres) {
+            (Some(_), Some(_)) => v.error(
+                "storage",
+                "configure one engine, `sqlite` or `postgres`, not both (an environment override may have added one)",
+            ),
+            (None, None) => v.error(
+                "storage",
+                "configure an engine: `sqlite: { path: … }` or `postgres: { host, database, user, password_file }`",
+            ),
+            (Some(s), None) => {
+                v.check(!s.path.as_os_str().is_empty(), "storage.sqlite.path", "must name a file")
+            }
+            (None, Some(p)) => p.validate("storage.postgres", v),
+        }
+    }
 }
 
 /// `storage.sqlite:`.
@@ -256,6 +314,7 @@ pub enum RealmConfig {
 impl Validate for KmsConfig {
     fn validate(&self, v: &mut Validator) {
         self.server.validate(v);
+        self.storage.validate(v);
         v.check(!self.unseal.share_files.is_empty(), "unseal.share_files", "list the unseal share files");
         v.check(!self.auth.realms.is_empty(), "auth.realms", "configure at least one realm");
         v.check(self.auth.cache_ttl <= Duration::from_secs(3600), "auth.cache_ttl", "at most 1h");

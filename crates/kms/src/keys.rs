@@ -11,10 +11,11 @@ use barrier::{BarrierError, RootKey, Share};
 use kms_proto::{Jwe, Jwk, Jwks};
 use zeroize::Zeroizing;
 
+use crate::config::{Engine, StorageConfig};
 use crate::crypto::{Algorithm, CryptoError, KeyMaterial};
 use crate::jose::{self, JoseError, Kid, ParsedJwe, ParsedJws};
 use crate::model::{Pool, PoolName, StoredVersion, Tenant, TenantId};
-use crate::store::{SqliteStore, Store, StoreError, timestamp};
+use crate::store::{OpenError, PostgresStore, SqliteStore, Store, StoreError, timestamp};
 
 /// What can go wrong with a key operation. The HTTP layer maps each variant to a status.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,16 @@ pub enum KmsError {
     /// Storage failed.
     #[error("the key store failed")]
     Store(#[source] StoreError),
+    /// The database cannot be reached now: answered 503; retry shortly.
+    #[error("the key store's database is unavailable; retry shortly")]
+    Unavailable(#[source] StoreError),
+    /// The database could not be opened: unreachable, refused the password, written by a newer
+    /// release, or its migrations failed (the source says which and what to do).
+    #[error("cannot open the key store's database")]
+    Open(#[source] service_kit::db::SealedOpenError),
+    /// `storage:` names no engine, or both.
+    #[error("configure exactly one storage engine: storage.sqlite or storage.postgres")]
+    NoEngine,
     /// The database holds tenants or keys but no seal: never re-seal it with whatever shares
     /// were given.
     #[error(
@@ -66,6 +77,8 @@ impl From<StoreError> for KmsError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => Self::Conflict(what),
+            StoreError::NoTenant => Self::NotFound("tenant"),
+            e @ StoreError::Unavailable(_) => Self::Unavailable(e),
             other => Self::Store(other),
         }
     }
@@ -80,6 +93,21 @@ pub struct Kms {
     store: Arc<dyn Store>,
     root: Arc<RootKey>,
     cache: Arc<KeyCache>,
+    /// PostgreSQL's pool, for the readiness watcher; `None` on SQLite.
+    database: Option<sqlx::PgPool>,
+}
+
+impl From<OpenError> for KmsError {
+    fn from(e: OpenError) -> Self {
+        use service_kit::db::SealedOpenError;
+        match e {
+            OpenError::Sealed(SealedOpenError::Unseal(b)) => KmsError::Unseal(b),
+            OpenError::Sealed(SealedOpenError::SealMissing) => KmsError::SealMissing,
+            OpenError::Sealed(other) => KmsError::Open(other),
+            OpenError::DatabaseName(e) => KmsError::Invalid(e.to_string()),
+            OpenError::Store(e) => KmsError::Store(e),
+        }
+    }
 }
 
 /// How long pool metadata (versions, enabled flags) is trusted before it is read again. Writes
@@ -125,14 +153,34 @@ impl Kms {
     /// duplicated, damaged or foreign shares — or a database holding keys but no seal — it
     /// refuses and writes nothing (`service_kit::sqlite::open_sealed`).
     pub async fn open_sqlite(db: &Path, shares: &[Share]) -> Result<Self, KmsError> {
-        use service_kit::sqlite::SealedOpenError;
-        let (store, root) = SqliteStore::open_sealed(db, shares).await.map_err(|e| match e {
-            SealedOpenError::Unseal(b) => KmsError::Unseal(b),
-            SealedOpenError::SealMissing => KmsError::SealMissing,
-            SealedOpenError::Sqlite(s) => KmsError::Store(StoreError::Sqlite(s)),
-            other => KmsError::Corrupt(other.to_string()),
-        })?;
-        Ok(Self { store: Arc::new(store), root: Arc::new(root), cache: Arc::default() })
+        let (store, root) = SqliteStore::open_sealed(db, shares).await?;
+        Ok(Self { store: Arc::new(store), root: Arc::new(root), cache: Arc::default(), database: None })
+    }
+
+    /// Opens the KMS on PostgreSQL, unsealed by `shares`. A wrong password, an unreachable
+    /// server, a schema written by a newer release, wrong shares: each refused by name, and
+    /// nothing written (`service_kit::postgres::open_sealed`).
+    pub async fn open_postgres(
+        config: &service_kit::postgres::PostgresConfig,
+        shares: &[Share],
+    ) -> Result<Self, KmsError> {
+        let (store, root) = PostgresStore::open_sealed(config, shares).await?;
+        let database = Some(store.pool().clone());
+        Ok(Self { store: Arc::new(store), root: Arc::new(root), cache: Arc::default(), database })
+    }
+
+    /// Opens the KMS on the engine `storage` names.
+    pub async fn open(storage: &StorageConfig, shares: &[Share]) -> Result<Self, KmsError> {
+        match storage.engine() {
+            Some(Engine::Sqlite(sqlite)) => Self::open_sqlite(&sqlite.path, shares).await,
+            Some(Engine::Postgres(postgres)) => Self::open_postgres(postgres, shares).await,
+            None => Err(KmsError::NoEngine),
+        }
+    }
+
+    /// The PostgreSQL pool, when the store is PostgreSQL (for `readyz`'s `database` check).
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        self.database.as_ref()
     }
 
     /// The store (for seeding and tests).
@@ -151,8 +199,26 @@ impl Kms {
             return Ok(existing);
         }
         let tenant = Tenant { id, name: name.to_owned(), created_at: timestamp() };
-        self.store.create_tenant(&tenant).await?;
-        Ok(tenant)
+        match self.store.create_tenant(&tenant).await {
+            Ok(()) => Ok(tenant),
+            // Another replica created it at the same moment.
+            Err(StoreError::Conflict(what)) => {
+                self.store.tenant_by_name(name).await?.ok_or(KmsError::Conflict(what))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Drops a tenant with every key it has (its file or schema and role), its database-realm
+    /// users and its catalog row. Keys of that tenant cached here are forgotten; other replicas
+    /// keep cached keys of a dropped tenant at most until they restart (key material is never
+    /// re-read once unwrapped), while their pool metadata expires within 5 s.
+    pub async fn drop_tenant(&self, tenant: TenantId) -> Result<bool, KmsError> {
+        let dropped = self.store.drop_tenant(tenant).await?;
+        self.cache.meta.lock().unwrap_or_else(|e| e.into_inner()).retain(|(t, _), _| *t != tenant);
+        self.cache.keys.lock().unwrap_or_else(|e| e.into_inner()).retain(|(t, _, _), _| *t != tenant);
+        self.cache.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(dropped)
     }
 
     /// Creates a pool with a first key version.
@@ -166,7 +232,7 @@ impl Kms {
             return Err(KmsError::NotFound("tenant"));
         }
         let pool = Pool { tenant, name: name.clone(), algorithm, created_at: timestamp() };
-        let first = self.new_version(&pool, 1)?;
+        let first = self.seal_version(&pool, &generate(pool.algorithm)?, 1).map_err(KmsError::Corrupt)?;
         self.store.create_pool(&pool, &first).await?;
         self.invalidate(tenant, name);
         self.pool_info(tenant, name).await
@@ -190,21 +256,21 @@ impl Kms {
     }
 
     /// Adds a new version, which becomes current; old versions still decrypt and verify.
+    ///
+    /// The store picks the number under a lock on the pool, so concurrent rotations — on this
+    /// instance or on others sharing the database — each add exactly one version, numbered
+    /// without gaps. The answer shows the pool as this rotation left it: its new version is
+    /// the current one.
     pub async fn rotate(&self, tenant: TenantId, name: &PoolName) -> Result<PoolInfo, KmsError> {
         let pool = self.pool(tenant, name).await?;
-        // Two concurrent rotations may pick the same number; the loser retries once.
-        for _ in 0..2 {
-            let next = self.store.versions(tenant, name).await?.last().map_or(1, |v| v.version + 1);
-            match self.store.add_version(tenant, name, &self.new_version(&pool, next)?).await {
-                Ok(()) => {
-                    self.invalidate(tenant, name);
-                    return self.pool_info(tenant, name).await;
-                }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(KmsError::Conflict(format!("a concurrent rotation of pool {name}")))
+        // Made before the store's transaction (an RSA key takes a while); only the wrapping,
+        // which binds the number, happens under the lock.
+        let material = generate(pool.algorithm)?;
+        let make = |version: u32| self.seal_version(&pool, &material, version).map_err(StoreError::Corrupt);
+        let versions = self.store.add_next_version(tenant, name, &make).await?;
+        self.invalidate(tenant, name);
+        let versions = versions.ok_or(KmsError::NotFound("pool"))?;
+        Ok(info(&pool, &versions))
     }
 
     /// Enables or disables one version.
@@ -375,9 +441,16 @@ impl Kms {
         algorithm: Algorithm,
         operation: &'static str,
     ) -> Result<Arc<KeyMaterial>, KmsError> {
-        let meta = self.meta(tenant, &pool_name(kid)?).await?;
+        let name = pool_name(kid)?;
+        let mut meta = self.meta(tenant, &name).await?;
         if meta.pool.algorithm != algorithm {
             return Err(wrong(&meta.pool, operation));
+        }
+        if meta.versions.last().is_some_and(|(newest, _)| kid.version > *newest) {
+            // Newer than what this process has seen: made by another replica since the
+            // metadata was cached. Read it again rather than wait out the TTL.
+            self.invalidate(tenant, &name);
+            meta = self.meta(tenant, &name).await?;
         }
         match meta.versions.iter().find(|(v, _)| *v == kid.version) {
             None => Err(KmsError::NotFound("key version")),
@@ -429,12 +502,16 @@ impl Kms {
         cache.remove(&(tenant, name.clone()));
     }
 
-    fn new_version(&self, pool: &Pool, version: u32) -> Result<StoredVersion, KmsError> {
-        let material = KeyMaterial::generate(pool.algorithm).map_err(|e| KmsError::Corrupt(e.to_string()))?;
-        let wrapped = self
-            .root
-            .wrap(&context(pool, version), material.secret_bytes())
-            .map_err(|e| KmsError::Corrupt(e.to_string()))?;
+    /// Version `version` of `pool` holding `material`, wrapped by the root key and bound to
+    /// tenant, pool, version and algorithm.
+    fn seal_version(
+        &self,
+        pool: &Pool,
+        material: &KeyMaterial,
+        version: u32,
+    ) -> Result<StoredVersion, String> {
+        let wrapped =
+            self.root.wrap(&context(pool, version), material.secret_bytes()).map_err(|e| e.to_string())?;
         Ok(StoredVersion { version, enabled: true, wrapped, created_at: timestamp() })
     }
 
@@ -457,6 +534,10 @@ impl Kms {
 /// algorithm makes it fail to unwrap.
 fn context(pool: &Pool, version: u32) -> String {
     format!("kms:key:v1:{}:{}:{}:{}", pool.tenant, pool.name, version, pool.algorithm.jose_name())
+}
+
+fn generate(algorithm: Algorithm) -> Result<KeyMaterial, KmsError> {
+    KeyMaterial::generate(algorithm).map_err(|e| KmsError::Corrupt(e.to_string()))
 }
 
 fn pool_name(kid: &Kid) -> Result<PoolName, KmsError> {

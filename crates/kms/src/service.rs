@@ -105,7 +105,7 @@ pub async fn start_with(config: &KmsConfig, options: StartOptions) -> Result<Run
             FileRealm::load(path)?;
         }
     }
-    let kms = Kms::open_sqlite(&config.storage.sqlite.path, &shares).await?;
+    let kms = Kms::open(&config.storage, &shares).await?;
     if let Some(seed) = seed {
         let report = seed.apply(&kms).await?;
         tracing::info!(?report, "demo seed applied");
@@ -120,11 +120,23 @@ pub async fn start_with(config: &KmsConfig, options: StartOptions) -> Result<Run
     let auth = Arc::new(Authenticator::new(realms, settings).map_err(|_| StartError::Crypto)?);
     let readiness = Readiness::new();
     readiness.dependency("key_store").ready();
+    let mut background = Vec::new();
+    if let (Some(pool), Some(postgres)) = (kms.postgres_pool(), &config.storage.postgres) {
+        // `database` on readyz: a probe every second, so an outage shows within ~2 s and
+        // recovery as soon as the server answers again (the pool reconnects by itself).
+        let dependency = readiness.dependency("database");
+        dependency.ready();
+        background.push(service_kit::postgres::watch(
+            pool.clone(),
+            postgres.target(),
+            dependency,
+            Duration::from_secs(1),
+        ));
+    }
     let bearer = match &config.auth.bearer {
         None => None,
         Some(b) => Some(Arc::new(crate::bearer::BearerRealm::new(b)?)),
     };
-    let mut background = Vec::new();
     if let Some(realm) = &bearer {
         // Not ready until Identity's keys have been fetched once; then refreshed ahead of expiry.
         let jwks = readiness.dependency("identity_jwks");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kms::config::{AuthConfig, KmsConfig, RealmConfig, SqliteConfig, StorageConfig, UnsealConfig};
+use kms::config::{AuthConfig, KmsConfig, RealmConfig, StorageConfig, UnsealConfig};
 use kms::service::{RunningKms, StartOptions};
 
 use crate::{Running, TestDir};
@@ -28,12 +28,13 @@ pub fn auth(realms: Vec<RealmConfig>) -> AuthConfig {
     }
 }
 
-/// A KMS over `dir`: the demo PKI's `kms` leaf on 127.0.0.1 (any ports), `kms.db` in `dir`,
-/// three of five fresh unseal shares, `auth`, no seed.
+/// A KMS over `dir`: the demo PKI's `kms` leaf on 127.0.0.1 (any ports), `kms.db` in `dir`
+/// (a test on PostgreSQL replaces `storage`), three of five fresh unseal shares, `auth`, no
+/// seed.
 pub fn config(dir: &TestDir, auth: AuthConfig) -> KmsConfig {
     KmsConfig {
         server: dir.loopback("kms"),
-        storage: StorageConfig { sqlite: SqliteConfig { path: dir.path().join("kms.db") } },
+        storage: StorageConfig::sqlite(dir.path().join("kms.db")),
         unseal: UnsealConfig { share_files: dir.share_files() },
         auth,
         seed: None,

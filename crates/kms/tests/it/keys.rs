@@ -1,21 +1,30 @@
-//! The key service over a real SQLite store: pools, rotation, tenants, restart and unseal.
-
-use std::path::{Path, PathBuf};
+//! The key service over a real store, on both engines (SQLite and PostgreSQL, one suite:
+//! `engines::on_both_engines!`): pools, rotation, tenants, restart and unseal.
 
 use barrier::Share;
 use kms::crypto::Algorithm;
 use kms::{Kms, KmsError, PoolName, TenantId};
 
+use crate::engines::{Backend, on_both_engines};
+
+on_both_engines!(
+    encrypt_rotate_and_old_versions_still_decrypt,
+    aad_is_bound_to_the_ciphertext,
+    another_tenants_key_answers_like_a_missing_one,
+    sign_verify_wrap_and_data_keys,
+    restart_with_other_shares_keeps_every_key,
+    too_few_or_wrong_shares_refuse_to_start_and_touch_nothing,
+    a_database_with_keys_but_no_seal_is_never_resealed,
+    concurrent_rotations_neither_lose_nor_repeat_a_version,
+);
+
 struct Fixture {
-    _dir: tempfile::TempDir,
-    db: PathBuf,
+    backend: Backend,
     shares: Vec<Share>,
 }
 
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("kms.db");
-    Fixture { _dir: dir, db, shares: barrier::new_shares(3, 5).unwrap() }
+fn fixture(backend: Backend) -> Fixture {
+    Fixture { backend, shares: barrier::new_shares(3, 5).unwrap() }
 }
 
 fn pool(name: &str) -> PoolName {
@@ -24,25 +33,15 @@ fn pool(name: &str) -> PoolName {
 
 async fn open(f: &Fixture, picks: &[usize]) -> Result<Kms, KmsError> {
     let shares: Vec<Share> = picks.iter().map(|&i| f.shares[i].clone()).collect();
-    Kms::open_sqlite(&f.db, &shares).await
+    f.backend.open(&shares).await
 }
 
 async fn with_tenant(kms: &Kms, name: &str) -> TenantId {
     kms.ensure_tenant(name, TenantId::random()).await.unwrap().id
 }
 
-/// A digest of the database and of any write-ahead log content, to prove a refused start
-/// wrote nothing. (An empty `-wal` file is no content.)
-fn checksum(db: &Path) -> Vec<u8> {
-    let mut all = std::fs::read(db).unwrap();
-    let wal = PathBuf::from(format!("{}-wal", db.display()));
-    all.extend_from_slice(&std::fs::read(wal).unwrap_or_default());
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &all).as_ref().to_vec()
-}
-
-#[tokio::test]
-async fn encrypt_rotate_and_old_versions_still_decrypt() {
-    let f = fixture();
+async fn encrypt_rotate_and_old_versions_still_decrypt(backend: Backend) {
+    let f = fixture(backend);
     let kms = open(&f, &[0, 1, 2]).await.unwrap();
     let t = with_tenant(&kms, "acme").await;
     let info = kms.create_pool(t, &pool("payments"), Algorithm::A256Gcm).await.unwrap();
@@ -72,9 +71,8 @@ async fn encrypt_rotate_and_old_versions_still_decrypt() {
     assert!(matches!(kms.set_enabled(t, &pool("payments"), 9, true).await, Err(KmsError::NotFound(_))));
 }
 
-#[tokio::test]
-async fn aad_is_bound_to_the_ciphertext() {
-    let f = fixture();
+async fn aad_is_bound_to_the_ciphertext(backend: Backend) {
+    let f = fixture(backend);
     let kms = open(&f, &[0, 1, 2]).await.unwrap();
     let t = with_tenant(&kms, "acme").await;
     kms.create_pool(t, &pool("p"), Algorithm::A256Gcm).await.unwrap();
@@ -87,9 +85,8 @@ async fn aad_is_bound_to_the_ciphertext() {
     assert!(matches!(kms.decrypt(t, &tampered).await, Err(KmsError::Jose(_))));
 }
 
-#[tokio::test]
-async fn another_tenants_key_answers_like_a_missing_one() {
-    let f = fixture();
+async fn another_tenants_key_answers_like_a_missing_one(backend: Backend) {
+    let f = fixture(backend);
     let kms = open(&f, &[0, 1, 2]).await.unwrap();
     let a = with_tenant(&kms, "a").await;
     let b = with_tenant(&kms, "b").await;
@@ -108,9 +105,8 @@ async fn another_tenants_key_answers_like_a_missing_one() {
     assert!(kms.list_pools(a).await.unwrap().len() == 1 && kms.list_pools(b).await.unwrap().len() == 1);
 }
 
-#[tokio::test]
-async fn sign_verify_wrap_and_data_keys() {
-    let f = fixture();
+async fn sign_verify_wrap_and_data_keys(backend: Backend) {
+    let f = fixture(backend);
     let kms = open(&f, &[0, 1, 2]).await.unwrap();
     let t = with_tenant(&kms, "acme").await;
     for (name, algorithm) in [("es", Algorithm::Es256), ("ed", Algorithm::EdDsa), ("ps", Algorithm::Ps256)] {
@@ -143,9 +139,8 @@ async fn sign_verify_wrap_and_data_keys() {
     assert!(matches!(kms.create_pool(t, &pool("dek"), Algorithm::A256Gcm).await, Err(KmsError::Conflict(_))));
 }
 
-#[tokio::test]
-async fn restart_with_other_shares_keeps_every_key() {
-    let f = fixture();
+async fn restart_with_other_shares_keeps_every_key(backend: Backend) {
+    let f = fixture(backend);
     let (t, jwe) = {
         let kms = open(&f, &[0, 1, 2]).await.unwrap();
         let t = with_tenant(&kms, "acme").await;
@@ -157,16 +152,15 @@ async fn restart_with_other_shares_keeps_every_key() {
     assert_eq!(&*kms.decrypt(t, jwe.compact().unwrap()).await.unwrap().1, b"survives restarts");
 }
 
-#[tokio::test]
-async fn too_few_or_wrong_shares_refuse_to_start_and_touch_nothing() {
-    let f = fixture();
+async fn too_few_or_wrong_shares_refuse_to_start_and_touch_nothing(backend: Backend) {
+    let f = fixture(backend);
     {
         let kms = open(&f, &[0, 1, 2]).await.unwrap();
         let t = with_tenant(&kms, "acme").await;
         kms.create_pool(t, &pool("p"), Algorithm::A256Gcm).await.unwrap();
         kms.close().await;
     }
-    let before = checksum(&f.db);
+    let before = f.backend.fingerprint().await;
 
     let err = open(&f, &[0, 1]).await.unwrap_err();
     assert!(
@@ -175,15 +169,19 @@ async fn too_few_or_wrong_shares_refuse_to_start_and_touch_nothing() {
     );
 
     let other = barrier::new_shares(3, 5).unwrap();
-    let err = Kms::open_sqlite(&f.db, &other[..3]).await.unwrap_err();
+    let err = f.backend.open(&other[..3]).await.unwrap_err();
     assert!(matches!(err, KmsError::Unseal(barrier::BarrierError::ForeignBarrier { .. })), "{err:?}");
 
-    assert_eq!(checksum(&f.db), before, "a refused start must not change the database");
+    assert_eq!(f.backend.fingerprint().await, before, "a refused start must not change the database");
+    // The fingerprint does see writes (so the equality above means something).
+    let kms = open(&f, &[2, 3, 4]).await.unwrap();
+    with_tenant(&kms, "globex").await;
+    kms.close().await;
+    assert_ne!(f.backend.fingerprint().await, before);
 }
 
-#[tokio::test]
-async fn a_database_with_keys_but_no_seal_is_never_resealed() {
-    let f = fixture();
+async fn a_database_with_keys_but_no_seal_is_never_resealed(backend: Backend) {
+    let f = fixture(backend);
     {
         let kms = open(&f, &[0, 1, 2]).await.unwrap();
         let t = with_tenant(&kms, "acme").await;
@@ -191,14 +189,40 @@ async fn a_database_with_keys_but_no_seal_is_never_resealed() {
         kms.close().await;
     }
     // Someone deletes the seal row.
-    let url = format!("sqlite://{}", f.db.display());
-    let pool_ = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("DELETE FROM seal").execute(&pool_).await.unwrap();
-    pool_.close().await;
+    f.backend.exec("DELETE FROM seal").await;
 
     let other = barrier::new_shares(3, 5).unwrap();
-    let err = Kms::open_sqlite(&f.db, &other[..3]).await.unwrap_err();
+    let err = f.backend.open(&other[..3]).await.unwrap_err();
     assert!(matches!(err, KmsError::SealMissing), "{err:?}");
     let err = open(&f, &[0, 1, 2]).await.unwrap_err();
     assert!(matches!(err, KmsError::SealMissing), "even the right shares do not re-seal: {err:?}");
+}
+
+/// Many rotations of one pool at once (on PostgreSQL over several connections, on SQLite over
+/// the tenant file's pool): every one adds exactly one version, the numbers run 1..=N without a
+/// gap or a repeat, and each answer shows its own new version as the current one.
+async fn concurrent_rotations_neither_lose_nor_repeat_a_version(backend: Backend) {
+    const ROTATIONS: u32 = 16;
+    let f = fixture(backend);
+    let kms = open(&f, &[0, 1, 2]).await.unwrap();
+    let t = with_tenant(&kms, "acme").await;
+    kms.create_pool(t, &pool("busy"), Algorithm::A256Gcm).await.unwrap();
+    let mut rotations = tokio::task::JoinSet::new();
+    for _ in 0..ROTATIONS {
+        let kms = kms.clone();
+        rotations.spawn(async move { kms.rotate(t, &pool("busy")).await });
+    }
+    let mut answered = Vec::new();
+    while let Some(result) = rotations.join_next().await {
+        answered.push(result.unwrap().unwrap().current_version.unwrap());
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, (2..=ROTATIONS + 1).collect::<Vec<_>>(), "each rotation answers its own version");
+    let info = kms.pool_info(t, &pool("busy")).await.unwrap();
+    let numbers: Vec<u32> = info.versions.iter().map(|v| v.version).collect();
+    assert_eq!(numbers, (1..=ROTATIONS + 1).collect::<Vec<_>>());
+    // Every version holds a working key of its own number.
+    let (kid, jwe) = kms.encrypt(t, &pool("busy"), b"after the storm", None).await.unwrap();
+    assert_eq!(kid.version, ROTATIONS + 1);
+    assert_eq!(&*kms.decrypt(t, jwe.compact().unwrap()).await.unwrap().1, b"after the storm");
 }

@@ -4,10 +4,13 @@
 
 mod api;
 mod bearer;
+mod engines;
 mod fuzz_openapi;
 mod jose_interop;
 mod jose_props;
 mod keys;
+mod postgres;
 mod seed;
+mod store;
 mod throttle;
 mod wycheproof_kat;

@@ -1,11 +1,26 @@
-//! Identity's storage behind one trait; SQLite today (sqlx, embedded migrations, WAL with
-//! `synchronous=FULL`), PostgreSQL later with the same portable SQL.
-
-use std::path::Path;
+//! Identity's storage: the `Store` trait, the records it holds and its errors, with two
+//! implementations that run the same SQL — `SqliteStore` (embedded and `demo` profile) and
+//! `PgStore` (PostgreSQL, which several replicas share). The statements are written once in
+//! `sql` and the row decoding once here; the engine modules add only opening, closing and which
+//! errors mean "the database is unavailable".
+//!
+//! Single use is the database's job, not the caller's: codes and refresh tokens are consumed by
+//! one conditional `UPDATE … WHERE used_at IS NULL`, so of concurrent presentations — at one
+//! replica or several — exactly one wins (on PostgreSQL under READ COMMITTED the second
+//! `UPDATE` waits on the row lock, re-reads the row and finds it used).
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::sqlite::SqlitePool;
+
+#[macro_use]
+mod sql;
+mod postgres;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// The tables whose rows prove a database was initialised (rows there without a seal: refuse).
+pub(crate) const DATA_TABLES: [&str; 3] = ["signing_keys", "clients", "users"];
 
 /// A storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +29,10 @@ pub enum StoreError {
     /// The database could not be opened, migrated or peeked at.
     #[error(transparent)]
     Sqlite(#[from] service_kit::sqlite::SqliteError),
+    /// The database cannot be reached now (stopped, restarting, unreachable, out of
+    /// connections): requests are answered 503 and `readyz` says so until it answers again.
+    #[error("the database is unavailable; retry once it answers again (see readyz)")]
+    Unavailable(#[source] sqlx::Error),
     /// A query failed.
     #[error("database query failed")]
     Query(#[source] sqlx::Error),
@@ -22,10 +41,20 @@ pub enum StoreError {
     Conflict(String),
 }
 
-fn q(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("the record".into()),
-        _ => StoreError::Query(e),
+impl StoreError {
+    /// Whether the database was unavailable (an outage), rather than the query or data wrong.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+
+    /// Sorts a driver error: a unique violation is a `Conflict`, what `unavailable` says is an
+    /// outage `Unavailable`, anything else a failed `Query`.
+    pub(crate) fn classify(e: sqlx::Error, unavailable: fn(&sqlx::Error) -> bool) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict("the record".into()),
+            _ if unavailable(&e) => Self::Unavailable(e),
+            _ => Self::Query(e),
+        }
     }
 }
 
@@ -41,14 +70,14 @@ pub enum KeyState {
 }
 
 impl KeyState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Next => "next",
             Self::Current => "current",
             Self::Retired => "retired",
         }
     }
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         [Self::Next, Self::Current, Self::Retired].into_iter().find(|k| k.as_str() == s)
     }
 }
@@ -224,8 +253,10 @@ pub struct NewRefresh {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every signing key.
     async fn keys(&self) -> Result<Vec<StoredKey>, StoreError>;
-    /// Adds a key.
-    async fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    /// Adds a key; `false`, writing nothing, when another key already holds its stage (`next`
+    /// and `current` are one key each, which the database itself enforces), so replicas that
+    /// initialise one database at once end up with one key of each.
+    async fn insert_key(&self, key: &StoredKey) -> Result<bool, StoreError>;
     /// Moves a key to another stage.
     async fn set_key_state(
         &self,
@@ -275,7 +306,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// Revokes every family a browser session started (sign-out).
     async fn revoke_session_families(&self, session_hash: &str) -> Result<(), StoreError>;
-    /// Stores a refresh token.
+    /// Stores a refresh token. Should its family be revoked already (a reuse detected while this
+    /// rotation ran), the access token issued with it is recorded as revoked as well: whichever
+    /// of the two commits first, the other sees it.
     async fn insert_refresh(&self, token: &NewRefresh) -> Result<(), StoreError>;
     /// A refresh token, used or not, with its family.
     async fn refresh(&self, hash: &str) -> Result<Option<RefreshToken>, StoreError>;
@@ -288,473 +321,139 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
     /// Whether a token id was revoked.
     async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
-    /// Closes connections after a WAL checkpoint.
+    /// Closes the connections (SQLite: after a WAL checkpoint).
     async fn close(&self);
 }
 
-/// The SQLite store.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+/// The columns of either engine's rows, so that each record is decoded once (below) for both.
+/// One blanket implementation over sqlx's `Row`: its bounds say "this engine decodes text,
+/// 64-bit integers and bytes", which both do.
+pub(crate) trait Columns {
+    /// A `TEXT` column.
+    fn text(&self, name: &str) -> Result<String, StoreError>;
+    /// A nullable `TEXT` column.
+    fn text_opt(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// An `INTEGER` (SQLite) or `BIGINT` (PostgreSQL) column.
+    fn int(&self, name: &str) -> Result<i64, StoreError>;
+    /// A nullable integer column.
+    fn int_opt(&self, name: &str) -> Result<Option<i64>, StoreError>;
+    /// A `BLOB` (SQLite) or `BYTEA` (PostgreSQL) column.
+    fn bytes(&self, name: &str) -> Result<Vec<u8>, StoreError>;
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-impl SqliteStore {
-    /// Opens the database at `path` sealed by `shares`, returning the store and the unsealed
-    /// root key (`service_kit::sqlite::open_sealed`: wrong shares write nothing).
-    pub async fn open_sealed(
-        path: &Path,
-        shares: &[barrier::Share],
-    ) -> Result<(Self, barrier::RootKey), service_kit::sqlite::SealedOpenError> {
-        let tables = ["signing_keys", "clients", "users"];
-        let (pool, root) = service_kit::sqlite::open_sealed(path, &MIGRATOR, shares, &tables).await?;
-        Ok((Self { pool }, root))
+impl<R> Columns for R
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        sqlx::Row::try_get(self, name).map_err(StoreError::Query)
+    }
+    fn text_opt(&self, name: &str) -> Result<Option<String>, StoreError> {
+        sqlx::Row::try_get(self, name).map_err(StoreError::Query)
+    }
+    fn int(&self, name: &str) -> Result<i64, StoreError> {
+        sqlx::Row::try_get(self, name).map_err(StoreError::Query)
+    }
+    fn int_opt(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        sqlx::Row::try_get(self, name).map_err(StoreError::Query)
+    }
+    fn bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        sqlx::Row::try_get(self, name).map_err(StoreError::Query)
     }
 }
 
-fn list(s: &str) -> Vec<String> {
-    s.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect()
-}
+/// Decoding each record from a row of `sql`'s queries (the column names are theirs).
+pub(crate) mod decode {
+    use super::{
+        AuthCode, Columns, KeyState, RefreshToken, Session, StoreError, StoredClient, StoredKey, StoredUser,
+    };
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT kid, state, private_key, public_jwk, created_at, retire_after FROM signing_keys ORDER BY created_at",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q)?;
-        rows.iter()
-            .map(|r| {
-                let state: String = r.try_get("state").map_err(StoreError::Query)?;
-                Ok(StoredKey {
-                    kid: r.try_get("kid").map_err(StoreError::Query)?,
-                    state: KeyState::parse(&state).unwrap_or(KeyState::Retired),
-                    wrapped_private: r.try_get("private_key").map_err(StoreError::Query)?,
-                    public_jwk: r.try_get("public_jwk").map_err(StoreError::Query)?,
-                    created_at: r.try_get("created_at").map_err(StoreError::Query)?,
-                    retire_after: r.try_get("retire_after").map_err(StoreError::Query)?,
-                })
-            })
-            .collect()
+    fn list(s: &str) -> Vec<String> {
+        s.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect()
     }
 
-    async fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, state, private_key, public_jwk, created_at, retire_after) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&key.kid)
-        .bind(key.state.as_str())
-        .bind(&key.wrapped_private)
-        .bind(&key.public_jwk)
-        .bind(key.created_at)
-        .bind(key.retire_after)
-        .execute(&self.pool)
-        .await
-        .map_err(q)?;
-        Ok(())
-    }
-
-    async fn set_key_state(
-        &self,
-        kid: &str,
-        state: KeyState,
-        retire_after: Option<i64>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE signing_keys SET state = $1, retire_after = $2 WHERE kid = $3")
-            .bind(state.as_str())
-            .bind(retire_after)
-            .bind(kid)
-            .execute(&self.pool)
-            .await
-            .map_err(q)?;
-        Ok(())
-    }
-
-    async fn delete_key(&self, kid: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
-            .bind(kid)
-            .execute(&self.pool)
-            .await
-            .map_err(q)?;
-        Ok(())
-    }
-
-    async fn client(&self, client_id: &str) -> Result<Option<StoredClient>, StoreError> {
-        let row = sqlx::query(
-            "SELECT client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, tenant_id, roles, \
-             post_logout_redirect_uris, display_name \
-             FROM clients WHERE client_id = $1",
-        )
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(q)?;
-        let Some(r) = row else { return Ok(None) };
-        let get = |c: &str| -> Result<String, StoreError> { r.try_get(c).map_err(StoreError::Query) };
-        Ok(Some(StoredClient {
-            client_id: get("client_id")?,
-            confidential: get("client_type")? == "confidential",
-            secret_hash: r.try_get("secret_hash").map_err(StoreError::Query)?,
-            scopes: list(&get("scopes")?),
-            audiences: list(&get("audiences")?),
-            grant_types: list(&get("grant_types")?),
-            redirect_uris: list(&get("redirect_uris")?),
-            tenant_id: get("tenant_id")?,
-            roles: list(&get("roles")?),
-            post_logout_redirect_uris: list(&get("post_logout_redirect_uris")?),
-            display_name: r.try_get("display_name").map_err(StoreError::Query)?,
-        }))
-    }
-
-    async fn insert_client(&self, c: &StoredClient) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO clients (client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, \
-             tenant_id, roles, post_logout_redirect_uris, display_name, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(&c.client_id)
-        .bind(if c.confidential { "confidential" } else { "public" })
-        .bind(&c.secret_hash)
-        .bind(c.scopes.join(" "))
-        .bind(c.audiences.join(" "))
-        .bind(c.grant_types.join(" "))
-        .bind(c.redirect_uris.join(" "))
-        .bind(&c.tenant_id)
-        .bind(c.roles.join(" "))
-        .bind(c.post_logout_redirect_uris.join(" "))
-        .bind(&c.display_name)
-        .bind(now())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| match q(e) {
-            StoreError::Conflict(_) => StoreError::Conflict(format!("client {}", c.client_id)),
-            other => other,
-        })?;
-        Ok(())
-    }
-
-    async fn user_by_name(&self, username: &str) -> Result<Option<StoredUser>, StoreError> {
-        self.user_where("username", username).await
-    }
-
-    async fn user(&self, user_id: &str) -> Result<Option<StoredUser>, StoreError> {
-        self.user_where("user_id", user_id).await
-    }
-
-    async fn insert_user(&self, u: &StoredUser) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO users (user_id, username, password_hash, name, email, tenant_id, roles, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&u.user_id)
-        .bind(&u.username)
-        .bind(&u.password_hash)
-        .bind(&u.name)
-        .bind(&u.email)
-        .bind(&u.tenant_id)
-        .bind(u.roles.join(" "))
-        .bind(now())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| match q(e) {
-            StoreError::Conflict(_) => StoreError::Conflict(format!("user {}", u.username)),
-            other => other,
-        })?;
-        Ok(())
-    }
-
-    async fn insert_session(&self, hash: &str, s: &Session) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (session_hash, user_id, auth_time, expires_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(hash)
-        .bind(&s.user_id)
-        .bind(s.auth_time)
-        .bind(s.expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(q)?;
-        sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
-            .bind(now())
-            .execute(&self.pool)
-            .await
-            .map_err(q)?;
-        Ok(())
-    }
-
-    async fn session(&self, hash: &str) -> Result<Option<Session>, StoreError> {
-        let row = sqlx::query(
-            "SELECT user_id, auth_time, expires_at FROM sessions WHERE session_hash = $1 AND expires_at >= $2",
-        )
-        .bind(hash)
-        .bind(now())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(q)?;
-        row.map(|r| {
-            Ok(Session {
-                user_id: r.try_get("user_id").map_err(StoreError::Query)?,
-                auth_time: r.try_get("auth_time").map_err(StoreError::Query)?,
-                expires_at: r.try_get("expires_at").map_err(StoreError::Query)?,
-            })
+    pub(crate) fn key(r: &impl Columns) -> Result<StoredKey, StoreError> {
+        Ok(StoredKey {
+            kid: r.text("kid")?,
+            // The schema allows only the three stages; anything else is treated as retired.
+            state: KeyState::parse(&r.text("state")?).unwrap_or(KeyState::Retired),
+            wrapped_private: r.bytes("private_key")?,
+            public_jwk: r.text("public_jwk")?,
+            created_at: r.int("created_at")?,
+            retire_after: r.int_opt("retire_after")?,
         })
-        .transpose()
     }
 
-    async fn delete_session(&self, hash: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE session_hash = $1")
-            .bind(hash)
-            .execute(&self.pool)
-            .await
-            .map_err(q)?;
-        Ok(())
+    pub(crate) fn client(r: &impl Columns) -> Result<StoredClient, StoreError> {
+        Ok(StoredClient {
+            client_id: r.text("client_id")?,
+            confidential: r.text("client_type")? == "confidential",
+            secret_hash: r.text_opt("secret_hash")?,
+            scopes: list(&r.text("scopes")?),
+            audiences: list(&r.text("audiences")?),
+            grant_types: list(&r.text("grant_types")?),
+            redirect_uris: list(&r.text("redirect_uris")?),
+            tenant_id: r.text("tenant_id")?,
+            roles: list(&r.text("roles")?),
+            post_logout_redirect_uris: list(&r.text("post_logout_redirect_uris")?),
+            display_name: r.text_opt("display_name")?,
+        })
     }
 
-    async fn insert_code(&self, hash: &str, c: &AuthCode) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, \
-             auth_time, expires_at, session_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(hash)
-        .bind(&c.client_id)
-        .bind(&c.user_id)
-        .bind(&c.redirect_uri)
-        .bind(&c.scope)
-        .bind(&c.code_challenge)
-        .bind(&c.nonce)
-        .bind(c.auth_time)
-        .bind(c.expires_at)
-        .bind(&c.session_hash)
-        .execute(&self.pool)
-        .await
-        .map_err(q)?;
-        // Codes live a minute; keep used ones a day for replay detection, then drop them.
-        sqlx::query("DELETE FROM auth_codes WHERE expires_at < $1")
-            .bind(now() - 86_400)
-            .execute(&self.pool)
-            .await
-            .map_err(q)?;
-        Ok(())
+    pub(crate) fn user(r: &impl Columns) -> Result<StoredUser, StoreError> {
+        Ok(StoredUser {
+            user_id: r.text("user_id")?,
+            username: r.text("username")?,
+            password_hash: r.text("password_hash")?,
+            name: r.text("name")?,
+            email: r.text("email")?,
+            tenant_id: r.text("tenant_id")?,
+            roles: list(&r.text("roles")?),
+        })
     }
 
-    async fn code(&self, hash: &str) -> Result<Option<AuthCode>, StoreError> {
-        let row = sqlx::query(
-            "SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, used_at, \
-             access_jti, access_exp, family_id, session_hash FROM auth_codes WHERE code_hash = $1",
-        )
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(q)?;
-        let Some(r) = row else { return Ok(None) };
-        let e = StoreError::Query;
-        Ok(Some(AuthCode {
-            client_id: r.try_get("client_id").map_err(e)?,
-            user_id: r.try_get("user_id").map_err(e)?,
-            redirect_uri: r.try_get("redirect_uri").map_err(e)?,
-            scope: r.try_get("scope").map_err(e)?,
-            code_challenge: r.try_get("code_challenge").map_err(e)?,
-            nonce: r.try_get("nonce").map_err(e)?,
-            auth_time: r.try_get("auth_time").map_err(e)?,
-            expires_at: r.try_get("expires_at").map_err(e)?,
-            used_at: r.try_get("used_at").map_err(e)?,
-            access_jti: r.try_get("access_jti").map_err(e)?,
-            access_exp: r.try_get("access_exp").map_err(e)?,
-            family_id: r.try_get("family_id").map_err(e)?,
-            session_hash: r.try_get("session_hash").map_err(e)?,
-        }))
+    pub(crate) fn session(r: &impl Columns) -> Result<Session, StoreError> {
+        Ok(Session {
+            user_id: r.text("user_id")?,
+            auth_time: r.int("auth_time")?,
+            expires_at: r.int("expires_at")?,
+        })
     }
 
-    async fn consume_code(
-        &self,
-        hash: &str,
-        access_jti: &str,
-        access_exp: i64,
-        family_id: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE auth_codes SET used_at = $1, access_jti = $2, access_exp = $3, family_id = $4 \
-             WHERE code_hash = $5 AND used_at IS NULL",
-        )
-        .bind(now())
-        .bind(access_jti)
-        .bind(access_exp)
-        .bind(family_id)
-        .bind(hash)
-        .execute(&self.pool)
-        .await
-        .map_err(q)?;
-        Ok(done.rows_affected() == 1)
+    pub(crate) fn code(r: &impl Columns) -> Result<AuthCode, StoreError> {
+        Ok(AuthCode {
+            client_id: r.text("client_id")?,
+            user_id: r.text("user_id")?,
+            redirect_uri: r.text("redirect_uri")?,
+            scope: r.text("scope")?,
+            code_challenge: r.text("code_challenge")?,
+            nonce: r.text_opt("nonce")?,
+            auth_time: r.int("auth_time")?,
+            expires_at: r.int("expires_at")?,
+            used_at: r.int_opt("used_at")?,
+            access_jti: r.text_opt("access_jti")?,
+            access_exp: r.int_opt("access_exp")?,
+            family_id: r.text_opt("family_id")?,
+            session_hash: r.text_opt("session_hash")?,
+        })
     }
 
-    async fn insert_family(
-        &self,
-        family_id: &str,
-        client_id: &str,
-        user_id: &str,
-        auth_time: i64,
-        session_hash: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO refresh_families (family_id, client_id, user_id, auth_time, created_at, session_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(family_id)
-        .bind(client_id)
-        .bind(user_id)
-        .bind(auth_time)
-        .bind(now())
-        .bind(session_hash)
-        .execute(&self.pool)
-        .await
-        .map_err(q)?;
-        Ok(())
-    }
-
-    async fn revoke_session_families(&self, session_hash: &str) -> Result<(), StoreError> {
-        let rows = sqlx::query(
-            "SELECT family_id FROM refresh_families WHERE session_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(session_hash)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(q)?;
-        for row in rows {
-            let family: String = row.try_get("family_id").map_err(StoreError::Query)?;
-            self.revoke_family(&family).await?;
-        }
-        Ok(())
-    }
-
-    async fn insert_refresh(&self, t: &NewRefresh) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, scope, expires_at, access_jti, access_exp) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&t.token_hash)
-        .bind(&t.family_id)
-        .bind(&t.scope)
-        .bind(t.expires_at)
-        .bind(&t.access_jti)
-        .bind(t.access_exp)
-        .execute(&self.pool)
-        .await
-        .map_err(q)?;
-        Ok(())
-    }
-
-    async fn refresh(&self, hash: &str) -> Result<Option<RefreshToken>, StoreError> {
-        let row = sqlx::query(
-            "SELECT t.family_id, f.client_id, f.user_id, t.scope, f.auth_time, t.expires_at, t.used_at, \
-             f.revoked_at, f.created_at FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
-             WHERE t.token_hash = $1",
-        )
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(q)?;
-        let Some(r) = row else { return Ok(None) };
-        let e = StoreError::Query;
-        let revoked: Option<i64> = r.try_get("revoked_at").map_err(e)?;
-        Ok(Some(RefreshToken {
-            family_id: r.try_get("family_id").map_err(e)?,
-            client_id: r.try_get("client_id").map_err(e)?,
-            user_id: r.try_get("user_id").map_err(e)?,
-            scope: r.try_get("scope").map_err(e)?,
-            auth_time: r.try_get("auth_time").map_err(e)?,
-            expires_at: r.try_get("expires_at").map_err(e)?,
-            used_at: r.try_get("used_at").map_err(e)?,
-            family_revoked: revoked.is_some(),
-            family_created_at: r.try_get("created_at").map_err(e)?,
-        }))
-    }
-
-    async fn consume_refresh(&self, hash: &str) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
-                .bind(now())
-                .bind(hash)
-                .execute(&self.pool)
-                .await
-                .map_err(q)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q)?;
-        sqlx::query(
-            "UPDATE refresh_families SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now())
-        .bind(family_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(q)?;
-        sqlx::query(
-            "INSERT INTO revoked_tokens (jti, expires_at) SELECT access_jti, access_exp FROM refresh_tokens \
-             WHERE family_id = $1 ON CONFLICT (jti) DO NOTHING",
-        )
-        .bind(family_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(q)?;
-        tx.commit().await.map_err(q)?;
-        Ok(())
-    }
-
-    async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
-        )
-        .bind(jti)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(q)?;
-        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
-            .bind(now())
-            .execute(&self.pool)
-            .await
-            .map_err(q)?;
-        Ok(())
-    }
-
-    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 AS hit FROM revoked_tokens WHERE jti = $1")
-            .bind(jti)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(q)?;
-        Ok(row.is_some())
-    }
-
-    async fn close(&self) {
-        service_kit::sqlite::close(&self.pool).await;
-    }
-}
-
-impl SqliteStore {
-    async fn user_where(&self, column: &str, value: &str) -> Result<Option<StoredUser>, StoreError> {
-        // `column` is one of two literals from this file, never input.
-        let sql = format!(
-            "SELECT user_id, username, password_hash, name, email, tenant_id, roles FROM users WHERE {column} = $1"
-        );
-        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await.map_err(q)?;
-        let Some(r) = row else { return Ok(None) };
-        let get = |c: &str| -> Result<String, StoreError> { r.try_get(c).map_err(StoreError::Query) };
-        Ok(Some(StoredUser {
-            user_id: get("user_id")?,
-            username: get("username")?,
-            password_hash: get("password_hash")?,
-            name: get("name")?,
-            email: get("email")?,
-            tenant_id: get("tenant_id")?,
-            roles: list(&get("roles")?),
-        }))
+    pub(crate) fn refresh(r: &impl Columns) -> Result<RefreshToken, StoreError> {
+        Ok(RefreshToken {
+            family_id: r.text("family_id")?,
+            client_id: r.text("client_id")?,
+            user_id: r.text("user_id")?,
+            scope: r.text("scope")?,
+            auth_time: r.int("auth_time")?,
+            expires_at: r.int("expires_at")?,
+            used_at: r.int_opt("used_at")?,
+            family_revoked: r.int_opt("revoked_at")?.is_some(),
+            family_created_at: r.int("created_at")?,
+        })
     }
 }
 

@@ -23,7 +23,7 @@ use service_kit::problem::Passthrough;
 use service_kit::throttle::{Admitted, PeerAddr};
 
 use crate::signing::SigningKeys;
-use crate::store::{RefreshToken, Store, StoredClient, now};
+use crate::store::{RefreshToken, Store, StoreError, StoredClient, now};
 use crate::tokens::{opaque_hash, verify_own};
 use crate::{authorize, token};
 
@@ -160,6 +160,22 @@ impl OAuthError {
     pub(crate) fn server_error() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error; see the server log")
     }
+    /// A storage failure, logged here: while the database is unavailable 503
+    /// `temporarily_unavailable` (the OAuth error shape, as every answer of these endpoints;
+    /// the client may retry, and `readyz` names the `database`), otherwise 500 `server_error`.
+    pub(crate) fn store(e: StoreError, what: &'static str) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, what, "database unavailable");
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the database is unavailable; retry shortly",
+            )
+        } else {
+            tracing::error!(error = %e, what, "storage failed");
+            Self::server_error()
+        }
+    }
 }
 
 impl IntoResponse for OAuthError {
@@ -268,10 +284,7 @@ pub(crate) async fn authenticate_client(
             // A public client names itself and proves nothing: only allowed where PKCE or the
             // token itself binds the request (code and refresh grants, revocation).
             let Some(id) = params.get("client_id") else { return Err(OAuthError::invalid_client(false)) };
-            let client = s.store.client(id).await.map_err(|e| {
-                tracing::error!(error = %e, "client lookup failed");
-                OAuthError::server_error()
-            })?;
+            let client = s.store.client(id).await.map_err(|e| OAuthError::store(e, "client lookup"))?;
             return match client {
                 Some(c) if !c.confidential && public == Public::Allowed => Ok(c),
                 _ => Err(OAuthError::invalid_client(false)),
@@ -317,10 +330,7 @@ async fn verify_client(
     if let Some(client) = s.clients.get(id, secret) {
         return Ok(client);
     }
-    let client = s.store.client(id).await.map_err(|e| {
-        tracing::error!(error = %e, "client lookup failed");
-        OAuthError::server_error()
-    })?;
+    let client = s.store.client(id).await.map_err(|e| OAuthError::store(e, "client lookup"))?;
     let hash = client
         .as_ref()
         .and_then(|c| c.secret_hash.as_deref())
@@ -380,13 +390,8 @@ async fn introspect(
             _ => inactive(),
         });
     };
-    match s.store.is_revoked(&claims.jti).await {
-        Ok(false) => {}
-        Ok(true) => return Ok(inactive()),
-        Err(e) => {
-            tracing::error!(error = %e, "revocation lookup failed");
-            return Err(OAuthError::server_error());
-        }
+    if s.store.is_revoked(&claims.jti).await.map_err(|e| OAuthError::store(e, "revocation lookup"))? {
+        return Ok(inactive());
     }
     Ok(answer(serde_json::json!({
         "active": true,
@@ -407,10 +412,7 @@ async fn revoke(
     let params = form(&headers, &body)?;
     let client = authenticate_client(&s, from, &headers, &params, Public::Allowed).await?;
     let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
-    let failed = |e: crate::store::StoreError| {
-        tracing::error!(error = %e, "revocation failed");
-        OAuthError::server_error()
-    };
+    let failed = |e| OAuthError::store(e, "revocation");
     if let Some(claims) = verify_own(&s.keys, &s.issuer, token) {
         if claims.client_id == client.client_id {
             s.store.revoke(&claims.jti, claims.exp).await.map_err(failed)?;
@@ -426,10 +428,7 @@ async fn revoke(
 }
 
 async fn refresh_token(s: &AppState, token: &str) -> Result<Option<RefreshToken>, OAuthError> {
-    s.store.refresh(&opaque_hash(token)).await.map_err(|e| {
-        tracing::error!(error = %e, "refresh token lookup failed");
-        OAuthError::server_error()
-    })
+    s.store.refresh(&opaque_hash(token)).await.map_err(|e| OAuthError::store(e, "refresh token lookup"))
 }
 
 /// A Bearer-token error for userinfo (RFC 6750 §3).
@@ -462,10 +461,7 @@ async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Response {
     match s.store.is_revoked(&claims.jti).await {
         Ok(false) => {}
         Ok(true) => return invalid(),
-        Err(e) => {
-            tracing::error!(error = %e, "revocation lookup failed");
-            return OAuthError::server_error().into_response();
-        }
+        Err(e) => return OAuthError::store(e, "revocation lookup").into_response(),
     }
     let scopes: Vec<&str> = claims.scope.split(' ').collect();
     if !scopes.contains(&"openid") {
@@ -477,10 +473,7 @@ async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let user = match s.store.user(&claims.sub).await {
         Ok(Some(user)) => user,
         Ok(None) => return invalid(),
-        Err(e) => {
-            tracing::error!(error = %e, "user lookup failed");
-            return OAuthError::server_error().into_response();
-        }
+        Err(e) => return OAuthError::store(e, "user lookup").into_response(),
     };
     let mut body =
         serde_json::json!({ "sub": user.user_id, "tenant_id": user.tenant_id, "roles": user.roles });

@@ -152,8 +152,8 @@ async fn validate(s: &AppState, p: &HashMap<String, String>) -> Result<AuthReque
     let page = |m: &str| Refusal::Page(StatusCode::BAD_REQUEST, m.to_owned());
     let client_id = p.get("client_id").ok_or_else(|| page("The request has no client_id."))?;
     let client = s.store.client(client_id).await.map_err(|e| {
-        tracing::error!(error = %e, "client lookup failed");
-        Refusal::Page(StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.".into())
+        let (status, message) = storage_failed(&e, "client lookup");
+        Refusal::Page(status, message.into())
     })?;
     let client = client.ok_or_else(|| page("The application is not registered here."))?;
     let redirect_uri = p.get("redirect_uri").ok_or_else(|| page("The request has no redirect_uri."))?;
@@ -343,6 +343,17 @@ pub(crate) async fn authorize_get(
     login_form(&s, StatusCode::OK, &request, &headers, signed_in_as, None, None)
 }
 
+/// A storage failure on a page, logged here: 503 while the database is unavailable, else 500.
+fn storage_failed(e: &crate::store::StoreError, what: &'static str) -> (StatusCode, &'static str) {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, what, "database unavailable");
+        (StatusCode::SERVICE_UNAVAILABLE, "The service cannot reach its database; try again in a moment.")
+    } else {
+        tracing::error!(error = %e, what, "storage failed");
+        (StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
+    }
+}
+
 /// Why a password sign-in failed.
 #[derive(Clone, Copy)]
 enum LoginFailure {
@@ -520,8 +531,8 @@ pub(crate) async fn authorize_post(
         session_hash,
     };
     if let Err(e) = s.store.insert_code(&hash, &row).await {
-        tracing::error!(error = %e, "storing a code failed");
-        return html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.");
+        let (status, message) = storage_failed(&e, "storing a code");
+        return html::error_page(status, message);
     }
     tracing::info!(client_id = %request.client.client_id, user = %user.username, "authorization code issued");
     let mut pairs = vec![("code", code.as_str())];
@@ -554,8 +565,8 @@ async fn start_session(
     let (value, hash) = opaque().map_err(|_| internal())?;
     let session = Session { user_id: user.user_id.clone(), auth_time, expires_at: auth_time + s.ttl.session };
     s.store.insert_session(&hash, &session).await.map_err(|e| {
-        tracing::error!(error = %e, "storing a session failed");
-        internal()
+        let (status, message) = storage_failed(&e, "storing a session");
+        html::error_page(status, message)
     })?;
     Ok((set_cookie(SESSION_COOKIE, &value, s.ttl.session, "Lax"), hash))
 }

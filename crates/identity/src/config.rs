@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use service_kit::config::{Validate, Validator};
+use service_kit::postgres::PostgresConfig;
 use service_kit::server::HttpConfig;
 use service_kit::telemetry::LogFormat;
 use service_kit::throttle::ThrottleConfig;
@@ -36,12 +37,64 @@ pub struct IdentityConfig {
     pub log_format: LogFormat,
 }
 
-/// `storage:`.
-#[derive(Debug, Clone, Deserialize)]
+/// `storage:` — exactly one engine: `sqlite: { path }` or `postgres: { host, port, database,
+/// user, password_file, … }` (validation refuses both and neither).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
-    /// SQLite.
-    pub sqlite: Sqlite,
+    /// SQLite: one file, one instance (embedded runtime, `demo` profile).
+    #[serde(default)]
+    pub sqlite: Option<Sqlite>,
+    /// PostgreSQL, which several replicas may share (`dev` profile). The password only from
+    /// `password_file`.
+    #[serde(default)]
+    pub postgres: Option<PostgresConfig>,
+}
+
+/// The engine `storage:` names.
+#[derive(Debug, Clone, Copy)]
+pub enum Engine<'a> {
+    /// `storage.sqlite`.
+    Sqlite(&'a Sqlite),
+    /// `storage.postgres`.
+    Postgres(&'a PostgresConfig),
+}
+
+/// `storage:` names both engines or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EngineChoiceError {
+    /// Both.
+    #[error(
+        "storage names both sqlite and postgres: keep one (postgres when several replicas share the database)"
+    )]
+    Both,
+    /// Neither.
+    #[error(
+        "storage names no engine: add `sqlite: {{ path: FILE }}` or `postgres: {{ host, database, user, password_file }}`"
+    )]
+    Neither,
+}
+
+impl Storage {
+    /// SQLite at `path`.
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        Self { sqlite: Some(Sqlite { path: path.into() }), postgres: None }
+    }
+
+    /// PostgreSQL with `config`.
+    pub fn postgres(config: PostgresConfig) -> Self {
+        Self { sqlite: None, postgres: Some(config) }
+    }
+
+    /// The one engine named.
+    pub fn engine(&self) -> Result<Engine<'_>, EngineChoiceError> {
+        match (&self.sqlite, &self.postgres) {
+            (Some(s), None) => Ok(Engine::Sqlite(s)),
+            (None, Some(p)) => Ok(Engine::Postgres(p)),
+            (Some(_), Some(_)) => Err(EngineChoiceError::Both),
+            (None, None) => Err(EngineChoiceError::Neither),
+        }
+    }
 }
 
 /// `storage.sqlite:`.
@@ -115,6 +168,11 @@ impl Validate for IdentityConfig {
             "issuer",
             "must be an https URL without a trailing slash, query or fragment",
         );
+        match self.storage.engine() {
+            Ok(Engine::Postgres(pg)) => pg.validate("storage.postgres", v),
+            Ok(Engine::Sqlite(_)) => {}
+            Err(e) => v.check(false, "storage", e.to_string()),
+        }
         v.check(!self.unseal.share_files.is_empty(), "unseal.share_files", "list the unseal share files");
         self.throttle.validate("throttle.", v);
         let t = &self.tokens;
@@ -149,6 +207,55 @@ unseal:
     fn load(extra: &str) -> Result<IdentityConfig, service_kit::ConfigError> {
         let text = format!("{BASE}{extra}");
         service_kit::config::load_str(std::path::Path::new("identity.yml"), &text, "", Vec::new())
+    }
+
+    fn load_storage(storage: &str) -> Result<IdentityConfig, service_kit::ConfigError> {
+        let text = BASE.replace("storage:\n  sqlite: { path: identity.db }\n", storage);
+        assert_ne!(text, BASE, "the base names SQLite storage");
+        service_kit::config::load_str(std::path::Path::new("identity.yml"), &text, "", Vec::new())
+    }
+
+    fn error_text(err: &service_kit::ConfigError) -> String {
+        let mut text = format!("{err}");
+        let mut source = std::error::Error::source(err);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        format!("{text} {err:?}")
+    }
+
+    #[test]
+    fn storage_is_exactly_one_engine() {
+        let sqlite = load("").unwrap();
+        assert!(matches!(sqlite.storage.engine(), Ok(Engine::Sqlite(s)) if s.path.ends_with("identity.db")));
+        let pg = load_storage(
+            "storage:\n  postgres: { host: db, database: identity, user: demo, password_file: /run/secrets/pg }\n",
+        )
+        .unwrap();
+        let Ok(Engine::Postgres(p)) = pg.storage.engine() else { panic!("postgres expected") };
+        assert_eq!((p.target().as_str(), p.max_connections), ("demo@db:5432/identity", 8));
+
+        let both = load_storage(
+            "storage:\n  sqlite: { path: x.db }\n  postgres: { host: db, database: identity, user: demo, password_file: pw }\n",
+        )
+        .unwrap_err();
+        let text = error_text(&both);
+        assert!(text.contains("storage") && text.contains("both sqlite and postgres"), "{text}");
+        let neither = load_storage("storage: {}\n").unwrap_err();
+        let text = error_text(&neither);
+        assert!(text.contains("names no engine"), "{text}");
+        let bad = load_storage(
+            "storage:\n  postgres: { host: db, database: Identity-DB, user: demo, password_file: pw }\n",
+        )
+        .unwrap_err();
+        let text = error_text(&bad);
+        assert!(text.contains("storage.postgres.database"), "{text}");
+        let secret = load_storage(
+            "storage:\n  postgres: { host: db, database: identity, user: demo, password: hunter2, password_file: pw }\n",
+        )
+        .unwrap_err();
+        assert!(error_text(&secret).contains("password"), "a password in the file is refused");
     }
 
     #[test]

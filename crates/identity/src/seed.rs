@@ -256,7 +256,7 @@ pub async fn apply(
         let tenant = ids.0.get(&u.tenant).ok_or_else(|| SeedError::MissingTenant(u.tenant.clone()))?;
         let password = service_kit::secret::read_secret_file(&secrets_dir.join(&u.password_file))
             .map_err(|source| SeedError::Password { user: u.username.clone(), source })?;
-        store
+        let inserted = store
             .insert_user(&StoredUser {
                 user_id: Uuid::new_v4().to_string(),
                 username: u.username,
@@ -266,8 +266,13 @@ pub async fn apply(
                 tenant_id: tenant.to_string(),
                 roles: u.roles,
             })
-            .await?;
-        added.users += 1;
+            .await;
+        match inserted {
+            Ok(()) => added.users += 1,
+            // Another replica seeding the same database got there first.
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     for c in file.clients {
         if store.client(&c.client_id).await?.is_some() {
@@ -282,7 +287,7 @@ pub async fn apply(
                 Some(hash_secret(secret).await?)
             }
         };
-        store
+        let inserted = store
             .insert_client(&StoredClient {
                 client_id: c.client_id,
                 confidential: c.client_type == "confidential",
@@ -296,8 +301,12 @@ pub async fn apply(
                 post_logout_redirect_uris: c.post_logout_redirect_uris,
                 display_name: c.name,
             })
-            .await?;
-        added.clients += 1;
+            .await;
+        match inserted {
+            Ok(()) => added.clients += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(Seeded { added, consent })
 }

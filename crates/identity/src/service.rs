@@ -1,4 +1,5 @@
-//! Starting Identity: configuration → shares → unseal → signing keys → seed → HTTPS. Used by
+//! Starting Identity: configuration → shares → storage (SQLite or PostgreSQL) and unseal →
+//! signing keys → seed → HTTPS, with the `database` readiness watcher on PostgreSQL. Used by
 //! `demo serve identity` and, in-process, by tests and the embedded runtime.
 
 use std::path::Path;
@@ -10,13 +11,17 @@ use service_kit::throttle::LoginThrottle;
 use service_kit::{Readiness, RunningServer, ServerError};
 
 use crate::api::{self, AppState};
-use crate::config::IdentityConfig;
+use crate::config::{Engine, EngineChoiceError, IdentityConfig};
 use crate::consent::ConsentText;
 use crate::signing::{SigningError, SigningKeys};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{PgStore, SqliteStore, Store, StoreError};
 
 /// Longest a sign-in or client authentication waits for a free PBKDF2 slot (then 503).
 const VERIFY_WAIT: Duration = Duration::from_secs(10);
+
+/// How often the `database` readiness dependency probes PostgreSQL (`SELECT 1`): `readyz`
+/// notices an outage, and the recovery, within about this long.
+const DATABASE_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why Identity could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +33,12 @@ pub enum StartError {
     /// An unseal share file is unusable.
     #[error(transparent)]
     ShareFile(#[from] service_kit::secret::ShareFileError),
-    /// Unsealing failed, or the database holds keys but no seal.
+    /// `storage:` names both engines or neither.
+    #[error(transparent)]
+    Storage(#[from] EngineChoiceError),
+    /// Connecting, a newer schema, unsealing, or a database that holds keys but no seal.
     #[error("cannot open the sealed database")]
-    Sealed(#[from] service_kit::sqlite::SealedOpenError),
+    Sealed(#[from] service_kit::db::SealedOpenError),
     /// Storage failed.
     #[error("cannot open the store")]
     Store(#[from] StoreError),
@@ -96,8 +104,24 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
         return Err(StartError::NoSeedConfig);
     }
     let shares = service_kit::secret::read_share_files(&config.unseal.share_files)?;
-    let (store, root) = SqliteStore::open_sealed(&config.storage.sqlite.path, &shares).await?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let readiness = Readiness::new();
+    let (store, root): (Arc<dyn Store>, _) = match config.storage.engine()? {
+        Engine::Sqlite(sqlite) => {
+            let (store, root) = SqliteStore::open_sealed(&sqlite.path, &shares).await?;
+            (Arc::new(store), root)
+        }
+        Engine::Postgres(pg) => {
+            let (store, root) = PgStore::open_sealed(pg, &shares).await?;
+            // Ends by itself once the store closes its pool.
+            service_kit::postgres::watch(
+                store.pool().clone(),
+                pg.target(),
+                readiness.dependency("database"),
+                DATABASE_PROBE_EVERY,
+            );
+            (Arc::new(store), root)
+        }
+    };
     let keys = Arc::new(SigningKeys::load_or_init(store.clone(), Arc::new(root)).await?);
     let mut consent = ConsentText::default();
     if let (true, Some(seed)) = (options.demo, &config.seed) {
@@ -119,7 +143,6 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
         ttl: (&config.tokens).into(),
         consent: Arc::new(consent),
     };
-    let readiness = Readiness::new();
     readiness.dependency("signing_keys").ready();
     let server = service_kit::server::start(&config.server, api::router(state), readiness).await?;
     Ok(RunningIdentity { server, keys, store })

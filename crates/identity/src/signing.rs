@@ -59,15 +59,19 @@ fn context(kid: &str) -> String {
 }
 
 impl SigningKeys {
-    /// Loads the keys, creating a current and a next key on first start.
+    /// Loads the keys, creating a current and a next key on first start. Instances starting
+    /// at once on one database agree: the database keeps one key per stage
+    /// (`Store::insert_key` writes nothing when the stage is taken), and every instance loads
+    /// what the database holds after its own attempts.
     pub async fn load_or_init(store: Arc<dyn Store>, root: Arc<RootKey>) -> Result<Self, SigningError> {
         let keys = Self { store, root, set: RwLock::new(KeySet::default()) };
         let stored = keys.store.keys().await?;
-        if !stored.iter().any(|k| k.state == KeyState::Current) {
-            keys.store.insert_key(&keys.generate(KeyState::Current)?).await?;
-        }
-        if !stored.iter().any(|k| k.state == KeyState::Next) {
-            keys.store.insert_key(&keys.generate(KeyState::Next)?).await?;
+        for state in [KeyState::Current, KeyState::Next] {
+            if !stored.iter().any(|k| k.state == state)
+                && !keys.store.insert_key(&keys.generate(state)?).await?
+            {
+                tracing::info!(stage = ?state, "another instance created this signing key first; using its key");
+            }
         }
         keys.reload().await?;
         Ok(keys)
@@ -75,20 +79,21 @@ impl SigningKeys {
 
     /// Rotation: next → current, current → retired (published for `retire_after` more
     /// seconds, the longest lifetime of a token it signed), a new next. Retired keys past their
-    /// time are deleted.
+    /// time are deleted. The stages move in the order the database's one-key-per-stage rule
+    /// allows: retire, promote, then add. (Rotation is an operator's act at one instance; the
+    /// others pick it up when they reload.)
     pub async fn rotate(&self, retire_after: i64) -> Result<(), SigningError> {
         let stored = self.store.keys().await?;
         let now = now();
+        for key in stored.iter().filter(|k| k.state == KeyState::Current) {
+            self.store.set_key_state(&key.kid, KeyState::Retired, Some(now + retire_after)).await?;
+        }
+        for key in stored.iter().filter(|k| k.state == KeyState::Next) {
+            self.store.set_key_state(&key.kid, KeyState::Current, None).await?;
+        }
         for key in &stored {
-            match key.state {
-                KeyState::Current => {
-                    self.store.set_key_state(&key.kid, KeyState::Retired, Some(now + retire_after)).await?
-                }
-                KeyState::Next => self.store.set_key_state(&key.kid, KeyState::Current, None).await?,
-                KeyState::Retired if key.retire_after.is_some_and(|t| t < now) => {
-                    self.store.delete_key(&key.kid).await?
-                }
-                KeyState::Retired => {}
+            if key.state == KeyState::Retired && key.retire_after.is_some_and(|t| t < now) {
+                self.store.delete_key(&key.kid).await?;
             }
         }
         self.store.insert_key(&self.generate(KeyState::Next)?).await?;

@@ -24,8 +24,7 @@ use crate::tokens::{
 };
 
 fn store_failed(e: StoreError) -> OAuthError {
-    tracing::error!(error = %e, "token storage failed");
-    OAuthError::server_error()
+    OAuthError::store(e, "token storage")
 }
 
 fn sign_failed(e: crate::signing::SigningError) -> OAuthError {

@@ -1,6 +1,6 @@
 //! Identity in-process on loopback: the tests' configuration and its start.
 
-use identity::config::{IdentityConfig, SeedConfig, Sqlite, Storage, Unseal};
+use identity::config::{IdentityConfig, SeedConfig, Storage, Unseal};
 use identity::service::{RunningIdentity, StartError, StartOptions};
 
 use crate::{Running, TestDir};
@@ -18,7 +18,7 @@ pub fn config(dir: &TestDir, seed: Option<SeedConfig>) -> IdentityConfig {
     IdentityConfig {
         server: dir.loopback("identity"),
         issuer: ISSUER.to_owned(),
-        storage: Storage { sqlite: Sqlite { path: dir.path().join("identity.db") } },
+        storage: Storage::sqlite(dir.path().join("identity.db")),
         unseal: Unseal { share_files: dir.share_files() },
         tokens: Default::default(),
         throttle: Default::default(),

@@ -20,7 +20,7 @@ fn header(token: &str) -> Value {
     serde_json::from_slice(&B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap()
 }
 
-async fn exchange(env: &Env, code: &str, verifier: Option<&str>) -> (u16, Value) {
+pub(crate) async fn exchange(env: &Env, code: &str, verifier: Option<&str>) -> (u16, Value) {
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("client_id", "spa"),
@@ -33,7 +33,7 @@ async fn exchange(env: &Env, code: &str, verifier: Option<&str>) -> (u16, Value)
     env.post("/token", None, &form).await
 }
 
-async fn refresh(env: &Env, token: &str) -> (u16, Value) {
+pub(crate) async fn refresh(env: &Env, token: &str) -> (u16, Value) {
     env.post(
         "/token",
         None,
@@ -42,7 +42,7 @@ async fn refresh(env: &Env, token: &str) -> (u16, Value) {
     .await
 }
 
-async fn active(env: &Env, token: &str) -> bool {
+pub(crate) async fn active(env: &Env, token: &str) -> bool {
     let (status, body) =
         env.post("/introspect", Some(("kms-service", crate::KMS_SECRET)), &[("token", token)]).await;
     assert_eq!(status, 200, "{body}");

@@ -7,8 +7,13 @@ mod browser_signin;
 mod flows;
 mod oauth;
 mod oracle;
+mod postgres_start;
+mod replicas;
 mod signin_page;
+mod store;
 mod throttle;
+
+use std::sync::Arc;
 
 use identity::config::{IdentityConfig, SeedConfig, Tokens};
 use identity::service::{self, RunningIdentity, StartOptions};
@@ -27,7 +32,8 @@ pub const KMS_AUDIENCE: &str = "https://kms.demo.local:8081";
 
 #[derive(Debug)]
 pub struct Env {
-    pub dir: TestDir,
+    /// Shared by replicas started over one directory (one PKI, one set of shares and secrets).
+    pub dir: Arc<TestDir>,
     pub identity: RunningIdentity,
     pub client: reqwest::Client,
 }
@@ -56,7 +62,21 @@ pub const TENANTS: &str = "acme: 0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10\n";
 
 /// Identity over `seed` and `tenants` (YAML texts); the seed's secrets are the constants above.
 pub async fn start_seeded(seed: &str, tenants: &str, tokens: Tokens) -> Result<Env, service::StartError> {
-    let dir = TestDir::with_demo_pki();
+    let dir = Arc::new(TestDir::with_demo_pki());
+    let config = seeded_config(&dir, seed, tenants, tokens);
+    start_config(dir, &config).await
+}
+
+/// Identity started with `config` (applying its seed) over `dir`, with a client for it.
+pub async fn start_config(dir: Arc<TestDir>, config: &IdentityConfig) -> Result<Env, service::StartError> {
+    let Running { service: identity, client } =
+        test_support::identity::start(&dir, config, StartOptions { demo: true }).await?;
+    Ok(Env { dir, identity, client })
+}
+
+/// Identity's test configuration over `dir` (SQLite storage): writes the seed, the tenants and
+/// the seed's secrets (the constants above); fresh unseal shares.
+pub fn seeded_config(dir: &TestDir, seed: &str, tenants: &str, tokens: Tokens) -> IdentityConfig {
     let secrets = dir.path().join("secrets");
     std::fs::create_dir(&secrets).unwrap();
     std::fs::write(secrets.join("kms_service"), KMS_SECRET).unwrap();
@@ -76,14 +96,11 @@ pub async fn start_seeded(seed: &str, tenants: &str, tokens: Tokens) -> Result<E
         tenants_file: dir.write("tenants.yml", tenants),
         secrets_dir: secrets,
     };
-    let config = IdentityConfig { tokens, ..test_support::identity::config(&dir, Some(seed)) };
-    let Running { service: identity, client } =
-        test_support::identity::start(&dir, &config, StartOptions { demo: true }).await?;
-    Ok(Env { dir, identity, client })
+    IdentityConfig { tokens, ..test_support::identity::config(dir, Some(seed)) }
 }
 
 /// The tests' own seed: users alice and bob, clients kms-service, other-app, spa, webapp.
-const TEST_SEED: &str = "users:
+pub const TEST_SEED: &str = "users:
   - username: alice
     password_file: alice
     name: Alice Example

@@ -1,0 +1,432 @@
+//! The SQL of Identity's store, written once for both engines: `$n` placeholders, `ON CONFLICT`,
+//! `RETURNING` and column types (`TEXT`, 64-bit integers, bytes) that SQLite and PostgreSQL
+//! read alike, and rows decoded by `super::decode`.
+//!
+//! Why a macro and not a generic `impl<DB: sqlx::Database> Store for SqlStore<DB>`: the generic
+//! version needs higher-ranked bounds (`for<'c> &'c mut DB::Connection: Executor<'c>`, one per
+//! bound type) that `async_trait`'s `Send` futures cannot carry through reliably (rustc's
+//! "higher-ranked lifetime error"). The macro stamps the one text out for each pool type; an
+//! engine supplies `pool`, `fn fail(sqlx::Error) -> StoreError` (its notion of "unavailable")
+//! and `async fn close_pool(&self)`.
+
+/// Implements `Store` for a type with a `pool` field of an sqlx pool type (see the module doc).
+macro_rules! sql_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn keys(&self) -> Result<Vec<$crate::store::StoredKey>, $crate::store::StoreError> {
+                let rows = sqlx::query(
+                    "SELECT kid, state, private_key, public_jwk, created_at, retire_after \
+                     FROM signing_keys ORDER BY created_at, kid",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                rows.iter().map($crate::store::decode::key).collect()
+            }
+
+            async fn insert_key(&self, key: &$crate::store::StoredKey) -> Result<bool, $crate::store::StoreError> {
+                // The unique index on the stage (`next`, `current`) makes a second key of a stage
+                // a conflict, which DO NOTHING turns into "not inserted" — race-free on both
+                // engines, as PostgreSQL's insert waits for a concurrent one to commit first.
+                let inserted = sqlx::query(
+                    "INSERT INTO signing_keys (kid, state, private_key, public_jwk, created_at, retire_after) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING kid",
+                )
+                .bind(&key.kid)
+                .bind(key.state.as_str())
+                .bind(&key.wrapped_private)
+                .bind(&key.public_jwk)
+                .bind(key.created_at)
+                .bind(key.retire_after)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                Ok(inserted.is_some())
+            }
+
+            async fn set_key_state(
+                &self,
+                kid: &str,
+                state: $crate::store::KeyState,
+                retire_after: Option<i64>,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("UPDATE signing_keys SET state = $1, retire_after = $2 WHERE kid = $3")
+                    .bind(state.as_str())
+                    .bind(retire_after)
+                    .bind(kid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::fail)?;
+                Ok(())
+            }
+
+            async fn delete_key(&self, kid: &str) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+                    .bind(kid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::fail)?;
+                Ok(())
+            }
+
+            async fn client(
+                &self,
+                client_id: &str,
+            ) -> Result<Option<$crate::store::StoredClient>, $crate::store::StoreError> {
+                let row = sqlx::query(
+                    "SELECT client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, \
+                     tenant_id, roles, post_logout_redirect_uris, display_name FROM clients WHERE client_id = $1",
+                )
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                row.as_ref().map($crate::store::decode::client).transpose()
+            }
+
+            async fn insert_client(&self, c: &$crate::store::StoredClient) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO clients (client_id, client_type, secret_hash, scopes, audiences, grant_types, \
+                     redirect_uris, tenant_id, roles, post_logout_redirect_uris, display_name, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&c.client_id)
+                .bind(if c.confidential { "confidential" } else { "public" })
+                .bind(&c.secret_hash)
+                .bind(c.scopes.join(" "))
+                .bind(c.audiences.join(" "))
+                .bind(c.grant_types.join(" "))
+                .bind(c.redirect_uris.join(" "))
+                .bind(&c.tenant_id)
+                .bind(c.roles.join(" "))
+                .bind(c.post_logout_redirect_uris.join(" "))
+                .bind(&c.display_name)
+                .bind($crate::store::now())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match Self::fail(e) {
+                    $crate::store::StoreError::Conflict(_) => {
+                        $crate::store::StoreError::Conflict(format!("client {}", c.client_id))
+                    }
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn user_by_name(
+                &self,
+                username: &str,
+            ) -> Result<Option<$crate::store::StoredUser>, $crate::store::StoreError> {
+                self.user_where("username", username).await
+            }
+
+            async fn user(&self, user_id: &str) -> Result<Option<$crate::store::StoredUser>, $crate::store::StoreError> {
+                self.user_where("user_id", user_id).await
+            }
+
+            async fn insert_user(&self, u: &$crate::store::StoredUser) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO users (user_id, username, password_hash, name, email, tenant_id, roles, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&u.user_id)
+                .bind(&u.username)
+                .bind(&u.password_hash)
+                .bind(&u.name)
+                .bind(&u.email)
+                .bind(&u.tenant_id)
+                .bind(u.roles.join(" "))
+                .bind($crate::store::now())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match Self::fail(e) {
+                    $crate::store::StoreError::Conflict(_) => {
+                        $crate::store::StoreError::Conflict(format!("user {}", u.username))
+                    }
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn insert_session(
+                &self,
+                hash: &str,
+                s: &$crate::store::Session,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO sessions (session_hash, user_id, auth_time, expires_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(hash)
+                .bind(&s.user_id)
+                .bind(s.auth_time)
+                .bind(s.expires_at)
+                .execute(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+                    .bind($crate::store::now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::fail)?;
+                Ok(())
+            }
+
+            async fn session(&self, hash: &str) -> Result<Option<$crate::store::Session>, $crate::store::StoreError> {
+                let row = sqlx::query(
+                    "SELECT user_id, auth_time, expires_at FROM sessions WHERE session_hash = $1 AND expires_at >= $2",
+                )
+                .bind(hash)
+                .bind($crate::store::now())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                row.as_ref().map($crate::store::decode::session).transpose()
+            }
+
+            async fn delete_session(&self, hash: &str) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("DELETE FROM sessions WHERE session_hash = $1")
+                    .bind(hash)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::fail)?;
+                Ok(())
+            }
+
+            async fn insert_code(&self, hash: &str, c: &$crate::store::AuthCode) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, \
+                     auth_time, expires_at, session_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(hash)
+                .bind(&c.client_id)
+                .bind(&c.user_id)
+                .bind(&c.redirect_uri)
+                .bind(&c.scope)
+                .bind(&c.code_challenge)
+                .bind(&c.nonce)
+                .bind(c.auth_time)
+                .bind(c.expires_at)
+                .bind(&c.session_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                // Codes live a minute; keep used ones a day for replay detection, then drop them.
+                sqlx::query("DELETE FROM auth_codes WHERE expires_at < $1")
+                    .bind($crate::store::now() - 86_400)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::fail)?;
+                Ok(())
+            }
+
+            async fn code(&self, hash: &str) -> Result<Option<$crate::store::AuthCode>, $crate::store::StoreError> {
+                let row = sqlx::query(
+                    "SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, \
+                     used_at, access_jti, access_exp, family_id, session_hash FROM auth_codes WHERE code_hash = $1",
+                )
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                row.as_ref().map($crate::store::decode::code).transpose()
+            }
+
+            async fn consume_code(
+                &self,
+                hash: &str,
+                access_jti: &str,
+                access_exp: i64,
+                family_id: Option<&str>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                // One statement decides: a concurrent second UPDATE (PostgreSQL: blocked on the
+                // row lock, then re-checking the condition) finds used_at set and returns nothing.
+                let won = sqlx::query(
+                    "UPDATE auth_codes SET used_at = $1, access_jti = $2, access_exp = $3, family_id = $4 \
+                     WHERE code_hash = $5 AND used_at IS NULL RETURNING code_hash",
+                )
+                .bind($crate::store::now())
+                .bind(access_jti)
+                .bind(access_exp)
+                .bind(family_id)
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                Ok(won.is_some())
+            }
+
+            async fn insert_family(
+                &self,
+                family_id: &str,
+                client_id: &str,
+                user_id: &str,
+                auth_time: i64,
+                session_hash: Option<&str>,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO refresh_families (family_id, client_id, user_id, auth_time, created_at, session_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(family_id)
+                .bind(client_id)
+                .bind(user_id)
+                .bind(auth_time)
+                .bind($crate::store::now())
+                .bind(session_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                Ok(())
+            }
+
+            async fn revoke_session_families(&self, session_hash: &str) -> Result<(), $crate::store::StoreError> {
+                let families: Vec<String> = sqlx::query_scalar(
+                    "SELECT family_id FROM refresh_families WHERE session_hash = $1 AND revoked_at IS NULL",
+                )
+                .bind(session_hash)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                for family in families {
+                    self.revoke_family(&family).await?;
+                }
+                Ok(())
+            }
+
+            async fn insert_refresh(&self, t: &$crate::store::NewRefresh) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await.map_err(Self::fail)?;
+                // A write to the family's row first: it waits for (and then sees) a revocation
+                // in flight, and a revocation that starts now waits for this transaction and
+                // then sees its token. (No `SELECT … FOR UPDATE`: SQLite has none; there the
+                // first write takes the database's write lock, which serialises the same way.)
+                let revoked_at: Option<Option<i64>> = sqlx::query_scalar(
+                    "UPDATE refresh_families SET revoked_at = revoked_at WHERE family_id = $1 RETURNING revoked_at",
+                )
+                .bind(&t.family_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Self::fail)?;
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (token_hash, family_id, scope, expires_at, access_jti, access_exp) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&t.token_hash)
+                .bind(&t.family_id)
+                .bind(&t.scope)
+                .bind(t.expires_at)
+                .bind(&t.access_jti)
+                .bind(t.access_exp)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::fail)?;
+                if revoked_at.flatten().is_some() {
+                    sqlx::query(
+                        "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+                    )
+                    .bind(&t.access_jti)
+                    .bind(t.access_exp)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::fail)?;
+                }
+                tx.commit().await.map_err(Self::fail)?;
+                Ok(())
+            }
+
+            async fn refresh(&self, hash: &str) -> Result<Option<$crate::store::RefreshToken>, $crate::store::StoreError> {
+                let row = sqlx::query(
+                    "SELECT t.family_id, f.client_id, f.user_id, t.scope, f.auth_time, t.expires_at, t.used_at, \
+                     f.revoked_at, f.created_at FROM refresh_tokens t \
+                     JOIN refresh_families f ON f.family_id = t.family_id WHERE t.token_hash = $1",
+                )
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                row.as_ref().map($crate::store::decode::refresh).transpose()
+            }
+
+            async fn consume_refresh(&self, hash: &str) -> Result<bool, $crate::store::StoreError> {
+                // As consume_code: one conditional UPDATE, so exactly one presentation wins.
+                let won = sqlx::query(
+                    "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL \
+                     RETURNING token_hash",
+                )
+                .bind($crate::store::now())
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                Ok(won.is_some())
+            }
+
+            async fn revoke_family(&self, family_id: &str) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await.map_err(Self::fail)?;
+                sqlx::query(
+                    "UPDATE refresh_families SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+                )
+                .bind($crate::store::now())
+                .bind(family_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::fail)?;
+                sqlx::query(
+                    "INSERT INTO revoked_tokens (jti, expires_at) SELECT access_jti, access_exp FROM refresh_tokens \
+                     WHERE family_id = $1 ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(family_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::fail)?;
+                tx.commit().await.map_err(Self::fail)?;
+                Ok(())
+            }
+
+            async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await
+                .map_err(Self::fail)?;
+                sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+                    .bind($crate::store::now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::fail)?;
+                Ok(())
+            }
+
+            async fn is_revoked(&self, jti: &str) -> Result<bool, $crate::store::StoreError> {
+                let hit: Option<String> = sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE jti = $1")
+                    .bind(jti)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(Self::fail)?;
+                Ok(hit.is_some())
+            }
+
+            async fn close(&self) {
+                self.close_pool().await;
+            }
+        }
+
+        impl $store {
+            async fn user_where(
+                &self,
+                column: &str,
+                value: &str,
+            ) -> Result<Option<$crate::store::StoredUser>, $crate::store::StoreError> {
+                // `column` is one of two literals of this file, never input.
+                let sql = format!(
+                    "SELECT user_id, username, password_hash, name, email, tenant_id, roles FROM users WHERE {column} = $1"
+                );
+                let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await.map_err(Self::fail)?;
+                row.as_ref().map($crate::store::decode::user).transpose()
+            }
+        }
+    };
+}

@@ -51,7 +51,9 @@ impl Runtime {
         profile: Profile,
     ) -> Plan<Ctx> {
         match self {
-            Self::Embedded => crate::stack::embedded_start(plan, stack, health_timeout, profile == Profile::Dev),
+            Self::Embedded => {
+                crate::stack::embedded_start(plan, stack, health_timeout, profile == Profile::Dev)
+            }
             Self::Docker => crate::stack::docker::steps(plan, stack, health_timeout, profile == Profile::Dev),
         }
     }

@@ -508,7 +508,7 @@ async fn follow_advertised(
 
 /// Writes the seed and returns Identity's configuration over the state directory.
 fn write_config(state: &State) -> std::io::Result<identity::config::IdentityConfig> {
-    use identity::config::{IdentityConfig, SeedConfig, Sqlite, Storage, Tokens, Unseal};
+    use identity::config::{IdentityConfig, SeedConfig, Storage, Tokens, Unseal};
     let config_dir = state.config_dir();
     std::fs::create_dir_all(&config_dir)?;
     let seed = config_dir.join("identity-demo-seed.yml");
@@ -518,7 +518,7 @@ fn write_config(state: &State) -> std::io::Result<identity::config::IdentityConf
         // is any free one.
         server: service_kit::server::HttpConfig::loopback(&pki::PkiDir::new(state.pki_dir()), "identity"),
         issuer: issuer(crate::ports::IDENTITY_PORT),
-        storage: Storage { sqlite: Sqlite { path: state.data_dir().join("identity.db") } },
+        storage: Storage::sqlite(state.data_dir().join("identity.db")),
         unseal: Unseal { share_files: state.unseal_shares("identity").into_iter().take(3).collect() },
         tokens: Tokens::default(),
         throttle: Default::default(),

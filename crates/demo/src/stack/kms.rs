@@ -54,7 +54,11 @@ impl KmsCtx {
 /// its health follows the database's (and Identity's, with Bearer).
 pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool, dev: bool) -> Plan<Ctx> {
     let (config_phase, config_after, mut health_after): (Phase, &[StepId], Vec<StepId>) = if bearer {
-        (Phase::Start, &[id::STATE_PREPARE, id::STACK_UP_IDENTITY], vec![id::STACK_UP_KMS, id::HEALTH_IDENTITY])
+        (
+            Phase::Start,
+            &[id::STATE_PREPARE, id::STACK_UP_IDENTITY],
+            vec![id::STACK_UP_KMS, id::HEALTH_IDENTITY],
+        )
     } else {
         (Phase::Setup, &[id::STATE_PREPARE], vec![id::STACK_UP_KMS])
     };
@@ -327,7 +331,7 @@ pub(crate) fn parse<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, S
 fn write_config(state: &State, identity: Option<SocketAddr>) -> std::io::Result<kms::config::KmsConfig> {
     use kms::config::{
         AuthConfig, BearerConfig, ErrorDetail, IntrospectionConfig, IntrospectionMode, KmsConfig,
-        RealmConfig, SeedConfig, SqliteConfig, StorageConfig, UnsealConfig,
+        RealmConfig, SeedConfig, StorageConfig, UnsealConfig,
     };
     use service_kit::server::HttpConfig;
     let config_dir = state.config_dir();
@@ -337,7 +341,7 @@ fn write_config(state: &State, identity: Option<SocketAddr>) -> std::io::Result<
     Ok(KmsConfig {
         // The API port is chosen at start (`stack.up.kms`); the admin port is any free one.
         server: HttpConfig::loopback(&pki::PkiDir::new(state.pki_dir()), "kms"),
-        storage: StorageConfig { sqlite: SqliteConfig { path: state.data_dir().join("kms.db") } },
+        storage: StorageConfig::sqlite(state.data_dir().join("kms.db")),
         unseal: UnsealConfig { share_files: state.unseal_shares("kms").into_iter().take(3).collect() },
         auth: AuthConfig {
             realms: vec![RealmConfig::Database],

@@ -445,7 +445,12 @@ fn state_step() -> Step<Ctx> {
 /// its port, then the health chain Identity → KMS.
 ///
 /// With `dev`, PostgreSQL first: the chain is database → Identity → KMS.
-pub(crate) fn embedded_start(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration, dev: bool) -> Plan<Ctx> {
+pub(crate) fn embedded_start(
+    plan: Plan<Ctx>,
+    stack: Stack,
+    health_timeout: Duration,
+    dev: bool,
+) -> Plan<Ctx> {
     let plan = if dev { postgres::embedded_steps(plan, health_timeout) } else { plan };
     match stack {
         Stack::Kms => kms::start(plan, health_timeout, false, dev),

@@ -307,7 +307,10 @@ pub(crate) fn embedded_steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<
     )
     .step(
         Step::new(id::HEALTH_POSTGRES, Phase::Health, move |c: Arc<Ctx>| async move {
-            let config = c.postgres.config(c.state()?, DATABASES[0]).ok_or_else(|| StepError::new("PostgreSQL is not running"))?;
+            let config = c
+                .postgres
+                .config(c.state()?, DATABASES[0])
+                .ok_or_else(|| StepError::new("PostgreSQL is not running"))?;
             // `connect` signs in once: a wrong password or a server that does not answer fails here.
             let probe = async {
                 let pool = service_kit::postgres::connect(&config).await?;
@@ -317,10 +320,14 @@ pub(crate) fn embedded_steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<
             tokio::time::timeout(health_timeout, probe)
                 .await
                 .map_err(|_| StepError::new(format!("PostgreSQL did not answer within {health_timeout:?}")))?
-                .map_err(|e| StepError::from_error("PostgreSQL is not usable", &e).with_hint(super::START_HINT))
+                .map_err(|e| {
+                    StepError::from_error("PostgreSQL is not usable", &e).with_hint(super::START_HINT)
+                })
         })
         .after(&[id::STACK_UP_POSTGRES])
-        .verifies("the services' role signs in to PostgreSQL by password (SCRAM-SHA-256) over TCP on 127.0.0.1")
+        .verifies(
+            "the services' role signs in to PostgreSQL by password (SCRAM-SHA-256) over TCP on 127.0.0.1",
+        )
         .timeout(health_timeout + Duration::from_secs(5))
         .critical(),
     )
@@ -328,8 +335,10 @@ pub(crate) fn embedded_steps(plan: Plan<Ctx>, health_timeout: Duration) -> Plan<
 
 fn start_cluster(state: &State) -> Result<EmbeddedCluster, StepError> {
     let install = "install PostgreSQL (Debian: apt-get install postgresql), or use --profile demo (SQLite)";
-    pg_cluster::Binaries::find().map_err(|e| StepError::from_error("the dev profile needs PostgreSQL", &e).with_hint(install))?;
-    let port = pg_cluster::free_port().map_err(|e| StepError::from_error("no free loopback port for PostgreSQL", &e))?;
+    pg_cluster::Binaries::find()
+        .map_err(|e| StepError::from_error("the dev profile needs PostgreSQL", &e).with_hint(install))?;
+    let port = pg_cluster::free_port()
+        .map_err(|e| StepError::from_error("no free loopback port for PostgreSQL", &e))?;
     let dir = state.postgres_dir();
     let cluster = pg_cluster::Cluster::init(&dir, port).map_err(|e| {
         StepError::from_error(format!("cannot create the PostgreSQL cluster in {}", dir.display()), &e)
@@ -337,11 +346,13 @@ fn start_cluster(state: &State) -> Result<EmbeddedCluster, StepError> {
     })?;
     // Stopped again if anything below fails.
     let cluster = EmbeddedCluster(cluster);
-    cluster.0.start().map_err(|e| StepError::from_error("PostgreSQL did not start", &e).with_hint(
-        "the server log is named above; --reset-demo starts from a new cluster",
-    ))?;
-    let password = service_kit::secret::read_secret_file(&state.postgres_password())
-        .map_err(|e| StepError::from_error("cannot read the PostgreSQL password", &e).with_hint(super::START_HINT))?;
+    cluster.0.start().map_err(|e| {
+        StepError::from_error("PostgreSQL did not start", &e)
+            .with_hint("the server log is named above; --reset-demo starts from a new cluster")
+    })?;
+    let password = service_kit::secret::read_secret_file(&state.postgres_password()).map_err(|e| {
+        StepError::from_error("cannot read the PostgreSQL password", &e).with_hint(super::START_HINT)
+    })?;
     use service_kit::secret::ExposeSecret;
     cluster
         .0

@@ -5,6 +5,7 @@
 mod all_demo;
 mod cli_errors;
 mod compose_files;
+mod dev_profile;
 mod discovery;
 mod docker_demo;
 mod docker_faults;

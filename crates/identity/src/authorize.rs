@@ -359,7 +359,8 @@ fn storage_failed(e: &crate::store::StoreError, what: &'static str) -> (StatusCo
 enum LoginFailure {
     Invalid,
     Throttled(Refused),
-    Internal,
+    /// Storage failed: the status and the page's words (`storage_failed`).
+    Storage(StatusCode, &'static str),
 }
 
 async fn verify_user(
@@ -377,8 +378,8 @@ async fn verify_user(
         // Owned: it moves into the blocking task, so a cancelled request cannot free it early.
         let slot = s.logins.slot().await.map_err(LoginFailure::Throttled)?;
         let user = s.store.user_by_name(username).await.map_err(|e| {
-            tracing::error!(error = %e, "user lookup failed");
-            LoginFailure::Internal
+            let (status, message) = storage_failed(&e, "user lookup");
+            LoginFailure::Storage(status, message)
         })?;
         let hash = user.as_ref().and_then(|u| PasswordHashString::parse(&u.password_hash).ok());
         let ok = tokio::task::spawn_blocking(move || match (hash, slot) {
@@ -400,7 +401,7 @@ async fn verify_user(
     match &result {
         Ok(_) => attempt.finish(true),
         Err(LoginFailure::Invalid) => attempt.finish(false),
-        // Busy or internal: says nothing about the password; released, not counted.
+        // Busy or storage: says nothing about the password; released, not counted.
         Err(_) => drop(attempt),
     }
     result
@@ -475,9 +476,7 @@ pub(crate) async fn authorize_post(
                         LoginFailure::Throttled(Refused::Busy) => {
                             (StatusCode::SERVICE_UNAVAILABLE, "The server is busy; try again in a moment.")
                         }
-                        LoginFailure::Internal => {
-                            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
-                        }
+                        LoginFailure::Storage(status, message) => (*status, *message),
                     };
                     let error =
                         html::FormError { message, fields_invalid: matches!(failure, LoginFailure::Invalid) };

@@ -39,7 +39,7 @@ pub struct IdentityConfig {
 
 /// `storage:` — exactly one engine: `sqlite: { path }` or `postgres: { host, port, database,
 /// user, password_file, … }` (validation refuses both and neither).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
     /// SQLite: one file, one instance (embedded runtime, `demo` profile).

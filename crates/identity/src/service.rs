@@ -19,6 +19,10 @@ use crate::store::{PgStore, SqliteStore, Store, StoreError};
 /// Longest a sign-in or client authentication waits for a free PBKDF2 slot (then 503).
 const VERIFY_WAIT: Duration = Duration::from_secs(10);
 
+/// How often an instance on PostgreSQL reloads the signing keys: a rotation made at another
+/// replica is published and used here within this bound.
+pub const KEY_RELOAD_EVERY: Duration = Duration::from_secs(30);
+
 /// How often the `database` readiness dependency probes PostgreSQL (`SELECT 1`): `readyz`
 /// notices an outage, and the recovery, within about this long.
 const DATABASE_PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -80,12 +84,17 @@ pub struct RunningIdentity {
     pub keys: Arc<SigningKeys>,
     /// The store.
     pub store: Arc<dyn Store>,
+    /// Background work that ends with the service (the keys' periodic reload).
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningIdentity {
     /// Graceful shutdown, then closes the store.
     pub async fn shutdown(self) -> Result<(), StartError> {
         let result = self.server.shutdown().await;
+        for task in &self.tasks {
+            task.abort();
+        }
         self.store.close().await;
         Ok(result?)
     }
@@ -105,7 +114,8 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
     }
     let shares = service_kit::secret::read_share_files(&config.unseal.share_files)?;
     let readiness = Readiness::new();
-    let (store, root): (Arc<dyn Store>, _) = match config.storage.engine()? {
+    let engine = config.storage.engine()?;
+    let (store, root): (Arc<dyn Store>, _) = match engine {
         Engine::Sqlite(sqlite) => {
             let (store, root) = SqliteStore::open_sealed(&sqlite.path, &shares).await?;
             (Arc::new(store), root)
@@ -122,6 +132,31 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
             (Arc::new(store), root)
         }
     };
+    let served = serve(config, options, store.clone(), root, readiness).await;
+    let (keys, server) = match served {
+        Ok(served) => served,
+        Err(e) => {
+            // Closing the pool also ends the `database` watcher.
+            store.close().await;
+            return Err(e);
+        }
+    };
+    // Only a shared database has other writers; SQLite's one instance rotates in place.
+    let tasks = match engine {
+        Engine::Postgres(_) => vec![SigningKeys::spawn_reload(keys.clone(), KEY_RELOAD_EVERY)],
+        Engine::Sqlite(_) => Vec::new(),
+    };
+    Ok(RunningIdentity { server, keys, store, tasks })
+}
+
+/// After the store is open: signing keys, the seed, the HTTPS server.
+async fn serve(
+    config: &IdentityConfig,
+    options: StartOptions,
+    store: Arc<dyn Store>,
+    root: barrier::RootKey,
+    readiness: Readiness,
+) -> Result<(Arc<SigningKeys>, RunningServer), StartError> {
     let keys = Arc::new(SigningKeys::load_or_init(store.clone(), Arc::new(root)).await?);
     let mut consent = ConsentText::default();
     if let (true, Some(seed)) = (options.demo, &config.seed) {
@@ -145,7 +180,7 @@ pub async fn start(config: &IdentityConfig, options: StartOptions) -> Result<Run
     };
     readiness.dependency("signing_keys").ready();
     let server = service_kit::server::start(&config.server, api::router(state), readiness).await?;
-    Ok(RunningIdentity { server, keys, store })
+    Ok((keys, server))
 }
 
 /// `demo serve identity --config FILE [--demo]`.

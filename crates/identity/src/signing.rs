@@ -3,10 +3,13 @@
 //! Rotation follows the life cycle relying parties need: a **next** key is published in the
 //! JWKS before it signs anything (so caches already hold it when it starts signing); rotation
 //! makes it **current** and retires the old current key, which stays published until every
-//! token it signed has expired. Key ids are RFC 7638 JWK thumbprints.
+//! token it signed has expired. Key ids are RFC 7638 JWK thumbprints. Replicas sharing one
+//! database reload the keys periodically (`spawn_reload`), so a rotation at one reaches the
+//! others within that bound.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
 use barrier::RootKey;
@@ -100,6 +103,24 @@ impl SigningKeys {
         self.reload().await?;
         tracing::info!("signing keys rotated");
         Ok(())
+    }
+
+    /// Reloads the keys from the store every `every`, so that a rotation made at another
+    /// replica reaches this one within that bound. A failed reload (the database away) keeps
+    /// the keys loaded and is logged. Runs until the task is aborted.
+    pub fn spawn_reload(keys: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate, and the keys were just loaded.
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = keys.reload().await {
+                    tracing::warn!(error = %e, "reloading the signing keys failed; keeping the loaded ones");
+                }
+            }
+        })
     }
 
     /// Reads the keys from the store into memory.

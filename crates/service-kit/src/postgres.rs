@@ -226,7 +226,7 @@ pub async fn open_sealed(
         barrier::open_or_create(&key, Some(&json)).map_err(SealedOpenError::Unseal)?;
     }
     migrate(&pool, migrator, &config.target()).await?;
-    let existing = read_seal(&pool).await?;
+    let mut existing = read_seal(&pool).await?;
     if existing.is_none() {
         for table in data_tables {
             // Table names are the caller's constants, never input.
@@ -235,7 +235,13 @@ pub async fn open_sealed(
                 .await
                 .map_err(PostgresError::Query)?;
             if any {
-                return Err(SealedOpenError::SealMissing);
+                // Another replica may have sealed and written data since the read above: its
+                // seal was committed before its data, so reading again finds it if so.
+                existing = read_seal(&pool).await?;
+                if existing.is_none() {
+                    return Err(SealedOpenError::SealMissing);
+                }
+                break;
             }
         }
     }

@@ -183,6 +183,10 @@ async fn a_database_outage_is_answered_503_in_bounded_time_and_heals_by_itself()
     let took = started.elapsed();
     assert_eq!((status, body["error"].as_str()), (503, Some("temporarily_unavailable")), "{body}");
     assert!(took < Duration::from_secs(10), "client_credentials took {took:?}");
+    // The sign-in page needs the client's row: a 503 page, not a 500.
+    let page = Browser::default().get(&env, &authorize_query(&challenge, &[])).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("cannot reach its database"), "{}", page.body);
     let body = readyz_until(&admin, &readyz, 503).await;
     assert_eq!(body["checks"]["database"]["state"], "failing", "{body}");
     assert_eq!(body["checks"]["signing_keys"]["state"], "ready", "{body}");

@@ -83,6 +83,33 @@ async fn signing_key_initialisation_raced_on_an_empty_database_keeps_one_key_per
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_at_one_replica_reaches_the_other_by_its_periodic_reload() {
+    let Some(server) = test_support::postgres::server() else { return };
+    let pg = server.fresh_database();
+    let shares: Vec<barrier::Share> = barrier::new_shares(3, 5).unwrap().into_iter().take(3).collect();
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let (store, root) = PgStore::open_sealed(&pg, &shares).await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(store);
+        replicas.push(Arc::new(SigningKeys::load_or_init(store, Arc::new(root)).await.unwrap()));
+    }
+    let (x, y) = (&replicas[0], &replicas[1]);
+    let reload = SigningKeys::spawn_reload(y.clone(), std::time::Duration::from_millis(200));
+    let before = y.current_kid().unwrap();
+    x.rotate(600).await.unwrap();
+    let rotated = x.current_kid().unwrap();
+    assert_ne!(rotated, before);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while y.current_kid().as_ref() != Some(&rotated) {
+        assert!(std::time::Instant::now() < deadline, "the other replica never picked up the rotation");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(y.jwks(), x.jwks(), "next, current and the retired key, as at the rotating replica");
+    assert_eq!(y.jwks()["keys"].as_array().unwrap().len(), 3);
+    reload.abort();
+}
+
 /// Alice signs in at `env` and gets a code.
 async fn code_at(env: &Env, browser: &mut Browser) -> (String, String) {
     let (verifier, challenge) = pkce();

@@ -49,12 +49,13 @@ pub async fn open(path: &Path, migrator: &sqlx::migrate::Migrator) -> Result<Sql
     Ok(pool)
 }
 
-/// Reads the sealed root key through a read-only connection, without migrating or writing: a
-/// start with the wrong shares must leave the database as it was. `None` when the database or
-/// its seal does not exist yet.
-async fn peek_sealed_root(path: &Path) -> Result<Option<String>, SqliteError> {
+/// What a start reads before it writes anything, through one read-only connection: the newest
+/// migration the database records (to refuse a newer schema) and its sealed root key (to check
+/// the shares). Both `None` when the file, the migrations table or the seal does not exist yet.
+/// A start with the wrong shares or an old binary must leave the database as it was.
+async fn peek(path: &Path) -> Result<(Option<i64>, Option<String>), SqliteError> {
     if !path.exists() {
-        return Ok(None);
+        return Ok((None, None));
     }
     let open_err = |source| SqliteError::Open { path: path.display().to_string(), source };
     // The content cannot change through this connection (SQLite may still create its -wal and
@@ -63,37 +64,25 @@ async fn peek_sealed_root(path: &Path) -> Result<Option<String>, SqliteError> {
     let options =
         SqliteConnectOptions::from_str("sqlite://").map_err(open_err)?.filename(path).read_only(true);
     let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(open_err)?;
-    let sealed = match sqlx::query("SELECT sealed_root FROM seal WHERE id = 1").fetch_optional(&pool).await {
-        Ok(row) => row.map(|r| r.try_get("sealed_root").map_err(SqliteError::Query)).transpose()?,
-        // No seal table: a database that was never initialised.
-        Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => None,
-        Err(e) => return Err(SqliteError::Query(e)),
-    };
-    pool.close().await;
-    Ok(sealed)
-}
-
-/// The newest migration the database at `path` records, read without writing; `None` for a
-/// database (or file) that was never migrated.
-async fn peek_schema_version(path: &Path) -> Result<Option<i64>, SqliteError> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let open_err = |source| SqliteError::Open { path: path.display().to_string(), source };
-    let options =
-        SqliteConnectOptions::from_str("sqlite://").map_err(open_err)?.filename(path).read_only(true);
-    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(open_err)?;
+    // A table that does not exist: a database that was never initialised.
+    let absent =
+        |e: &sqlx::Error| matches!(e, sqlx::Error::Database(e) if e.message().contains("no such table"));
     let version =
         match sqlx::query_scalar::<_, Option<i64>>("SELECT max(version) FROM _sqlx_migrations WHERE success")
             .fetch_one(&pool)
             .await
         {
             Ok(v) => v,
-            Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => None,
+            Err(e) if absent(&e) => None,
             Err(e) => return Err(SqliteError::Query(e)),
         };
+    let sealed = match sqlx::query("SELECT sealed_root FROM seal WHERE id = 1").fetch_optional(&pool).await {
+        Ok(row) => row.map(|r| r.try_get("sealed_root").map_err(SqliteError::Query)).transpose()?,
+        Err(e) if absent(&e) => None,
+        Err(e) => return Err(SqliteError::Query(e)),
+    };
     pool.close().await;
-    Ok(version)
+    Ok((version, sealed))
 }
 
 pub use crate::db::SealedOpenError;
@@ -112,8 +101,9 @@ pub async fn open_sealed(
     data_tables: &[&str],
 ) -> Result<(SqlitePool, barrier::RootKey), SealedOpenError> {
     let key = barrier::combine(shares).map_err(SealedOpenError::Unseal)?;
-    crate::db::check_schema_version(peek_schema_version(path).await?, migrator)?;
-    if let Some(json) = peek_sealed_root(path).await? {
+    let (version, sealed) = peek(path).await?;
+    crate::db::check_schema_version(version, migrator)?;
+    if let Some(json) = sealed {
         barrier::open_or_create(&key, Some(&json)).map_err(SealedOpenError::Unseal)?;
     }
     let pool = open(path, migrator).await?;

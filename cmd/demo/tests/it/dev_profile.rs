@@ -91,17 +91,7 @@ async fn the_library_asks_for_postgres_and_shutdown_stops_it() {
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let options = DemoOptions { profile: Profile::Dev, ..DemoOptions::new(Stack::Kms, &state) };
     let stack = demo::stack::start(options.on(Runtime::Embedded), Arc::new(()), rx).await;
-    let url = format!("{}/api/v1/pools", stack.kms_url.clone().unwrap_or_default());
-    let answer = match stack.client() {
-        Some(client) => client
-            .get(url)
-            .basic_auth("acme-admin", Some("acme-admin-demo"))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .map_err(|e| e.to_string()),
-        None => Err("no client".to_owned()),
-    };
+    let answer = crate::docker_library::list_pools(&stack).await;
     let report = stack.report.clone();
     let pid_file = demo::state::State::at(&state).postgres_dir().join("data/postmaster.pid");
     let running = pid_file.exists();

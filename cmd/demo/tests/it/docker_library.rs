@@ -21,6 +21,19 @@ async fn start_kms(state: &std::path::Path) -> RunningStack {
     demo::stack::start(options.on(Runtime::Docker), Arc::new(()), rx).await
 }
 
+/// The status of the KMS's pool list for the demo's tenant admin, through the stack's client.
+pub(crate) async fn list_pools(stack: &RunningStack) -> Result<u16, String> {
+    let url = format!("{}/api/v1/pools", stack.kms_url.clone().unwrap_or_default());
+    let client = stack.client().ok_or("no client")?;
+    client
+        .get(url)
+        .basic_auth("acme-admin", Some("acme-admin-demo"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_docker_stacks_start_in_parallel_without_colliding_and_shut_down() {
     if !engine_answers() {
@@ -34,18 +47,7 @@ async fn two_docker_stacks_start_in_parallel_without_colliding_and_shut_down() {
     // Everything is observed first and asserted after the shutdown, so a failure leaves nothing.
     let mut answers = Vec::new();
     for stack in [&first, &second] {
-        let url = format!("{}/api/v1/pools", stack.kms_url.clone().unwrap_or_default());
-        let answer = match stack.client() {
-            Some(client) => client
-                .get(url)
-                .basic_auth("acme-admin", Some("acme-admin-demo"))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .map_err(|e| e.to_string()),
-            None => Err("no client".to_owned()),
-        };
-        answers.push(answer);
+        answers.push(list_pools(stack).await);
     }
     let running: Vec<usize> = projects.iter().map(|p| leftovers(p).len()).collect();
     let reports = [first.report.clone(), second.report.clone()];

@@ -13,4 +13,5 @@ mod postgres;
 mod seed;
 mod store;
 mod throttle;
+mod users;
 mod wycheproof_kat;

@@ -192,7 +192,7 @@ fn duplicate_object(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("42710" | "42P06")))
 }
 
-super::store_impl!(PostgresStore, {
+super::store_impl!(PostgresStore, sqlx::Postgres, {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let key = tenant_key(tenant.id)?;
         let (role, schema) = (key.role(&self.database), key.schema());
@@ -230,17 +230,7 @@ super::store_impl!(PostgresStore, {
     async fn drop_tenant(&self, id: TenantId) -> Result<bool, StoreError> {
         let key = tenant_key(id)?;
         let mut tx = self.pool.begin().await.map_err(query_err)?;
-        sqlx::query(sql::DELETE_TENANT_USERS)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err)?;
-        let gone = sqlx::query(sql::DELETE_TENANT)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err)?;
-        if gone.rows_affected() == 0 {
+        if !Self::forget_tenant(&mut tx, id).await? {
             return Ok(false);
         }
         let ddl = format!(

@@ -223,7 +223,7 @@ fn remove_database_file(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-super::store_impl!(SqliteStore, {
+super::store_impl!(SqliteStore, sqlx::Sqlite, {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let mut tx = self.catalog.begin().await.map_err(query_err)?;
         sqlx::query(sql::INSERT_TENANT)
@@ -255,17 +255,7 @@ super::store_impl!(SqliteStore, {
     async fn drop_tenant(&self, id: TenantId) -> Result<bool, StoreError> {
         let path = self.tenant_path(id)?;
         let mut tx = self.catalog.begin().await.map_err(query_err)?;
-        sqlx::query(sql::DELETE_TENANT_USERS)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err)?;
-        let gone = sqlx::query(sql::DELETE_TENANT)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err)?;
-        if gone.rows_affected() == 0 {
+        if !Self::forget_tenant(&mut tx, id).await? {
             return Ok(false);
         }
         let _opening = self.opening.lock().await;

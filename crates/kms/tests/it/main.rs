@@ -4,6 +4,7 @@
 
 mod api;
 mod bearer;
+mod calls;
 mod engines;
 mod fuzz_openapi;
 mod jose_interop;

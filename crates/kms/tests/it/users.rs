@@ -8,6 +8,7 @@ use kms::service::RunningKms;
 use serde_json::{Value, json};
 use test_support::{Running, TestDir};
 
+use crate::calls::call;
 use crate::engines::{Backend, on_both_engines};
 
 on_both_engines!(tenant_admins_create_users_in_their_own_tenant);
@@ -38,23 +39,6 @@ async fn start(
         kms.service.kms.ensure_tenant(name, TenantId(id.parse().unwrap())).await.unwrap();
     }
     (dir, kms)
-}
-
-async fn call(
-    kms: &Running<RunningKms>,
-    user: (&str, &str),
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = format!("https://{}:{}/api/v1{path}", test_support::kms::HOST, kms.service.server.addr.port());
-    let mut request = kms.client.request(method.parse().unwrap(), url).basic_auth(user.0, Some(user.1));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 async fn tenant_admins_create_users_in_their_own_tenant(backend: Backend) {

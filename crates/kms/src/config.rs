@@ -403,7 +403,7 @@ unseal:
     fn storage_is_exactly_one_engine() {
         let sqlite = load_storage("storage:\n  sqlite: { path: kms.db }\n", Vec::new()).unwrap();
         assert!(
-            matches!(sqlite.storage.engine(), Some(Engine::Sqlite(s)) if s.path == PathBuf::from("kms.db"))
+            matches!(sqlite.storage.engine(), Some(Engine::Sqlite(s)) if s.path == std::path::Path::new("kms.db"))
         );
         let postgres = load_storage(
             "storage:\n  postgres: { host: db, database: kms, user: kms, password_file: /run/secrets/pw }\n",

@@ -283,7 +283,8 @@ pub(crate) mod rows {
 
 /// Writes `impl Store for $store` (whose sqlx database is `$db`) with the methods both engines
 /// share, plus the engine's own (`create_tenant`, `drop_tenant`, `close`, passed in as `$own`),
-/// and the inherent helpers they use (`find_tenant`, `insert_version`, `forget_tenant`).
+/// and the inherent helpers they use (`find_tenant`, `insert_version`, `remember_tenant`,
+/// `forget_tenant`).
 ///
 /// Why a macro: the shared methods are the same text for both engines — the same SQL, the same
 /// binds, the same decoding — but for two different `sqlx::Database` types. A generic function
@@ -325,6 +326,22 @@ macro_rules! store_impl {
                     .execute(conn)
                     .await
                     .map_err(conflict_as(|| format!("version {} of pool {pool}", version.version)))?;
+                Ok(())
+            }
+
+            /// Inserts a tenant's catalog row in `conn`'s transaction (`Conflict` naming it).
+            async fn remember_tenant(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                tenant: &$crate::model::Tenant,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::{conflict_as, sql};
+                sqlx::query(sql::INSERT_TENANT)
+                    .bind(tenant.id.to_string())
+                    .bind(&tenant.name)
+                    .bind(&tenant.created_at)
+                    .execute(conn)
+                    .await
+                    .map_err(conflict_as(|| format!("tenant {}", tenant.name)))?;
                 Ok(())
             }
 

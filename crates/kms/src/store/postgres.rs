@@ -198,13 +198,7 @@ super::store_impl!(PostgresStore, sqlx::Postgres, {
         let (role, schema) = (key.role(&self.database), key.schema());
         let conflict = || format!("tenant {}", tenant.name);
         let mut tx = self.pool.begin().await.map_err(query_err)?;
-        sqlx::query(sql::INSERT_TENANT)
-            .bind(tenant.id.to_string())
-            .bind(&tenant.name)
-            .bind(&tenant.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(super::conflict_as(conflict))?;
+        Self::remember_tenant(&mut tx, tenant).await?;
         // The names are TenantKey's (a fixed prefix and 32 hex digits) and the validated
         // database identifier: never text from a request.
         let ddl = format!(

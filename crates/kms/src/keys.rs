@@ -210,9 +210,9 @@ impl Kms {
     }
 
     /// Drops a tenant with every key it has (its file or schema and role), its database-realm
-    /// users and its catalog row. Keys of that tenant cached here are forgotten; other replicas
-    /// keep cached keys of a dropped tenant at most until they restart (key material is never
-    /// re-read once unwrapped), while their pool metadata expires within 5 s.
+    /// users and its catalog row. Keys of that tenant cached here are forgotten at once. Other
+    /// replicas stop serving them within 5 s, when their cached pool metadata expires and is
+    /// found gone (their unwrapped copies stay in memory, unused, until evicted or restarted).
     pub async fn drop_tenant(&self, tenant: TenantId) -> Result<bool, KmsError> {
         let dropped = self.store.drop_tenant(tenant).await?;
         self.cache.meta.lock().unwrap_or_else(|e| e.into_inner()).retain(|(t, _), _| *t != tenant);

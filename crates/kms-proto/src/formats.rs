@@ -78,6 +78,11 @@ pub struct CompactJws(pub String);
 #[schema(value_type = String, pattern = "^[a-z0-9_-]{1,64}$", example = "payments")]
 pub struct PoolName(pub String);
 
+/// A database-realm user name: 1 to 64 of `A-Z a-z 0-9 . _ @ -`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9._@-]{1,64}$", example = "ops-alice")]
+pub struct Username(pub String);
+
 /// A tenant: a UUIDv4 generated when the environment is created.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(value_type = String, example = "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10")]

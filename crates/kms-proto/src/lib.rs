@@ -86,6 +86,49 @@ pub struct CreatePool {
     pub algorithm: Algorithm,
 }
 
+/// `POST /api/v1/users`: a user of the database realm, in the caller's own tenant.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(
+    feature = "utoipa",
+    schema(example = json!({"username": "ops-alice", "password": "correct horse battery staple", "roles": ["key-manager"]}))
+)]
+pub struct CreateUser {
+    /// Login name, unique across every realm of the KMS.
+    #[cfg_attr(feature = "utoipa", schema(value_type = formats::Username))]
+    pub username: String,
+    /// The password: 12 to 1024 characters, stored only as a PBKDF2-SHA256 hash.
+    #[cfg_attr(feature = "utoipa", schema(min_length = 12, max_length = 1024))]
+    pub password: String,
+    /// At least one role, each one the caller may grant.
+    #[cfg_attr(feature = "utoipa", schema(min_items = 1))]
+    pub roles: Vec<Role>,
+}
+
+impl std::fmt::Debug for CreateUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUser")
+            .field("username", &self.username)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database-realm user as the API shows it (never a password or its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct UserInfo {
+    /// Login name.
+    #[cfg_attr(feature = "utoipa", schema(value_type = formats::Username))]
+    pub username: String,
+    /// The user's tenant: the creator's.
+    #[cfg_attr(feature = "utoipa", schema(value_type = formats::TenantId))]
+    pub tenant: String,
+    /// Roles.
+    pub roles: BTreeSet<Role>,
+}
+
 /// A pool with its versions, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
@@ -454,6 +497,23 @@ mod tests {
         assert_eq!(body, json!({"plaintext": "eA=="}));
         assert!(serde_json::from_value::<EncryptRequest>(json!({"plaintext": "eA==", "extra": 1})).is_err());
         assert!(serde_json::from_value::<CreatePool>(json!({"name": "p", "algorithm": "ROT13"})).is_err());
+    }
+
+    #[test]
+    fn a_new_users_password_never_shows_in_debug() {
+        let body: CreateUser = serde_json::from_value(
+            json!({"username": "u", "password": "hunter2-hunter2", "roles": ["user"]}),
+        )
+        .unwrap();
+        let shown = format!("{body:?}");
+        assert!(shown.contains("\"u\"") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            serde_json::from_value::<CreateUser>(
+                json!({"username": "u", "password": "p", "roles": [], "tenant": "x"})
+            )
+            .is_err(),
+            "the tenant is never the client's to choose"
+        );
     }
 
     #[test]

@@ -15,9 +15,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use kms_proto::formats;
 use kms_proto::{
-    CreatePool, DataKeyResponse, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, Jwk, Jwks,
-    PoolInfo, ProblemDoc, SignRequest, SignResponse, UnwrapRequest, UnwrapResponse, VerifyRequest,
-    VerifyResponse, WrapRequest, WrapResponse,
+    CreatePool, CreateUser, DataKeyResponse, DecryptRequest, DecryptResponse, EncryptRequest,
+    EncryptResponse, Jwk, Jwks, PoolInfo, ProblemDoc, SignRequest, SignResponse, UnwrapRequest,
+    UnwrapResponse, UserInfo, VerifyRequest, VerifyResponse, WrapRequest, WrapResponse,
 };
 use secrecy::SecretString;
 use service_kit::Problem;
@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/verify", post(verify))
         .route("/api/v1/unwrap", post(unwrap))
         .route("/api/v1/jwks", get(jwks))
+        .route("/api/v1/users", post(create_user))
         .with_state(state)
         .merge(crate::swagger::router())
 }
@@ -74,11 +75,11 @@ pub fn router(state: AppState) -> Router {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Demo KMS", description = "Versioned key pools per tenant, sealed at rest: JWE encryption, JWS signatures, AES key wrap, data keys. Every error is application/problem+json."),
-    paths(whoami, list_pools, create_pool, get_pool, rotate, enable, disable, version_jwk, jwks, encrypt, datakey, decrypt, sign, verify, wrap, unwrap),
+    paths(whoami, list_pools, create_pool, get_pool, rotate, enable, disable, version_jwk, jwks, encrypt, datakey, decrypt, sign, verify, wrap, unwrap, create_user),
     components(schemas(ProblemDoc)),
     modifiers(&Security),
     security(("basic" = []), ("bearer" = [])),
-    tags((name = "pools", description = "Pool and version management"), (name = "keys", description = "Key operations"))
+    tags((name = "pools", description = "Pool and version management"), (name = "keys", description = "Key operations"), (name = "users", description = "Users of the database realm, in the caller's tenant"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -115,6 +116,13 @@ pub enum ApiError {
     /// Authenticated, but without the scope: 403.
     #[error("this operation requires the scope {}", .0.as_str())]
     Forbidden(Scope),
+    /// Authenticated and holding the scope, but the operation is not this caller's to do (the
+    /// text says why): 403.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// Users cannot be created: no database realm is configured, so they could never sign in.
+    #[error("users cannot be created here: the database realm is not configured (auth.realms)")]
+    NoDatabaseRealm,
     /// Bad request body.
     #[error("{0}")]
     BadRequest(String),
@@ -161,6 +169,18 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => {
                 (Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed").with_detail(detail), None)
             }
+            ApiError::NotAllowed(_) => {
+                (Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed").with_detail(detail), None)
+            }
+            ApiError::NoDatabaseRealm => (
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    "no-database-realm",
+                    "The database realm is not configured",
+                )
+                .with_detail(detail),
+                None,
+            ),
             ApiError::BadRequest(_) => (Problem::bad_request(detail), None),
             ApiError::Unavailable => {
                 (Problem::unavailable(detail), Some((header::RETRY_AFTER, "1".to_owned())))
@@ -513,4 +533,51 @@ async fn unwrap(
     let wrapped = b64("wrapped", &body.wrapped)?;
     let key = s.kms.unwrap(p.tenant, &kid, &wrapped).await?;
     Ok(Json(UnwrapResponse { key: B64.encode(&*key) }))
+}
+
+/// Create a user of the database realm in the caller's own tenant (tenant admins and admins;
+/// a tenant admin cannot grant `admin`). The name must be new to every realm.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
+    responses((status = 201, description = "The new user (the password is stored only as a PBKDF2-SHA256 hash)", body = UserInfo)))]
+async fn create_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateUser>,
+) -> Result<(StatusCode, Json<UserInfo>), ApiError> {
+    let p = caller.require(Scope::Admin)?;
+    if !crate::authz::manages_users(&p.roles) {
+        return Err(ApiError::NotAllowed("creating users needs the tenant-admin or admin role".to_owned()));
+    }
+    if !crate::model::valid_username(&body.username) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid user name {:?}: use 1 to 64 of A-Z, a-z, 0-9, '.', '_', '@', '-'",
+            body.username
+        )));
+    }
+    if !(12..=1024).contains(&body.password.chars().count()) {
+        return Err(ApiError::BadRequest("the password must have 12 to 1024 characters".to_owned()));
+    }
+    if body.roles.is_empty() {
+        return Err(ApiError::BadRequest("give the user at least one role".to_owned()));
+    }
+    if let Some(role) = body.roles.iter().find(|r| !crate::authz::may_grant(&p.roles, **r)) {
+        let name =
+            serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        return Err(ApiError::NotAllowed(format!("the role {name} is not yours to grant")));
+    }
+    if !s.auth.has_database_realm() {
+        return Err(ApiError::NoDatabaseRealm);
+    }
+    if s.auth.knows(&body.username).await.map_err(|_| ApiError::Unavailable)? {
+        return Err(KmsError::Conflict(format!("user {}", body.username)).into());
+    }
+    let password = SecretString::from(body.password);
+    let user = s.kms.create_user(p.tenant, &body.username, password, &body.roles).await?;
+    tracing::info!(user = %user.username, tenant = %user.tenant, by = %p.subject, "database realm user created");
+    let info = UserInfo {
+        username: user.username,
+        tenant: user.tenant.to_string(),
+        roles: body.roles.into_iter().collect(),
+    };
+    Ok((StatusCode::CREATED, Json(info)))
 }

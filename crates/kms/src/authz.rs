@@ -39,6 +39,18 @@ pub fn granted_by(role: Role) -> &'static [Scope] {
     }
 }
 
+/// Whether a caller with `roles` may create users of the database realm in its own tenant:
+/// tenant admins, and admins (who hold everything a tenant admin does).
+pub fn manages_users(roles: &BTreeSet<Role>) -> bool {
+    roles.contains(&Role::TenantAdmin) || roles.contains(&Role::Admin)
+}
+
+/// Whether a caller with `roles` may give `role` to a user it creates: an admin any role, a
+/// tenant admin any role but `admin` (so nobody gains more than its creator has).
+pub fn may_grant(roles: &BTreeSet<Role>, role: Role) -> bool {
+    roles.contains(&Role::Admin) || (roles.contains(&Role::TenantAdmin) && role != Role::Admin)
+}
+
 /// A set of scopes, closed under the hierarchy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scopes(BTreeSet<Scope>);
@@ -125,6 +137,21 @@ mod tests {
         assert!(auditor.require(Scope::Read).is_ok() && auditor.require(Scope::Encrypt).is_err());
         let manager = Principal::from_roles("m", t, [Role::KeyManager].into(), AuthMethod::Basic);
         assert!(manager.require(Scope::Admin).is_ok());
+    }
+
+    #[test]
+    fn only_admins_manage_users_and_never_grant_more_than_they_hold() {
+        let tenant_admin: BTreeSet<Role> = [Role::TenantAdmin].into();
+        let admin: BTreeSet<Role> = [Role::Admin].into();
+        assert!(manages_users(&tenant_admin) && manages_users(&admin));
+        for others in [Role::KeyManager, Role::User, Role::Service, Role::Auditor] {
+            assert!(!manages_users(&[others].into()), "{others:?}");
+            assert!(!may_grant(&[others].into(), Role::User), "{others:?}");
+            assert!(may_grant(&tenant_admin, others) && may_grant(&admin, others));
+        }
+        assert!(may_grant(&tenant_admin, Role::TenantAdmin));
+        assert!(!may_grant(&tenant_admin, Role::Admin));
+        assert!(may_grant(&admin, Role::Admin));
     }
 
     #[test]

@@ -388,4 +388,99 @@ unseal:
         let text = format!("{err}: {:?}", err);
         assert!(text.contains("auth.failure_ceiling") && text.contains("at least 20"), "{text}");
     }
+
+    fn load_storage(
+        storage: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<KmsConfig, service_kit::ConfigError> {
+        let text = format!(
+            "server:\n  listen: 127.0.0.1:8081\n  admin_listen: 127.0.0.1:9081\n  tls: {{ cert_file: c.pem, key_file: k.pem, ca_file: ca.pem }}\n{storage}unseal:\n  share_files: [s1]\nauth:\n  realms: [{{ type: database }}]\n"
+        );
+        service_kit::config::load_str(std::path::Path::new("kms.yml"), &text, "KMS", env)
+    }
+
+    #[test]
+    fn storage_is_exactly_one_engine() {
+        let sqlite = load_storage("storage:\n  sqlite: { path: kms.db }\n", Vec::new()).unwrap();
+        assert!(
+            matches!(sqlite.storage.engine(), Some(Engine::Sqlite(s)) if s.path == std::path::Path::new("kms.db"))
+        );
+        let postgres = load_storage(
+            "storage:\n  postgres: { host: db, database: kms, user: kms, password_file: /run/secrets/pw }\n",
+            Vec::new(),
+        )
+        .unwrap();
+        assert!(
+            matches!(postgres.storage.engine(), Some(Engine::Postgres(p)) if p.target() == "kms@db:5432/kms")
+        );
+
+        for (storage, expect) in [
+            (
+                "storage:\n  sqlite: { path: kms.db }\n  postgres: { host: db, database: kms, user: kms, password_file: pw }\n",
+                "not both",
+            ),
+            ("storage: {}\n", "configure an engine"),
+            (
+                "storage:\n  postgres: { host: db, database: Kms-DB, user: kms, password_file: pw }\n",
+                "storage.postgres.database",
+            ),
+        ] {
+            let err = load_storage(storage, Vec::new()).unwrap_err();
+            assert!(format!("{err}").contains(expect), "{storage}: {err}");
+        }
+        // The password is never read from the environment, or from the file's text.
+        let err = load_storage(
+            "storage:\n  postgres: { host: db, database: kms, user: kms, password: hunter2, password_file: pw }\n",
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(format!("{err}").contains("password"), "{err}");
+        let env =
+            |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let err = load_storage(
+            "storage:\n  postgres: { host: db, database: kms, user: kms, password_file: pw }\n",
+            env(&[("KMS__STORAGE__POSTGRES__PASSWORD", "hunter2")]),
+        )
+        .unwrap_err();
+        assert!(format!("{err}").contains("never taken from the environment"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_reach_the_postgres_settings() {
+        let env =
+            |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let config = load_storage(
+            "storage:\n  postgres: { host: db, database: kms, user: kms, password_file: pw }\n",
+            env(&[("KMS__STORAGE__POSTGRES__HOST", "10.0.0.5"), ("KMS__STORAGE__POSTGRES__PORT", "6432")]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.storage.postgres.as_ref().map(|p| p.target()).as_deref(),
+            Some("kms@10.0.0.5:6432/kms")
+        );
+        // An override can add the section to a file without one…
+        let config = load_storage(
+            "storage: {}\n",
+            env(&[
+                ("KMS__STORAGE__POSTGRES__HOST", "db"),
+                ("KMS__STORAGE__POSTGRES__DATABASE", "kms"),
+                ("KMS__STORAGE__POSTGRES__USER", "kms"),
+                ("KMS__STORAGE__POSTGRES__PASSWORD_FILE", "/run/secrets/pw"),
+            ]),
+        )
+        .unwrap();
+        assert!(matches!(config.storage.engine(), Some(Engine::Postgres(_))));
+        // …but not make a second engine beside the file's.
+        let err = load_storage(
+            "storage:\n  sqlite: { path: kms.db }\n",
+            env(&[
+                ("KMS__STORAGE__POSTGRES__HOST", "db"),
+                ("KMS__STORAGE__POSTGRES__DATABASE", "kms"),
+                ("KMS__STORAGE__POSTGRES__USER", "kms"),
+                ("KMS__STORAGE__POSTGRES__PASSWORD_FILE", "/run/secrets/pw"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(format!("{err}").contains("not both"), "{err}");
+    }
 }

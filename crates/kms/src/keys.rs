@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use crate::config::{Engine, StorageConfig};
 use crate::crypto::{Algorithm, CryptoError, KeyMaterial};
 use crate::jose::{self, JoseError, Kid, ParsedJwe, ParsedJws};
-use crate::model::{Pool, PoolName, StoredVersion, Tenant, TenantId};
+use crate::model::{Pool, PoolName, StoredUser, StoredVersion, Tenant, TenantId};
 use crate::store::{OpenError, PostgresStore, SqliteStore, Store, StoreError, timestamp};
 
 /// What can go wrong with a key operation. The HTTP layer maps each variant to a status.
@@ -210,15 +210,48 @@ impl Kms {
     }
 
     /// Drops a tenant with every key it has (its file or schema and role), its database-realm
-    /// users and its catalog row. Keys of that tenant cached here are forgotten; other replicas
-    /// keep cached keys of a dropped tenant at most until they restart (key material is never
-    /// re-read once unwrapped), while their pool metadata expires within 5 s.
+    /// users and its catalog row. Keys of that tenant cached here are forgotten at once. Other
+    /// replicas stop serving them within 5 s, when their cached pool metadata expires and is
+    /// found gone (their unwrapped copies stay in memory, unused, until evicted or restarted).
     pub async fn drop_tenant(&self, tenant: TenantId) -> Result<bool, KmsError> {
         let dropped = self.store.drop_tenant(tenant).await?;
         self.cache.meta.lock().unwrap_or_else(|e| e.into_inner()).retain(|(t, _), _| *t != tenant);
         self.cache.keys.lock().unwrap_or_else(|e| e.into_inner()).retain(|(t, _, _), _| *t != tenant);
         self.cache.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(dropped)
+    }
+
+    /// Creates a user of the database realm in `tenant`: the password stored only as a
+    /// PBKDF2-SHA256 hash (600,000 rounds, computed off the async threads). `NotFound` without
+    /// the tenant, `Conflict` when the name is taken in the database realm.
+    pub async fn create_user(
+        &self,
+        tenant: TenantId,
+        username: &str,
+        password: secrecy::SecretString,
+        roles: &[crate::authz::Role],
+    ) -> Result<StoredUser, KmsError> {
+        if self.store.tenant(tenant).await?.is_none() {
+            return Err(KmsError::NotFound("tenant"));
+        }
+        let hash = tokio::task::spawn_blocking(move || service_kit::password::hash_password(&password))
+            .await
+            .map_err(|e| KmsError::Corrupt(e.to_string()))?
+            .map_err(|e| KmsError::Corrupt(e.to_string()))?;
+        let roles = roles
+            .iter()
+            .map(|r| {
+                serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            })
+            .collect();
+        let user = StoredUser {
+            username: username.to_owned(),
+            password_hash: hash.as_str().to_owned(),
+            tenant,
+            roles,
+        };
+        self.store.create_user(&user).await?;
+        Ok(user)
     }
 
     /// Creates a pool with a first key version.

@@ -3,7 +3,8 @@
 //! A256KW key wrapping, data keys, public keys as JWK.
 //!
 //! Layers, bottom up: [`crypto`] (key material through aws-lc-rs), [`jose`] (JWE/JWS/JWK),
-//! [`store`] (SQLite behind the [`store::Store`] trait), [`keys`] (the unsealed [`Kms`]:
+//! [`store`] (SQLite or PostgreSQL behind the [`store::Store`] trait, a namespace per
+//! tenant that the database itself keeps apart), [`keys`] (the unsealed [`Kms`]:
 //! pools, versions and operations, all scoped by tenant). Authentication and the HTTP API
 //! build on these.
 //!

@@ -63,6 +63,13 @@ impl std::fmt::Display for PoolName {
     }
 }
 
+/// Whether `name` may be a database-realm user's name: 1 to 64 of `A-Z a-z 0-9 . _ @ -`
+/// (`kms_proto::formats::Username`).
+pub fn valid_username(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
+}
+
 /// A tenant as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tenant {

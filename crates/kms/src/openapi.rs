@@ -43,6 +43,7 @@ pub const ERRORS: &[(&str, &[u16])] = &[
     ("verify", &[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503]),
     ("wrap", &[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503]),
     ("unwrap", &[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503]),
+    ("create_user", &[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503]),
 ];
 
 /// The reusable error responses (`#/components/responses/<name>`), by status.
@@ -60,17 +61,22 @@ fn error_response(status: u16) -> Option<(&'static str, Value)> {
             "No usable credentials: `unauthorized` (both challenges, Basic and Bearer) or \
              `invalid-token` (a Bearer token that is not valid).",
         ),
-        403 => ("Forbidden", "`forbidden`: the caller lacks the scope; the detail names it."),
+        403 => (
+            "Forbidden",
+            "`forbidden`: the caller lacks the scope (the detail names it), or, creating a \
+             user, is not a tenant admin or admin, or names a role it may not grant.",
+        ),
         404 => (
             "NotFound",
             "`not-found`: no such pool or key version for the caller's tenant (another tenant's \
-             pool answers the same).",
+             pool answers the same), or the caller's tenant does not exist in the KMS.",
         ),
         409 => (
             "Conflict",
-            "The pool's state refuses it: `conflict` (the pool exists already), `key-disabled` \
-             (the version, or every version, is disabled), `wrong-algorithm` (the pool's \
-             algorithm does not do this operation).",
+            "The state refuses it: `conflict` (the pool, or a user of that name in any realm, \
+             exists already), `key-disabled` (the version, or every version, is disabled), \
+             `wrong-algorithm` (the pool's algorithm does not do this operation), \
+             `no-database-realm` (users cannot be created: no database realm is configured).",
         ),
         413 => ("PayloadTooLarge", "`payload-too-large`: the body exceeds `server.limits.body_bytes`."),
         415 => ("UnsupportedMediaType", "`unsupported-media-type`: send `Content-Type: application/json`."),
@@ -90,7 +96,8 @@ fn error_response(status: u16) -> Option<(&'static str, Value)> {
         503 => (
             "Unavailable",
             "`unavailable`: a realm or Identity cannot be asked (with `Retry-After`), or the \
-             request took longer than `server.limits.request_timeout`.",
+             request took longer than `server.limits.request_timeout`; \
+             `database-unavailable`: the database cannot be reached (with `Retry-After`).",
         ),
         _ => return None,
     };

@@ -1,5 +1,6 @@
-//! Password authentication: realms (today the `realms.yml` file realm; a database realm later)
-//! tried in the configured order, a bounded cache of recent successful verifications, and
+//! Password authentication: realms (the `realms.yml` file realm and the database realm, the
+//! store's `users` table, whose users tenant admins create through the API) tried in the
+//! configured order, a bounded cache of recent successful verifications, and
 //! throttled failures (`service_kit::throttle`: per user and client address with backoff, and a
 //! per-user ceiling over all addresses).
 //!
@@ -329,6 +330,24 @@ impl Authenticator {
     pub fn reload(&self, realms: Vec<Realm>) {
         *self.realms.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(realms);
         self.cache.clear();
+    }
+
+    /// Whether a configured realm knows `username`. A new user must not take a name a realm
+    /// already has: the first realm that knows a name decides its logins, so the new user
+    /// would either never sign in or shadow the other.
+    pub async fn knows(&self, username: &str) -> Result<bool, Denied> {
+        let realms = self.realms.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for realm in realms.iter() {
+            if realm.lookup(username).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether the database realm is configured (so users created through the API can sign in).
+    pub fn has_database_realm(&self) -> bool {
+        self.realms.read().unwrap_or_else(|e| e.into_inner()).iter().any(|r| matches!(r, Realm::Database(_)))
     }
 
     /// Authenticates a Basic login from the client address `from`: realms in order, the first

@@ -251,27 +251,7 @@ impl Seed {
                 continue;
             }
             let password = secrecy::SecretString::from(user.password.clone());
-            let hash = tokio::task::spawn_blocking(move || service_kit::password::hash_password(&password))
-                .await
-                .map_err(|e| KmsError::Corrupt(e.to_string()))?
-                .map_err(|e| KmsError::Corrupt(e.to_string()))?;
-            let roles = user
-                .roles
-                .iter()
-                .map(|r| {
-                    serde_json::to_value(r)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                })
-                .collect();
-            let stored = crate::model::StoredUser {
-                username: user.username.clone(),
-                password_hash: hash.as_str().to_owned(),
-                tenant: *tenant,
-                roles,
-            };
-            kms.store().create_user(&stored).await.map_err(KmsError::from)?;
+            kms.create_user(*tenant, &user.username, password, &user.roles).await?;
             report.users_created += 1;
         }
         Ok(report)

@@ -1,4 +1,5 @@
-//! Starting the KMS: configuration → shares → unseal → realms → HTTPS. Used by
+//! Starting the KMS: configuration → shares → unseal (SQLite or PostgreSQL) → realms → HTTPS,
+//! with `readyz` watching the database on PostgreSQL. Used by
 //! `demo serve kms` and by tests and the embedded runtime, which start it in-process.
 
 use std::path::Path;

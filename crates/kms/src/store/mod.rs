@@ -281,8 +281,10 @@ pub(crate) mod rows {
     }
 }
 
-/// Writes `impl Store for $store` with the methods both engines share, plus the engine's own
-/// (`create_tenant`, `drop_tenant`, `close`, passed in as `$own`).
+/// Writes `impl Store for $store` (whose sqlx database is `$db`) with the methods both engines
+/// share, plus the engine's own (`create_tenant`, `drop_tenant`, `close`, passed in as `$own`),
+/// and the inherent helpers they use (`find_tenant`, `insert_version`, `remember_tenant`,
+/// `forget_tenant`).
 ///
 /// Why a macro: the shared methods are the same text for both engines — the same SQL, the same
 /// binds, the same decoding — but for two different `sqlx::Database` types. A generic function
@@ -295,7 +297,68 @@ pub(crate) mod rows {
 ///   namespace, `None` when the tenant does not exist; `end_read(handle)` finishes it;
 /// * `write_scope(tenant)`: the same as a transaction, committed by the caller.
 macro_rules! store_impl {
-    ($store:ty, { $($own:tt)* }) => {
+    ($store:ty, $db:ty, { $($own:tt)* }) => {
+        /// Shared helpers of the methods below (and of the engine's own).
+        impl $store {
+            async fn find_tenant(
+                &self,
+                query: &'static str,
+                value: String,
+            ) -> Result<Option<$crate::model::Tenant>, $crate::store::StoreError> {
+                use $crate::store::{query_err, rows::TenantRow};
+                let row: Option<TenantRow> =
+                    sqlx::query_as(query).bind(value).fetch_optional(self.catalog()).await.map_err(query_err)?;
+                row.map(TenantRow::into_model).transpose()
+            }
+
+            async fn insert_version(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                pool: &$crate::model::PoolName,
+                version: &$crate::model::StoredVersion,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::{conflict_as, sql};
+                sqlx::query(sql::INSERT_VERSION)
+                    .bind(pool.as_str())
+                    .bind(i64::from(version.version))
+                    .bind(i64::from(version.enabled))
+                    .bind(&version.wrapped)
+                    .bind(&version.created_at)
+                    .execute(conn)
+                    .await
+                    .map_err(conflict_as(|| format!("version {} of pool {pool}", version.version)))?;
+                Ok(())
+            }
+
+            /// Inserts a tenant's catalog row in `conn`'s transaction (`Conflict` naming it).
+            async fn remember_tenant(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                tenant: &$crate::model::Tenant,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::{conflict_as, sql};
+                sqlx::query(sql::INSERT_TENANT)
+                    .bind(tenant.id.to_string())
+                    .bind(&tenant.name)
+                    .bind(&tenant.created_at)
+                    .execute(conn)
+                    .await
+                    .map_err(conflict_as(|| format!("tenant {}", tenant.name)))?;
+                Ok(())
+            }
+
+            /// Deletes a tenant's catalog rows (its users, then itself) in `conn`'s transaction;
+            /// false if there was no such tenant.
+            async fn forget_tenant(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: $crate::model::TenantId,
+            ) -> Result<bool, $crate::store::StoreError> {
+                use $crate::store::{query_err, sql};
+                sqlx::query(sql::DELETE_TENANT_USERS).bind(id.to_string()).execute(&mut *conn).await.map_err(query_err)?;
+                let gone =
+                    sqlx::query(sql::DELETE_TENANT).bind(id.to_string()).execute(&mut *conn).await.map_err(query_err)?;
+                Ok(gone.rows_affected() == 1)
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             $($own)*
@@ -304,26 +367,14 @@ macro_rules! store_impl {
                 &self,
                 id: $crate::model::TenantId,
             ) -> Result<Option<$crate::model::Tenant>, $crate::store::StoreError> {
-                use $crate::store::{query_err, rows::TenantRow, sql};
-                let row: Option<TenantRow> = sqlx::query_as(sql::TENANT_BY_ID)
-                    .bind(id.to_string())
-                    .fetch_optional(self.catalog())
-                    .await
-                    .map_err(query_err)?;
-                row.map(TenantRow::into_model).transpose()
+                self.find_tenant($crate::store::sql::TENANT_BY_ID, id.to_string()).await
             }
 
             async fn tenant_by_name(
                 &self,
                 name: &str,
             ) -> Result<Option<$crate::model::Tenant>, $crate::store::StoreError> {
-                use $crate::store::{query_err, rows::TenantRow, sql};
-                let row: Option<TenantRow> = sqlx::query_as(sql::TENANT_BY_NAME)
-                    .bind(name)
-                    .fetch_optional(self.catalog())
-                    .await
-                    .map_err(query_err)?;
-                row.map(TenantRow::into_model).transpose()
+                self.find_tenant($crate::store::sql::TENANT_BY_NAME, name.to_owned()).await
             }
 
             async fn create_pool(
@@ -342,15 +393,7 @@ macro_rules! store_impl {
                     .execute(&mut *tx)
                     .await
                     .map_err(conflict_as(|| format!("pool {}", pool.name)))?;
-                sqlx::query(sql::INSERT_VERSION)
-                    .bind(pool.name.as_str())
-                    .bind(i64::from(first.version))
-                    .bind(i64::from(first.enabled))
-                    .bind(&first.wrapped)
-                    .bind(&first.created_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(query_err)?;
+                Self::insert_version(&mut tx, &pool.name, first).await?;
                 tx.commit().await.map_err(query_err)
             }
 
@@ -388,7 +431,7 @@ macro_rules! store_impl {
                 pool: &$crate::model::PoolName,
                 make: $crate::store::NewVersion<'_>,
             ) -> Result<Option<Vec<$crate::model::StoredVersion>>, $crate::store::StoreError> {
-                use $crate::store::{StoreError, conflict_as, query_err, rows::VersionRow, sql};
+                use $crate::store::{StoreError, query_err, rows::VersionRow, sql};
                 let Some(mut tx) = self.write_scope(tenant).await? else { return Ok(None) };
                 let locked =
                     sqlx::query(sql::LOCK_POOL).bind(pool.as_str()).execute(&mut *tx).await.map_err(query_err)?;
@@ -408,15 +451,7 @@ macro_rules! store_impl {
                     })?,
                 };
                 let new = make(next)?;
-                sqlx::query(sql::INSERT_VERSION)
-                    .bind(pool.as_str())
-                    .bind(i64::from(new.version))
-                    .bind(i64::from(new.enabled))
-                    .bind(&new.wrapped)
-                    .bind(&new.created_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(conflict_as(|| format!("version {} of pool {pool}", new.version)))?;
+                Self::insert_version(&mut tx, pool, &new).await?;
                 tx.commit().await.map_err(query_err)?;
                 versions.push(new);
                 Ok(Some(versions))

@@ -192,19 +192,13 @@ fn duplicate_object(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("42710" | "42P06")))
 }
 
-super::store_impl!(PostgresStore, {
+super::store_impl!(PostgresStore, sqlx::Postgres, {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let key = tenant_key(tenant.id)?;
         let (role, schema) = (key.role(&self.database), key.schema());
         let conflict = || format!("tenant {}", tenant.name);
         let mut tx = self.pool.begin().await.map_err(query_err)?;
-        sqlx::query(sql::INSERT_TENANT)
-            .bind(tenant.id.to_string())
-            .bind(&tenant.name)
-            .bind(&tenant.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(super::conflict_as(conflict))?;
+        Self::remember_tenant(&mut tx, tenant).await?;
         // The names are TenantKey's (a fixed prefix and 32 hex digits) and the validated
         // database identifier: never text from a request.
         let ddl = format!(
@@ -230,17 +224,7 @@ super::store_impl!(PostgresStore, {
     async fn drop_tenant(&self, id: TenantId) -> Result<bool, StoreError> {
         let key = tenant_key(id)?;
         let mut tx = self.pool.begin().await.map_err(query_err)?;
-        sqlx::query(sql::DELETE_TENANT_USERS)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err)?;
-        let gone = sqlx::query(sql::DELETE_TENANT)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err)?;
-        if gone.rows_affected() == 0 {
+        if !Self::forget_tenant(&mut tx, id).await? {
             return Ok(false);
         }
         let ddl = format!(

@@ -223,16 +223,10 @@ fn remove_database_file(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-super::store_impl!(SqliteStore, {
+super::store_impl!(SqliteStore, sqlx::Sqlite, {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let mut tx = self.catalog.begin().await.map_err(query_err)?;
-        sqlx::query(sql::INSERT_TENANT)
-            .bind(tenant.id.to_string())
-            .bind(&tenant.name)
-            .bind(&tenant.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(super::conflict_as(|| format!("tenant {}", tenant.name)))?;
+        Self::remember_tenant(&mut tx, tenant).await?;
         let _opening = self.opening.lock().await;
         // A file without a catalog row is left over from a start that failed after making it:
         // reused while it holds no keys, refused (never silently adopted) when it does.
@@ -255,17 +249,7 @@ super::store_impl!(SqliteStore, {
     async fn drop_tenant(&self, id: TenantId) -> Result<bool, StoreError> {
         let path = self.tenant_path(id)?;
         let mut tx = self.catalog.begin().await.map_err(query_err)?;
-        sqlx::query(sql::DELETE_TENANT_USERS)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err)?;
-        let gone = sqlx::query(sql::DELETE_TENANT)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err)?;
-        if gone.rows_affected() == 0 {
+        if !Self::forget_tenant(&mut tx, id).await? {
             return Ok(false);
         }
         let _opening = self.opening.lock().await;

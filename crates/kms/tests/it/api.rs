@@ -317,7 +317,7 @@ async fn openapi_matches_the_routes_and_swagger_ui_is_served_offline() {
     // Every documented operation is a real route: with a manager's credentials none answers
     // 404-for-the-route or 405 (a 404 problem about a missing pool is fine).
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 15, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 16, "{:?}", paths.keys().collect::<Vec<_>>());
     for (path, ops) in paths {
         let concrete = path.replace("{pool}", "p").replace("{version}", "1");
         for method in ops.as_object().unwrap().keys() {

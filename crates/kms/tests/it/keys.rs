@@ -16,6 +16,7 @@ on_both_engines!(
     too_few_or_wrong_shares_refuse_to_start_and_touch_nothing,
     a_database_with_keys_but_no_seal_is_never_resealed,
     concurrent_rotations_neither_lose_nor_repeat_a_version,
+    a_dropped_tenants_keys_are_gone_even_from_memory,
 );
 
 struct Fixture {
@@ -225,4 +226,25 @@ async fn concurrent_rotations_neither_lose_nor_repeat_a_version(backend: Backend
     let (kid, jwe) = kms.encrypt(t, &pool("busy"), b"after the storm", None).await.unwrap();
     assert_eq!(kid.version, ROTATIONS + 1);
     assert_eq!(&*kms.decrypt(t, jwe.compact().unwrap()).await.unwrap().1, b"after the storm");
+}
+
+/// Dropping a tenant removes its keys from the store and from this process's caches: a
+/// ciphertext that decrypted a moment ago (its key unwrapped and cached) no longer does.
+async fn a_dropped_tenants_keys_are_gone_even_from_memory(backend: Backend) {
+    let f = fixture(backend);
+    let kms = open(&f, &[0, 1, 2]).await.unwrap();
+    let (t, other) = (with_tenant(&kms, "acme").await, with_tenant(&kms, "globex").await);
+    for tenant in [t, other] {
+        kms.create_pool(tenant, &pool("p"), Algorithm::A256Gcm).await.unwrap();
+    }
+    let (_, jwe) = kms.encrypt(t, &pool("p"), b"short-lived", None).await.unwrap();
+    assert!(kms.decrypt(t, jwe.compact().unwrap()).await.is_ok());
+    assert!(kms.drop_tenant(t).await.unwrap());
+    assert!(matches!(kms.decrypt(t, jwe.compact().unwrap()).await, Err(KmsError::NotFound(_))));
+    assert!(matches!(
+        kms.create_pool(t, &pool("q"), Algorithm::A256Gcm).await,
+        Err(KmsError::NotFound("tenant"))
+    ));
+    assert!(!kms.drop_tenant(t).await.unwrap());
+    assert_eq!(kms.list_pools(other).await.unwrap().len(), 1, "other tenants keep their keys");
 }

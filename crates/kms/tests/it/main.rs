@@ -4,6 +4,7 @@
 
 mod api;
 mod bearer;
+mod calls;
 mod engines;
 mod fuzz_openapi;
 mod jose_interop;
@@ -13,4 +14,5 @@ mod postgres;
 mod seed;
 mod store;
 mod throttle;
+mod users;
 mod wycheproof_kat;

@@ -36,14 +36,7 @@ fn setup(storage: StorageConfig) -> (TestDir, KmsConfig) {
 }
 
 async fn call(kms: &Running<RunningKms>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let url = format!("https://{}:{}/api/v1{path}", test_support::kms::HOST, kms.service.server.addr.port());
-    let mut request = kms.client.request(method.parse().unwrap(), url).basic_auth(MANAGER.0, Some(MANAGER.1));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    crate::calls::call(kms, MANAGER, method, path, body).await
 }
 
 fn b64(bytes: &[u8]) -> String {

@@ -188,8 +188,10 @@ pub async fn run(config_path: &Path, options: StartOptions) -> Result<(), StartE
     let config = load_config(config_path)?;
     service_kit::telemetry::init_tracing(config.log_format);
     let running = start(&config, options).await?;
+    // Listening for SIGTERM/SIGINT before saying ready: a signal right after is a drain.
+    let shutdown = service_kit::server::shutdown_signal();
     tracing::info!(addr = %running.server.addr, admin = %running.server.admin_addr, issuer = %config.issuer, "Identity ready");
-    service_kit::server::shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutdown signal received; draining");
     running.shutdown().await
 }

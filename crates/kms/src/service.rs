@@ -217,6 +217,8 @@ pub async fn run(config_path: &Path, options: StartOptions) -> Result<(), StartE
     let config = load_config(config_path)?;
     service_kit::telemetry::init_tracing(config.log_format);
     let running = start_with(&config, options).await?;
+    // Listening for SIGTERM/SIGINT before saying ready: a signal right after is a drain.
+    let shutdown = service_kit::server::shutdown_signal();
     tracing::info!(addr = %running.server.addr, admin = %running.server.admin_addr, "KMS ready");
     // SIGHUP reloads the realm files (and so invalidates cached logins).
     let reloader = running.reloader();
@@ -230,7 +232,7 @@ pub async fn run(config_path: &Path, options: StartOptions) -> Result<(), StartE
             }
         }
     });
-    service_kit::server::shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutdown signal received; draining");
     on_hup.abort();
     running.shutdown().await

@@ -10,6 +10,7 @@ mod docker_demo;
 mod docker_faults;
 mod docker_image;
 mod docker_library;
+mod durability;
 mod engine_stack;
 mod faults;
 mod healthcheck;

@@ -19,6 +19,7 @@ mod kms_demo;
 mod pki;
 mod serve;
 mod serve_identity;
+mod serve_postgres_errors;
 mod tidy;
 
 use assert_cmd::Command;

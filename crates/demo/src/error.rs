@@ -45,8 +45,11 @@ impl DemoError {
         service: &'static str,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        let hint = Some(format!(
-            "check the configuration file and the files it names; run with RUST_LOG=debug for more about the {service} start"
+        let hint = Some(database_hint(&source).map_or_else(
+            || format!(
+                "check the configuration file and the files it names; run with RUST_LOG=debug for more about the {service} start"
+            ),
+            str::to_owned,
         ));
         Self::Serve { service, source: Box::new(source), hint }
     }
@@ -122,6 +125,46 @@ impl ErrorReport {
             hint: Some(hint.to_owned()),
         }
     }
+}
+
+/// A hint for the database refusals a start meets before it writes anything (the password,
+/// the server, the database, a newer schema), found anywhere in `e`'s cause chain. Those
+/// errors' own messages say what is wrong; the hint adds that nothing was changed and what to
+/// run next.
+fn database_hint(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use service_kit::db::{SchemaTooNew, SealedOpenError};
+    use service_kit::postgres::PostgresError;
+    let postgres = |e: &PostgresError| match e {
+        PostgresError::Auth { .. } => Some(
+            "nothing was written; put the role's password, alone, in the file storage.postgres.password_file names",
+        ),
+        PostgresError::Unreachable { .. } => Some(
+            "nothing was written; check that PostgreSQL runs and takes TCP connections there (pg_isready -h HOST -p PORT)",
+        ),
+        PostgresError::NoDatabase { .. } => {
+            Some("nothing was written; create the database for the role (createdb -O ROLE NAME)")
+        }
+        _ => None,
+    };
+    let too_new = "nothing was written: the database stays as the newer release left it";
+    let mut next = Some(e);
+    while let Some(e) = next {
+        // `#[error(transparent)]` variants forward `source()`, so the inner error is never a
+        // link of the chain itself: look inside the wrapper.
+        let found = match e.downcast_ref::<SealedOpenError>() {
+            Some(SealedOpenError::Postgres(p)) => postgres(p),
+            Some(SealedOpenError::SchemaTooNew(_)) => Some(too_new),
+            _ => e
+                .downcast_ref::<PostgresError>()
+                .and_then(postgres)
+                .or_else(|| e.downcast_ref::<SchemaTooNew>().map(|_| too_new)),
+        };
+        if found.is_some() {
+            return found;
+        }
+        next = e.source();
+    }
+    None
 }
 
 fn pki_hint(e: &PkiError) -> Option<String> {

@@ -11,6 +11,7 @@ mod docker_demo;
 mod docker_faults;
 mod docker_image;
 mod docker_library;
+mod durability;
 mod engine_stack;
 mod faults;
 mod healthcheck;
@@ -19,6 +20,7 @@ mod kms_demo;
 mod pki;
 mod serve;
 mod serve_identity;
+mod serve_postgres_errors;
 mod tidy;
 
 use assert_cmd::Command;

@@ -56,7 +56,7 @@ fn serves_the_demo_seed_until_sigterm() {
     let (state, config) = write_env(dir.path(), &root().join("deployments/identity/config/demo-seed.yml"));
     let (mut child, addr, admin, lines) =
         crate::serve::spawn_serve(&["serve", "identity", "--demo"], &config, "Identity ready");
-    let logs = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let logs = std::thread::spawn(move || lines.into_iter().collect::<Vec<_>>());
 
     let secret = std::fs::read_to_string(state.client_secret("demo-confidential")).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();

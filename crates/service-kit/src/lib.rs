@@ -29,6 +29,7 @@ pub mod server;
 pub mod sqlite;
 pub mod telemetry;
 pub mod throttle;
+pub mod unread;
 
 pub use config::{ConfigError, Validate, Validator};
 pub use health::{Dependency, Readiness};

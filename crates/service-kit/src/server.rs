@@ -211,6 +211,8 @@ pub fn with_common_layers(app: Router, limits: &Limits) -> Router {
             HeaderName::from_static("x-api-key"),
         ]))
         .layer(middleware::from_fn(request_id::layer))
+        // Outermost: it must see the body before any layer replaces it, and the final response.
+        .layer(middleware::from_fn(crate::unread::layer))
 }
 
 /// Binds both listeners, then serves `app` and the admin router until shut down.

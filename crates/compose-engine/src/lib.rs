@@ -27,6 +27,9 @@ use std::time::Duration;
 
 use bollard::{ClientVersion, Docker};
 
+/// How long one Engine API request may take (bollard's default).
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
 /// The Docker Engine API version we speak: Docker 20.10's. Newer engines accept it too.
 pub const API_VERSION: ClientVersion = ClientVersion { major_version: 1, minor_version: 41 };
 
@@ -73,7 +76,10 @@ impl Engine {
             .filter(|h| h.starts_with("unix://"))
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
         let unreachable = |source| EngineError::Unreachable { socket: socket.clone(), timeout, source };
-        let docker = Docker::connect_with_unix(&socket, timeout.as_secs().max(1), &API_VERSION)
+        // `timeout` bounds the probe only. Each later request gets bollard's usual two minutes:
+        // a container's forced removal (kill, then remove) can take seconds on a busy machine,
+        // and the probe's 2 s made rollbacks fail with "Timeout error".
+        let docker = Docker::connect_with_unix(&socket, REQUEST_TIMEOUT_SECS, &API_VERSION)
             .map_err(|e| unreachable(Some(e)))?;
         match tokio::time::timeout(timeout, docker.ping()).await {
             Ok(Ok(_)) => Ok(Self { docker }),

@@ -97,16 +97,33 @@ pub async fn measure<'a, W>(
 /// rounds and its median against the first workload's (the baseline).
 pub fn report(title: &str, results: &[(&str, Vec<f64>)]) {
     println!("{title}");
-    println!("{:<8} {:>12} {:>12} {:>12} {:>10}", "workload", "median req/s", "min", "max", "vs echo");
-    let median = |rounds: &[f64]| {
-        let mut sorted = rounds.to_vec();
-        sorted.sort_by(|a, b| a.total_cmp(b));
-        sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
-    };
+    let width = results.iter().map(|(name, _)| name.len()).max().unwrap_or(0).max(8);
+    println!("{:<width$} {:>12} {:>12} {:>12} {:>10}", "workload", "median req/s", "min", "max", "vs echo");
     let baseline = results.first().map_or(f64::NAN, |(_, rounds)| median(rounds));
     for (name, rounds) in results {
         let (min, max) = rounds.iter().fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
         let m = median(rounds);
-        println!("{name:<8} {m:>12.0} {min:>12.0} {max:>12.0} {:>9.0}%", 100.0 * m / baseline);
+        println!("{name:<width$} {m:>12.0} {min:>12.0} {max:>12.0} {:>9.0}%", 100.0 * m / baseline);
     }
+}
+
+/// Prints, for each pair `(a, b)` of workload names, `b`'s figure as a share of `a`'s taken
+/// round by round (the two ran within seconds of each other, under the same load on a shared
+/// machine, which the medians of whole columns do not guarantee): the median of those ratios
+/// and their range. A pair naming an absent workload is skipped.
+pub fn report_pairs(results: &[(&str, Vec<f64>)], pairs: &[(&str, &str)]) {
+    let rounds_of = |name: &str| results.iter().find(|(n, _)| *n == name).map(|(_, rounds)| rounds);
+    for (a, b) in pairs {
+        let (Some(ra), Some(rb)) = (rounds_of(a), rounds_of(b)) else { continue };
+        let ratios: Vec<f64> = ra.iter().zip(rb).map(|(x, y)| 100.0 * y / x).collect();
+        let (min, max) = ratios.iter().fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        println!("{b} / {a}, paired by round: median {:.0}% ({min:.0}% - {max:.0}%)", median(&ratios));
+    }
+}
+
+/// The median of `figures` (the upper one of an even count); NaN when there are none.
+fn median(figures: &[f64]) -> f64 {
+    let mut sorted = figures.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::docker_demo::{engine_answers, state_suffix};
+use crate::docker_demo::{engine_turn, state_suffix};
 use crate::docker_faults::leftovers;
 
 fn run_in(dir: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
@@ -80,9 +80,9 @@ fn a_relative_state_directory_is_one_absolute_path_on_either_runtime() {
 
 #[test]
 fn docker_a_relative_state_directory_works_and_down_reports_what_it_removed() {
-    if !engine_answers() {
+    let Some(_engine) = engine_turn() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let args = ["kms", "--runtime", "docker", "--output", "json", "--state-dir", "relstate"];
     let (code, doc, stderr) = run_in(tmp.path(), &args);
@@ -123,9 +123,9 @@ fn docker_a_relative_state_directory_works_and_down_reports_what_it_removed() {
 
 #[test]
 fn docker_an_engine_refusal_carries_the_engines_message_and_no_stale_hint() {
-    if !engine_answers() {
+    let Some(_engine) = engine_turn() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     // An image the engine does not have: compose-engine never pulls implicitly, so the engine
     // refuses to create the container, in its own words.

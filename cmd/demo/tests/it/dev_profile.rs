@@ -10,7 +10,7 @@ use std::sync::Arc;
 use demo::runtime::Runtime;
 use demo::stack::{DemoOptions, Profile, Stack};
 
-use crate::docker_demo::{engine_answers, run_json, state_suffix};
+use crate::docker_demo::{engine_turn, run_json, state_suffix};
 
 fn postgres_installed() -> bool {
     test_support::oracle::present(pg_cluster::Binaries::find().is_ok(), "PostgreSQL (initdb, pg_ctl)")
@@ -106,9 +106,9 @@ async fn the_library_asks_for_postgres_and_shutdown_stops_it() {
 
 #[test]
 fn docker_dev_runs_postgres_first_and_down_removes_it() {
-    if !engine_answers() || !postgres_installed() {
+    let Some(_engine) = engine_turn().filter(|_| postgres_installed()) else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let state_path = tmp.path().join("state");
     let state = state_path.to_str().unwrap();

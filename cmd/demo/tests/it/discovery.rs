@@ -10,7 +10,7 @@ use std::sync::Arc;
 use demo::runtime::Runtime;
 use demo::stack::{DemoOptions, Profile, RunningStack, Stack};
 
-use crate::docker_demo::{engine_answers, state_suffix};
+use crate::docker_demo::{engine_turn, state_suffix};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/follow_discovery.py");
 
@@ -80,10 +80,13 @@ async fn embedded_every_advertised_url_answers_where_it_says() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The engine turn is held for the whole test on purpose: it only keeps other tests waiting,
+// and each test runs on a runtime of its own.
+#[allow(clippy::await_holding_lock)]
 async fn docker_every_advertised_url_answers_from_the_host_and_from_inside_the_stack() {
-    if !engine_answers() || !authlib_here() {
+    let Some(_engine) = engine_turn().filter(|_| authlib_here()) else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let (_tx, rx) = tokio::sync::watch::channel(false);

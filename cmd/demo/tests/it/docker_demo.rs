@@ -9,6 +9,15 @@ pub fn engine_answers() -> bool {
     test_support::oracle::docker()
 }
 
+/// This test's turn with the engine: `None` (a loud skip) without one; otherwise a guard that
+/// keeps the other Docker stack tests of this binary waiting until it is dropped. Stacks of
+/// parallel tests contend for the same preferred host ports (8081/8082) and for the engine's
+/// time; one at a time, their faults and timings are their own.
+pub fn engine_turn() -> Option<std::sync::MutexGuard<'static, ()>> {
+    static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    engine_answers().then(|| ENGINE.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
 pub fn run_json(args: &[&str]) -> (i32, serde_json::Value, String) {
     let out = crate::demo().args(args).output().unwrap();
     let doc = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
@@ -43,9 +52,9 @@ fn secret_values(state: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn demo_all_on_docker_passes_reuses_and_goes_down() {
-    if !engine_answers() {
+    let Some(_engine) = engine_turn() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let state_path = tmp.path().join("state");
     let state = state_path.to_str().unwrap();
@@ -228,9 +237,9 @@ pub fn state_suffix(state: &str) -> String {
 
 #[test]
 fn a_taken_host_port_fails_before_anything_is_created_naming_it() {
-    if !engine_answers() {
+    let Some(_engine) = engine_turn() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     demo::state::State::ensure(&state, &pki::PkiSpec::demo()).unwrap();
@@ -259,9 +268,9 @@ fn a_taken_host_port_fails_before_anything_is_created_naming_it() {
 
 #[test]
 fn a_service_that_cannot_start_fails_with_its_log_tail_and_is_rolled_back() {
-    if !engine_answers() {
+    let Some(_engine) = engine_turn() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     demo::state::State::ensure(&state, &pki::PkiSpec::demo()).unwrap();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::docker_demo::{engine_answers, run_json, state_suffix};
+use crate::docker_demo::{engine_turn, run_json, state_suffix};
 
 /// A copy of the shipped `deployments/` under `tmp` with `from` replaced by `to` in the KMS's
 /// compose file; returns the copy and the file.
@@ -45,9 +45,9 @@ fn down(state: &str) {
 
 #[test]
 fn a_malformed_compose_file_names_the_file_the_path_and_what_to_do() {
-    if !engine_answers() {
+    let Some(_engine) = engine_turn() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (dir, file) = broken_deployments(tmp.path(), "    healthcheck:", "    helthcheck:");
     let state = tmp.path().join("state");
@@ -74,9 +74,9 @@ fn a_malformed_compose_file_names_the_file_the_path_and_what_to_do() {
 
 #[test]
 fn a_health_check_that_never_passes_times_out_naming_the_service() {
-    if !engine_answers() {
+    let Some(_engine) = engine_turn() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     // Probes a port nothing listens on: the check fails for ever (well within its 60 retries).
     let (dir, _) =
@@ -146,9 +146,9 @@ fn start_and_wait_for_a_container(state: &str) -> Child {
 
 #[test]
 fn ctrl_c_during_the_start_leaves_nothing_running() {
-    if !engine_answers() {
+    let Some(_engine) = engine_turn() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let state = state.to_str().unwrap();
@@ -168,9 +168,9 @@ fn ctrl_c_during_the_start_leaves_nothing_running() {
 
 #[test]
 fn what_a_killed_run_left_is_removed_by_the_next_run_and_by_down() {
-    if !engine_answers() {
+    let Some(_engine) = engine_turn() else {
         return;
-    }
+    };
     // The next run removes it, and says so.
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
@@ -227,9 +227,9 @@ fn run_label(project: &str) -> String {
 
 #[test]
 fn one_run_per_state_directory_at_a_time() {
-    if !engine_answers() {
+    let Some(_engine) = engine_turn() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let state = state.to_str().unwrap();
@@ -249,9 +249,9 @@ fn one_run_per_state_directory_at_a_time() {
 
 #[test]
 fn the_prod_profile_comes_up_without_demo_data_in_its_own_project() {
-    if !engine_answers() {
+    let Some(_engine) = engine_turn() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let state = state.to_str().unwrap();

@@ -23,7 +23,7 @@ use service_kit::problem::Passthrough;
 use service_kit::throttle::{Admitted, PeerAddr};
 
 use crate::signing::SigningKeys;
-use crate::store::{RefreshToken, Store, StoreError, StoredClient, now};
+use crate::store::{RefreshToken, Store, StoreError, StoredClient, TenantKey, now};
 use crate::tokens::{opaque_hash, verify_own};
 use crate::{authorize, token};
 
@@ -375,7 +375,7 @@ async fn introspect(
     let Some(claims) = verify_own(&s.keys, &s.issuer, token) else {
         // Refresh tokens are their client's business only (RFC 7662 §4): another client learns
         // nothing, not even that the token exists.
-        return Ok(match refresh_token(&s, token).await? {
+        return Ok(match refresh_token(&s, &caller, token).await? {
             Some(r)
                 if r.client_id == caller.client_id
                     && r.used_at.is_none()
@@ -390,7 +390,14 @@ async fn introspect(
             _ => inactive(),
         });
     };
-    if s.store.is_revoked(&claims.jti).await.map_err(|e| OAuthError::store(e, "revocation lookup"))? {
+    // The token's tenant is where its revocation would be recorded; a tenant id that does not
+    // parse was never issued here.
+    let Ok(tenant) = TenantKey::parse(&claims.tenant_id) else { return Ok(inactive()) };
+    if s.store
+        .is_revoked(&tenant, &claims.jti)
+        .await
+        .map_err(|e| OAuthError::store(e, "revocation lookup"))?
+    {
         return Ok(inactive());
     }
     Ok(answer(serde_json::json!({
@@ -414,21 +421,30 @@ async fn revoke(
     let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     let failed = |e| OAuthError::store(e, "revocation");
     if let Some(claims) = verify_own(&s.keys, &s.issuer, token) {
-        if claims.client_id == client.client_id {
-            s.store.revoke(&claims.jti, claims.exp).await.map_err(failed)?;
+        if claims.client_id == client.client_id
+            && let Ok(tenant) = TenantKey::parse(&claims.tenant_id)
+        {
+            s.store.revoke(&tenant, &claims.jti, claims.exp).await.map_err(failed)?;
         }
-    } else if let Some(r) = refresh_token(&s, token).await?
+    } else if let Some(r) = refresh_token(&s, &client, token).await?
         && r.client_id == client.client_id
     {
         // Revoking a refresh token ends its whole family (RFC 7009 §2.1 allows it; OAuth 2.1
         // asks for it).
-        s.store.revoke_family(&r.family_id).await.map_err(failed)?;
+        s.store.revoke_family(&client.tenant().map_err(failed)?, &r.family_id).await.map_err(failed)?;
     }
     Ok(StatusCode::OK.into_response())
 }
 
-async fn refresh_token(s: &AppState, token: &str) -> Result<Option<RefreshToken>, OAuthError> {
-    s.store.refresh(&opaque_hash(token)).await.map_err(|e| OAuthError::store(e, "refresh token lookup"))
+/// A refresh token of `client`'s tenant (where the client's refresh tokens live).
+async fn refresh_token(
+    s: &AppState,
+    client: &StoredClient,
+    token: &str,
+) -> Result<Option<RefreshToken>, OAuthError> {
+    let failed = |e| OAuthError::store(e, "refresh token lookup");
+    let tenant = client.tenant().map_err(failed)?;
+    s.store.refresh(&tenant, &opaque_hash(token)).await.map_err(failed)
 }
 
 /// A Bearer-token error for userinfo (RFC 6750 §3).
@@ -458,7 +474,8 @@ async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Response {
         )
     };
     let Some(claims) = verify_own(&s.keys, &s.issuer, token) else { return invalid() };
-    match s.store.is_revoked(&claims.jti).await {
+    let Ok(tenant) = TenantKey::parse(&claims.tenant_id) else { return invalid() };
+    match s.store.is_revoked(&tenant, &claims.jti).await {
         Ok(false) => {}
         Ok(true) => return invalid(),
         Err(e) => return OAuthError::store(e, "revocation lookup").into_response(),
@@ -470,7 +487,7 @@ async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Response {
             r#"Bearer realm="identity", error="insufficient_scope", scope="openid""#,
         );
     }
-    let user = match s.store.user(&claims.sub).await {
+    let user = match s.store.user(&tenant, &claims.sub).await {
         Ok(Some(user)) => user,
         Ok(None) => return invalid(),
         Err(e) => return OAuthError::store(e, "user lookup").into_response(),

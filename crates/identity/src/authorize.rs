@@ -24,7 +24,7 @@ use service_kit::throttle::{PeerAddr, Refused};
 
 use crate::api::{AppState, is_form, params};
 use crate::html;
-use crate::store::{AuthCode, Session, StoredClient, StoredUser, now};
+use crate::store::{AuthCode, Session, StoredClient, StoredUser, TenantKey, now};
 use crate::tokens::{opaque, opaque_hash, verify_id_token_hint};
 
 /// The session cookie.
@@ -242,12 +242,25 @@ async fn validate(s: &AppState, p: &HashMap<String, String>) -> Result<AuthReque
     })
 }
 
-/// The signed-in user of this browser, if any.
+/// The signed-in user of this browser, if any (looked up in the tenant the session names).
 async fn current_session(s: &AppState, headers: &HeaderMap) -> Option<(Session, StoredUser)> {
     let value = cookie(headers, SESSION_COOKIE)?;
     let session = s.store.session(&opaque_hash(&value)).await.ok()??;
-    let user = s.store.user(&session.user_id).await.ok()??;
+    let tenant = TenantKey::parse(&session.tenant_id).ok()?;
+    let user = s.store.user(&tenant, &session.user_id).await.ok()??;
     Some((session, user))
+}
+
+/// The signed-in user of this browser if they may use the session for `request`: a user of the
+/// client's tenant (each tenant's users sign in to its own clients only), recently enough.
+async fn session_for(
+    s: &AppState,
+    headers: &HeaderMap,
+    request: &AuthRequest,
+) -> Option<(Session, StoredUser)> {
+    current_session(s, headers).await.filter(|(session, _)| {
+        session.tenant_id == request.client.tenant_id && request.session_suffices(session)
+    })
 }
 
 /// The CSRF token this browser already holds, or a new one (with the cookie that sets it).
@@ -337,8 +350,7 @@ pub(crate) async fn authorize_get(
         Ok(r) => r,
         Err(refusal) => return refusal.respond(&s.issuer),
     };
-    let session =
-        current_session(&s, &headers).await.filter(|(session, _)| request.session_suffices(session));
+    let session = session_for(&s, &headers, &request).await;
     let signed_in_as = session.as_ref().map(|(_, u)| u.username.as_str());
     login_form(&s, StatusCode::OK, &request, &headers, signed_in_as, None, None)
 }
@@ -366,6 +378,7 @@ enum LoginFailure {
 async fn verify_user(
     s: &AppState,
     from: IpAddr,
+    tenant: &TenantKey,
     username: &str,
     password: SecretString,
 ) -> Result<StoredUser, LoginFailure> {
@@ -377,7 +390,7 @@ async fn verify_user(
     let result = async {
         // Owned: it moves into the blocking task, so a cancelled request cannot free it early.
         let slot = s.logins.slot().await.map_err(LoginFailure::Throttled)?;
-        let user = s.store.user_by_name(username).await.map_err(|e| {
+        let user = s.store.user_by_name(tenant, username).await.map_err(|e| {
             let (status, message) = storage_failed(&e, "user lookup");
             LoginFailure::Storage(status, message)
         })?;
@@ -445,12 +458,20 @@ pub(crate) async fn authorize_post(
         }
         _ => return html::error_page(StatusCode::BAD_REQUEST, "The form has no valid action."),
     }
+    // Users sign in to the clients of their own tenant: the name is looked up there only.
+    let tenant = match request.client.tenant() {
+        Ok(t) => t,
+        Err(e) => {
+            let (status, message) = storage_failed(&e, "client tenant");
+            return html::error_page(status, message);
+        }
+    };
     let mut new_session = None;
     let session_hash;
     let (user, auth_time) = match p.get("username") {
         Some(username) => {
             let password = SecretString::from(p.get("password").cloned().unwrap_or_default());
-            match verify_user(&s, from, username, password).await {
+            match verify_user(&s, from, &tenant, username, password).await {
                 Ok(user) => {
                     let auth_time = now();
                     // A new sign-in replaces this browser's previous session (no fixation, no
@@ -491,8 +512,8 @@ pub(crate) async fn authorize_post(
                 }
             }
         }
-        None => match current_session(&s, &headers).await {
-            Some((session, user)) if request.session_suffices(&session) => {
+        None => match session_for(&s, &headers, &request).await {
+            Some((session, user)) => {
                 session_hash = cookie(&headers, SESSION_COOKIE).map(|v| opaque_hash(&v));
                 (user, session.auth_time)
             }
@@ -529,7 +550,7 @@ pub(crate) async fn authorize_post(
         family_id: None,
         session_hash,
     };
-    if let Err(e) = s.store.insert_code(&hash, &row).await {
+    if let Err(e) = s.store.insert_code(&tenant, &hash, &row).await {
         let (status, message) = storage_failed(&e, "storing a code");
         return html::error_page(status, message);
     }
@@ -562,7 +583,12 @@ async fn start_session(
     let internal =
         || html::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Internal error; see the server log.");
     let (value, hash) = opaque().map_err(|_| internal())?;
-    let session = Session { user_id: user.user_id.clone(), auth_time, expires_at: auth_time + s.ttl.session };
+    let session = Session {
+        tenant_id: user.tenant_id.clone(),
+        user_id: user.user_id.clone(),
+        auth_time,
+        expires_at: auth_time + s.ttl.session,
+    };
     s.store.insert_session(&hash, &session).await.map_err(|e| {
         let (status, message) = storage_failed(&e, "storing a session");
         html::error_page(status, message)
@@ -607,9 +633,16 @@ async fn logout_target(s: &AppState, p: &HashMap<String, String>) -> Result<Opti
 async fn sign_out(s: &AppState, headers: &HeaderMap, target: Option<String>) -> Response {
     if let Some(value) = cookie(headers, SESSION_COOKIE) {
         let hash = opaque_hash(&value);
-        // Signing out ends the session and every refresh token family it started.
+        // Signing out ends the session and every refresh token family it started: in the
+        // session's tenant, or, for a session that expired (its row is gone), in every tenant.
         let ended = async {
-            s.store.revoke_session_families(&hash).await?;
+            let tenants = match s.store.session(&hash).await?.map(|s| TenantKey::parse(&s.tenant_id)) {
+                Some(tenant) => vec![tenant?],
+                None => s.store.tenants().await?,
+            };
+            for tenant in &tenants {
+                s.store.revoke_session_families(tenant, &hash).await?;
+            }
             s.store.delete_session(&hash).await
         };
         if let Err(e) = ended.await {

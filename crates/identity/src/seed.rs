@@ -10,7 +10,7 @@ use service_kit::config::{Validate, Validator};
 use uuid::Uuid;
 
 use crate::consent::{ConsentText, MAX_DESCRIPTION, MAX_DISPLAY_NAME, is_scope_token, text_problem};
-use crate::store::{Store, StoreError, StoredClient, StoredUser};
+use crate::store::{Store, StoreError, StoredClient, StoredUser, TenantKey};
 
 /// `demo-seed.yml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -250,10 +250,11 @@ pub async fn apply(
     };
     let mut added = Applied::default();
     for u in file.users {
-        if store.user_by_name(&u.username).await?.is_some() {
+        let tenant = ids.0.get(&u.tenant).ok_or_else(|| SeedError::MissingTenant(u.tenant.clone()))?;
+        let key = TenantKey::parse(&tenant.to_string()).map_err(StoreError::from)?;
+        if store.user_by_name(&key, &u.username).await?.is_some() {
             continue;
         }
-        let tenant = ids.0.get(&u.tenant).ok_or_else(|| SeedError::MissingTenant(u.tenant.clone()))?;
         let password = service_kit::secret::read_secret_file(&secrets_dir.join(&u.password_file))
             .map_err(|source| SeedError::Password { user: u.username.clone(), source })?;
         let inserted = store
@@ -263,7 +264,7 @@ pub async fn apply(
                 password_hash: hash_secret(password).await?,
                 name: u.name,
                 email: u.email,
-                tenant_id: tenant.to_string(),
+                tenant_id: key.canonical(),
                 roles: u.roles,
             })
             .await;

@@ -46,6 +46,10 @@ pub enum StartError {
     /// Storage failed.
     #[error("cannot open the store")]
     Store(#[from] StoreError),
+    /// The database name cannot name tenant roles, or the tenants' namespaces could not be
+    /// prepared.
+    #[error("cannot open the store")]
+    Open(#[source] crate::store::OpenError),
     /// Signing keys are unusable.
     #[error("cannot load the signing keys")]
     Signing(#[from] SigningError),
@@ -66,6 +70,15 @@ pub enum StartError {
     /// The crypto library could not initialise.
     #[error("the crypto library failed to initialise")]
     Crypto,
+}
+
+impl From<crate::store::OpenError> for StartError {
+    fn from(e: crate::store::OpenError) -> Self {
+        match e {
+            crate::store::OpenError::Sealed(e) => Self::Sealed(e),
+            other => Self::Open(other),
+        }
+    }
 }
 
 /// How to start.

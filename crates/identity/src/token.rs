@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use service_kit::throttle::PeerAddr;
 
 use crate::api::{AppState, OAuthError, Public, authenticate_client, form};
-use crate::store::{AuthCode, NewRefresh, StoreError, StoredClient, StoredUser, now};
+use crate::store::{AuthCode, NewFamily, NewRefresh, StoreError, StoredClient, StoredUser, TenantKey, now};
 use crate::tokens::{
     ACCESS_TOKEN_TYP, AccessClaims, ID_TOKEN_TYP, IdClaims, at_hash, opaque, opaque_hash, pkce_s256_matches,
 };
@@ -194,15 +194,19 @@ async fn issue_user_tokens(s: &AppState, g: UserGrant<'_>) -> Result<serde_json:
     }
     if let Some(family_id) = g.family_id {
         let (refresh, hash) = opaque().map_err(sign_failed)?;
+        let tenant = g.client.tenant().map_err(store_failed)?;
         s.store
-            .insert_refresh(&NewRefresh {
-                token_hash: hash,
-                family_id: family_id.to_owned(),
-                scope: g.refresh_scope.to_owned(),
-                expires_at: now + s.ttl.refresh,
-                access_jti: claims.jti.clone(),
-                access_exp: claims.exp,
-            })
+            .insert_refresh(
+                &tenant,
+                &NewRefresh {
+                    token_hash: hash,
+                    family_id: family_id.to_owned(),
+                    scope: g.refresh_scope.to_owned(),
+                    expires_at: now + s.ttl.refresh,
+                    access_jti: claims.jti.clone(),
+                    access_exp: claims.exp,
+                },
+            )
             .await
             .map_err(store_failed)?;
         body["refresh_token"] = refresh.into();
@@ -222,12 +226,14 @@ async fn authorization_code(
     require_grant(&client, "authorization_code")?;
     let code = params.get("code").ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let hash = opaque_hash(code);
-    let row = s.store.code(&hash).await.map_err(store_failed)?;
+    // The code is looked up in the client's tenant: codes live with their client (and user).
+    let tenant = client.tenant().map_err(store_failed)?;
+    let row = s.store.code(&tenant, &hash).await.map_err(store_failed)?;
     let Some(row) = row.filter(|r| r.client_id == client.client_id) else {
         return Err(OAuthError::invalid_grant(CODE_INVALID));
     };
     if row.used_at.is_some() {
-        revoke_code_tokens(s, &row).await?;
+        revoke_code_tokens(s, &tenant, &row).await?;
         return Err(OAuthError::invalid_grant(CODE_INVALID));
     }
     if row.expires_at < now() {
@@ -246,31 +252,32 @@ async fn authorization_code(
     if !pkce_s256_matches(verifier, &row.code_challenge) {
         return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
     }
-    let user = s.store.user(&row.user_id).await.map_err(store_failed)?;
+    let user = s.store.user(&tenant, &row.user_id).await.map_err(store_failed)?;
     let user = user.ok_or_else(|| OAuthError::invalid_grant(CODE_INVALID))?;
     let refreshable = client.grant_types.iter().any(|g| g == "refresh_token");
     let family_id = refreshable.then(|| uuid::Uuid::new_v4().to_string());
     if let Some(family_id) = &family_id {
-        s.store
-            .insert_family(
-                family_id,
-                &client.client_id,
-                &user.user_id,
-                row.auth_time,
-                row.session_hash.as_deref(),
-            )
-            .await
-            .map_err(store_failed)?;
+        let family = NewFamily {
+            family_id,
+            client_id: &client.client_id,
+            user_id: &user.user_id,
+            auth_time: row.auth_time,
+            session_hash: row.session_hash.as_deref(),
+        };
+        s.store.insert_family(&tenant, &family).await.map_err(store_failed)?;
     }
     let jti = uuid::Uuid::new_v4().to_string();
     let iat = now();
     let access_exp = iat + s.ttl.access;
-    let won =
-        s.store.consume_code(&hash, &jti, access_exp, family_id.as_deref()).await.map_err(store_failed)?;
+    let won = s
+        .store
+        .consume_code(&tenant, &hash, &jti, access_exp, family_id.as_deref())
+        .await
+        .map_err(store_failed)?;
     if !won {
         // A concurrent exchange consumed it first: this is a replay too.
-        if let Some(row) = s.store.code(&hash).await.map_err(store_failed)? {
-            revoke_code_tokens(s, &row).await?;
+        if let Some(row) = s.store.code(&tenant, &hash).await.map_err(store_failed)? {
+            revoke_code_tokens(s, &tenant, &row).await?;
         }
         return Err(OAuthError::invalid_grant(CODE_INVALID));
     }
@@ -292,13 +299,13 @@ async fn authorization_code(
 }
 
 /// A code presented twice: revoke what the first exchange issued.
-async fn revoke_code_tokens(s: &AppState, row: &AuthCode) -> Result<(), OAuthError> {
+async fn revoke_code_tokens(s: &AppState, tenant: &TenantKey, row: &AuthCode) -> Result<(), OAuthError> {
     tracing::warn!(client_id = %row.client_id, "authorization code replayed; revoking the tokens it issued");
     if let (Some(jti), Some(exp)) = (&row.access_jti, row.access_exp) {
-        s.store.revoke(jti, exp).await.map_err(store_failed)?;
+        s.store.revoke(tenant, jti, exp).await.map_err(store_failed)?;
     }
     if let Some(family_id) = &row.family_id {
-        s.store.revoke_family(family_id).await.map_err(store_failed)?;
+        s.store.revoke_family(tenant, family_id).await.map_err(store_failed)?;
     }
     Ok(())
 }
@@ -316,7 +323,8 @@ async fn refresh(
     let token =
         params.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
     let hash = opaque_hash(token);
-    let row = s.store.refresh(&hash).await.map_err(store_failed)?;
+    let tenant = client.tenant().map_err(store_failed)?;
+    let row = s.store.refresh(&tenant, &hash).await.map_err(store_failed)?;
     let Some(row) = row.filter(|r| r.client_id == client.client_id) else {
         return Err(OAuthError::invalid_grant(REFRESH_INVALID));
     };
@@ -326,7 +334,7 @@ async fn refresh(
     }
     let reused = || async {
         tracing::warn!(client_id = %row.client_id, family = %row.family_id, "refresh token reused; revoking its family");
-        s.store.revoke_family(&row.family_id).await.map_err(store_failed)?;
+        s.store.revoke_family(&tenant, &row.family_id).await.map_err(store_failed)?;
         Err(OAuthError::invalid_grant(
             "the refresh token was already used; every token of its family is now revoked",
         ))
@@ -336,10 +344,10 @@ async fn refresh(
     }
     let allowed: Vec<String> = row.scope.split(' ').map(str::to_owned).collect();
     let scopes = narrow(params.get("scope"), &allowed)?;
-    if !s.store.consume_refresh(&hash).await.map_err(store_failed)? {
+    if !s.store.consume_refresh(&tenant, &hash).await.map_err(store_failed)? {
         return reused().await;
     }
-    let user = s.store.user(&row.user_id).await.map_err(store_failed)?;
+    let user = s.store.user(&tenant, &row.user_id).await.map_err(store_failed)?;
     let user = user.ok_or_else(|| OAuthError::invalid_grant(REFRESH_INVALID))?;
     issue_user_tokens(
         s,

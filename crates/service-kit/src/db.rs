@@ -49,6 +49,12 @@ impl TenantKey {
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
+    /// The canonical text form again (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`).
+    pub fn canonical(&self) -> String {
+        let h = self.hex();
+        format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    }
+
     /// The PostgreSQL schema holding this tenant's tables: `tenant_<32 hex>`.
     pub fn schema(&self) -> String {
         format!("tenant_{}", self.hex())
@@ -156,6 +162,7 @@ mod tests {
     #[test]
     fn only_the_canonical_uuid_names_a_tenant() {
         let key = TenantKey::parse("0b7e6f1c-3d2a-4c5b-9e8f-0123456789ab").unwrap();
+        assert_eq!(key.canonical(), "0b7e6f1c-3d2a-4c5b-9e8f-0123456789ab");
         assert_eq!(key.schema(), "tenant_0b7e6f1c3d2a4c5b9e8f0123456789ab");
         assert_eq!(key.file_name(), "0b7e6f1c3d2a4c5b9e8f0123456789ab.db");
         assert_eq!(key.role(&Ident::new("kms").unwrap()), "kms_t0b7e6f1c3d2a4c5b9e8f0123456789ab");

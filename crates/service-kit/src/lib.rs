@@ -28,6 +28,7 @@ pub mod secret;
 pub mod server;
 pub mod sqlite;
 pub mod telemetry;
+pub mod tenancy;
 pub mod throttle;
 pub mod unread;
 

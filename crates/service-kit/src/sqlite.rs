@@ -85,6 +85,12 @@ async fn peek(path: &Path) -> Result<(Option<i64>, Option<String>), SqliteError>
     Ok((version, sealed))
 }
 
+/// The newest migration the database at `path` records, read without writing anything
+/// (`None` for a file that does not exist or was never migrated).
+pub async fn schema_version(path: &Path) -> Result<Option<i64>, SqliteError> {
+    Ok(peek(path).await?.0)
+}
+
 pub use crate::db::SealedOpenError;
 
 /// Opens a sealed database in the one order that writes nothing unless the shares are right:

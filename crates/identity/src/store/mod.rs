@@ -1,8 +1,16 @@
 //! Identity's storage: the `Store` trait, the records it holds and its errors, with two
 //! implementations that run the same SQL — `SqliteStore` (embedded and `demo` profile) and
 //! `PgStore` (PostgreSQL, which several replicas share). The statements are written once in
-//! `sql` and the row decoding once here; the engine modules add only opening, closing and which
-//! errors mean "the database is unavailable".
+//! `sql` and the row decoding once here; the engine modules add opening, tenant namespaces,
+//! closing and which errors mean "the database is unavailable".
+//!
+//! **Tenants are realms.** The catalog holds what is shared: the seal, the signing keys, the
+//! tenants, the directory that finds a client's tenant, and browser sessions. Everything else —
+//! clients, users, codes, refresh tokens, revocations — lives in the tenant's own namespace (a
+//! SQLite file; a PostgreSQL schema entered as the tenant's role, so that PostgreSQL refuses
+//! any other tenant's tables). Usernames are unique per tenant, and a client's sign-in form
+//! looks names up in the client's tenant only: each tenant's users sign in to its own clients.
+//! Namespace names come only from `TenantKey` (the canonical UUID).
 //!
 //! Single use is the database's job, not the caller's: codes and refresh tokens are consumed by
 //! one conditional `UPDATE … WHERE used_at IS NULL`, so of concurrent presentations — at one
@@ -19,8 +27,11 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-/// The tables whose rows prove a database was initialised (rows there without a seal: refuse).
-pub(crate) const DATA_TABLES: [&str; 3] = ["signing_keys", "clients", "users"];
+pub use service_kit::db::TenantKey;
+
+/// The catalog tables whose rows prove a database was initialised (rows there without a seal:
+/// refuse). `clients` and `users` are the shared tables of schemas before tenant namespaces.
+pub(crate) const DATA_TABLES: [&str; 4] = ["signing_keys", "tenants", "clients", "users"];
 
 /// A storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +50,21 @@ pub enum StoreError {
     /// The row exists.
     #[error("{0} already exists")]
     Conflict(String),
+    /// No such tenant (so no namespace to write into).
+    #[error("no such tenant")]
+    NoTenant,
+    /// A tenant id that is not the canonical UUID (from a seed, a token or a stored row).
+    #[error(transparent)]
+    BadTenant(#[from] service_kit::db::NotATenantId),
+    /// A tenant's namespace could not be made, migrated or entered.
+    #[error("cannot prepare a tenant's namespace")]
+    Namespace(#[from] service_kit::tenancy::NamespaceError),
+    /// A tenant's SQLite file could not be made, opened or removed.
+    #[error(transparent)]
+    TenantFile(#[from] service_kit::tenancy::TenantFileError),
+    /// Stored data does not fit together (corruption or a hand edit).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
 }
 
 impl StoreError {
@@ -56,6 +82,22 @@ impl StoreError {
             _ => Self::Query(e),
         }
     }
+}
+
+/// Opening a store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Connecting, a newer schema, unsealing, or a database that holds data but no seal.
+    #[error(transparent)]
+    Sealed(service_kit::db::SealedOpenError),
+    /// `storage.postgres.database` cannot name per-tenant roles.
+    #[error("storage.postgres.database cannot be used in role names")]
+    DatabaseName(#[source] service_kit::db::NotAnIdent),
+    /// Bringing the tenants' namespaces up to date, or moving an older database's shared rows
+    /// into them, failed (nothing was lost: old rows are deleted only once copied).
+    #[error("cannot prepare the tenants' namespaces")]
+    Tenants(#[source] StoreError),
 }
 
 /// A signing key's life stage.
@@ -135,6 +177,13 @@ pub struct StoredClient {
     pub display_name: Option<String>,
 }
 
+impl StoredClient {
+    /// The key of its tenant.
+    pub fn tenant(&self) -> Result<TenantKey, StoreError> {
+        Ok(TenantKey::parse(&self.tenant_id)?)
+    }
+}
+
 impl std::fmt::Debug for StoredClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredClient").field("client_id", &self.client_id).finish_non_exhaustive()
@@ -160,6 +209,13 @@ pub struct StoredUser {
     pub roles: Vec<String>,
 }
 
+impl StoredUser {
+    /// The key of its tenant.
+    pub fn tenant(&self) -> Result<TenantKey, StoreError> {
+        Ok(TenantKey::parse(&self.tenant_id)?)
+    }
+}
+
 impl std::fmt::Debug for StoredUser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredUser").field("username", &self.username).finish_non_exhaustive()
@@ -169,6 +225,8 @@ impl std::fmt::Debug for StoredUser {
 /// A browser session (looked up by the hash of its cookie).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    /// The tenant of the user who signed in (canonical UUID).
+    pub tenant_id: String,
     /// Who signed in.
     pub user_id: String,
     /// When they typed their password (OIDC `auth_time`).
@@ -249,6 +307,12 @@ pub struct NewRefresh {
 }
 
 /// Identity's persistent state.
+///
+/// The signing keys, the tenants, the directory of clients and the browser sessions are shared
+/// (the **catalog**); each tenant's clients, users, codes, refresh tokens and revocations live in
+/// a **namespace of the tenant's own** (a SQLite file, a PostgreSQL schema entered as the
+/// tenant's role), so every method that reaches them takes the tenant's key and cannot reach
+/// another tenant's rows.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every signing key.
@@ -266,15 +330,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// Deletes a key (a retired key past its time).
     async fn delete_key(&self, kid: &str) -> Result<(), StoreError>;
-    /// A client.
+    /// The tenants that have a namespace.
+    async fn tenants(&self) -> Result<Vec<TenantKey>, StoreError>;
+    /// Removes a tenant with everything in its namespace (its clients leave the directory, its
+    /// users' sessions end); `false` if there was no such tenant.
+    async fn drop_tenant(&self, tenant: &TenantKey) -> Result<bool, StoreError>;
+    /// A client, found through the directory in its tenant's namespace.
     async fn client(&self, client_id: &str) -> Result<Option<StoredClient>, StoreError>;
-    /// Registers a client; `Conflict` if the id is taken.
+    /// Registers a client in its tenant (made on first use); `Conflict` if the id is taken in
+    /// any tenant.
     async fn insert_client(&self, client: &StoredClient) -> Result<(), StoreError>;
-    /// A user by login name.
-    async fn user_by_name(&self, username: &str) -> Result<Option<StoredUser>, StoreError>;
-    /// A user by id.
-    async fn user(&self, user_id: &str) -> Result<Option<StoredUser>, StoreError>;
-    /// Adds a user; `Conflict` if the name is taken.
+    /// A user of `tenant` by login name.
+    async fn user_by_name(
+        &self,
+        tenant: &TenantKey,
+        username: &str,
+    ) -> Result<Option<StoredUser>, StoreError>;
+    /// A user of `tenant` by id.
+    async fn user(&self, tenant: &TenantKey, user_id: &str) -> Result<Option<StoredUser>, StoreError>;
+    /// Adds a user to its tenant (made on first use); `Conflict` if the name or id is taken there.
     async fn insert_user(&self, user: &StoredUser) -> Result<(), StoreError>;
     /// Stores a session under the hash of its cookie.
     async fn insert_session(&self, hash: &str, session: &Session) -> Result<(), StoreError>;
@@ -282,47 +356,57 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn session(&self, hash: &str) -> Result<Option<Session>, StoreError>;
     /// Ends a session.
     async fn delete_session(&self, hash: &str) -> Result<(), StoreError>;
-    /// Stores a code under its hash.
-    async fn insert_code(&self, hash: &str, code: &AuthCode) -> Result<(), StoreError>;
-    /// A code, used or not.
-    async fn code(&self, hash: &str) -> Result<Option<AuthCode>, StoreError>;
+    /// Stores a code of `tenant` (its client's and user's) under its hash.
+    async fn insert_code(&self, tenant: &TenantKey, hash: &str, code: &AuthCode) -> Result<(), StoreError>;
+    /// A code of `tenant`, used or not.
+    async fn code(&self, tenant: &TenantKey, hash: &str) -> Result<Option<AuthCode>, StoreError>;
     /// Marks a code used and records what its exchange issues (so a replay can revoke it);
     /// `false` if it was already used (exactly one caller wins).
     async fn consume_code(
         &self,
+        tenant: &TenantKey,
         hash: &str,
         access_jti: &str,
         access_exp: i64,
         family_id: Option<&str>,
     ) -> Result<bool, StoreError>;
     /// Starts a refresh token family, tied to the session that signed in.
-    async fn insert_family(
-        &self,
-        family_id: &str,
-        client_id: &str,
-        user_id: &str,
-        auth_time: i64,
-        session_hash: Option<&str>,
-    ) -> Result<(), StoreError>;
+    async fn insert_family(&self, tenant: &TenantKey, family: &NewFamily<'_>) -> Result<(), StoreError>;
     /// Revokes every family a browser session started (sign-out).
-    async fn revoke_session_families(&self, session_hash: &str) -> Result<(), StoreError>;
+    async fn revoke_session_families(&self, tenant: &TenantKey, session_hash: &str)
+    -> Result<(), StoreError>;
     /// Stores a refresh token. Should its family be revoked already (a reuse detected while this
     /// rotation ran), the access token issued with it is recorded as revoked as well: whichever
     /// of the two commits first, the other sees it.
-    async fn insert_refresh(&self, token: &NewRefresh) -> Result<(), StoreError>;
-    /// A refresh token, used or not, with its family.
-    async fn refresh(&self, hash: &str) -> Result<Option<RefreshToken>, StoreError>;
+    async fn insert_refresh(&self, tenant: &TenantKey, token: &NewRefresh) -> Result<(), StoreError>;
+    /// A refresh token of `tenant`, used or not, with its family.
+    async fn refresh(&self, tenant: &TenantKey, hash: &str) -> Result<Option<RefreshToken>, StoreError>;
     /// Marks a refresh token used; `false` if it already was (exactly one caller wins).
-    async fn consume_refresh(&self, hash: &str) -> Result<bool, StoreError>;
+    async fn consume_refresh(&self, tenant: &TenantKey, hash: &str) -> Result<bool, StoreError>;
     /// Revokes a family: its refresh tokens stop working and the access tokens issued with them
     /// are recorded as revoked.
-    async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError>;
-    /// Records a revoked token until its expiry.
-    async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
-    /// Whether a token id was revoked.
-    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+    async fn revoke_family(&self, tenant: &TenantKey, family_id: &str) -> Result<(), StoreError>;
+    /// Records a revoked token of `tenant` until its expiry.
+    async fn revoke(&self, tenant: &TenantKey, jti: &str, expires_at: i64) -> Result<(), StoreError>;
+    /// Whether a token id of `tenant` was revoked.
+    async fn is_revoked(&self, tenant: &TenantKey, jti: &str) -> Result<bool, StoreError>;
     /// Closes the connections (SQLite: after a WAL checkpoint).
     async fn close(&self);
+}
+
+/// A refresh token family to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewFamily<'a> {
+    /// Its id.
+    pub family_id: &'a str,
+    /// The client.
+    pub client_id: &'a str,
+    /// The user.
+    pub user_id: &'a str,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// The browser session that signed in.
+    pub session_hash: Option<&'a str>,
 }
 
 /// The columns of either engine's rows, so that each record is decoded once (below) for both.
@@ -370,6 +454,7 @@ where
 pub(crate) mod decode {
     use super::{
         AuthCode, Columns, KeyState, RefreshToken, Session, StoreError, StoredClient, StoredKey, StoredUser,
+        TenantKey,
     };
 
     fn list(s: &str) -> Vec<String> {
@@ -388,7 +473,8 @@ pub(crate) mod decode {
         })
     }
 
-    pub(crate) fn client(r: &impl Columns) -> Result<StoredClient, StoreError> {
+    /// A client of the namespace of `tenant` (whose rows carry no tenant id).
+    pub(crate) fn client(r: &impl Columns, tenant: &TenantKey) -> Result<StoredClient, StoreError> {
         Ok(StoredClient {
             client_id: r.text("client_id")?,
             confidential: r.text("client_type")? == "confidential",
@@ -397,27 +483,29 @@ pub(crate) mod decode {
             audiences: list(&r.text("audiences")?),
             grant_types: list(&r.text("grant_types")?),
             redirect_uris: list(&r.text("redirect_uris")?),
-            tenant_id: r.text("tenant_id")?,
+            tenant_id: tenant.canonical(),
             roles: list(&r.text("roles")?),
             post_logout_redirect_uris: list(&r.text("post_logout_redirect_uris")?),
             display_name: r.text_opt("display_name")?,
         })
     }
 
-    pub(crate) fn user(r: &impl Columns) -> Result<StoredUser, StoreError> {
+    /// A user of the namespace of `tenant`.
+    pub(crate) fn user(r: &impl Columns, tenant: &TenantKey) -> Result<StoredUser, StoreError> {
         Ok(StoredUser {
             user_id: r.text("user_id")?,
             username: r.text("username")?,
             password_hash: r.text("password_hash")?,
             name: r.text("name")?,
             email: r.text("email")?,
-            tenant_id: r.text("tenant_id")?,
+            tenant_id: tenant.canonical(),
             roles: list(&r.text("roles")?),
         })
     }
 
     pub(crate) fn session(r: &impl Columns) -> Result<Session, StoreError> {
         Ok(Session {
+            tenant_id: r.text("tenant_id")?,
             user_id: r.text("user_id")?,
             auth_time: r.int("auth_time")?,
             expires_at: r.int("expires_at")?,

@@ -5,21 +5,97 @@
 //! Why a macro and not a generic `impl<DB: sqlx::Database> Store for SqlStore<DB>`: the generic
 //! version needs higher-ranked bounds (`for<'c> &'c mut DB::Connection: Executor<'c>`, one per
 //! bound type) that `async_trait`'s `Send` futures cannot carry through reliably (rustc's
-//! "higher-ranked lifetime error"). The macro stamps the one text out for each pool type; an
-//! engine supplies `pool`, `fn fail(sqlx::Error) -> StoreError` (its notion of "unavailable")
-//! and `async fn close_pool(&self)`.
+//! "higher-ranked lifetime error"). The macro stamps the one text out for each engine, which
+//! supplies, as inherent items:
+//!
+//! * `catalog()`: the pool of the shared tables (keys, tenants, client directory, sessions);
+//! * `read_scope(tenant)`: `Some` handle (derefs to the engine's connection) inside the tenant's
+//!   namespace, `None` when the tenant does not exist; `end_read(handle)` finishes it;
+//! * `write_scope(tenant)`: the same as a transaction, which the caller commits;
+//! * `ensure_tenant(tenant)`: makes the tenant and its namespace unless they exist;
+//! * `fail(sqlx::Error) -> StoreError` (its notion of "unavailable") and `close_pool()`;
+//! * the engine's own `Store` methods, passed in as `$own` (`tenants`, `drop_tenant`,
+//!   `insert_client`, which keeps the directory and the tenant's row together its own way).
 
-/// Implements `Store` for a type with a `pool` field of an sqlx pool type (see the module doc).
+/// Implements `Store` for `$store`, an engine over the sqlx database `$db` (see the module doc).
 macro_rules! sql_store {
-    ($store:ty) => {
+    ($store:ty, $db:ty, { $($own:tt)* }) => {
+        impl $store {
+            /// Inserts a client's row in the tenant's namespace (`conn` is inside it).
+            async fn insert_client_row(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                c: &$crate::store::StoredClient,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO clients (client_id, client_type, secret_hash, scopes, audiences, grant_types, \
+                     redirect_uris, roles, post_logout_redirect_uris, display_name, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&c.client_id)
+                .bind(if c.confidential { "confidential" } else { "public" })
+                .bind(&c.secret_hash)
+                .bind(c.scopes.join(" "))
+                .bind(c.audiences.join(" "))
+                .bind(c.grant_types.join(" "))
+                .bind(c.redirect_uris.join(" "))
+                .bind(c.roles.join(" "))
+                .bind(c.post_logout_redirect_uris.join(" "))
+                .bind(&c.display_name)
+                .bind($crate::store::now())
+                .execute(conn)
+                .await
+                .map_err(|e| Self::conflict(e, || format!("client {}", c.client_id)))?;
+                Ok(())
+            }
+
+            fn conflict(e: sqlx::Error, what: impl FnOnce() -> String) -> $crate::store::StoreError {
+                match Self::fail(e) {
+                    $crate::store::StoreError::Conflict(_) => $crate::store::StoreError::Conflict(what()),
+                    other => other,
+                }
+            }
+
+            /// The tenant of a client, from the directory.
+            async fn client_tenant(
+                &self,
+                client_id: &str,
+            ) -> Result<Option<$crate::store::TenantKey>, $crate::store::StoreError> {
+                let tenant: Option<String> =
+                    sqlx::query_scalar("SELECT tenant_id FROM client_directory WHERE client_id = $1")
+                        .bind(client_id)
+                        .fetch_optional(self.catalog())
+                        .await
+                        .map_err(Self::fail)?;
+                Ok(tenant.map(|t| $crate::store::TenantKey::parse(&t)).transpose()?)
+            }
+
+            async fn user_where(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                column: &str,
+                value: &str,
+            ) -> Result<Option<$crate::store::StoredUser>, $crate::store::StoreError> {
+                // `column` is one of two literals of this file, never input.
+                let sql = format!(
+                    "SELECT user_id, username, password_hash, name, email, roles FROM users WHERE {column} = $1"
+                );
+                let Some(mut scope) = self.read_scope(tenant).await? else { return Ok(None) };
+                let row = sqlx::query(&sql).bind(value).fetch_optional(&mut *scope).await.map_err(Self::fail)?;
+                Self::end_read(scope).await?;
+                row.as_ref().map(|r| $crate::store::decode::user(r, tenant)).transpose()
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
+            $($own)*
+
             async fn keys(&self) -> Result<Vec<$crate::store::StoredKey>, $crate::store::StoreError> {
                 let rows = sqlx::query(
                     "SELECT kid, state, private_key, public_jwk, created_at, retire_after \
                      FROM signing_keys ORDER BY created_at, kid",
                 )
-                .fetch_all(&self.pool)
+                .fetch_all(self.catalog())
                 .await
                 .map_err(Self::fail)?;
                 rows.iter().map($crate::store::decode::key).collect()
@@ -39,7 +115,7 @@ macro_rules! sql_store {
                 .bind(&key.public_jwk)
                 .bind(key.created_at)
                 .bind(key.retire_after)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.catalog())
                 .await
                 .map_err(Self::fail)?;
                 Ok(inserted.is_some())
@@ -55,7 +131,7 @@ macro_rules! sql_store {
                     .bind(state.as_str())
                     .bind(retire_after)
                     .bind(kid)
-                    .execute(&self.pool)
+                    .execute(self.catalog())
                     .await
                     .map_err(Self::fail)?;
                 Ok(())
@@ -64,7 +140,7 @@ macro_rules! sql_store {
             async fn delete_key(&self, kid: &str) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
                     .bind(kid)
-                    .execute(&self.pool)
+                    .execute(self.catalog())
                     .await
                     .map_err(Self::fail)?;
                 Ok(())
@@ -74,79 +150,57 @@ macro_rules! sql_store {
                 &self,
                 client_id: &str,
             ) -> Result<Option<$crate::store::StoredClient>, $crate::store::StoreError> {
+                let Some(tenant) = self.client_tenant(client_id).await? else { return Ok(None) };
+                let Some(mut scope) = self.read_scope(&tenant).await? else { return Ok(None) };
                 let row = sqlx::query(
                     "SELECT client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, \
-                     tenant_id, roles, post_logout_redirect_uris, display_name FROM clients WHERE client_id = $1",
+                     roles, post_logout_redirect_uris, display_name FROM clients WHERE client_id = $1",
                 )
                 .bind(client_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *scope)
                 .await
                 .map_err(Self::fail)?;
-                row.as_ref().map($crate::store::decode::client).transpose()
-            }
-
-            async fn insert_client(&self, c: &$crate::store::StoredClient) -> Result<(), $crate::store::StoreError> {
-                sqlx::query(
-                    "INSERT INTO clients (client_id, client_type, secret_hash, scopes, audiences, grant_types, \
-                     redirect_uris, tenant_id, roles, post_logout_redirect_uris, display_name, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .bind(&c.client_id)
-                .bind(if c.confidential { "confidential" } else { "public" })
-                .bind(&c.secret_hash)
-                .bind(c.scopes.join(" "))
-                .bind(c.audiences.join(" "))
-                .bind(c.grant_types.join(" "))
-                .bind(c.redirect_uris.join(" "))
-                .bind(&c.tenant_id)
-                .bind(c.roles.join(" "))
-                .bind(c.post_logout_redirect_uris.join(" "))
-                .bind(&c.display_name)
-                .bind($crate::store::now())
-                .execute(&self.pool)
-                .await
-                .map_err(|e| match Self::fail(e) {
-                    $crate::store::StoreError::Conflict(_) => {
-                        $crate::store::StoreError::Conflict(format!("client {}", c.client_id))
-                    }
-                    other => other,
-                })?;
-                Ok(())
+                Self::end_read(scope).await?;
+                row.as_ref().map(|r| $crate::store::decode::client(r, &tenant)).transpose()
             }
 
             async fn user_by_name(
                 &self,
+                tenant: &$crate::store::TenantKey,
                 username: &str,
             ) -> Result<Option<$crate::store::StoredUser>, $crate::store::StoreError> {
-                self.user_where("username", username).await
+                self.user_where(tenant, "username", username).await
             }
 
-            async fn user(&self, user_id: &str) -> Result<Option<$crate::store::StoredUser>, $crate::store::StoreError> {
-                self.user_where("user_id", user_id).await
+            async fn user(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                user_id: &str,
+            ) -> Result<Option<$crate::store::StoredUser>, $crate::store::StoreError> {
+                self.user_where(tenant, "user_id", user_id).await
             }
 
             async fn insert_user(&self, u: &$crate::store::StoredUser) -> Result<(), $crate::store::StoreError> {
+                let tenant = u.tenant()?;
+                self.ensure_tenant(&tenant).await?;
+                let Some(mut tx) = self.write_scope(&tenant).await? else {
+                    return Err($crate::store::StoreError::NoTenant);
+                };
                 sqlx::query(
-                    "INSERT INTO users (user_id, username, password_hash, name, email, tenant_id, roles, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO users (user_id, username, password_hash, name, email, roles, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&u.user_id)
                 .bind(&u.username)
                 .bind(&u.password_hash)
                 .bind(&u.name)
                 .bind(&u.email)
-                .bind(&u.tenant_id)
                 .bind(u.roles.join(" "))
                 .bind($crate::store::now())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| match Self::fail(e) {
-                    $crate::store::StoreError::Conflict(_) => {
-                        $crate::store::StoreError::Conflict(format!("user {}", u.username))
-                    }
-                    other => other,
-                })?;
-                Ok(())
+                .map_err(|e| Self::conflict(e, || format!("user {}", u.username)))?;
+                tx.commit().await.map_err(Self::fail)
             }
 
             async fn insert_session(
@@ -155,18 +209,20 @@ macro_rules! sql_store {
                 s: &$crate::store::Session,
             ) -> Result<(), $crate::store::StoreError> {
                 sqlx::query(
-                    "INSERT INTO sessions (session_hash, user_id, auth_time, expires_at) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO sessions (session_hash, tenant_id, user_id, auth_time, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(hash)
+                .bind(&s.tenant_id)
                 .bind(&s.user_id)
                 .bind(s.auth_time)
                 .bind(s.expires_at)
-                .execute(&self.pool)
+                .execute(self.catalog())
                 .await
                 .map_err(Self::fail)?;
                 sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
                     .bind($crate::store::now())
-                    .execute(&self.pool)
+                    .execute(self.catalog())
                     .await
                     .map_err(Self::fail)?;
                 Ok(())
@@ -174,11 +230,12 @@ macro_rules! sql_store {
 
             async fn session(&self, hash: &str) -> Result<Option<$crate::store::Session>, $crate::store::StoreError> {
                 let row = sqlx::query(
-                    "SELECT user_id, auth_time, expires_at FROM sessions WHERE session_hash = $1 AND expires_at >= $2",
+                    "SELECT tenant_id, user_id, auth_time, expires_at FROM sessions \
+                     WHERE session_hash = $1 AND expires_at >= $2",
                 )
                 .bind(hash)
                 .bind($crate::store::now())
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.catalog())
                 .await
                 .map_err(Self::fail)?;
                 row.as_ref().map($crate::store::decode::session).transpose()
@@ -187,13 +244,21 @@ macro_rules! sql_store {
             async fn delete_session(&self, hash: &str) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("DELETE FROM sessions WHERE session_hash = $1")
                     .bind(hash)
-                    .execute(&self.pool)
+                    .execute(self.catalog())
                     .await
                     .map_err(Self::fail)?;
                 Ok(())
             }
 
-            async fn insert_code(&self, hash: &str, c: &$crate::store::AuthCode) -> Result<(), $crate::store::StoreError> {
+            async fn insert_code(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                hash: &str,
+                c: &$crate::store::AuthCode,
+            ) -> Result<(), $crate::store::StoreError> {
+                let Some(mut tx) = self.write_scope(tenant).await? else {
+                    return Err($crate::store::StoreError::NoTenant);
+                };
                 sqlx::query(
                     "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, \
                      auth_time, expires_at, session_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -208,37 +273,45 @@ macro_rules! sql_store {
                 .bind(c.auth_time)
                 .bind(c.expires_at)
                 .bind(&c.session_hash)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(Self::fail)?;
                 // Codes live a minute; keep used ones a day for replay detection, then drop them.
                 sqlx::query("DELETE FROM auth_codes WHERE expires_at < $1")
                     .bind($crate::store::now() - 86_400)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(Self::fail)?;
-                Ok(())
+                tx.commit().await.map_err(Self::fail)
             }
 
-            async fn code(&self, hash: &str) -> Result<Option<$crate::store::AuthCode>, $crate::store::StoreError> {
+            async fn code(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                hash: &str,
+            ) -> Result<Option<$crate::store::AuthCode>, $crate::store::StoreError> {
+                let Some(mut scope) = self.read_scope(tenant).await? else { return Ok(None) };
                 let row = sqlx::query(
                     "SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, \
                      used_at, access_jti, access_exp, family_id, session_hash FROM auth_codes WHERE code_hash = $1",
                 )
                 .bind(hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *scope)
                 .await
                 .map_err(Self::fail)?;
+                Self::end_read(scope).await?;
                 row.as_ref().map($crate::store::decode::code).transpose()
             }
 
             async fn consume_code(
                 &self,
+                tenant: &$crate::store::TenantKey,
                 hash: &str,
                 access_jti: &str,
                 access_exp: i64,
                 family_id: Option<&str>,
             ) -> Result<bool, $crate::store::StoreError> {
+                let Some(mut tx) = self.write_scope(tenant).await? else { return Ok(false) };
                 // One statement decides: a concurrent second UPDATE (PostgreSQL: blocked on the
                 // row lock, then re-checking the condition) finds used_at set and returns nothing.
                 let won = sqlx::query(
@@ -250,52 +323,65 @@ macro_rules! sql_store {
                 .bind(access_exp)
                 .bind(family_id)
                 .bind(hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(Self::fail)?;
+                tx.commit().await.map_err(Self::fail)?;
                 Ok(won.is_some())
             }
 
             async fn insert_family(
                 &self,
-                family_id: &str,
-                client_id: &str,
-                user_id: &str,
-                auth_time: i64,
-                session_hash: Option<&str>,
+                tenant: &$crate::store::TenantKey,
+                f: &$crate::store::NewFamily<'_>,
             ) -> Result<(), $crate::store::StoreError> {
+                let Some(mut tx) = self.write_scope(tenant).await? else {
+                    return Err($crate::store::StoreError::NoTenant);
+                };
                 sqlx::query(
                     "INSERT INTO refresh_families (family_id, client_id, user_id, auth_time, created_at, session_hash) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
                 )
-                .bind(family_id)
-                .bind(client_id)
-                .bind(user_id)
-                .bind(auth_time)
+                .bind(f.family_id)
+                .bind(f.client_id)
+                .bind(f.user_id)
+                .bind(f.auth_time)
                 .bind($crate::store::now())
-                .bind(session_hash)
-                .execute(&self.pool)
+                .bind(f.session_hash)
+                .execute(&mut *tx)
                 .await
                 .map_err(Self::fail)?;
-                Ok(())
+                tx.commit().await.map_err(Self::fail)
             }
 
-            async fn revoke_session_families(&self, session_hash: &str) -> Result<(), $crate::store::StoreError> {
+            async fn revoke_session_families(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                session_hash: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                let Some(mut scope) = self.read_scope(tenant).await? else { return Ok(()) };
                 let families: Vec<String> = sqlx::query_scalar(
                     "SELECT family_id FROM refresh_families WHERE session_hash = $1 AND revoked_at IS NULL",
                 )
                 .bind(session_hash)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *scope)
                 .await
                 .map_err(Self::fail)?;
+                Self::end_read(scope).await?;
                 for family in families {
-                    self.revoke_family(&family).await?;
+                    self.revoke_family(tenant, &family).await?;
                 }
                 Ok(())
             }
 
-            async fn insert_refresh(&self, t: &$crate::store::NewRefresh) -> Result<(), $crate::store::StoreError> {
-                let mut tx = self.pool.begin().await.map_err(Self::fail)?;
+            async fn insert_refresh(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                t: &$crate::store::NewRefresh,
+            ) -> Result<(), $crate::store::StoreError> {
+                let Some(mut tx) = self.write_scope(tenant).await? else {
+                    return Err($crate::store::StoreError::NoTenant);
+                };
                 // A write to the family's row first: it waits for (and then sees) a revocation
                 // in flight, and a revocation that starts now waits for this transaction and
                 // then sees its token. (No `SELECT … FOR UPDATE`: SQLite has none; there the
@@ -330,24 +416,34 @@ macro_rules! sql_store {
                     .await
                     .map_err(Self::fail)?;
                 }
-                tx.commit().await.map_err(Self::fail)?;
-                Ok(())
+                tx.commit().await.map_err(Self::fail)
             }
 
-            async fn refresh(&self, hash: &str) -> Result<Option<$crate::store::RefreshToken>, $crate::store::StoreError> {
+            async fn refresh(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                hash: &str,
+            ) -> Result<Option<$crate::store::RefreshToken>, $crate::store::StoreError> {
+                let Some(mut scope) = self.read_scope(tenant).await? else { return Ok(None) };
                 let row = sqlx::query(
                     "SELECT t.family_id, f.client_id, f.user_id, t.scope, f.auth_time, t.expires_at, t.used_at, \
                      f.revoked_at, f.created_at FROM refresh_tokens t \
                      JOIN refresh_families f ON f.family_id = t.family_id WHERE t.token_hash = $1",
                 )
                 .bind(hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *scope)
                 .await
                 .map_err(Self::fail)?;
+                Self::end_read(scope).await?;
                 row.as_ref().map($crate::store::decode::refresh).transpose()
             }
 
-            async fn consume_refresh(&self, hash: &str) -> Result<bool, $crate::store::StoreError> {
+            async fn consume_refresh(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                hash: &str,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let Some(mut tx) = self.write_scope(tenant).await? else { return Ok(false) };
                 // As consume_code: one conditional UPDATE, so exactly one presentation wins.
                 let won = sqlx::query(
                     "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL \
@@ -355,14 +451,19 @@ macro_rules! sql_store {
                 )
                 .bind($crate::store::now())
                 .bind(hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(Self::fail)?;
+                tx.commit().await.map_err(Self::fail)?;
                 Ok(won.is_some())
             }
 
-            async fn revoke_family(&self, family_id: &str) -> Result<(), $crate::store::StoreError> {
-                let mut tx = self.pool.begin().await.map_err(Self::fail)?;
+            async fn revoke_family(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                family_id: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                let Some(mut tx) = self.write_scope(tenant).await? else { return Ok(()) };
                 sqlx::query(
                     "UPDATE refresh_families SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
                 )
@@ -379,53 +480,52 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(Self::fail)?;
-                tx.commit().await.map_err(Self::fail)?;
-                Ok(())
+                tx.commit().await.map_err(Self::fail)
             }
 
-            async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), $crate::store::StoreError> {
+            async fn revoke(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                jti: &str,
+                expires_at: i64,
+            ) -> Result<(), $crate::store::StoreError> {
+                let Some(mut tx) = self.write_scope(tenant).await? else {
+                    return Err($crate::store::StoreError::NoTenant);
+                };
                 sqlx::query(
                     "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
                 )
                 .bind(jti)
                 .bind(expires_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(Self::fail)?;
                 sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
                     .bind($crate::store::now())
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(Self::fail)?;
-                Ok(())
+                tx.commit().await.map_err(Self::fail)
             }
 
-            async fn is_revoked(&self, jti: &str) -> Result<bool, $crate::store::StoreError> {
+            async fn is_revoked(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                jti: &str,
+            ) -> Result<bool, $crate::store::StoreError> {
+                // A token of a tenant that does not exist (any more) is as good as revoked.
+                let Some(mut scope) = self.read_scope(tenant).await? else { return Ok(true) };
                 let hit: Option<String> = sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE jti = $1")
                     .bind(jti)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *scope)
                     .await
                     .map_err(Self::fail)?;
+                Self::end_read(scope).await?;
                 Ok(hit.is_some())
             }
 
             async fn close(&self) {
                 self.close_pool().await;
-            }
-        }
-
-        impl $store {
-            async fn user_where(
-                &self,
-                column: &str,
-                value: &str,
-            ) -> Result<Option<$crate::store::StoredUser>, $crate::store::StoreError> {
-                // `column` is one of two literals of this file, never input.
-                let sql = format!(
-                    "SELECT user_id, username, password_hash, name, email, tenant_id, roles FROM users WHERE {column} = $1"
-                );
-                let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await.map_err(Self::fail)?;
-                row.as_ref().map($crate::store::decode::user).transpose()
             }
         }
     };

@@ -590,3 +590,82 @@ async fn signing_out_ends_the_session_on_the_server_and_its_refresh_tokens() {
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
     env.identity.shutdown().await.unwrap();
 }
+
+/// Two tenants: alice and `spa` are acme's, bob and `globex-spa` globex's.
+const TWO_TENANTS_SEED: &str = "users:
+  - { username: alice, password_file: alice, name: Alice, email: alice@acme.example, tenant: acme, roles: [user] }
+  - { username: bob, password_file: bob, name: Bob, email: bob@globex.example, tenant: globex, roles: [user] }
+clients:
+  - client_id: spa
+    type: public
+    grant_types: [authorization_code]
+    scopes: [openid, profile]
+    redirect_uris: [https://app.demo.local/callback]
+    tenant: acme
+  - client_id: globex-spa
+    type: public
+    grant_types: [authorization_code]
+    scopes: [openid, profile]
+    redirect_uris: [https://app.demo.local/callback]
+    tenant: globex
+";
+const GLOBEX_ID: &str = "7d1e2a90-4b3c-4f5e-8a6b-1c2d3e4f5a6b";
+
+/// Each tenant is a realm of its own: its users sign in to its clients only, a session of one
+/// tenant is no session at another's client, and a code is redeemed in its own tenant only.
+#[tokio::test]
+async fn users_sign_in_to_their_own_tenants_clients_only() {
+    let tenants = format!("acme: 0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10\nglobex: {GLOBEX_ID}\n");
+    let env = crate::start_seeded(TWO_TENANTS_SEED, &tenants, Tokens::default()).await.unwrap();
+    let (verifier, challenge) = pkce();
+    let acme_query = authorize_query(&challenge, &[("scope", "openid")]);
+    let globex_query = authorize_query(&challenge, &[("scope", "openid"), ("client_id", "globex-spa")]);
+
+    // Bob is globex's: at acme's client his right password is as good as a wrong one.
+    let mut browser = Browser::default();
+    let page = browser.get(&env, &acme_query).await;
+    let answer = submit_login(&mut browser, &env, &page, Some(("bob", BOB_PASSWORD)), "allow").await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body.contains("Invalid username or password."));
+
+    // Alice signs in at acme's client; her session does not sign her in at globex's.
+    login_for_code(&mut browser, &env, &acme_query, ("alice", ALICE_PASSWORD)).await;
+    let page = browser.get(&env, &globex_query).await;
+    assert!(page.body.contains("name=\"password\""), "{}", page.body);
+    assert!(!page.body.contains("Signed in as"), "{}", page.body);
+    let answer = submit_login(&mut browser, &env, &page, None, "allow").await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body.contains("sign in again"), "{}", answer.body);
+
+    // Bob at globex's client: a code of globex, redeemed there, for a token of globex.
+    let code = login_for_code(&mut Browser::default(), &env, &globex_query, ("bob", BOB_PASSWORD)).await;
+    let stolen = [
+        ("grant_type", "authorization_code"),
+        ("client_id", "spa"),
+        ("code", code.as_str()),
+        ("redirect_uri", SPA_REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let (status, body) = env.post("/token", None, &stolen).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "acme's client cannot redeem it: {body}"
+    );
+    let (status, body) = env
+        .post(
+            "/token",
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "globex-spa"),
+                ("code", code.as_str()),
+                ("redirect_uri", SPA_REDIRECT),
+                ("code_verifier", verifier.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(claims(body["access_token"].as_str().unwrap())["tenant_id"], GLOBEX_ID);
+    env.identity.shutdown().await.unwrap();
+}

@@ -50,9 +50,12 @@ async fn two_replicas_starting_at_once_share_one_seal_and_one_signing_key() {
     let stages = server.psql(&database, "SELECT state FROM signing_keys ORDER BY state");
     assert_eq!(stages.split_whitespace().collect::<Vec<_>>(), ["current", "next"]);
     assert_eq!(server.psql(&database, "SELECT count(*) FROM seal").trim(), "1");
-    // Both seeded at once: each user and client exactly once.
-    assert_eq!(server.psql(&database, "SELECT count(*) FROM users").trim(), "2");
-    assert_eq!(server.psql(&database, "SELECT count(*) FROM clients").trim(), "4");
+    // Both seeded at once: one tenant, each user and client exactly once, in the tenant's schema.
+    let acme = identity::store::TenantKey::parse("0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10").unwrap().schema();
+    assert_eq!(server.psql(&database, "SELECT count(*) FROM tenants").trim(), "1");
+    assert_eq!(server.psql(&database, &format!("SELECT count(*) FROM {acme}.users")).trim(), "2");
+    assert_eq!(server.psql(&database, &format!("SELECT count(*) FROM {acme}.clients")).trim(), "4");
+    assert_eq!(server.psql(&database, "SELECT count(*) FROM client_directory").trim(), "4");
     // A token signed at one replica is good at the other.
     let token = a.token(Some("kms:encrypt")).await;
     assert!(active(&b, &token).await);

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use identity::store::{
-    AuthCode, KeyState, NewRefresh, PgStore, Session, SqliteStore, Store, StoreError, StoredClient,
-    StoredKey, StoredUser, now,
+    AuthCode, KeyState, NewFamily, NewRefresh, PgStore, Session, SqliteStore, Store, StoreError,
+    StoredClient, StoredKey, StoredUser, TenantKey, now,
 };
 use tokio::task::JoinSet;
 
@@ -69,7 +69,36 @@ on_both_engines!(
     concurrent_presentations_of_a_refresh_token_have_one_winner,
     a_rotation_racing_a_revocation_never_leaves_its_access_token_live,
     revocations_are_kept_until_expiry,
+    tenants_keep_their_rows_apart_and_are_dropped_whole,
 );
+
+/// The tenant of `client` and `user` below.
+const ACME: &str = "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10";
+/// Another tenant.
+const GLOBEX: &str = "7d1e2a90-4b3c-4f5e-8a6b-1c2d3e4f5a6b";
+
+fn acme() -> TenantKey {
+    TenantKey::parse(ACME).unwrap()
+}
+
+/// Acme with the public client `spa` and the user `u-1`, whom codes and families name (the
+/// tenant's tables refer to its clients and users).
+async fn with_spa(store: &Arc<dyn Store>) -> TenantKey {
+    let spa = StoredClient { confidential: false, secret_hash: None, ..client("spa") };
+    store.insert_client(&spa).await.unwrap();
+    store.insert_user(&user("u-1", "alice")).await.unwrap();
+    acme()
+}
+
+fn family<'a>(id: &'a str, session: Option<&'a str>) -> NewFamily<'a> {
+    NewFamily {
+        family_id: id,
+        client_id: "spa",
+        user_id: "u-1",
+        auth_time: now() - 30,
+        session_hash: session,
+    }
+}
 
 fn key(kid: &str, state: KeyState) -> StoredKey {
     StoredKey {
@@ -152,7 +181,7 @@ fn client(id: &str) -> StoredClient {
         audiences: vec!["https://kms.demo.local:8081".into()],
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         redirect_uris: vec!["https://app.demo.local/cb".into(), "https://app.demo.local/cb2".into()],
-        tenant_id: "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10".into(),
+        tenant_id: ACME.into(),
         roles: vec!["service".into()],
         post_logout_redirect_uris: vec!["https://app.demo.local/bye".into()],
         display_name: Some("L'appli « démo » \"quoted\"; DROP TABLE clients; --".into()),
@@ -166,7 +195,7 @@ fn user(id: &str, name: &str) -> StoredUser {
         password_hash: "$pbkdf2-sha256$i=600000$c2FsdA$aGFzaA".into(),
         name: "Zoë O'Brien".into(),
         email: format!("{name}@acme.example"),
-        tenant_id: "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10".into(),
+        tenant_id: ACME.into(),
         roles: vec!["admin".into(), "user".into()],
     }
 }
@@ -194,10 +223,19 @@ async fn clients_and_users_round_trip_and_refuse_duplicates(store: Arc<dyn Store
 
     let alice = user("u-1", "alice");
     store.insert_user(&alice).await.unwrap();
-    assert_eq!(store.user_by_name("alice").await.unwrap(), Some(alice.clone()));
-    assert_eq!(store.user("u-1").await.unwrap(), Some(alice));
-    assert_eq!(store.user("alice").await.unwrap(), None, "ids and names are not confused");
-    assert_eq!(store.user_by_name("' OR '1'='1").await.unwrap(), None);
+    let t = acme();
+    assert_eq!(store.user_by_name(&t, "alice").await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.user(&t, "u-1").await.unwrap(), Some(alice));
+    assert_eq!(store.user(&t, "alice").await.unwrap(), None, "ids and names are not confused");
+    assert_eq!(store.user_by_name(&t, "' OR '1'='1").await.unwrap(), None);
+    let stranger = TenantKey::parse(GLOBEX).unwrap();
+    assert_eq!(store.user_by_name(&stranger, "alice").await.unwrap(), None, "another tenant's name");
+    let bad = StoredClient { tenant_id: "0B6F5C3E-7F4A-4D2B-9B1E-6A0C2D4E8F10".into(), ..client("upper") };
+    assert!(
+        matches!(store.insert_client(&bad).await, Err(StoreError::BadTenant(_))),
+        "only the canonical id"
+    );
+    assert_eq!(store.client("upper").await.unwrap(), None);
     match store.insert_user(&user("u-2", "alice")).await {
         Err(StoreError::Conflict(what)) => assert_eq!(what, "user alice"),
         other => panic!("a second alice must be a conflict: {other:?}"),
@@ -206,18 +244,26 @@ async fn clients_and_users_round_trip_and_refuse_duplicates(store: Arc<dyn Store
 
 async fn sessions_expire_and_end(store: Arc<dyn Store>) {
     store.insert_user(&user("u-1", "alice")).await.unwrap();
-    let live = Session { user_id: "u-1".into(), auth_time: now() - 5, expires_at: now() + 60 };
+    let live = Session {
+        tenant_id: ACME.into(),
+        user_id: "u-1".into(),
+        auth_time: now() - 5,
+        expires_at: now() + 60,
+    };
     store.insert_session("live", &live).await.unwrap();
     assert_eq!(store.session("live").await.unwrap(), Some(live));
-    let old = Session { user_id: "u-1".into(), auth_time: now() - 100, expires_at: now() - 10 };
+    let old = Session {
+        tenant_id: ACME.into(),
+        user_id: "u-1".into(),
+        auth_time: now() - 100,
+        expires_at: now() - 10,
+    };
     store.insert_session("old", &old).await.unwrap();
     assert_eq!(store.session("old").await.unwrap(), None, "an expired session is not one");
     store.delete_session("live").await.unwrap();
     assert_eq!(store.session("live").await.unwrap(), None);
-    assert!(
-        store.insert_session("orphan", &Session { user_id: "u-404".into(), ..old }).await.is_err(),
-        "a session needs its user"
-    );
+    let nowhere = Session { tenant_id: GLOBEX.into(), ..old };
+    assert!(store.insert_session("orphan", &nowhere).await.is_err(), "a session needs its tenant");
 }
 
 fn code() -> AuthCode {
@@ -239,39 +285,41 @@ fn code() -> AuthCode {
 }
 
 async fn a_code_is_consumed_once_and_records_what_it_issued(store: Arc<dyn Store>) {
+    let t = with_spa(&store).await;
     let issued = code();
-    store.insert_code("h1", &issued).await.unwrap();
-    assert_eq!(store.code("h1").await.unwrap(), Some(issued.clone()));
-    assert_eq!(store.code("h2").await.unwrap(), None);
+    store.insert_code(&t, "h1", &issued).await.unwrap();
+    assert_eq!(store.code(&t, "h1").await.unwrap(), Some(issued.clone()));
+    assert_eq!(store.code(&t, "h2").await.unwrap(), None);
     let exp = now() + 300;
-    assert!(store.consume_code("h1", "jti-1", exp, Some("fam-1")).await.unwrap());
-    assert!(!store.consume_code("h1", "jti-2", exp + 1, None).await.unwrap(), "a code is used once");
-    let used = store.code("h1").await.unwrap().unwrap();
+    assert!(store.consume_code(&t, "h1", "jti-1", exp, Some("fam-1")).await.unwrap());
+    assert!(!store.consume_code(&t, "h1", "jti-2", exp + 1, None).await.unwrap(), "a code is used once");
+    let used = store.code(&t, "h1").await.unwrap().unwrap();
     assert!(used.used_at.is_some_and(|t| (t - now()).abs() < 60));
     assert_eq!(
         (used.access_jti.as_deref(), used.access_exp, used.family_id.as_deref()),
         (Some("jti-1"), Some(exp), Some("fam-1")),
         "the second presentation changed nothing"
     );
-    assert!(!store.consume_code("unknown", "jti-3", exp, None).await.unwrap());
+    assert!(!store.consume_code(&t, "unknown", "jti-3", exp, None).await.unwrap());
 }
 
 async fn concurrent_presentations_of_a_code_have_one_winner(store: Arc<dyn Store>) {
+    let t = with_spa(&store).await;
     for round in 0..ROUNDS {
         let hash = format!("code-{round}");
-        store.insert_code(&hash, &code()).await.unwrap();
+        store.insert_code(&t, &hash, &code()).await.unwrap();
         let mut racers = JoinSet::new();
         for i in 0..RACERS {
             let (store, hash) = (store.clone(), hash.clone());
             racers.spawn(async move {
                 let jti = format!("jti-{i}");
-                let won = store.consume_code(&hash, &jti, now() + 300, Some(&jti)).await.unwrap();
+                let won = store.consume_code(&acme(), &hash, &jti, now() + 300, Some(&jti)).await.unwrap();
                 won.then_some(jti)
             });
         }
         let winners: Vec<String> = racers.join_all().await.into_iter().flatten().collect();
         assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
-        let row = store.code(&hash).await.unwrap().unwrap();
+        let row = store.code(&t, &hash).await.unwrap().unwrap();
         assert_eq!(row.access_jti.as_ref(), Some(&winners[0]), "round {round}: the winner's record stands");
         assert_eq!(row.family_id.as_ref(), Some(&winners[0]));
     }
@@ -289,54 +337,56 @@ fn refresh_token(hash: &str, family: &str, jti: &str) -> NewRefresh {
 }
 
 async fn refresh_rotation_and_family_revocation(store: Arc<dyn Store>) {
+    let t = with_spa(&store).await;
     let auth_time = now() - 30;
-    store.insert_family("fam", "spa", "u-1", auth_time, Some("s-1")).await.unwrap();
-    store.insert_refresh(&refresh_token("t1", "fam", "a1")).await.unwrap();
-    let t1 = store.refresh("t1").await.unwrap().unwrap();
+    store.insert_family(&t, &NewFamily { auth_time, ..family("fam", Some("s-1")) }).await.unwrap();
+    store.insert_refresh(&t, &refresh_token("t1", "fam", "a1")).await.unwrap();
+    let t1 = store.refresh(&t, "t1").await.unwrap().unwrap();
     assert_eq!(
         (t1.family_id.as_str(), t1.client_id.as_str(), t1.user_id.as_str(), t1.scope.as_str()),
         ("fam", "spa", "u-1", "openid profile")
     );
     assert_eq!((t1.auth_time, t1.used_at, t1.family_revoked), (auth_time, None, false));
     assert!((t1.family_created_at - now()).abs() < 60);
-    assert_eq!(store.refresh("nope").await.unwrap(), None);
+    assert_eq!(store.refresh(&t, "nope").await.unwrap(), None);
 
-    assert!(store.consume_refresh("t1").await.unwrap());
-    assert!(!store.consume_refresh("t1").await.unwrap(), "a refresh token rotates once");
-    assert!(store.refresh("t1").await.unwrap().unwrap().used_at.is_some());
-    store.insert_refresh(&refresh_token("t2", "fam", "a2")).await.unwrap();
-    assert!(!store.is_revoked("a1").await.unwrap());
+    assert!(store.consume_refresh(&t, "t1").await.unwrap());
+    assert!(!store.consume_refresh(&t, "t1").await.unwrap(), "a refresh token rotates once");
+    assert!(store.refresh(&t, "t1").await.unwrap().unwrap().used_at.is_some());
+    store.insert_refresh(&t, &refresh_token("t2", "fam", "a2")).await.unwrap();
+    assert!(!store.is_revoked(&t, "a1").await.unwrap());
 
-    store.revoke_family("fam").await.unwrap();
-    assert!(store.refresh("t2").await.unwrap().unwrap().family_revoked);
-    assert!(store.is_revoked("a1").await.unwrap() && store.is_revoked("a2").await.unwrap());
-    store.revoke_family("fam").await.unwrap();
+    store.revoke_family(&t, "fam").await.unwrap();
+    assert!(store.refresh(&t, "t2").await.unwrap().unwrap().family_revoked);
+    assert!(store.is_revoked(&t, "a1").await.unwrap() && store.is_revoked(&t, "a2").await.unwrap());
+    store.revoke_family(&t, "fam").await.unwrap();
     // A token stored into a revoked family (a rotation that lost a race with reuse detection):
     // its access token is revoked with it.
-    store.insert_refresh(&refresh_token("t3", "fam", "a3")).await.unwrap();
-    assert!(store.is_revoked("a3").await.unwrap());
-    assert!(store.insert_refresh(&refresh_token("t4", "no-family", "a4")).await.is_err());
+    store.insert_refresh(&t, &refresh_token("t3", "fam", "a3")).await.unwrap();
+    assert!(store.is_revoked(&t, "a3").await.unwrap());
+    assert!(store.insert_refresh(&t, &refresh_token("t4", "no-family", "a4")).await.is_err());
 
     // Signing out revokes the families of that session only.
-    store.insert_family("mine", "spa", "u-1", auth_time, Some("s-2")).await.unwrap();
-    store.insert_family("other", "spa", "u-1", auth_time, Some("s-3")).await.unwrap();
-    store.insert_refresh(&refresh_token("m1", "mine", "am")).await.unwrap();
-    store.insert_refresh(&refresh_token("o1", "other", "ao")).await.unwrap();
-    store.revoke_session_families("s-2").await.unwrap();
-    assert!(store.refresh("m1").await.unwrap().unwrap().family_revoked);
-    assert!(!store.refresh("o1").await.unwrap().unwrap().family_revoked);
-    assert!(store.is_revoked("am").await.unwrap() && !store.is_revoked("ao").await.unwrap());
+    store.insert_family(&t, &family("mine", Some("s-2"))).await.unwrap();
+    store.insert_family(&t, &family("other", Some("s-3"))).await.unwrap();
+    store.insert_refresh(&t, &refresh_token("m1", "mine", "am")).await.unwrap();
+    store.insert_refresh(&t, &refresh_token("o1", "other", "ao")).await.unwrap();
+    store.revoke_session_families(&t, "s-2").await.unwrap();
+    assert!(store.refresh(&t, "m1").await.unwrap().unwrap().family_revoked);
+    assert!(!store.refresh(&t, "o1").await.unwrap().unwrap().family_revoked);
+    assert!(store.is_revoked(&t, "am").await.unwrap() && !store.is_revoked(&t, "ao").await.unwrap());
 }
 
 async fn concurrent_presentations_of_a_refresh_token_have_one_winner(store: Arc<dyn Store>) {
+    let t = with_spa(&store).await;
     for round in 0..ROUNDS {
-        let (family, hash) = (format!("fam-{round}"), format!("tok-{round}"));
-        store.insert_family(&family, "spa", "u-1", now(), None).await.unwrap();
-        store.insert_refresh(&refresh_token(&hash, &family, &format!("a-{round}"))).await.unwrap();
+        let (fam, hash) = (format!("fam-{round}"), format!("tok-{round}"));
+        store.insert_family(&t, &family(&fam, None)).await.unwrap();
+        store.insert_refresh(&t, &refresh_token(&hash, &fam, &format!("a-{round}"))).await.unwrap();
         let mut racers = JoinSet::new();
         for _ in 0..RACERS {
             let (store, hash) = (store.clone(), hash.clone());
-            racers.spawn(async move { store.consume_refresh(&hash).await.unwrap() });
+            racers.spawn(async move { store.consume_refresh(&acme(), &hash).await.unwrap() });
         }
         let wins = racers.join_all().await.into_iter().filter(|w| *w).count();
         assert_eq!(wins, 1, "round {round}");
@@ -344,40 +394,276 @@ async fn concurrent_presentations_of_a_refresh_token_have_one_winner(store: Arc<
 }
 
 async fn a_rotation_racing_a_revocation_never_leaves_its_access_token_live(store: Arc<dyn Store>) {
+    let t = with_spa(&store).await;
     for round in 0..ROUNDS {
-        let family = format!("fam-{round}");
-        store.insert_family(&family, "spa", "u-1", now(), None).await.unwrap();
+        let fam = format!("fam-{round}");
+        store.insert_family(&t, &family(&fam, None)).await.unwrap();
         store
-            .insert_refresh(&refresh_token(&format!("old-{round}"), &family, &format!("a-old-{round}")))
+            .insert_refresh(&t, &refresh_token(&format!("old-{round}"), &fam, &format!("a-old-{round}")))
             .await
             .unwrap();
         let (revoker, rotator) = (store.clone(), store.clone());
-        let (f1, f2) = (family.clone(), family.clone());
+        let (f1, f2) = (fam.clone(), fam.clone());
         let new = refresh_token(&format!("new-{round}"), &f2, &format!("a-new-{round}"));
         let (revoked, rotated) = tokio::join!(
-            tokio::spawn(async move { revoker.revoke_family(&f1).await }),
-            tokio::spawn(async move { rotator.insert_refresh(&new).await }),
+            tokio::spawn(async move { revoker.revoke_family(&acme(), &f1).await }),
+            tokio::spawn(async move { rotator.insert_refresh(&acme(), &new).await }),
         );
         revoked.unwrap().unwrap();
         rotated.unwrap().unwrap();
-        assert!(store.is_revoked(&format!("a-old-{round}")).await.unwrap(), "round {round}");
+        assert!(store.is_revoked(&t, &format!("a-old-{round}")).await.unwrap(), "round {round}");
         assert!(
-            store.is_revoked(&format!("a-new-{round}")).await.unwrap(),
+            store.is_revoked(&t, &format!("a-new-{round}")).await.unwrap(),
             "round {round}: the access token issued beside a rotation that raced the revocation is revoked"
         );
-        assert!(store.refresh(&format!("new-{round}")).await.unwrap().unwrap().family_revoked);
+        assert!(store.refresh(&t, &format!("new-{round}")).await.unwrap().unwrap().family_revoked);
     }
 }
 
 async fn revocations_are_kept_until_expiry(store: Arc<dyn Store>) {
-    assert!(!store.is_revoked("j1").await.unwrap());
-    store.revoke("j1", now() + 60).await.unwrap();
-    store.revoke("j1", now() + 60).await.unwrap();
-    assert!(store.is_revoked("j1").await.unwrap());
-    assert!(!store.is_revoked("j2").await.unwrap());
+    let t = with_spa(&store).await;
+    assert!(!store.is_revoked(&t, "j1").await.unwrap());
+    store.revoke(&t, "j1", now() + 60).await.unwrap();
+    store.revoke(&t, "j1", now() + 60).await.unwrap();
+    assert!(store.is_revoked(&t, "j1").await.unwrap());
+    assert!(!store.is_revoked(&t, "j2").await.unwrap());
     // A token past its expiry needs no record: the next revocation sweeps it.
-    store.revoke("expired", now() - 10).await.unwrap();
-    store.revoke("j3", now() + 60).await.unwrap();
-    assert!(!store.is_revoked("expired").await.unwrap());
-    assert!(store.is_revoked("j3").await.unwrap());
+    store.revoke(&t, "expired", now() - 10).await.unwrap();
+    store.revoke(&t, "j3", now() + 60).await.unwrap();
+    assert!(!store.is_revoked(&t, "expired").await.unwrap());
+    assert!(store.is_revoked(&t, "j3").await.unwrap());
+}
+
+async fn tenants_keep_their_rows_apart_and_are_dropped_whole(store: Arc<dyn Store>) {
+    let a = with_spa(&store).await;
+    let b = TenantKey::parse(GLOBEX).unwrap();
+    // The same login name in both tenants: names are unique per tenant.
+    let bob = StoredUser { tenant_id: GLOBEX.into(), ..user("u-2", "alice") };
+    store.insert_user(&bob).await.unwrap();
+    let globex_app = StoredClient { tenant_id: GLOBEX.into(), ..client("globex-app") };
+    store.insert_client(&globex_app).await.unwrap();
+    match store.insert_client(&StoredClient { tenant_id: GLOBEX.into(), ..client("spa") }).await {
+        Err(StoreError::Conflict(what)) => assert_eq!(what, "client spa"),
+        other => panic!("client ids are unique across tenants: {other:?}"),
+    }
+    assert_eq!(store.user_by_name(&a, "alice").await.unwrap().unwrap().user_id, "u-1");
+    assert_eq!(store.user_by_name(&b, "alice").await.unwrap().unwrap().user_id, "u-2");
+    assert_eq!(store.user(&b, "u-1").await.unwrap(), None, "acme's user is not globex's");
+    assert_eq!(store.client("globex-app").await.unwrap().unwrap().tenant_id, GLOBEX);
+
+    store.insert_code(&a, "code-a", &code()).await.unwrap();
+    assert_eq!(store.code(&b, "code-a").await.unwrap(), None, "a code is looked up in its tenant only");
+    assert!(!store.consume_code(&b, "code-a", "jti", now() + 60, None).await.unwrap());
+    assert!(store.code(&a, "code-a").await.unwrap().unwrap().used_at.is_none(), "untouched by globex");
+    store.revoke(&a, "jti-a", now() + 60).await.unwrap();
+    assert!(!store.is_revoked(&b, "jti-a").await.unwrap());
+    let mut listed = store.tenants().await.unwrap();
+    listed.sort_by(|x, y| x.hex().cmp(y.hex()));
+    assert_eq!(listed, [a, b]);
+
+    // Dropping acme takes its clients, users, codes, revocations and sessions with it.
+    let session =
+        Session { tenant_id: ACME.into(), user_id: "u-1".into(), auth_time: now(), expires_at: now() + 60 };
+    store.insert_session("sa", &session).await.unwrap();
+    assert!(store.drop_tenant(&a).await.unwrap());
+    assert!(!store.drop_tenant(&a).await.unwrap(), "gone already");
+    assert_eq!(store.client("spa").await.unwrap(), None);
+    assert_eq!(store.user(&a, "u-1").await.unwrap(), None);
+    assert_eq!(store.code(&a, "code-a").await.unwrap(), None);
+    assert_eq!(store.session("sa").await.unwrap(), None);
+    assert!(store.is_revoked(&a, "any").await.unwrap(), "a token of a dropped tenant is revoked");
+    assert!(matches!(store.insert_code(&a, "c", &code()).await, Err(StoreError::NoTenant)));
+    assert_eq!(store.tenants().await.unwrap(), [b]);
+    assert_eq!(store.user_by_name(&b, "alice").await.unwrap().unwrap().user_id, "u-2", "globex untouched");
+    // The tenant can come back, empty.
+    store.insert_user(&user("u-1", "alice")).await.unwrap();
+    assert_eq!(store.code(&a, "code-a").await.unwrap(), None);
+}
+
+/// PostgreSQL itself keeps tenants apart: a transaction scoped to acme cannot read globex's
+/// tables, nor the catalog, even with a hand-written, schema-qualified query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refuses_a_tenant_transaction_any_other_tenants_tables() {
+    let Some(server) = test_support::postgres::server() else { return };
+    let (pg, _) = PgStore::open_sealed(&server.fresh_database(), &shares()).await.unwrap();
+    let pg = Arc::new(pg);
+    let store: Arc<dyn Store> = pg.clone();
+    with_spa(&store).await;
+    store.insert_user(&StoredUser { tenant_id: GLOBEX.into(), ..user("u-2", "bob") }).await.unwrap();
+    let globex = TenantKey::parse(GLOBEX).unwrap();
+    for query in [
+        format!("SELECT username FROM {}.users", globex.schema()),
+        format!("SELECT password_hash FROM {}.users WHERE username = 'bob'", globex.schema()),
+        "SELECT client_id FROM public.client_directory".to_owned(),
+        "SELECT tenant_id FROM public.sessions".to_owned(),
+        "SELECT sealed_root FROM public.seal".to_owned(),
+        "SELECT private_key FROM public.signing_keys".to_owned(),
+    ] {
+        let mut tx = pg.tenant_transaction(&acme()).await.unwrap().unwrap();
+        let own: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&mut *tx).await.unwrap();
+        assert_eq!(own, 1, "acme sees its own user");
+        let err = sqlx::query(&query).fetch_all(&mut *tx).await.unwrap_err();
+        let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("42501"), "{query}: {err}");
+    }
+    store.close().await;
+}
+
+/// On SQLite a tenant is a file: acme's connection has no globex table to name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_gives_each_tenant_a_file_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("identity.db");
+    let (store, _) = SqliteStore::open_sealed(&path, &shares()).await.unwrap();
+    let store = Arc::new(store);
+    let dyn_store: Arc<dyn Store> = store.clone();
+    with_spa(&dyn_store).await;
+    dyn_store.insert_user(&StoredUser { tenant_id: GLOBEX.into(), ..user("u-2", "bob") }).await.unwrap();
+    let globex = TenantKey::parse(GLOBEX).unwrap();
+    let files = SqliteStore::tenants_dir(&path);
+    assert_eq!(files, dir.path().join("identity-tenants"));
+    assert!(files.join(acme().file_name()).is_file() && files.join(globex.file_name()).is_file());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&files).unwrap().permissions().mode() & 0o777, 0o700);
+    let acme_pool = store.tenant_pool(&acme()).await.unwrap().unwrap();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT username FROM users").fetch_all(&acme_pool).await.unwrap();
+    assert_eq!(names, ["alice"], "bob is globex's, in another file");
+    let catalog_tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE name IN ('seal', 'signing_keys', 'client_directory')",
+    )
+    .fetch_all(&acme_pool)
+    .await
+    .unwrap();
+    assert!(catalog_tables.is_empty(), "the catalog is not in a tenant's file: {catalog_tables:?}");
+    assert!(dyn_store.drop_tenant(&globex).await.unwrap());
+    assert!(!files.join(globex.file_name()).exists(), "dropping the tenant removes its file");
+    dyn_store.close().await;
+}
+
+/// A migrator of the first `n` migrations in `dir` (what an older release ran).
+async fn older_migrator(dir: &str, n: usize) -> (tempfile::TempDir, sqlx::migrate::Migrator) {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<_> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    let tmp = tempfile::tempdir().unwrap();
+    for f in &files[..n] {
+        std::fs::copy(f, tmp.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let migrator = sqlx::migrate::Migrator::new(tmp.path()).await.unwrap();
+    (tmp, migrator)
+}
+
+/// The seal row `open_sealed` would have written for `shares`.
+fn seal_row(shares: &[barrier::Share]) -> String {
+    let key = barrier::combine(shares).unwrap();
+    let (_, json) = barrier::open_or_create(&key, None).unwrap();
+    format!(
+        "INSERT INTO seal (id, barrier, sealed_root, created_at) VALUES (1, '{}', '{}', '0')",
+        key.barrier(),
+        json.unwrap().replace('\'', "''")
+    )
+}
+
+/// Rows of every shared table of the schema before tenant namespaces (`{far}`: a time to come).
+const LEGACY_ROWS: &str = "
+INSERT INTO clients (client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, tenant_id, roles, created_at, post_logout_redirect_uris, display_name)
+  VALUES ('spa', 'public', NULL, 'openid', '', 'authorization_code refresh_token', 'https://app/cb', '{acme}', '', 1, 'https://app/bye', 'The app');
+INSERT INTO clients (client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, tenant_id, roles, created_at, post_logout_redirect_uris, display_name)
+  VALUES ('globex-svc', 'confidential', 'h', 'kms:encrypt', 'https://kms', 'client_credentials', '', '{globex}', 'service', 1, '', NULL);
+INSERT INTO users (user_id, username, password_hash, name, email, tenant_id, roles, created_at) VALUES ('u-1', 'alice', 'h', 'Alice', 'a@x', '{acme}', 'user', 1);
+INSERT INTO users (user_id, username, password_hash, name, email, tenant_id, roles, created_at) VALUES ('u-2', 'bob', 'h', 'Bob', 'b@x', '{globex}', 'user', 1);
+INSERT INTO sessions (session_hash, user_id, auth_time, expires_at) VALUES ('s-1', 'u-1', 1, {far});
+INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, auth_time, expires_at, session_hash)
+  VALUES ('c-1', 'spa', 'u-1', 'https://app/cb', 'openid', 'x', 1, {far}, 's-1');
+INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, scope, code_challenge, auth_time, expires_at)
+  VALUES ('c-cross', 'spa', 'u-2', 'https://app/cb', 'openid', 'x', 1, {far});
+INSERT INTO refresh_families (family_id, client_id, user_id, auth_time, created_at, session_hash) VALUES ('f-1', 'spa', 'u-1', 1, {far}, 's-1');
+INSERT INTO refresh_tokens (token_hash, family_id, scope, expires_at, access_jti, access_exp) VALUES ('r-1', 'f-1', 'openid', {far}, 'a-1', {far});
+INSERT INTO revoked_tokens (jti, expires_at) VALUES ('jti-old', {far});
+";
+
+fn legacy_rows() -> String {
+    LEGACY_ROWS
+        .replace("{acme}", ACME)
+        .replace("{globex}", GLOBEX)
+        .replace("{far}", &(now() + 3600).to_string())
+}
+
+/// What the rows above are after the move, checked twice: once after the first open, once after
+/// a second (which must find nothing left to move and lose nothing).
+async fn legacy_rows_were_moved(store: &Arc<dyn Store>) {
+    let (a, b) = (acme(), TenantKey::parse(GLOBEX).unwrap());
+    let spa = store.client("spa").await.unwrap().unwrap();
+    assert_eq!(
+        (spa.tenant_id.as_str(), spa.display_name.as_deref(), spa.post_logout_redirect_uris.as_slice()),
+        (ACME, Some("The app"), ["https://app/bye".to_owned()].as_slice())
+    );
+    assert_eq!(store.client("globex-svc").await.unwrap().unwrap().tenant_id, GLOBEX);
+    assert_eq!(store.user_by_name(&a, "alice").await.unwrap().unwrap().user_id, "u-1");
+    assert_eq!(store.user_by_name(&b, "bob").await.unwrap().unwrap().user_id, "u-2");
+    assert_eq!(store.user_by_name(&a, "bob").await.unwrap(), None);
+    assert_eq!(store.code(&a, "c-1").await.unwrap().unwrap().session_hash.as_deref(), Some("s-1"));
+    assert_eq!(store.code(&a, "c-cross").await.unwrap(), None, "a code across tenants is not moved");
+    assert_eq!(store.refresh(&a, "r-1").await.unwrap().unwrap().family_id, "f-1");
+    assert!(store.is_revoked(&a, "jti-old").await.unwrap() && store.is_revoked(&b, "jti-old").await.unwrap());
+    assert_eq!(store.session("s-1").await.unwrap(), None, "old sessions end: their users sign in again");
+    let mut tenants = store.tenants().await.unwrap();
+    tenants.sort_by(|x, y| x.hex().cmp(y.hex()));
+    assert_eq!(tenants, [a, b]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_moves_an_older_databases_rows_into_the_tenants_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("identity.db");
+    let shares = shares();
+    let (_src, v4) = older_migrator("migrations", 4).await;
+    let pool = service_kit::sqlite::open(&path, &v4).await.unwrap();
+    sqlx::raw_sql(&seal_row(&shares)).execute(&pool).await.unwrap();
+    sqlx::raw_sql(&legacy_rows()).execute(&pool).await.unwrap();
+    service_kit::sqlite::close(&pool).await;
+    for _ in 0..2 {
+        let (store, _) = SqliteStore::open_sealed(&path, &shares).await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(store);
+        legacy_rows_were_moved(&store).await;
+        store.close().await;
+    }
+    let catalog = service_kit::sqlite::open(&path, &sqlx::migrate!("./migrations")).await.unwrap();
+    for table in ["clients", "users", "auth_codes", "refresh_families", "refresh_tokens", "revoked_tokens"] {
+        let left: i64 =
+            sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&catalog).await.unwrap();
+        assert_eq!(left, 0, "the catalog's old {table} is emptied");
+    }
+    catalog.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_moves_an_older_databases_rows_into_the_tenants_schemas() {
+    let Some(server) = test_support::postgres::server() else { return };
+    let config = server.fresh_database();
+    let shares = shares();
+    let (_src, v1) = older_migrator("migrations/postgres", 1).await;
+    let pool = service_kit::postgres::connect(&config).await.unwrap();
+    v1.run(&pool).await.unwrap();
+    sqlx::raw_sql(&seal_row(&shares)).execute(&pool).await.unwrap();
+    sqlx::raw_sql(&legacy_rows()).execute(&pool).await.unwrap();
+    for _ in 0..2 {
+        let (store, _) = PgStore::open_sealed(&config, &shares).await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(store);
+        legacy_rows_were_moved(&store).await;
+        store.close().await;
+    }
+    for table in ["clients", "users", "auth_codes", "refresh_families", "refresh_tokens", "revoked_tokens"] {
+        let left: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM public.{table}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "the old shared {table} is emptied");
+    }
+    pool.close().await;
 }

@@ -279,6 +279,20 @@ impl SqliteTenants {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
     }
 
+    /// Refuses, at start, any file of `keys` written by a newer binary (read-only: nothing is
+    /// written, and absent files are no error).
+    pub async fn check_versions(&self, keys: &[TenantKey]) -> Result<(), TenantFileError> {
+        for key in keys {
+            self.check_version(&self.path(key)).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_version(&self, path: &Path) -> Result<(), TenantFileError> {
+        crate::db::check_schema_version(crate::sqlite::schema_version(path).await?, self.migrator)
+            .map_err(|source| TenantFileError::SchemaTooNew { path: path.display().to_string(), source })
+    }
+
     /// The pool of `key`'s file, opening (creating, migrating) it if need be. Call it only for
     /// a tenant the catalog knows.
     pub async fn pool(&self, key: &TenantKey) -> Result<SqlitePool, TenantFileError> {
@@ -292,20 +306,29 @@ impl SqliteTenants {
         make_private_dir(&self.dir)?;
         let path = self.path(key);
         // Refused before anything is written to it, like the catalog.
-        crate::db::check_schema_version(crate::sqlite::schema_version(&path).await?, self.migrator)
-            .map_err(|source| TenantFileError::SchemaTooNew { path: path.display().to_string(), source })?;
+        self.check_version(&path).await?;
         let pool = crate::sqlite::open(&path, self.migrator).await?;
         self.open.lock().unwrap_or_else(|e| e.into_inner()).insert(*key, pool.clone());
         Ok(pool)
     }
 
-    /// Closes and removes `key`'s file with its WAL side files; an absent file is no error.
-    pub async fn remove(&self, key: &TenantKey) -> Result<(), TenantFileError> {
+    /// Closes `key`'s file if it is open (the next [`Self::pool`] opens it again).
+    pub async fn close_file(&self, key: &TenantKey) {
         let _opening = self.opening.lock().await;
+        self.forget(key).await;
+    }
+
+    async fn forget(&self, key: &TenantKey) {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
         if let Some(pool) = open {
             pool.close().await;
         }
+    }
+
+    /// Closes and removes `key`'s file with its WAL side files; an absent file is no error.
+    pub async fn remove(&self, key: &TenantKey) -> Result<(), TenantFileError> {
+        let _opening = self.opening.lock().await;
+        self.forget(key).await;
         let path = self.path(key);
         for suffix in ["", "-wal", "-shm"] {
             let file = PathBuf::from(format!("{}{suffix}", path.display()));

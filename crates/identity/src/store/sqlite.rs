@@ -56,7 +56,12 @@ impl SqliteStore {
             files: SqliteTenants::new(Self::tenants_dir(path), &TENANT_MIGRATOR),
             registering: tokio::sync::Mutex::new(()),
         };
-        store.move_legacy_rows().await.map_err(OpenError::Tenants)?;
+        let prepared = async {
+            let keys = store.tenant_keys().await?;
+            store.files.check_versions(&keys).await?;
+            store.move_legacy_rows().await
+        };
+        prepared.await.map_err(OpenError::Tenants)?;
         Ok((store, root))
     }
 
@@ -118,6 +123,14 @@ impl SqliteStore {
             .map_err(Self::fail)?;
         self.files.pool(tenant).await?;
         Ok(())
+    }
+
+    async fn tenant_keys(&self) -> Result<Vec<TenantKey>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::fail)?;
+        ids.iter().map(|id| Ok(TenantKey::parse(id)?)).collect()
     }
 
     /// A local file is unavailable only when no connection could be had in time.
@@ -207,11 +220,7 @@ const COPY_INTO_TENANT: [&str; 6] = [
 
 sql_store!(SqliteStore, sqlx::Sqlite, {
     async fn tenants(&self) -> Result<Vec<TenantKey>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Self::fail)?;
-        ids.iter().map(|id| Ok(TenantKey::parse(id)?)).collect()
+        self.tenant_keys().await
     }
 
     async fn drop_tenant(&self, tenant: &TenantKey) -> Result<bool, StoreError> {

@@ -667,3 +667,42 @@ async fn postgres_moves_an_older_databases_rows_into_the_tenants_schemas() {
     }
     pool.close().await;
 }
+
+/// A tenant's file written by a newer release stops the start, before anything is written to
+/// it, with the file named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_a_tenant_file_from_a_newer_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("identity.db");
+    let shares = shares();
+    let (store, _) = SqliteStore::open_sealed(&path, &shares).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    with_spa(&store).await;
+    store.close().await;
+    let file = SqliteStore::tenants_dir(&path).join(acme().file_name());
+    let pool = service_kit::sqlite::open(&file, &sqlx::migrate!("./migrations/tenant/sqlite")).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    service_kit::sqlite::close(&pool).await;
+    let before = std::fs::read(&file).unwrap();
+    let err = SqliteStore::open_sealed(&path, &shares).await.unwrap_err();
+    let chain = format!("{:?}", anyhow_chain(&err));
+    assert!(chain.contains("version 99, newer than this binary knows"), "{chain}");
+    assert!(chain.contains(&file.display().to_string()), "{chain}");
+    assert_eq!(std::fs::read(&file).unwrap(), before, "the file is as the newer release left it");
+}
+
+fn anyhow_chain(e: &dyn std::error::Error) -> Vec<String> {
+    let mut out = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push(s.to_string());
+        next = s.source();
+    }
+    out
+}

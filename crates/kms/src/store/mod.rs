@@ -53,17 +53,12 @@ pub enum StoreError {
     /// A stored value does not parse: corruption or a bug.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
-    /// A tenant's database file or its directory could not be made or removed.
-    #[error("cannot {action} {path}")]
-    TenantFile {
-        /// What was being done.
-        action: &'static str,
-        /// The file or directory.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A tenant's database file or its directory could not be made, opened or removed.
+    #[error(transparent)]
+    TenantFile(#[from] service_kit::tenancy::TenantFileError),
+    /// A tenant's schema could not be made, migrated or found.
+    #[error("cannot prepare a tenant's schema")]
+    Namespace(#[from] service_kit::tenancy::NamespaceError),
 }
 
 /// Opening a store failed.

@@ -13,36 +13,28 @@
 //! open_sealed`), tenant schemas are created and dropped in one transaction each (DDL and roles
 //! are transactional), and rotations of a pool are serialised by a row lock.
 
+use service_kit::db::Ident;
+use service_kit::postgres::PostgresConfig;
+use service_kit::tenancy::{NamespaceError, PgTenants};
 use sqlx::postgres::{PgPool, Postgres};
-
-use service_kit::db::{Ident, SealedOpenError, check_schema_version};
-use service_kit::postgres::{PostgresConfig, PostgresError};
 
 use super::{OpenError, StoreError, query_err, sql, tenant_key};
 use crate::model::{Tenant, TenantId};
 
 static CATALOG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-/// The tenant migrations, run inside the caller's transaction without sqlx's session-level
-/// advisory lock (which an error would leave held on the pooled connection): a new schema is
-/// invisible to everyone else until its transaction commits, and migrations of existing schemas
-/// at start take [`TENANT_MIGRATION_LOCK`] for their transaction instead.
+
 fn tenant_migrator() -> sqlx::migrate::Migrator {
-    let mut migrator = sqlx::migrate!("./migrations/tenant/postgres");
-    migrator.set_locking(false);
-    migrator
+    service_kit::tenancy::tenant_migrator(sqlx::migrate!("./migrations/tenant/postgres"))
 }
 
 /// `pg_advisory_xact_lock` key serialising replicas that migrate tenant schemas at start.
 const TENANT_MIGRATION_LOCK: i64 = 0x6b6d_735f_7465_6e61; // "kms_tena"
 
-/// SQLSTATE of "role does not exist" when a transaction switches to a tenant's role.
-const NO_SUCH_ROLE: &str = "22023";
-
 /// The PostgreSQL store. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    database: Ident,
+    tenants: PgTenants,
 }
 
 impl PostgresStore {
@@ -57,7 +49,7 @@ impl PostgresStore {
         let (pool, root) =
             service_kit::postgres::open_sealed(config, &CATALOG_MIGRATOR, shares, &["tenants", "users"])
                 .await?;
-        let store = Self { pool, database };
+        let store = Self { pool, tenants: PgTenants::new(database) };
         store.migrate_tenants().await?;
         Ok((store, root))
     }
@@ -74,18 +66,7 @@ impl PostgresStore {
         &self,
         tenant: TenantId,
     ) -> Result<Option<sqlx::Transaction<'static, Postgres>>, StoreError> {
-        let key = tenant_key(tenant)?;
-        let mut tx = self.pool.begin().await.map_err(query_err)?;
-        let scoped = sqlx::query("SELECT set_config('role', $1, true), set_config('search_path', $2, true)")
-            .bind(key.role(&self.database))
-            .bind(key.schema())
-            .execute(&mut *tx)
-            .await;
-        match scoped {
-            Ok(_) => Ok(Some(tx)),
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(NO_SUCH_ROLE) => Ok(None),
-            Err(e) => Err(query_err(e)),
-        }
+        self.tenants.transaction(&self.pool, &tenant_key(tenant)?).await.map_err(query_err)
     }
 
     fn catalog(&self) -> &PgPool {
@@ -113,111 +94,38 @@ impl PostgresStore {
     /// Refuses a tenant schema newer than this binary (before migrating any), then migrates
     /// those that are behind.
     async fn migrate_tenants(&self) -> Result<(), OpenError> {
-        let migrator = tenant_migrator();
-        let known = migrator.iter().map(|m| m.version).max();
         let ids: Vec<String> =
             sqlx::query_scalar(sql::TENANT_IDS).fetch_all(&self.pool).await.map_err(query_err)?;
-        let mut behind = Vec::new();
-        for id in ids {
-            let tenant = super::rows::tenant_id(&id)?;
-            let Some(mut tx) = self.tenant_transaction(tenant).await? else {
-                return Err(StoreError::Corrupt(format!(
-                    "tenant {id} has no role {}: its schema was removed by hand; drop the tenant or restore a backup",
-                    tenant_key(tenant)?.role(&self.database)
-                ))
-                .into());
-            };
-            let applied = applied_version(&mut tx).await?;
-            tx.rollback().await.map_err(query_err)?;
-            check_schema_version(applied, &migrator).map_err(SealedOpenError::from)?;
-            if applied < known {
-                behind.push(tenant);
-            }
-        }
-        for tenant in behind {
-            let Some(mut tx) = self.tenant_transaction(tenant).await? else { continue };
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(TENANT_MIGRATION_LOCK)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err)?;
-            migrate(&migrator, &mut tx).await.map_err(|e| self.migrate_error(e))?;
-            tx.commit().await.map_err(query_err)?;
-        }
-        Ok(())
-    }
-
-    fn migrate_error(&self, source: sqlx::migrate::MigrateError) -> StoreError {
-        StoreError::Postgres(PostgresError::Migrate {
-            target: format!("database {}", self.database.as_str()),
-            source,
-        })
+        let keys = ids
+            .iter()
+            .map(|id| tenant_key(super::rows::tenant_id(id)?))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.tenants.migrate_all(&self.pool, &keys, &tenant_migrator(), TENANT_MIGRATION_LOCK).await.map_err(
+            |e| match e {
+                NamespaceError::SchemaTooNew(too_new) => OpenError::Sealed(too_new.into()),
+                other => OpenError::Store(namespace_err(other)),
+            },
+        )
     }
 }
 
-/// The newest migration the transaction's schema records (`None` before the first).
-async fn applied_version(tx: &mut sqlx::PgConnection) -> Result<Option<i64>, StoreError> {
-    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(query_err)?;
-    if table.is_none() {
-        return Ok(None);
+/// A namespace error, with a driver error inside sorted as an outage or a bad query.
+fn namespace_err(e: NamespaceError) -> StoreError {
+    match e {
+        NamespaceError::Query(e) => query_err(e),
+        other => StoreError::Namespace(other),
     }
-    sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(query_err)
-}
-
-/// Runs statements without parameters (several, separated by `;`) in `tx`.
-async fn simple(tx: &mut sqlx::PgConnection, statements: &str) -> Result<(), sqlx::Error> {
-    // Through `Executor::execute`, whose boxed future is `Send` for any lifetime (sqlx's
-    // `RawSql::execute` is not, inside the store's `Send` futures).
-    sqlx::Executor::execute(tx, sqlx::raw_sql(statements)).await.map(drop)
-}
-
-/// Runs `migrator` in `tx`. (`run_direct` is `run` for a connection in hand; `run` with a
-/// transaction's connection trips the compiler's "Acquire is not general enough" inside the
-/// `Send` futures of the store's methods, which is what sqlx provides it for.)
-async fn migrate(
-    migrator: &sqlx::migrate::Migrator,
-    tx: &mut sqlx::PgConnection,
-) -> Result<(), sqlx::migrate::MigrateError> {
-    migrator.run_direct(tx).await
-}
-
-/// PostgreSQL's errors for a role or schema that exists already (a concurrent create).
-fn duplicate_object(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("42710" | "42P06")))
 }
 
 super::store_impl!(PostgresStore, sqlx::Postgres, {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let key = tenant_key(tenant.id)?;
-        let (role, schema) = (key.role(&self.database), key.schema());
-        let conflict = || format!("tenant {}", tenant.name);
         let mut tx = self.pool.begin().await.map_err(query_err)?;
         Self::remember_tenant(&mut tx, tenant).await?;
-        // The names are TenantKey's (a fixed prefix and 32 hex digits) and the validated
-        // database identifier: never text from a request.
-        let ddl = format!(
-            "CREATE ROLE {role} NOLOGIN; \
-             GRANT {role} TO CURRENT_USER; \
-             CREATE SCHEMA {schema} AUTHORIZATION {role}; \
-             REVOKE ALL ON SCHEMA {schema} FROM PUBLIC"
-        );
-        simple(&mut tx, &ddl).await.map_err(|e| {
-            if duplicate_object(&e) { StoreError::Conflict(conflict()) } else { query_err(e) }
+        self.tenants.create(&mut tx, &key, &tenant_migrator()).await.map_err(|e| match e {
+            NamespaceError::Exists => StoreError::Conflict(format!("tenant {}", tenant.name)),
+            other => namespace_err(other),
         })?;
-        // The tables are made as the tenant's role, so that they are its own.
-        sqlx::query("SELECT set_config('role', $1, true), set_config('search_path', $2, true)")
-            .bind(&role)
-            .bind(&schema)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err)?;
-        migrate(&tenant_migrator(), &mut tx).await.map_err(|e| self.migrate_error(e))?;
         tx.commit().await.map_err(query_err)
     }
 
@@ -227,12 +135,7 @@ super::store_impl!(PostgresStore, sqlx::Postgres, {
         if !Self::forget_tenant(&mut tx, id).await? {
             return Ok(false);
         }
-        let ddl = format!(
-            "DROP SCHEMA IF EXISTS {} CASCADE; DROP ROLE IF EXISTS {}",
-            key.schema(),
-            key.role(&self.database)
-        );
-        simple(&mut tx, &ddl).await.map_err(query_err)?;
+        self.tenants.drop(&mut tx, &key).await.map_err(query_err)?;
         tx.commit().await.map_err(query_err)?;
         Ok(true)
     }

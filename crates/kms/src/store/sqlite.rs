@@ -9,10 +9,9 @@
 //! those rows into the tenants' files once, then empties the old tables; nothing is lost, and a
 //! move interrupted half-way is completed by the next start.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
+use service_kit::tenancy::SqliteTenants;
 use sqlx::sqlite::{Sqlite, SqlitePool};
 
 use super::rows::{PoolRow, VersionRow};
@@ -25,17 +24,13 @@ static TENANT_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/t
 /// The SQLite store. See the module documentation.
 pub struct SqliteStore {
     catalog: SqlitePool,
-    /// `<directory of the catalog>/tenants`.
-    dir: PathBuf,
-    /// Open tenant files, by tenant.
-    tenants: Mutex<HashMap<TenantId, SqlitePool>>,
-    /// Held while a tenant file is opened, so one tenant never gets two pools.
-    opening: tokio::sync::Mutex<()>,
+    /// `<directory of the catalog>/tenants/<32 hex>.db`.
+    files: SqliteTenants,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("files", &self.files).finish_non_exhaustive()
     }
 }
 
@@ -51,25 +46,29 @@ impl SqliteStore {
         let tables = ["tenants", "key_versions", "users"];
         let (catalog, root) = service_kit::sqlite::open_sealed(path, &MIGRATOR, shares, &tables).await?;
         let dir = path.parent().unwrap_or(Path::new(".")).join("tenants");
-        let store = Self { catalog, dir, tenants: Mutex::default(), opening: tokio::sync::Mutex::new(()) };
+        let store = Self { catalog, files: SqliteTenants::new(dir, &TENANT_MIGRATOR) };
+        let ids: Vec<String> =
+            sqlx::query_scalar(sql::TENANT_IDS).fetch_all(&store.catalog).await.map_err(query_err)?;
+        let keys = ids
+            .iter()
+            .map(|id| tenant_key(super::rows::tenant_id(id)?))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        store.files.check_versions(&keys).await.map_err(StoreError::from)?;
         store.move_legacy_keys().await?;
         Ok((store, root))
     }
 
     /// Where `tenant`'s file is.
     pub fn tenant_path(&self, tenant: TenantId) -> Result<PathBuf, StoreError> {
-        Ok(self.dir.join(tenant_key(tenant)?.file_name()))
+        Ok(self.files.path(&tenant_key(tenant)?))
     }
 
     /// The connection pool of `tenant`'s file, opened on first use; `None` for a tenant that
     /// does not exist (no file is made for it). Tests use it to show what a tenant's connection
     /// can reach.
     pub async fn tenant_pool(&self, tenant: TenantId) -> Result<Option<SqlitePool>, StoreError> {
-        if let Some(pool) = self.cached(tenant) {
-            return Ok(Some(pool));
-        }
-        let _opening = self.opening.lock().await;
-        if let Some(pool) = self.cached(tenant) {
+        let key = tenant_key(tenant)?;
+        if let Some(pool) = self.files.cached(&key) {
             return Ok(Some(pool));
         }
         let exists: Option<i64> = sqlx::query_scalar(sql::TENANT_EXISTS)
@@ -80,20 +79,7 @@ impl SqliteStore {
         if exists.is_none() {
             return Ok(None);
         }
-        let pool = self.open_file(tenant).await?;
-        self.tenants.lock().unwrap_or_else(|e| e.into_inner()).insert(tenant, pool.clone());
-        Ok(Some(pool))
-    }
-
-    fn cached(&self, tenant: TenantId) -> Option<SqlitePool> {
-        self.tenants.lock().unwrap_or_else(|e| e.into_inner()).get(&tenant).cloned()
-    }
-
-    /// Opens (creating and migrating) `tenant`'s file.
-    async fn open_file(&self, tenant: TenantId) -> Result<SqlitePool, StoreError> {
-        let path = self.tenant_path(tenant)?;
-        make_private_dir(&self.dir)?;
-        Ok(service_kit::sqlite::open(&path, &TENANT_MIGRATOR).await?)
+        Ok(Some(self.files.pool(&key).await?))
     }
 
     fn catalog(&self) -> &SqlitePool {
@@ -194,81 +180,40 @@ struct LegacyVersionRow {
     row: VersionRow,
 }
 
-fn make_private_dir(dir: &Path) -> Result<(), StoreError> {
-    let err = |action, source| StoreError::TenantFile { action, path: dir.display().to_string(), source };
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).map_err(|e| err("create the directory", e))?;
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .map_err(|e| err("restrict the directory", e))
-}
-
-/// Removes a database file with its WAL side files; an absent file is no error.
-fn remove_database_file(path: &Path) -> Result<(), StoreError> {
-    for suffix in ["", "-wal", "-shm"] {
-        let file = PathBuf::from(format!("{}{suffix}", path.display()));
-        match std::fs::remove_file(&file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StoreError::TenantFile {
-                    action: "remove",
-                    path: file.display().to_string(),
-                    source,
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
 super::store_impl!(SqliteStore, sqlx::Sqlite, {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        let key = tenant_key(tenant.id)?;
         let mut tx = self.catalog.begin().await.map_err(query_err)?;
         Self::remember_tenant(&mut tx, tenant).await?;
-        let _opening = self.opening.lock().await;
         // A file without a catalog row is left over from a start that failed after making it:
         // reused while it holds no keys, refused (never silently adopted) when it does.
-        let path = self.tenant_path(tenant.id)?;
-        let file = self.open_file(tenant.id).await?;
+        let file = self.files.pool(&key).await?;
         let pools: i64 =
             sqlx::query_scalar("SELECT count(*) FROM pools").fetch_one(&file).await.map_err(query_err)?;
         if pools > 0 {
-            file.close().await;
+            self.files.close_file(&key).await;
             return Err(StoreError::Corrupt(format!(
                 "{} holds keys but no tenant of that id exists: move the file away (or restore the tenant from a backup)",
-                path.display()
+                self.files.path(&key).display()
             )));
         }
-        tx.commit().await.map_err(query_err)?;
-        self.tenants.lock().unwrap_or_else(|e| e.into_inner()).insert(tenant.id, file);
-        Ok(())
+        tx.commit().await.map_err(query_err)
     }
 
     async fn drop_tenant(&self, id: TenantId) -> Result<bool, StoreError> {
-        let path = self.tenant_path(id)?;
+        let key = tenant_key(id)?;
         let mut tx = self.catalog.begin().await.map_err(query_err)?;
         if !Self::forget_tenant(&mut tx, id).await? {
             return Ok(false);
         }
-        let _opening = self.opening.lock().await;
-        let open = self.tenants.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        if let Some(file) = open {
-            file.close().await;
-        }
         // The file goes first: if it cannot, the catalog row stays and the drop can be retried.
-        remove_database_file(&path)?;
+        self.files.remove(&key).await?;
         tx.commit().await.map_err(query_err)?;
         Ok(true)
     }
 
     async fn close(&self) {
-        let files: Vec<SqlitePool> =
-            self.tenants.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, pool)| pool).collect();
-        for file in files {
-            service_kit::sqlite::close(&file).await;
-        }
+        self.files.close().await;
         service_kit::sqlite::close(&self.catalog).await;
     }
 });

@@ -55,6 +55,26 @@ macro_rules! sql_store {
                 }
             }
 
+            /// Deletes a tenant's catalog rows (its directory entries, its sessions, itself) in
+            /// `conn`'s transaction; `false` if there was no such tenant.
+            async fn forget_tenant(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                tenant: &$crate::store::TenantKey,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let id = tenant.canonical();
+                for statement in
+                    ["DELETE FROM client_directory WHERE tenant_id = $1", "DELETE FROM sessions WHERE tenant_id = $1"]
+                {
+                    sqlx::query(statement).bind(&id).execute(&mut *conn).await.map_err(Self::fail)?;
+                }
+                let gone = sqlx::query("DELETE FROM tenants WHERE tenant_id = $1")
+                    .bind(&id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Self::fail)?;
+                Ok(gone.rows_affected() == 1)
+            }
+
             /// The tenant of a client, from the directory.
             async fn client_tenant(
                 &self,

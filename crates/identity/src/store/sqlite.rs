@@ -225,19 +225,8 @@ sql_store!(SqliteStore, sqlx::Sqlite, {
 
     async fn drop_tenant(&self, tenant: &TenantKey) -> Result<bool, StoreError> {
         let _registering = self.registering.lock().await;
-        let id = tenant.canonical();
         let mut tx = self.pool.begin().await.map_err(Self::fail)?;
-        for statement in
-            ["DELETE FROM client_directory WHERE tenant_id = $1", "DELETE FROM sessions WHERE tenant_id = $1"]
-        {
-            sqlx::query(statement).bind(&id).execute(&mut *tx).await.map_err(Self::fail)?;
-        }
-        let gone = sqlx::query("DELETE FROM tenants WHERE tenant_id = $1")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(Self::fail)?;
-        if gone.rows_affected() == 0 {
+        if !Self::forget_tenant(&mut tx, tenant).await? {
             return Ok(false);
         }
         // The file goes first: if it cannot, the catalog rows stay and the drop can be retried.

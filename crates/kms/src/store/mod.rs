@@ -169,10 +169,11 @@ pub(crate) mod sql {
     pub const INSERT_TENANT: &str = "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)";
     pub const TENANT_EXISTS: &str = "SELECT 1 FROM tenants WHERE id = $1";
     pub const TENANT_IDS: &str = "SELECT id FROM tenants ORDER BY id";
-    pub const DELETE_TENANT_USERS: &str = "DELETE FROM users WHERE tenant_id = $1";
+    pub const DELETE_TENANT_USERS: &str = "DELETE FROM kms_realm_users WHERE tenant_id = $1";
     pub const DELETE_TENANT: &str = "DELETE FROM tenants WHERE id = $1";
-    pub const USER: &str = "SELECT username, password_hash, tenant_id, roles FROM users WHERE username = $1";
-    pub const INSERT_USER: &str = "INSERT INTO users (username, password_hash, tenant_id, roles, created_at) \
+    pub const USER: &str =
+        "SELECT username, password_hash, tenant_id, roles FROM kms_realm_users WHERE username = $1";
+    pub const INSERT_USER: &str = "INSERT INTO kms_realm_users (username, password_hash, tenant_id, roles, created_at) \
                                    VALUES ($1, $2, $3, $4, $5)";
 
     pub const INSERT_POOL: &str = "INSERT INTO pools (name, algorithm, created_at) VALUES ($1, $2, $3)";

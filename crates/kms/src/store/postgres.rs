@@ -46,9 +46,13 @@ impl PostgresStore {
         shares: &[barrier::Share],
     ) -> Result<(Self, barrier::RootKey), OpenError> {
         let database = Ident::new(&config.database).map_err(OpenError::DatabaseName)?;
-        let (pool, root) =
-            service_kit::postgres::open_sealed(config, &CATALOG_MIGRATOR, shares, &["tenants", "users"])
-                .await?;
+        let (pool, root) = service_kit::postgres::open_sealed(
+            config,
+            &CATALOG_MIGRATOR,
+            shares,
+            &["tenants", "kms_realm_users"],
+        )
+        .await?;
         let store = Self { pool, tenants: PgTenants::new(database) };
         store.migrate_tenants().await?;
         Ok((store, root))

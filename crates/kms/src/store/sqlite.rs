@@ -43,7 +43,7 @@ impl SqliteStore {
         path: &Path,
         shares: &[barrier::Share],
     ) -> Result<(Self, barrier::RootKey), OpenError> {
-        let tables = ["tenants", "key_versions", "users"];
+        let tables = ["tenants", "key_versions", "kms_realm_users"];
         let (catalog, root) = service_kit::sqlite::open_sealed(path, &MIGRATOR, shares, &tables).await?;
         let dir = path.parent().unwrap_or(Path::new(".")).join("tenants");
         let store = Self { catalog, files: SqliteTenants::new(dir, &TENANT_MIGRATOR) };

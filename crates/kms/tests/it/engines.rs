@@ -103,7 +103,7 @@ impl Backend {
                 let text = self.exec(
                     "SELECT (SELECT string_agg(s::text, ',') FROM seal s) || '|' || \
                             (SELECT coalesce(string_agg(t::text, ',' ORDER BY id), '') FROM tenants t) || '|' || \
-                            (SELECT coalesce(string_agg(u::text, ',' ORDER BY username), '') FROM users u) || '|' || \
+                            (SELECT coalesce(string_agg(u::text, ',' ORDER BY username), '') FROM kms_realm_users u) || '|' || \
                             (SELECT string_agg(version || ':' || encode(checksum, 'hex'), ',' ORDER BY version) FROM _sqlx_migrations) || '|' || \
                             (SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace) || '|' || \
                             (SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles)",

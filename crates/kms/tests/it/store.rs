@@ -204,7 +204,7 @@ async fn a_tenants_connection_cannot_reach_another_tenants_tables(backend: Backe
             assert_eq!(code.as_deref(), Some("42501"), "permission denied, not just absent: {err}");
             drop(tx);
             // Nor may it read the catalog: users and their password hashes, the seal.
-            for table in ["public.users", "public.seal", "public.tenants"] {
+            for table in ["public.kms_realm_users", "public.seal", "public.tenants"] {
                 let mut tx = s.tenant_transaction(a.id).await.unwrap().unwrap();
                 let err =
                     sqlx::query(&format!("SELECT * FROM {table}")).fetch_all(&mut *tx).await.unwrap_err();
@@ -222,13 +222,16 @@ async fn a_tenants_connection_cannot_reach_another_tenants_tables(backend: Backe
                     .fetch_all(&file)
                     .await
                     .unwrap();
-            assert!(!tables.iter().any(|t| t == "tenants" || t == "users" || t == "seal"), "{tables:?}");
+            assert!(
+                !tables.iter().any(|t| t == "tenants" || t == "kms_realm_users" || t == "seal"),
+                "{tables:?}"
+            );
             let err = sqlx::query(&format!("SELECT * FROM {b_schema}.key_versions"))
                 .execute(&file)
                 .await
                 .unwrap_err();
             assert!(err.to_string().contains("no such table"), "{err}");
-            let err = sqlx::query("SELECT * FROM users").execute(&file).await.unwrap_err();
+            let err = sqlx::query("SELECT * FROM kms_realm_users").execute(&file).await.unwrap_err();
             assert!(err.to_string().contains("no such table"), "{err}");
         }
     }

@@ -47,6 +47,8 @@ pub struct AppState {
     pub ttl: Lifetimes,
     /// Scope descriptions and tenant names for the consent page.
     pub consent: Arc<crate::consent::ConsentText>,
+    /// Who may exchange what (token exchange, transaction tokens).
+    pub exchange: Arc<crate::exchange::ExchangePolicy>,
 }
 
 /// Token and session lifetimes, in seconds.
@@ -95,6 +97,10 @@ pub fn router(state: AppState) -> Router {
 /// Discovery: exactly what is implemented, nothing more.
 async fn discovery(State(s): State<AppState>) -> Json<serde_json::Value> {
     let i = &s.issuer;
+    let mut grants = vec!["authorization_code", "client_credentials", "refresh_token"];
+    if s.exchange.enabled() {
+        grants.push(crate::exchange::GRANT_TYPE);
+    }
     Json(serde_json::json!({
         "issuer": i,
         "authorization_endpoint": format!("{i}/authorize"),
@@ -107,7 +113,7 @@ async fn discovery(State(s): State<AppState>) -> Json<serde_json::Value> {
         "scopes_supported": ["openid", "profile", "email"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "grant_types_supported": grants,
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["login", "consent"],
         "subject_types_supported": ["public"],

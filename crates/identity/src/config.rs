@@ -29,6 +29,9 @@ pub struct IdentityConfig {
     /// address, with backoff, and a per-name ceiling).
     #[serde(default)]
     pub throttle: ThrottleConfig,
+    /// Token exchange (RFC 8693) and transaction tokens: which client may exchange what.
+    #[serde(default)]
+    pub token_exchange: ExchangeConfig,
     /// Demo seeding, applied with `--demo`.
     #[serde(default)]
     pub seed: Option<SeedConfig>,
@@ -146,6 +149,154 @@ impl Default for Tokens {
     }
 }
 
+/// `token_exchange:` — RFC 8693 at `/token` and the transaction tokens it issues. A client may
+/// exchange only when it has an entry in `actors` (and `token-exchange` among its grant types);
+/// everything it may present and ask for is listed there, and a request outside it is refused
+/// naming the rule.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeConfig {
+    /// The audience of transaction tokens: the trust domain (default: the issuer).
+    pub trust_domain: Option<String>,
+    /// Transaction token lifetime (default 60 s; between 5 s and 10 min).
+    #[serde(with = "humantime_serde::option")]
+    pub txn_token_ttl: Option<Duration>,
+    /// Who may exchange, and what.
+    pub actors: Vec<ActorPolicy>,
+}
+
+/// One actor's rules (`token_exchange.actors[]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorPolicy {
+    /// The client this applies to (the authenticated caller of `/token`).
+    pub client_id: String,
+    /// Subject token types it may present, by short name: `access_token`, `id_token`,
+    /// `txn_token` (a transaction token presented again for a downstream call), and
+    /// `unsigned_context` (no token: claims the actor asserts, see `unsigned_context_claims`).
+    pub subject_token_types: Vec<String>,
+    /// Issuers whose subject tokens it may present; `self` is this issuer (default: `[self]`).
+    #[serde(default = "self_issuer")]
+    pub subject_issuers: Vec<String>,
+    /// Token types it may ask for: `txn_token`, `access_token`.
+    pub requested_token_types: Vec<String>,
+    /// Audiences (resource servers) an access token it asks for may name; transaction tokens
+    /// always name the trust domain.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// The longest lifetime of what it gets (never beyond the subject token's own expiry).
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    /// May it act *for* a subject with its own access token as `actor_token` (delegation;
+    /// the result's `act` names it). Default true.
+    #[serde(default = "yes")]
+    pub delegation: bool,
+    /// May it get a token *as* the subject without an actor token (impersonation; `act` still
+    /// names it). Default false.
+    #[serde(default)]
+    pub impersonation: bool,
+    /// With `unsigned_context`: the claims it may assert (`sub` is required; the tenant is
+    /// always the actor's own).
+    #[serde(default)]
+    pub unsigned_context_claims: Vec<String>,
+}
+
+fn self_issuer() -> Vec<String> {
+    vec!["self".to_owned()]
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Subject token types an actor may be allowed, by short name.
+pub const SUBJECT_TOKEN_TYPES: [&str; 4] = ["access_token", "id_token", "txn_token", "unsigned_context"];
+/// Token types an actor may be allowed to ask for.
+pub const REQUESTED_TOKEN_TYPES: [&str; 2] = ["txn_token", "access_token"];
+/// Claims an unsigned context may carry.
+pub const UNSIGNED_CONTEXT_CLAIMS: [&str; 3] = ["sub", "scope", "tctx"];
+
+impl ExchangeConfig {
+    fn validate(&self, v: &mut Validator) {
+        if let Some(ttl) = self.txn_token_ttl {
+            v.check(
+                ttl >= Duration::from_secs(5) && ttl <= Duration::from_secs(600),
+                "token_exchange.txn_token_ttl",
+                "must be between 5s and 10m",
+            );
+        }
+        if let Some(domain) = &self.trust_domain {
+            v.check(
+                !domain.is_empty() && domain.len() <= 256 && !domain.chars().any(char::is_whitespace),
+                "token_exchange.trust_domain",
+                "must be a URI without spaces (the audience of transaction tokens)",
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, a) in self.actors.iter().enumerate() {
+            let key = |field: &str| format!("token_exchange.actors[{i}].{field}");
+            v.check(seen.insert(a.client_id.as_str()), key("client_id"), "names a client listed before");
+            for t in &a.subject_token_types {
+                v.check(
+                    SUBJECT_TOKEN_TYPES.contains(&t.as_str()),
+                    key("subject_token_types"),
+                    format!("{t:?} is not one of {}", SUBJECT_TOKEN_TYPES.join(", ")),
+                );
+            }
+            v.check(!a.subject_token_types.is_empty(), key("subject_token_types"), "list at least one");
+            for t in &a.requested_token_types {
+                v.check(
+                    REQUESTED_TOKEN_TYPES.contains(&t.as_str()),
+                    key("requested_token_types"),
+                    format!("{t:?} is not one of {}", REQUESTED_TOKEN_TYPES.join(", ")),
+                );
+            }
+            v.check(!a.requested_token_types.is_empty(), key("requested_token_types"), "list at least one");
+            for issuer in &a.subject_issuers {
+                // The trust store (external issuers) is not part of this release: only `self`.
+                v.check(
+                    issuer == "self",
+                    key("subject_issuers"),
+                    format!("{issuer:?} is not a known issuer (only `self`, this issuer, is)"),
+                );
+            }
+            v.check(
+                a.max_lifetime >= Duration::from_secs(1) && a.max_lifetime <= Duration::from_secs(3600),
+                key("max_lifetime"),
+                "must be between 1s and 1h",
+            );
+            v.check(
+                !(a.requested_token_types.iter().any(|t| t == "access_token") && a.audiences.is_empty()),
+                key("audiences"),
+                "an actor that may ask for access tokens needs the audiences they may name",
+            );
+            v.check(
+                a.delegation || a.impersonation,
+                key("delegation"),
+                "an actor that may neither delegate nor impersonate can exchange nothing",
+            );
+            let unsigned = a.subject_token_types.iter().any(|t| t == "unsigned_context");
+            for c in &a.unsigned_context_claims {
+                v.check(
+                    UNSIGNED_CONTEXT_CLAIMS.contains(&c.as_str()),
+                    key("unsigned_context_claims"),
+                    format!("{c:?} is not one of {}", UNSIGNED_CONTEXT_CLAIMS.join(", ")),
+                );
+            }
+            v.check(
+                !unsigned || a.unsigned_context_claims.iter().any(|c| c == "sub"),
+                key("unsigned_context_claims"),
+                "an actor allowed unsigned_context must be allowed to assert `sub`",
+            );
+            v.check(
+                unsigned || a.unsigned_context_claims.is_empty(),
+                key("unsigned_context_claims"),
+                "set only for an actor whose subject_token_types include unsigned_context",
+            );
+        }
+    }
+}
+
 /// `seed:`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,6 +326,7 @@ impl Validate for IdentityConfig {
         }
         v.check(!self.unseal.share_files.is_empty(), "unseal.share_files", "list the unseal share files");
         self.throttle.validate("throttle.", v);
+        self.token_exchange.validate(v);
         let t = &self.tokens;
         let secs = Duration::from_secs;
         for (key, ttl, min, max, range) in [
@@ -256,6 +408,73 @@ unseal:
         )
         .unwrap_err();
         assert!(error_text(&secret).contains("password"), "a password in the file is refused");
+    }
+
+    #[test]
+    fn token_exchange_policies_are_checked_at_load() {
+        assert!(load("").unwrap().token_exchange.actors.is_empty(), "off unless configured");
+        let ok = load(
+            "token_exchange:\n  trust_domain: https://demo.local\n  txn_token_ttl: 30s\n  actors:\n    - client_id: gw\n      subject_token_types: [access_token, txn_token]\n      requested_token_types: [txn_token, access_token]\n      audiences: [https://kms]\n      max_lifetime: 5m\n",
+        )
+        .unwrap();
+        let a = &ok.token_exchange.actors[0];
+        assert_eq!(
+            (a.subject_issuers.as_slice(), a.delegation, a.impersonation),
+            (["self".to_owned()].as_slice(), true, false)
+        );
+        let actor = |body: &str| {
+            load(&format!("token_exchange:\n  actors:\n    - client_id: gw\n      max_lifetime: 5m\n{body}"))
+        };
+        for (body, words) in [
+            (
+                "      subject_token_types: [saml]\n      requested_token_types: [txn_token]\n",
+                "subject_token_types",
+            ),
+            (
+                "      subject_token_types: [access_token]\n      requested_token_types: [refresh_token]\n",
+                "requested_token_types",
+            ),
+            (
+                "      subject_token_types: [access_token]\n      requested_token_types: [access_token]\n",
+                "audiences",
+            ),
+            (
+                "      subject_token_types: [access_token]\n      requested_token_types: [txn_token]\n      subject_issuers: [https://evil]\n",
+                "subject_issuers",
+            ),
+            (
+                "      subject_token_types: [access_token]\n      requested_token_types: [txn_token]\n      delegation: false\n",
+                "delegation",
+            ),
+            (
+                "      subject_token_types: [unsigned_context]\n      requested_token_types: [txn_token]\n",
+                "unsigned_context_claims",
+            ),
+            (
+                "      subject_token_types: [access_token]\n      requested_token_types: [txn_token]\n      unsigned_context_claims: [sub]\n",
+                "unsigned_context_claims",
+            ),
+            (
+                "      subject_token_types: [unsigned_context]\n      requested_token_types: [txn_token]\n      unsigned_context_claims: [sub, tenant_id]\n",
+                "unsigned_context_claims",
+            ),
+            (
+                "      subject_token_types: []\n      requested_token_types: [txn_token]\n",
+                "subject_token_types",
+            ),
+        ] {
+            let err = actor(body).unwrap_err();
+            let text = error_text(&err);
+            assert!(text.contains(&format!("token_exchange.actors[0].{words}")), "{body}: {text}");
+        }
+        let twice = load(
+            "token_exchange:\n  actors:\n    - { client_id: gw, subject_token_types: [access_token], requested_token_types: [txn_token], max_lifetime: 1m }\n    - { client_id: gw, subject_token_types: [access_token], requested_token_types: [txn_token], max_lifetime: 1m }\n",
+        )
+        .unwrap_err();
+        assert!(error_text(&twice).contains("token_exchange.actors[1].client_id"), "{}", error_text(&twice));
+        let ttl = load("token_exchange:\n  txn_token_ttl: 1h\n").unwrap_err();
+        assert!(error_text(&ttl).contains("token_exchange.txn_token_ttl"));
+        assert!(load("token_exchange:\n  actors: []\n  lifetime: 5m\n").is_err(), "unknown keys are refused");
     }
 
     #[test]

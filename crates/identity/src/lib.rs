@@ -3,7 +3,8 @@
 //! signing keys sealed at rest by the `barrier` and rotated with a published next key,
 //! discovery, JWKS, a server-rendered sign-in and consent form, the `authorization_code` (PKCE
 //! S256 only), `refresh_token` (rotation, reuse revokes the family) and `client_credentials`
-//! grants, RFC 9068 access tokens, ID tokens, userinfo, RP-initiated logout, introspection
+//! grants, token exchange (RFC 8693) issuing access tokens and transaction tokens under a policy
+//! per actor, RFC 9068 access tokens, ID tokens, userinfo, RP-initiated logout, introspection
 //! (RFC 7662) and revocation (RFC 7009).
 //!
 //! What it must not do: share code with the KMS other than through `pki`, `service-kit` and
@@ -14,6 +15,7 @@ pub mod api;
 mod authorize;
 pub mod config;
 pub mod consent;
+pub mod exchange;
 mod html;
 pub mod seed;
 pub mod service;

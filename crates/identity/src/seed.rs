@@ -83,7 +83,8 @@ pub struct SeedClient {
     pub post_logout_redirect_uris: Vec<String>,
 }
 
-const GRANTS: [&str; 3] = ["client_credentials", "authorization_code", "refresh_token"];
+const GRANTS: [&str; 4] =
+    ["client_credentials", "authorization_code", "refresh_token", crate::exchange::GRANT_TYPE];
 
 impl Validate for SeedFile {
     fn validate(&self, v: &mut Validator) {
@@ -129,9 +130,11 @@ impl Validate for SeedFile {
                 "public" => {
                     v.check(c.secret_file.is_none(), key("secret_file"), "public clients have no secret");
                     v.check(
-                        !c.grant_types.iter().any(|g| g == "client_credentials"),
+                        !c.grant_types
+                            .iter()
+                            .any(|g| g == "client_credentials" || g == crate::exchange::GRANT_TYPE),
                         key("grant_types"),
-                        "public clients cannot use client_credentials",
+                        "public clients cannot use client_credentials or token exchange",
                     );
                 }
                 _ => v.error(key("type"), "must be confidential or public"),

@@ -190,6 +190,7 @@ async fn serve(
         logins: Arc::new(LoginThrottle::new(config.throttle, VERIFY_WAIT)),
         ttl: (&config.tokens).into(),
         consent: Arc::new(consent),
+        exchange: Arc::new(crate::exchange::ExchangePolicy::new(&config.token_exchange, &config.issuer)),
     };
     readiness.dependency("signing_keys").ready();
     let server = service_kit::server::start(&config.server, api::router(state), readiness).await?;

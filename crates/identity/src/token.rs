@@ -1,5 +1,5 @@
 //! `POST /token`: the `client_credentials`, `authorization_code` (PKCE S256 only) and
-//! `refresh_token` (rotation with reuse detection) grants.
+//! `refresh_token` (rotation with reuse detection) grants; token exchange is `crate::exchange`.
 //!
 //! Replay rules: a code is consumed by one conditional UPDATE that also records what its
 //! exchange issues, so a second presentation finds those and revokes them (RFC 6749 §4.1.2). A
@@ -23,11 +23,11 @@ use crate::tokens::{
     ACCESS_TOKEN_TYP, AccessClaims, ID_TOKEN_TYP, IdClaims, at_hash, opaque, opaque_hash, pkce_s256_matches,
 };
 
-fn store_failed(e: StoreError) -> OAuthError {
+pub(crate) fn store_failed(e: StoreError) -> OAuthError {
     OAuthError::store(e, "token storage")
 }
 
-fn sign_failed(e: crate::signing::SigningError) -> OAuthError {
+pub(crate) fn sign_failed(e: crate::signing::SigningError) -> OAuthError {
     tracing::error!(error = %e, "signing failed");
     OAuthError::server_error()
 }
@@ -46,6 +46,7 @@ pub(crate) async fn token(
         "client_credentials" => client_credentials(&s, from, &headers, &params).await?,
         "authorization_code" => authorization_code(&s, from, &headers, &params).await?,
         "refresh_token" => refresh(&s, from, &headers, &params).await?,
+        crate::exchange::GRANT_TYPE => crate::exchange::exchange(&s, from, &headers, &params).await?,
         _ => {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
@@ -60,7 +61,7 @@ pub(crate) async fn token(
     Ok(response)
 }
 
-fn require_grant(client: &StoredClient, grant: &str) -> Result<(), OAuthError> {
+pub(crate) fn require_grant(client: &StoredClient, grant: &str) -> Result<(), OAuthError> {
     if client.grant_types.iter().any(|g| g == grant) {
         return Ok(());
     }
@@ -114,6 +115,7 @@ fn access_token(
         scope: scope.to_owned(),
         tenant_id: who.tenant_id.to_owned(),
         roles: who.roles.to_vec(),
+        act: None,
     };
     let jwt = s.keys.sign(ACCESS_TOKEN_TYP, &claims).map_err(sign_failed)?;
     Ok((jwt, claims))

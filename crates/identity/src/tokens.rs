@@ -33,6 +33,108 @@ pub struct AccessClaims {
     pub tenant_id: String,
     /// Roles.
     pub roles: Vec<String>,
+    /// Who acts for the subject (RFC 8693 §4.1): set on tokens from a token exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Act>,
+}
+
+/// The `act` claim (RFC 8693 §4.1): the current actor, and the actor before it, nested.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Act {
+    /// The actor (a client id, or a user for a user's own delegation).
+    pub sub: String,
+    /// The actor before (a chain of exchanges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Act>>,
+}
+
+impl Act {
+    /// `actor` acting now, after whoever `before` names.
+    pub fn chain(actor: &str, before: Option<&Act>) -> Self {
+        Self { sub: actor.to_owned(), act: before.map(|a| Box::new(a.clone())) }
+    }
+
+    /// How many actors the chain names.
+    pub fn depth(&self) -> usize {
+        1 + self.act.as_ref().map_or(0, |a| a.depth())
+    }
+}
+
+/// The `typ` of transaction tokens (draft-ietf-oauth-transaction-tokens).
+pub const TXN_TOKEN_TYP: &str = "txntoken+jwt";
+
+/// A transaction token's claims: who the transaction is for (`sub`, `tenant_id`, `roles`), what
+/// it may do (`scope`), its id (`txn`, the same for every token of one transaction), what it is
+/// about (`tctx`) and who asked (`rctx`), audience the trust domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience: the trust domain.
+    pub aud: String,
+    /// Issued at.
+    pub iat: i64,
+    /// Expiry.
+    pub exp: i64,
+    /// The transaction's id.
+    pub txn: String,
+    /// The subject.
+    pub sub: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// The subject's tenant.
+    pub tenant_id: String,
+    /// The subject's roles.
+    pub roles: Vec<String>,
+    /// Transaction context: what the transaction is about (set by the first requester).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub tctx: serde_json::Map<String, serde_json::Value>,
+    /// Requester context: the workload that asked and its address.
+    pub rctx: Rctx,
+    /// The actors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Act>,
+}
+
+/// `rctx`: the requester context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rctx {
+    /// The requesting workload (its client id).
+    pub req_wl: String,
+    /// Its network address, as Identity saw it.
+    pub req_ip: String,
+}
+
+/// Checks one of our transaction tokens for the trust domain `audience`: `typ`, algorithm,
+/// issuer, audience and expiry, with no leeway.
+pub fn verify_txn(keys: &SigningKeys, issuer: &str, audience: &str, token: &str) -> Option<TxnClaims> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(TXN_TOKEN_TYP) {
+        return None;
+    }
+    let key = keys.decoding_key(header.kid.as_deref()?)?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
+    jsonwebtoken::decode::<TxnClaims>(token, &key, &validation).ok().map(|d| d.claims)
+}
+
+/// Checks one of our ID tokens as a subject token: signature, `typ`, issuer and expiry (no
+/// leeway); its audience is the client it was issued to.
+pub fn verify_id_token(keys: &SigningKeys, issuer: &str, token: &str) -> Option<IdClaims> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(ID_TOKEN_TYP) {
+        return None;
+    }
+    let key = keys.decoding_key(header.kid.as_deref()?)?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[issuer]);
+    validation.validate_aud = false;
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
+    jsonwebtoken::decode::<IdClaims>(token, &key, &validation).ok().map(|d| d.claims)
 }
 
 /// Checks one of our access tokens: the header's `kid` must name a published key, the

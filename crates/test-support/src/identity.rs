@@ -22,6 +22,7 @@ pub fn config(dir: &TestDir, seed: Option<SeedConfig>) -> IdentityConfig {
         unseal: Unseal { share_files: dir.share_files() },
         tokens: Default::default(),
         throttle: Default::default(),
+        token_exchange: Default::default(),
         seed,
         log_format: Default::default(),
     }

@@ -522,6 +522,7 @@ fn write_config(state: &State) -> std::io::Result<identity::config::IdentityConf
         unseal: Unseal { share_files: state.unseal_shares("identity").into_iter().take(3).collect() },
         tokens: Tokens::default(),
         throttle: Default::default(),
+        token_exchange: Default::default(),
         seed: Some(SeedConfig {
             file: seed,
             tenants_file: state.tenants_file(),

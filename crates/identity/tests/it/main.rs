@@ -4,6 +4,7 @@
 
 mod browser;
 mod browser_signin;
+mod exchange;
 mod flows;
 mod oauth;
 mod oracle;

@@ -95,6 +95,10 @@ fn unauthorized(description: String) -> OAuthError {
     OAuthError::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
 }
 
+fn invalid_scope(description: String) -> OAuthError {
+    OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
+}
+
 fn invalid_target(description: String) -> OAuthError {
     OAuthError::new(StatusCode::BAD_REQUEST, "invalid_target", description)
 }
@@ -231,11 +235,9 @@ pub(crate) async fn exchange(
         Some(asked) => {
             let asked: Vec<String> = asked.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect();
             if let Some(wider) = asked.iter().find(|x| !subject.scopes.contains(x)) {
-                return Err(OAuthError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_scope",
-                    format!("scope {wider:?} is not in the subject token's scope: an exchange only narrows"),
-                ));
+                return Err(invalid_scope(format!(
+                    "scope {wider:?} is not in the subject token's scope: an exchange only narrows"
+                )));
             }
             asked
         }
@@ -413,11 +415,10 @@ fn unsigned_context(
         Some(Value::String(scope)) => {
             let asked = split(scope);
             if let Some(wider) = asked.iter().find(|x| !caller.scopes.contains(x)) {
-                return Err(OAuthError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_scope",
-                    format!("scope {wider:?} is beyond client {}'s own", caller.client_id),
-                ));
+                return Err(invalid_scope(format!(
+                    "scope {wider:?} is beyond client {}'s own",
+                    caller.client_id
+                )));
             }
             asked
         }

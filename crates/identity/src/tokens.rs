@@ -60,6 +60,36 @@ impl Act {
     }
 }
 
+/// Checks a JWT we signed: the header's `kid` must name a published key, the algorithm is
+/// pinned to ES256 (whatever the header says), `typ` must be `typ`, the issuer ours; the
+/// audience is checked when one is given, expiry (with no leeway: our own tokens, our own
+/// clock) when `expiry` is true; `required` lists the claims that must be present.
+fn verify_ours<T: serde::de::DeserializeOwned>(
+    keys: &SigningKeys,
+    issuer: &str,
+    token: &str,
+    typ: &str,
+    audience: Option<&str>,
+    expiry: bool,
+    required: &[&str],
+) -> Option<T> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(typ) {
+        return None;
+    }
+    let key = keys.decoding_key(header.kid.as_deref()?)?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[issuer]);
+    match audience {
+        Some(aud) => validation.set_audience(&[aud]),
+        None => validation.validate_aud = false,
+    }
+    validation.validate_exp = expiry;
+    validation.leeway = 0;
+    validation.set_required_spec_claims(required);
+    jsonwebtoken::decode::<T>(token, &key, &validation).ok().map(|d| d.claims)
+}
+
 /// The `typ` of transaction tokens (draft-ietf-oauth-transaction-tokens).
 pub const TXN_TOKEN_TYP: &str = "txntoken+jwt";
 
@@ -108,52 +138,29 @@ pub struct Rctx {
 /// Checks one of our transaction tokens for the trust domain `audience`: `typ`, algorithm,
 /// issuer, audience and expiry, with no leeway.
 pub fn verify_txn(keys: &SigningKeys, issuer: &str, audience: &str, token: &str) -> Option<TxnClaims> {
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(TXN_TOKEN_TYP) {
-        return None;
-    }
-    let key = keys.decoding_key(header.kid.as_deref()?)?;
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_issuer(&[issuer]);
-    validation.set_audience(&[audience]);
-    validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
-    jsonwebtoken::decode::<TxnClaims>(token, &key, &validation).ok().map(|d| d.claims)
+    verify_ours(
+        keys,
+        issuer,
+        token,
+        TXN_TOKEN_TYP,
+        Some(audience),
+        true,
+        &["exp", "iat", "iss", "sub", "aud"],
+    )
 }
 
 /// Checks one of our ID tokens as a subject token: signature, `typ`, issuer and expiry (no
 /// leeway); its audience is the client it was issued to.
 pub fn verify_id_token(keys: &SigningKeys, issuer: &str, token: &str) -> Option<IdClaims> {
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(ID_TOKEN_TYP) {
-        return None;
-    }
-    let key = keys.decoding_key(header.kid.as_deref()?)?;
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_issuer(&[issuer]);
-    validation.validate_aud = false;
-    validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
-    jsonwebtoken::decode::<IdClaims>(token, &key, &validation).ok().map(|d| d.claims)
+    verify_ours(keys, issuer, token, ID_TOKEN_TYP, None, true, &["exp", "iat", "iss", "sub", "aud"])
 }
 
 /// Checks one of our access tokens: the header's `kid` must name a published key, the
 /// algorithm is pinned to ES256 (whatever the header says), `typ` must be `at+jwt`, issuer and
 /// expiry must hold. The audience is not checked here: introspection answers for any.
 pub fn verify_own(keys: &SigningKeys, issuer: &str, token: &str) -> Option<AccessClaims> {
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
-        return None;
-    }
-    let key = keys.decoding_key(header.kid.as_deref()?)?;
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_issuer(&[issuer]);
-    validation.validate_aud = false;
-    // Our own tokens, our own clock: no leeway, so an expired token is never "active" and a
-    // revocation record (kept until `exp`) always outlives the token.
-    validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
-    jsonwebtoken::decode::<AccessClaims>(token, &key, &validation).ok().map(|d| d.claims)
+    // The audience is not checked: introspection answers for any.
+    verify_ours(keys, issuer, token, ACCESS_TOKEN_TYP, None, true, &["exp", "iat", "iss", "sub"])
 }
 
 /// The `typ` of ID tokens.
@@ -193,17 +200,7 @@ pub fn at_hash(access_token: &str) -> String {
 /// Checks an ID token we issued, as an `id_token_hint`: signature, issuer and `typ`; expiry is
 /// not checked (the hint of a session that outlived its ID token still names who signs out).
 pub fn verify_id_token_hint(keys: &SigningKeys, issuer: &str, token: &str) -> Option<IdClaims> {
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(ID_TOKEN_TYP) {
-        return None;
-    }
-    let key = keys.decoding_key(header.kid.as_deref()?)?;
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_issuer(&[issuer]);
-    validation.validate_aud = false;
-    validation.validate_exp = false;
-    validation.set_required_spec_claims(&["iss", "sub", "aud"]);
-    jsonwebtoken::decode::<IdClaims>(token, &key, &validation).ok().map(|d| d.claims)
+    verify_ours(keys, issuer, token, ID_TOKEN_TYP, None, false, &["iss", "sub", "aud"])
 }
 
 /// A new opaque secret (authorization code, refresh token, session id): 256 random bits,

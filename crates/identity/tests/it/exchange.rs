@@ -156,6 +156,12 @@ async fn exchange(env: &Env, actor: &str, params: &[(&str, &str)]) -> (u16, Valu
     env.post("/token", Some((actor, KMS_SECRET)), &form).await
 }
 
+/// [`exchange`] with an owned form.
+async fn exchange_owned(env: &Env, actor: &str, form: Vec<(String, String)>) -> (u16, Value) {
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    exchange(env, actor, &form).await
+}
+
 fn refused(answer: &(u16, Value), error: &str, words: &str) {
     let (status, body) = answer;
     assert_eq!((*status, body["error"].as_str()), (400, Some(error)), "{body}");
@@ -378,13 +384,7 @@ async fn bad_subject_and_actor_tokens_are_refused() {
             ("requested_token_type".to_owned(), TXN.to_owned()),
         ]
     };
-    let send = |form: Vec<(String, String)>| {
-        let env = &env;
-        async move {
-            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            exchange(env, "gateway", &form).await
-        }
-    };
+    let send = |form: Vec<(String, String)>| exchange_owned(&env, "gateway", form);
 
     // Tampered: one character of the payload changed (the signature no longer matches).
     let mut parts: Vec<String> = user_token.split('.').map(str::to_owned).collect();
@@ -606,13 +606,7 @@ async fn an_unsigned_context_starts_a_transaction_within_the_actors_own_rights()
             ("requested_token_type".to_owned(), requested.to_owned()),
         ]
     };
-    let send = |form: Vec<(String, String)>| {
-        let env = &env;
-        async move {
-            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            exchange(env, "batch", &form).await
-        }
-    };
+    let send = |form: Vec<(String, String)>| exchange_owned(&env, "batch", form);
     let (status, body) = send(ask(context(r#"{"sub":"job-42","tctx":{"run":"nightly"}}"#), TXN)).await;
     assert_eq!(status, 200, "{body}");
     let c = claims(body["access_token"].as_str().unwrap());

@@ -37,7 +37,7 @@ pub const THRESHOLD: u8 = 3;
 /// The demo's tenants.
 pub const TENANTS: [&str; 2] = ["acme", "globex"];
 /// Confidential clients whose secrets are generated.
-pub const CLIENTS: [&str; 2] = ["kms-service", "demo-confidential"];
+pub const CLIENTS: [&str; 3] = ["kms-service", "demo-confidential", "demo-gateway"];
 /// Identity's demo users whose passwords are generated.
 pub const USERS: [&str; 3] = ["admin", "user", "service"];
 /// What `state.json` says about its directory.

@@ -71,6 +71,9 @@ pub struct Principal {
     pub scopes: BTreeSet<Scope>,
     /// How they authenticated.
     pub method: AuthMethod,
+    /// The transaction, when a transaction token authenticated the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<String>,
 }
 
 /// `POST /api/v1/pools`.

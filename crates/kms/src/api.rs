@@ -308,7 +308,14 @@ async fn bearer(parts: &Parts, state: &AppState, token: &str) -> Result<Caller, 
         return Err(ApiError::Unauthenticated("Bearer tokens are not accepted here (no issuer configured)"));
     };
     match realm.authenticate(token, sensitive(parts)).await {
-        Ok(principal) => Ok(Caller(principal)),
+        Ok(principal) => {
+            if let Some(txn) = &principal.txn {
+                // The operation's audit line: which transaction, for whom, in which tenant.
+                let route = parts.extensions.get::<axum::extract::MatchedPath>().map_or("", |p| p.as_str());
+                tracing::info!(%txn, subject = %principal.subject, tenant = %principal.tenant, %route, method = %parts.method, "operation in a transaction");
+            }
+            Ok(Caller(principal))
+        }
         Err(crate::bearer::BearerDenied::Unavailable) => Err(ApiError::Unavailable),
         Err(crate::bearer::BearerDenied::Invalid(reason)) => {
             Err(ApiError::InvalidToken(match realm.detail() {

@@ -85,13 +85,15 @@ pub struct Principal {
     pub scopes: Scopes,
     /// How they authenticated.
     pub method: AuthMethod,
+    /// The transaction a transaction token was issued for (`txn`), logged with the operation.
+    pub txn: Option<String>,
 }
 
 impl Principal {
     /// A principal whose scopes come from its roles (Basic users).
     pub fn from_roles(subject: &str, tenant: TenantId, roles: BTreeSet<Role>, method: AuthMethod) -> Self {
         let scopes = Scopes::expand(roles.iter().flat_map(|r| granted_by(*r).iter().copied()));
-        Self { subject: subject.to_owned(), tenant, roles, scopes, method }
+        Self { subject: subject.to_owned(), tenant, roles, scopes, method, txn: None }
     }
 
     /// As `GET /api/v1/whoami` answers.
@@ -102,6 +104,7 @@ impl Principal {
             roles: self.roles.clone(),
             scopes: self.scopes.iter().collect(),
             method: self.method,
+            txn: self.txn.clone(),
         }
     }
 

@@ -7,6 +7,10 @@
 //! scopes are the token's `scope` **intersected** with what its `roles` allow, both closed under
 //! the hierarchy — a client granted `kms:decrypt` whose role is `auditor` still cannot decrypt.
 //!
+//! Transaction tokens (`typ: txntoken+jwt`, from Identity's token exchange), where configured:
+//! the same keys and checks, the trust domain as audience, a `txn` and a short lifetime
+//! required; the principal carries the `txn`, which the API logs with the operation.
+//!
 //! Introspection: concurrent requests with the same token share one call (a per-token
 //! single-flight), and answers are kept briefly (`cache_ttl`), or for `interval` in interval
 //! mode; "inactive" is kept until the token would expire anyway. Fails closed: if Identity
@@ -69,6 +73,10 @@ pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
 struct Claims {
     sub: String,
     #[serde(default)]
+    txn: Option<String>,
+    #[serde(default)]
+    iat: Option<i64>,
+    #[serde(default)]
     scope: String,
     #[serde(default)]
     roles: Vec<String>,
@@ -82,9 +90,14 @@ struct Claims {
 /// The realm.
 pub struct BearerRealm {
     validator: Validator,
+    /// Transaction tokens: the same keys, the trust domain's audience; their longest lifetime.
+    txn: Option<(Validator, i64)>,
     introspection: Option<Introspector>,
     detail: ErrorDetail,
 }
+
+/// The `typ` of transaction tokens.
+const TXN_TOKEN_TYP: &str = "txntoken+jwt";
 
 impl std::fmt::Debug for BearerRealm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,13 +121,26 @@ impl BearerRealm {
         let mut settings =
             ValidatorConfig::new([config.audience.clone()], &algorithms).with_required_typ("at+jwt");
         settings.leeway = config.leeway;
+        let txn = match &config.transaction_tokens {
+            None => None,
+            Some(t) => {
+                let mut txn_settings = ValidatorConfig::new([t.trust_domain.clone()], &algorithms)
+                    .with_required_typ(TXN_TOKEN_TYP);
+                txn_settings.leeway = config.leeway;
+                let longest = i64::try_from(t.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+                Some((
+                    Validator::new(provider.clone(), txn_settings).map_err(BearerSetupError::Jwks)?,
+                    longest,
+                ))
+            }
+        };
         let validator = Validator::new(provider, settings).map_err(BearerSetupError::Jwks)?;
         let introspection = config
             .introspection
             .as_ref()
             .map(|i| Introspector::new(i, &config.ca_file, &config.resolve))
             .transpose()?;
-        Ok(Self { validator, introspection, detail: config.error_detail })
+        Ok(Self { validator, txn, introspection, detail: config.error_detail })
     }
 
     /// The JWKS provider (readiness waits for its first fetch; a background task refreshes it).
@@ -130,14 +156,12 @@ impl BearerRealm {
     /// Authenticates a Bearer token. `sensitive` marks operations that release or create
     /// secrets (introspected in `sensitive` mode).
     pub async fn authenticate(&self, token: &str, sensitive: bool) -> Result<Principal, BearerDenied> {
-        let claims: Claims = self.validator.validate_as(token).await.map_err(|e| {
-            if e.is_unavailable() {
-                tracing::warn!(error = %e, "Identity's keys are unavailable");
-                BearerDenied::Unavailable
-            } else {
-                BearerDenied::Invalid(e.kind().as_str().to_owned())
-            }
-        })?;
+        if let Some((validator, longest)) = &self.txn
+            && header_typ(token).as_deref() == Some(TXN_TOKEN_TYP)
+        {
+            return transaction(validator, *longest, token).await;
+        }
+        let claims: Claims = self.validator.validate_as(token).await.map_err(denied)?;
         if let Some(introspector) = &self.introspection
             && introspector.applies(sensitive)
         {
@@ -148,6 +172,47 @@ impl BearerRealm {
         }
         principal(&claims)
     }
+}
+
+fn denied(e: jwks_cache::ValidationError) -> BearerDenied {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "Identity's keys are unavailable");
+        BearerDenied::Unavailable
+    } else {
+        BearerDenied::Invalid(e.kind().as_str().to_owned())
+    }
+}
+
+/// The `typ` of a JWT's header, read without verifying anything (it only picks the validator,
+/// which checks it again).
+fn header_typ(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("typ")?.as_str().map(str::to_owned)
+}
+
+/// A transaction token: the signature, issuer, trust domain and expiry as for access tokens,
+/// then a `txn` and a lifetime no longer than `longest`. Not introspected: Identity does not
+/// record transaction tokens, and they live seconds.
+async fn transaction(validator: &Validator, longest: i64, token: &str) -> Result<Principal, BearerDenied> {
+    let claims: Claims = validator.validate_as(token).await.map_err(denied)?;
+    let txn = claims
+        .txn
+        .clone()
+        .filter(|t| !t.is_empty() && t.len() <= 128)
+        .ok_or_else(|| BearerDenied::Invalid("a transaction token without txn".into()))?;
+    let iat = claims.iat.ok_or_else(|| BearerDenied::Invalid("a transaction token without iat".into()))?;
+    if claims.exp - iat > longest {
+        return Err(BearerDenied::Invalid(format!(
+            "a transaction token living {} s, longer than the {longest} s allowed",
+            claims.exp - iat
+        )));
+    }
+    let mut principal = principal(&claims)?;
+    principal.txn = Some(txn);
+    Ok(principal)
 }
 
 fn principal(claims: &Claims) -> Result<Principal, BearerDenied> {
@@ -171,6 +236,7 @@ fn principal(claims: &Claims) -> Result<Principal, BearerDenied> {
         roles,
         scopes: effective,
         method: crate::authz::AuthMethod::Bearer,
+        txn: None,
     })
 }
 
@@ -316,6 +382,8 @@ mod tests {
     fn claims(scope: &str, roles: &[&str]) -> Claims {
         Claims {
             sub: "s".into(),
+            txn: None,
+            iat: None,
             scope: scope.into(),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
             tenant_id: Some("0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10".into()),

@@ -201,6 +201,27 @@ pub struct BearerConfig {
     /// How much a 401 says: `minimal` for production, `detailed` (the reason) for the demo.
     #[serde(default)]
     pub error_detail: ErrorDetail,
+    /// Transaction tokens of the same issuer (off when absent).
+    #[serde(default)]
+    pub transaction_tokens: Option<TxnTokenConfig>,
+}
+
+/// `auth.bearer.transaction_tokens:` — Identity's transaction tokens (`typ: txntoken+jwt`),
+/// validated like access tokens but for the trust domain's audience, and required to carry a
+/// `txn` and a short lifetime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxnTokenConfig {
+    /// The `aud` they carry: the trust domain (Identity's `token_exchange.trust_domain`).
+    pub trust_domain: String,
+    /// The longest `exp - iat` accepted (default 5 min): a longer-lived "transaction" token is
+    /// refused.
+    #[serde(default = "default_txn_lifetime", with = "humantime_serde")]
+    pub max_lifetime: Duration,
+}
+
+fn default_txn_lifetime() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -331,6 +352,18 @@ impl Validate for KmsConfig {
                 "list asymmetric algorithms: ES256, ES384, EdDSA, PS256, RS256…",
             );
             v.check(b.leeway <= Duration::from_secs(300), "auth.bearer.leeway", "at most 5m");
+            if let Some(t) = &b.transaction_tokens {
+                v.check(
+                    !t.trust_domain.is_empty() && t.trust_domain != b.audience,
+                    "auth.bearer.transaction_tokens.trust_domain",
+                    "must be set, and differ from auth.bearer.audience (a transaction token is not an access token)",
+                );
+                v.check(
+                    t.max_lifetime >= Duration::from_secs(1) && t.max_lifetime <= Duration::from_secs(3600),
+                    "auth.bearer.transaction_tokens.max_lifetime",
+                    "must be between 1s and 1h",
+                );
+            }
             if let Some(i) = &b.introspection {
                 v.check(
                     i.endpoint.starts_with("https://"),

@@ -65,7 +65,7 @@ async fn encrypt(c: &Ctx, what: &str, token: &str) -> Result<Jwe, StepError> {
     Ok(parse::<EncryptResponse>(ENCRYPT, &enc.body)?.jwe)
 }
 
-async fn round_trip(c: &Ctx, token: &str) -> Result<(), StepError> {
+pub(crate) async fn round_trip(c: &Ctx, token: &str) -> Result<(), StepError> {
     let jwe = encrypt(c, "encrypt with a Bearer token", token).await?;
     let dec = call(c, "/decrypt", Some(token), &DecryptRequest::from(jwe)).await?;
     expect("decrypt with a Bearer token", &dec, 200)?;

@@ -30,6 +30,12 @@ pub const FLOW_BEARER_KMS_REVOKED_TOKEN: StepId = StepId::new("flow.bearer.kms.r
 pub const FLOW_BEARER_KMS_TAMPERED_TOKEN: StepId = StepId::new("flow.bearer.kms.tampered-token");
 /// `flow.bearer.kms.user-token`
 pub const FLOW_BEARER_KMS_USER_TOKEN: StepId = StepId::new("flow.bearer.kms.user-token");
+/// `flow.exchange.txn-token.kms`
+pub const FLOW_EXCHANGE_TXN_TOKEN_KMS: StepId = StepId::new("flow.exchange.txn-token.kms");
+/// `flow.exchange.unpermitted-actor`
+pub const FLOW_EXCHANGE_UNPERMITTED_ACTOR: StepId = StepId::new("flow.exchange.unpermitted-actor");
+/// `flow.exchange.wider-scope`
+pub const FLOW_EXCHANGE_WIDER_SCOPE: StepId = StepId::new("flow.exchange.wider-scope");
 /// `flow.identity.client-credentials`
 pub const FLOW_IDENTITY_CLIENT_CREDENTIALS: StepId = StepId::new("flow.identity.client-credentials");
 /// `flow.identity.code-pkce`

@@ -51,7 +51,7 @@ impl IdentityCtx {
         let addr = self.api.get().ok_or_else(|| StepError::new("Identity is not running"))?;
         Ok(issuer(addr.port()))
     }
-    fn jwks(&self) -> Result<&serde_json::Value, StepError> {
+    pub(crate) fn jwks(&self) -> Result<&serde_json::Value, StepError> {
         self.jwks.get().ok_or_else(|| StepError::new("the JWKS was not fetched"))
     }
 }
@@ -522,7 +522,7 @@ fn write_config(state: &State) -> std::io::Result<identity::config::IdentityConf
         unseal: Unseal { share_files: state.unseal_shares("identity").into_iter().take(3).collect() },
         tokens: Tokens::default(),
         throttle: Default::default(),
-        token_exchange: Default::default(),
+        token_exchange: super::exchange::policy(),
         seed: Some(SeedConfig {
             file: seed,
             tenants_file: state.tenants_file(),

@@ -239,7 +239,7 @@ pub(crate) fn checks(plan: Plan<Ctx>, bearer: bool) -> Plan<Ctx> {
         .verifies("another tenant's user cannot decrypt acme's ciphertext (404: not even its existence)")
         .heavy(),
         );
-    if bearer { super::bearer::flows(plan) } else { plan }
+    if bearer { super::exchange::flows(super::bearer::flows(plan)) } else { plan }
 }
 
 /// `GET path` as `user`: 200 and a body of type `T`.
@@ -253,6 +253,19 @@ async fn get<T: DeserializeOwned>(c: &Ctx, path: &str, user: (&str, &str)) -> Re
         .await
         .map_err(|e| StepError::from_error(format!("GET {path} failed"), &e))?;
     parse(path, &expect(resp, path, 200).await?)
+}
+
+/// `GET /whoami` with a Bearer token: the principal the KMS sees.
+pub(crate) async fn whoami(c: &Ctx, token: &str) -> Result<kms_proto::Principal, StepError> {
+    let resp = c
+        .kms
+        .client()?
+        .get(c.kms.url("/whoami")?)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| StepError::from_error("GET /whoami failed", &e))?;
+    parse("/whoami", &expect(resp, "/whoami", 200).await?)
 }
 
 /// `POST path` with `body` as `user`, answered with `status`; the body unread.
@@ -371,6 +384,10 @@ fn write_config(state: &State, identity: Option<SocketAddr>) -> std::io::Result<
                         cache_ttl: Duration::ZERO,
                     }),
                     error_detail: ErrorDetail::Detailed,
+                    transaction_tokens: Some(kms::config::TxnTokenConfig {
+                        trust_domain: super::exchange::TRUST_DOMAIN.to_owned(),
+                        max_lifetime: Duration::from_secs(300),
+                    }),
                 }
             }),
         },

@@ -10,6 +10,7 @@
 
 mod bearer;
 pub mod docker;
+mod exchange;
 pub mod id;
 mod identity;
 mod kms;

@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use kms::config::{BearerConfig, ErrorDetail, IntrospectionConfig, IntrospectionMode};
+use kms::config::{BearerConfig, ErrorDetail, IntrospectionConfig, IntrospectionMode, TxnTokenConfig};
 use serde_json::{Value, json};
 
 use crate::api::{Env, prepare, start_in};
@@ -106,6 +106,11 @@ impl Signer {
     }
 
     fn token(&self, edit: impl FnOnce(&mut Value)) -> String {
+        self.token_typed("at+jwt", edit)
+    }
+
+    /// A token with header `typ` (claims as [`Self::token`]'s, then `edit`).
+    fn token_typed(&self, typ: &str, edit: impl FnOnce(&mut Value)) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut claims = json!({
             "iss": ISSUER, "sub": "svc-client", "aud": AUDIENCE, "exp": now + 300, "iat": now, "nbf": now,
@@ -113,7 +118,7 @@ impl Signer {
             "scope": "kms:encrypt kms:decrypt kms:read", "tenant_id": TENANT, "roles": ["service"],
         });
         edit(&mut claims);
-        self.sign(json!({"alg": "ES256", "typ": "at+jwt", "kid": self.kid}), &claims)
+        self.sign(json!({"alg": "ES256", "typ": typ, "kid": self.kid}), &claims)
     }
 }
 
@@ -125,8 +130,11 @@ async fn call(env: &Env, token: &str, path: &str, body: Value) -> (u16, Value, S
     (status, resp.json().await.unwrap_or(Value::Null), challenge)
 }
 
-#[tokio::test]
-async fn bearer_tokens_after_the_jwks_is_fetched_with_sensitive_operations_introspected() {
+/// The KMS with a Bearer realm over a fixture issuer (JWKS down and introspection up at first),
+/// and the fixture's server.
+async fn with_fixture_issuer(
+    transaction_tokens: Option<TxnTokenConfig>,
+) -> (Env, Arc<Issuer>, Signer, service_kit::server::RunningServer) {
     let dir = prepare();
     let issuer = Arc::new(Issuer::default());
     let (signer, jwks_doc) = Signer::new();
@@ -159,8 +167,14 @@ async fn bearer_tokens_after_the_jwks_is_fetched_with_sensitive_operations_intro
             cache_ttl: Duration::ZERO,
         }),
         error_detail: ErrorDetail::Detailed,
+        transaction_tokens,
     };
-    let env = start_in(dir, Some(bearer)).await;
+    (start_in(dir, Some(bearer)).await, issuer, signer, fixture)
+}
+
+#[tokio::test]
+async fn bearer_tokens_after_the_jwks_is_fetched_with_sensitive_operations_introspected() {
+    let (env, issuer, signer, fixture) = with_fixture_issuer(None).await;
 
     // Not ready while Identity's JWKS cannot be fetched, and readyz says why.
     let readyz = format!("https://kms.demo.local:{}/readyz", env.kms.server.admin_addr.port());
@@ -259,6 +273,95 @@ async fn bearer_tokens_after_the_jwks_is_fetched_with_sensitive_operations_intro
     issuer.introspection_up.store(false, Ordering::SeqCst);
     let (status, body, _) = call(&env, &signer.token(|_| {}), "/decrypt", json!({"jwe": enc["jwe"]})).await;
     assert_eq!(status, 503, "{body}");
+    env.kms.shutdown().await.unwrap();
+    fixture.shutdown().await.unwrap();
+}
+
+const TRUST_DOMAIN: &str = "https://demo.local";
+
+/// Transaction tokens from the same issuer: accepted for the trust domain with a `txn` and a
+/// short life, the operation logged with its `txn`; confused with access tokens in neither
+/// direction; never introspected.
+#[tokio::test]
+async fn transaction_tokens_carry_their_txn_into_the_operation() {
+    let (env, issuer, signer, fixture) = with_fixture_issuer(Some(TxnTokenConfig {
+        trust_domain: TRUST_DOMAIN.into(),
+        max_lifetime: Duration::from_secs(300),
+    }))
+    .await;
+    issuer.jwks_up.store(true, Ordering::SeqCst);
+    let (status, _) = env
+        .call(
+            Some(("manager", "m-pass")),
+            "POST",
+            "/pools",
+            Some(json!({"name": "p", "algorithm": "A256GCM"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let txn_token = |edit: &dyn Fn(&mut Value)| {
+        signer.token_typed("txntoken+jwt", |c| {
+            c["aud"] = TRUST_DOMAIN.into();
+            c["txn"] = "0d7c9d6e-1f0a-4b8e-9c3d-5a6b7c8d9e0f".into();
+            c["act"] = json!({"sub": "gateway"});
+            c["exp"] = (c["iat"].as_i64().unwrap() + 60).into();
+            edit(c);
+        })
+    };
+    let plaintext = json!({"plaintext": "aGVsbG8="});
+    let good = txn_token(&|_| {});
+    let (status, enc, _) = call(&env, &good, "/pools/p/encrypt", plaintext.clone()).await;
+    assert_eq!(status, 200, "{enc}");
+    let (status, dec, _) = call(&env, &good, "/decrypt", json!({"jwe": enc["jwe"]})).await;
+    assert_eq!((status, dec["plaintext"].as_str()), (200, Some("aGVsbG8=")), "{dec}");
+    assert_eq!(issuer.introspections.load(Ordering::SeqCst), 0, "transaction tokens are not introspected");
+
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "a transaction token without txn",
+            txn_token(&|c| {
+                c.as_object_mut().unwrap().remove("txn");
+            }),
+        ),
+        ("a transaction token without txn", txn_token(&|c| c["txn"] = "".into())),
+        (
+            "living 3600 s, longer than the 300 s allowed",
+            txn_token(&|c| c["exp"] = (c["iat"].as_i64().unwrap() + 3600).into()),
+        ),
+        ("wrong_audience", txn_token(&|c| c["aud"] = AUDIENCE.into())),
+        (
+            "expired",
+            txn_token(&|c| {
+                c["iat"] = (now - 120).into();
+                c["exp"] = (now - 60).into();
+            }),
+        ),
+        ("wrong_issuer", txn_token(&|c| c["iss"] = "https://evil.example".into())),
+        // An access token for the trust domain is no transaction token (and no access token
+        // for this KMS either).
+        ("wrong_audience", signer.token_typed("at+jwt", |c| c["aud"] = TRUST_DOMAIN.into())),
+    ];
+    for (why, bad) in cases {
+        let (status, body, _) = call(&env, &bad, "/pools/p/encrypt", plaintext.clone()).await;
+        assert_eq!(status, 401, "{why}: {body}");
+        assert!(body["detail"].as_str().unwrap().ends_with(why), "the reason is {why}: {body}");
+    }
+    // Scope ∩ roles holds for transaction tokens too.
+    let auditor = txn_token(&|c| c["roles"] = json!(["auditor"]));
+    assert_eq!(call(&env, &auditor, "/decrypt", json!({"jwe": enc["jwe"]})).await.0, 403);
+    env.kms.shutdown().await.unwrap();
+    fixture.shutdown().await.unwrap();
+
+    // Without `transaction_tokens` configured, a transaction token is no access token.
+    let (env, issuer, signer, fixture) = with_fixture_issuer(None).await;
+    issuer.jwks_up.store(true, Ordering::SeqCst);
+    let token = signer.token_typed("txntoken+jwt", |c| {
+        c["txn"] = "t".into();
+    });
+    let (status, body, _) = call(&env, &token, "/pools/p/encrypt", json!({"plaintext": "aGVsbG8="})).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["detail"].as_str().unwrap().ends_with("wrong_type"), "{body}");
     env.kms.shutdown().await.unwrap();
     fixture.shutdown().await.unwrap();
 }

@@ -31,6 +31,15 @@
 //!   the successor back, so the workers rotate `concurrency` chains, one request per chain at
 //!   a time.
 //!
+//! * `exchange <engine>` (in the cached phase): `grant_type=urn:ietf:params:oauth:grant-type:
+//!   token-exchange` by the same client, whose `client_credentials` token (minted before the
+//!   phase) is the subject, for a transaction token: the client's cached authentication, one
+//!   ES256 verification of the subject, its revocation looked up in the tenant's namespace, one
+//!   ES256 signature (the actor impersonates, so there is no second token to verify);
+//! * `introspect <engine>` (in the cached phase): `POST /introspect` of that same token by the
+//!   client: its cached authentication, one ES256 verification, the revocation lookup in the
+//!   tenant's namespace, the JSON answer.
+//!
 //! Where PostgreSQL is not installed, the benchmark says so and runs the SQLite workloads only.
 //! Run: `cargo bench -p identity --bench tokens` (env `IDENTITY_BENCH_REQUESTS`,
 //! `IDENTITY_BENCH_WRITES`, `IDENTITY_BENCH_CONCURRENCY`, `IDENTITY_BENCH_ROUNDS`).
@@ -56,7 +65,8 @@ const VERIFIER: &str = "bench-pkce-verifier-0123456789-abcdefghijklmnopqrstuvwxy
 const SEED: &str = "users:
   - {username: bench-user, password_file: password, name: Bench User, email: bench@acme.example, tenant: acme, roles: [user]}
 clients:
-  - {client_id: bench, type: confidential, secret_file: secret, grant_types: [client_credentials],
+  - {client_id: bench, type: confidential, secret_file: secret,
+     grant_types: [client_credentials, urn:ietf:params:oauth:grant-type:token-exchange],
      scopes: [kms:encrypt], audiences: [https://kms.demo.local:8081], tenant: acme, roles: [service]}
   - {client_id: webbench, type: public,
      grant_types: [authorization_code, refresh_token], scopes: [openid, profile],
@@ -77,11 +87,15 @@ struct Instance {
     cookies: String,
     csrf: String,
     chains: Arc<Mutex<Vec<String>>>,
+    /// The subject of the `exchange` workload: a `client_credentials` token of `bench`.
+    subject: String,
 }
 
 enum Workload<'a> {
     Echo(String),
     ClientCredentials(&'a Instance),
+    Exchange(&'a Instance),
+    Introspect(&'a Instance),
     Code(&'a Instance),
     Refresh(&'a Instance),
 }
@@ -99,6 +113,22 @@ async fn run(bench::Params { requests, concurrency, rounds }: bench::Params, wri
     // Codes are minted just before their round; the longest lifetime allowed keeps a slow
     // round's last codes valid (it changes no work: the expiry is one comparison).
     config.tokens.code_ttl = Duration::from_secs(600);
+    // The client may exchange its own tokens for transaction tokens, as itself (no actor token).
+    config.token_exchange = identity::config::ExchangeConfig {
+        trust_domain: None,
+        txn_token_ttl: None,
+        actors: vec![identity::config::ActorPolicy {
+            client_id: "bench".into(),
+            subject_token_types: vec!["access_token".into()],
+            subject_issuers: vec!["self".into()],
+            requested_token_types: vec!["txn_token".into()],
+            audiences: Vec::new(),
+            max_lifetime: Duration::from_secs(300),
+            delegation: false,
+            impersonation: true,
+            unsigned_context_claims: Vec::new(),
+        }],
+    };
     let test_support::Running { service, client } =
         test_support::identity::start(&dir, &config, StartOptions { demo: true }).await.unwrap();
     let sqlite = instance(&client, service, concurrency).await;
@@ -126,9 +156,27 @@ async fn run(bench::Params { requests, concurrency, rounds }: bench::Params, wri
 
     let baseline =
         || ("echo", Workload::Echo(format!("https://identity.demo.local:{}/echo", echo.addr.port())));
-    let mut engines = vec![(["client_credentials sqlite", "code sqlite", "refresh sqlite"], &sqlite)];
+    let mut engines = vec![(
+        [
+            "client_credentials sqlite",
+            "code sqlite",
+            "refresh sqlite",
+            "exchange sqlite",
+            "introspect sqlite",
+        ],
+        &sqlite,
+    )];
     if let Some(postgres) = &postgres {
-        engines.push((["client_credentials postgres", "code postgres", "refresh postgres"], postgres));
+        engines.push((
+            [
+                "client_credentials postgres",
+                "code postgres",
+                "refresh postgres",
+                "exchange postgres",
+                "introspect postgres",
+            ],
+            postgres,
+        ));
     }
     let load = async |workload: &Workload<'_>, n| match workload {
         Workload::Echo(url) => post_load(&client, url.clone(), None, n, concurrency).await,
@@ -136,6 +184,8 @@ async fn run(bench::Params { requests, concurrency, rounds }: bench::Params, wri
             let url = format!("{}/token", identity.base);
             post_load(&client, url, Some(("bench", SECRET)), n, concurrency).await
         }
+        Workload::Exchange(identity) => exchange_load(&client, identity, n, concurrency).await,
+        Workload::Introspect(identity) => introspect_load(&client, identity, n, concurrency).await,
         Workload::Code(identity) => {
             let codes = mint_codes(&client, identity, n, concurrency).await;
             code_load(&client, identity, codes, concurrency).await
@@ -147,8 +197,11 @@ async fn run(bench::Params { requests, concurrency, rounds }: bench::Params, wri
     // rounds.
     let mut cached = vec![baseline()];
     cached.extend(
-        engines.iter().map(|([name, _, _], identity)| (*name, Workload::ClientCredentials(identity))),
+        engines.iter().map(|([name, _, _, _, _], identity)| (*name, Workload::ClientCredentials(identity))),
     );
+    cached.extend(engines.iter().map(|([_, _, _, name, _], identity)| (*name, Workload::Exchange(identity))));
+    cached
+        .extend(engines.iter().map(|([_, _, _, _, name], identity)| (*name, Workload::Introspect(identity))));
     let started = Instant::now();
     let results = bench::measure(&cached, rounds, requests, &load).await;
     if started.elapsed() > Duration::from_secs(55) {
@@ -169,13 +222,19 @@ async fn run(bench::Params { requests, concurrency, rounds }: bench::Params, wri
             ("echo", "client_credentials sqlite"),
             ("echo", "client_credentials postgres"),
             ("client_credentials sqlite", "client_credentials postgres"),
+            ("client_credentials sqlite", "exchange sqlite"),
+            ("client_credentials postgres", "exchange postgres"),
+            ("echo", "introspect sqlite"),
+            ("echo", "introspect postgres"),
+            ("client_credentials sqlite", "introspect sqlite"),
+            ("introspect sqlite", "introspect postgres"),
         ],
     );
     println!();
 
     let mut writing = vec![baseline()];
-    writing.extend(engines.iter().map(|([_, name, _], identity)| (*name, Workload::Code(identity))));
-    writing.extend(engines.iter().map(|([_, _, name], identity)| (*name, Workload::Refresh(identity))));
+    writing.extend(engines.iter().map(|([_, name, _, _, _], identity)| (*name, Workload::Code(identity))));
+    writing.extend(engines.iter().map(|([_, _, name, _, _], identity)| (*name, Workload::Refresh(identity))));
     let results = bench::measure(&writing, rounds, writes, &load).await;
     bench::report(
         &format!(
@@ -267,7 +326,18 @@ async fn instance(client: &reqwest::Client, running: RunningIdentity, concurrenc
         cookies: format!("__Host-csrf={csrf}; __Host-session={session}"),
         csrf,
         chains: Arc::default(),
+        subject: String::new(),
     };
+    let minted = client
+        .post(format!("{}/token", identity.base))
+        .basic_auth("bench", Some(SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(minted.status(), 200);
+    identity.subject =
+        minted.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
     let mut chains = Vec::new();
     for code in mint_codes(client, &identity, concurrency, concurrency).await {
         chains.push(refresh_token_of(&exchange(client, &identity.base, &code).await));
@@ -418,6 +488,74 @@ async fn post_load(
             if auth.is_some() {
                 assert!(body.starts_with(b"{\"access_token\":\"ey"), "not a token");
             }
+        }
+    })
+    .await
+}
+
+/// Sends `total` token exchanges of the instance's subject for a transaction token, as `bench`,
+/// with `concurrency` workers; returns exchanges per second. Every answer must be 200 with a
+/// token.
+async fn exchange_load(
+    client: &reqwest::Client,
+    identity: &Instance,
+    total: usize,
+    concurrency: usize,
+) -> f64 {
+    let body = Arc::<str>::from(
+        serde_urlencoded::to_string([
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token", identity.subject.as_str()),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+            ("requested_token_type", "urn:ietf:params:oauth:token-type:txn_token"),
+        ])
+        .unwrap(),
+    );
+    let (client, url) = (client.clone(), Arc::<str>::from(format!("{}/token", identity.base)));
+    bench::load(total, concurrency, move || {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        async move {
+            let resp = client
+                .post(&*url)
+                .basic_auth("bench", Some(SECRET))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let text = resp.bytes().await.unwrap();
+            assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&text));
+            assert!(text.starts_with(b"{\"access_token\":\"ey"), "not a token");
+        }
+    })
+    .await
+}
+
+/// Sends `total` introspections of the instance's subject token, as `bench`, with
+/// `concurrency` workers; returns introspections per second. Every answer must say active.
+async fn introspect_load(
+    client: &reqwest::Client,
+    identity: &Instance,
+    total: usize,
+    concurrency: usize,
+) -> f64 {
+    let body = Arc::<str>::from(serde_urlencoded::to_string([("token", identity.subject.as_str())]).unwrap());
+    let (client, url) = (client.clone(), Arc::<str>::from(format!("{}/introspect", identity.base)));
+    bench::load(total, concurrency, move || {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        async move {
+            let resp = client
+                .post(&*url)
+                .basic_auth("bench", Some(SECRET))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{url}");
+            let text = resp.bytes().await.unwrap();
+            assert!(text.starts_with(b"{\"active\":true"), "not active: {}", String::from_utf8_lossy(&text));
         }
     })
     .await

@@ -24,7 +24,7 @@ use service_kit::throttle::{Admitted, PeerAddr};
 
 use crate::signing::SigningKeys;
 use crate::store::{RefreshToken, Store, StoreError, StoredClient, TenantKey, now};
-use crate::tokens::{opaque_hash, verify_own};
+use crate::tokens::{AccessClaims, opaque_hash, verify_own};
 use crate::{authorize, token};
 
 /// What every handler shares.
@@ -49,6 +49,27 @@ pub struct AppState {
     pub consent: Arc<crate::consent::ConsentText>,
     /// Who may exchange what (token exchange, transaction tokens).
     pub exchange: Arc<crate::exchange::ExchangePolicy>,
+    /// Our access tokens whose signature was verified (keyed by an HMAC of the token), so that
+    /// introspection, userinfo and token exchange verify each token once a minute at most.
+    pub verified: Arc<CredentialCache<Arc<AccessClaims>>>,
+}
+
+/// One of our access tokens, verified ([`verify_own`]) or found verified in the last minute;
+/// `None` when it is not ours, not valid or expired (checked on every call, with no leeway).
+/// Whether it was revoked is the caller's question: it is asked on every use.
+pub(crate) fn verified_access(s: &AppState, token: &str) -> Option<Arc<AccessClaims>> {
+    // Only the name matters to the cache's key: one namespace for access tokens.
+    const NAME: &str = "access_token";
+    let key = SecretString::from(token.to_owned());
+    let claims = match s.verified.get(NAME, &key) {
+        Some(claims) => claims,
+        None => {
+            let claims = Arc::new(verify_own(&s.keys, &s.issuer, token)?);
+            s.verified.insert(NAME, &key, claims.clone());
+            claims
+        }
+    };
+    (now() <= claims.exp).then_some(claims)
 }
 
 /// Token and session lifetimes, in seconds.
@@ -378,7 +399,7 @@ async fn introspect(
         response
     };
     let inactive = || answer(serde_json::json!({ "active": false }));
-    let Some(claims) = verify_own(&s.keys, &s.issuer, token) else {
+    let Some(claims) = verified_access(&s, token) else {
         // Refresh tokens are their client's business only (RFC 7662 §4): another client learns
         // nothing, not even that the token exists.
         return Ok(match refresh_token(&s, &caller, token).await? {
@@ -426,7 +447,7 @@ async fn revoke(
     let client = authenticate_client(&s, from, &headers, &params, Public::Allowed).await?;
     let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     let failed = |e| OAuthError::store(e, "revocation");
-    if let Some(claims) = verify_own(&s.keys, &s.issuer, token) {
+    if let Some(claims) = verified_access(&s, token) {
         if claims.client_id == client.client_id
             && let Ok(tenant) = TenantKey::parse(&claims.tenant_id)
         {
@@ -479,7 +500,7 @@ async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Response {
             r#"Bearer realm="identity", error="invalid_token", error_description="the access token is invalid, expired or revoked""#,
         )
     };
-    let Some(claims) = verify_own(&s.keys, &s.issuer, token) else { return invalid() };
+    let Some(claims) = verified_access(&s, token) else { return invalid() };
     let Ok(tenant) = TenantKey::parse(&claims.tenant_id) else { return invalid() };
     match s.store.is_revoked(&tenant, &claims.jti).await {
         Ok(false) => {}

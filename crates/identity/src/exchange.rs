@@ -33,8 +33,7 @@ use crate::config::{ActorPolicy, ExchangeConfig};
 use crate::store::{StoredClient, TenantKey, now};
 use crate::token::{require_grant, sign_failed, store_failed};
 use crate::tokens::{
-    ACCESS_TOKEN_TYP, AccessClaims, Act, Rctx, TXN_TOKEN_TYP, TxnClaims, verify_id_token, verify_own,
-    verify_txn,
+    ACCESS_TOKEN_TYP, AccessClaims, Act, Rctx, TXN_TOKEN_TYP, TxnClaims, verify_id_token, verify_txn,
 };
 
 /// The grant type.
@@ -199,7 +198,7 @@ pub(crate) async fn exchange(
                 }
                 None => return Err(OAuthError::invalid_request("actor_token_type is missing")),
             }
-            let claims = verify_own(&s.keys, &s.issuer, actor_token)
+            let claims = crate::api::verified_access(s, actor_token)
                 .ok_or_else(|| OAuthError::invalid_request("actor_token is invalid or expired"))?;
             if claims.client_id != caller.client_id {
                 return Err(OAuthError::invalid_request(
@@ -207,7 +206,7 @@ pub(crate) async fn exchange(
                 ));
             }
             revoked_refused(s, &claims.tenant_id, &claims.jti, "actor_token").await?;
-            claims.sub
+            claims.sub.clone()
         }
         None => {
             if params.contains_key("actor_token_type") {
@@ -344,15 +343,15 @@ async fn verified_subject(s: &AppState, kind: &str, token: &str) -> Result<Subje
     };
     match kind {
         "access_token" => {
-            let c = verify_own(&s.keys, &s.issuer, token).ok_or_else(invalid)?;
+            let c = crate::api::verified_access(s, token).ok_or_else(invalid)?;
             revoked_refused(s, &c.tenant_id, &c.jti, "subject_token").await?;
             Ok(Subject {
-                sub: c.sub,
-                tenant_id: c.tenant_id,
-                roles: c.roles,
+                sub: c.sub.clone(),
+                tenant_id: c.tenant_id.clone(),
+                roles: c.roles.clone(),
                 scopes: split(&c.scope),
                 exp: c.exp,
-                act: c.act,
+                act: c.act.clone(),
                 txn: None,
                 tctx: None,
             })

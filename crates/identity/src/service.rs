@@ -191,6 +191,9 @@ async fn serve(
         ttl: (&config.tokens).into(),
         consent: Arc::new(consent),
         exchange: Arc::new(crate::exchange::ExchangePolicy::new(&config.token_exchange, &config.issuer)),
+        verified: Arc::new(
+            CredentialCache::new(Duration::from_secs(60), 10_000).map_err(|_| StartError::Crypto)?,
+        ),
     };
     readiness.dependency("signing_keys").ready();
     let server = service_kit::server::start(&config.server, api::router(state), readiness).await?;

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 #[macro_use]
 mod sql;
 mod postgres;
+pub(crate) mod revoked;
 mod sqlite;
 
 pub use postgres::PgStore;

@@ -14,8 +14,11 @@
 //! * `write_scope(tenant)`: the same as a transaction, which the caller commits;
 //! * `ensure_tenant(tenant)`: makes the tenant and its namespace unless they exist;
 //! * `fail(sqlx::Error) -> StoreError` (its notion of "unavailable") and `close_pool()`;
+//! * `remember(change)`: what a committed revocation tells the engine's in-memory revoked set
+//!   (SQLite's; PostgreSQL keeps none, as other replicas revoke too);
 //! * the engine's own `Store` methods, passed in as `$own` (`tenants`, `drop_tenant`,
-//!   `insert_client`, which keeps the directory and the tenant's row together its own way).
+//!   `insert_client`, which keeps the directory and the tenant's row together its own way, and
+//!   `is_revoked`, the hot read of introspection, userinfo and token exchange).
 
 /// Implements `Store` for `$store`, an engine over the sqlx database `$db` (see the module doc).
 macro_rules! sql_store {
@@ -426,6 +429,7 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(Self::fail)?;
+                let mut change = None;
                 if revoked_at.flatten().is_some() {
                     sqlx::query(
                         "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
@@ -435,8 +439,18 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::fail)?;
+                    let revoked = $crate::store::revoked::Change::Revoked {
+                        tenant: *tenant,
+                        jti: t.access_jti.clone(),
+                        exp: t.access_exp,
+                    };
+                    change = Some(revoked);
                 }
-                tx.commit().await.map_err(Self::fail)
+                tx.commit().await.map_err(Self::fail)?;
+                if let Some(change) = change {
+                    self.remember(change);
+                }
+                Ok(())
             }
 
             async fn refresh(
@@ -492,15 +506,23 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(Self::fail)?;
-                sqlx::query(
+                let revoked: Vec<(String, i64)> = sqlx::query_as(
                     "INSERT INTO revoked_tokens (jti, expires_at) SELECT access_jti, access_exp FROM refresh_tokens \
-                     WHERE family_id = $1 ON CONFLICT (jti) DO NOTHING",
+                     WHERE family_id = $1 ON CONFLICT (jti) DO NOTHING RETURNING jti, expires_at",
                 )
                 .bind(family_id)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(Self::fail)?;
-                tx.commit().await.map_err(Self::fail)
+                let changes: Vec<$crate::store::revoked::Change> = revoked
+                    .into_iter()
+                    .map(|(jti, exp)| $crate::store::revoked::Change::Revoked { tenant: *tenant, jti, exp })
+                    .collect();
+                tx.commit().await.map_err(Self::fail)?;
+                for change in changes {
+                    self.remember(change);
+                }
+                Ok(())
             }
 
             async fn revoke(
@@ -525,23 +547,11 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::fail)?;
-                tx.commit().await.map_err(Self::fail)
-            }
-
-            async fn is_revoked(
-                &self,
-                tenant: &$crate::store::TenantKey,
-                jti: &str,
-            ) -> Result<bool, $crate::store::StoreError> {
-                // A token of a tenant that does not exist (any more) is as good as revoked.
-                let Some(mut scope) = self.read_scope(tenant).await? else { return Ok(true) };
-                let hit: Option<String> = sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE jti = $1")
-                    .bind(jti)
-                    .fetch_optional(&mut *scope)
-                    .await
-                    .map_err(Self::fail)?;
-                Self::end_read(scope).await?;
-                Ok(hit.is_some())
+                let change =
+                    $crate::store::revoked::Change::Revoked { tenant: *tenant, jti: jti.to_owned(), exp: expires_at };
+                tx.commit().await.map_err(Self::fail)?;
+                self.remember(change);
+                Ok(())
             }
 
             async fn close(&self) {

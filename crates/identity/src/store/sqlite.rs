@@ -31,6 +31,8 @@ pub struct SqliteStore {
     files: SqliteTenants,
     /// Client registrations take turns (see the module documentation).
     registering: tokio::sync::Mutex<()>,
+    /// The revoked tokens in memory (`super::revoked`): every revocation passes through here.
+    revoked: std::sync::Arc<super::revoked::RevokedSet>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -55,11 +57,13 @@ impl SqliteStore {
             pool,
             files: SqliteTenants::new(Self::tenants_dir(path), &TENANT_MIGRATOR),
             registering: tokio::sync::Mutex::new(()),
+            revoked: std::sync::Arc::default(),
         };
         let prepared = async {
             let keys = store.tenant_keys().await?;
             store.files.check_versions(&keys).await?;
-            store.move_legacy_rows().await
+            store.move_legacy_rows().await?;
+            store.load_revocations().await
         };
         prepared.await.map_err(OpenError::Tenants)?;
         Ok((store, root))
@@ -122,6 +126,30 @@ impl SqliteStore {
             .await
             .map_err(Self::fail)?;
         self.files.pool(tenant).await?;
+        self.revoked.know(*tenant);
+        Ok(())
+    }
+
+    /// A committed revocation (or drop) into the in-memory set.
+    fn remember(&self, change: super::revoked::Change) {
+        self.revoked.apply(change);
+    }
+
+    /// Loads every tenant's unexpired revocations into the in-memory set.
+    async fn load_revocations(&self) -> Result<(), StoreError> {
+        let tenants = self.tenant_keys().await?;
+        let mut all = Vec::new();
+        for tenant in &tenants {
+            let Some(pool) = self.tenant_pool(tenant).await? else { continue };
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at >= $1")
+                    .bind(super::now())
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(Self::fail)?;
+            all.extend(rows.into_iter().map(|(jti, exp)| ((*tenant, jti), exp)));
+        }
+        self.revoked.load(tenants, all);
         Ok(())
     }
 
@@ -232,7 +260,25 @@ sql_store!(SqliteStore, sqlx::Sqlite, {
         // The file goes first: if it cannot, the catalog rows stay and the drop can be retried.
         self.files.remove(tenant).await?;
         tx.commit().await.map_err(Self::fail)?;
+        self.remember(super::revoked::Change::Dropped(*tenant));
         Ok(true)
+    }
+
+    async fn is_revoked(&self, tenant: &TenantKey, jti: &str) -> Result<bool, StoreError> {
+        match self.revoked.lookup(tenant, jti) {
+            super::revoked::Answer::Revoked => return Ok(true),
+            super::revoked::Answer::Live => return Ok(false),
+            super::revoked::Answer::Unknown => {}
+        }
+        // A token of a tenant that does not exist (any more) is as good as revoked.
+        let Some(pool) = self.tenant_pool(tenant).await? else { return Ok(true) };
+        self.revoked.know(*tenant);
+        let hit: Option<String> = sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(&pool)
+            .await
+            .map_err(Self::fail)?;
+        Ok(hit.is_some())
     }
 
     async fn insert_client(&self, c: &super::StoredClient) -> Result<(), StoreError> {

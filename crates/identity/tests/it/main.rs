@@ -88,7 +88,7 @@ pub fn seeded_config(dir: &TestDir, seed: &str, tenants: &str, tokens: Tokens) -
     for user in ["admin", "user", "service"] {
         std::fs::write(secrets.join(format!("user_password_{user}")), DEMO_PASSWORD).unwrap();
     }
-    for client in ["demo-confidential", "kms-service"] {
+    for client in ["demo-confidential", "demo-gateway", "kms-service"] {
         std::fs::write(secrets.join(format!("client_secret_{client}")), format!("{client}-secret-for-tests"))
             .unwrap();
     }

@@ -706,3 +706,35 @@ fn anyhow_chain(e: &dyn std::error::Error) -> Vec<String> {
     }
     out
 }
+
+/// SQLite answers revocation lookups from memory: what was revoked before a restart is loaded
+/// again, a revocation is seen at once, and a dropped tenant's tokens count as revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_revocations_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("identity.db");
+    let shares = shares();
+    let (store, _) = SqliteStore::open_sealed(&path, &shares).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let t = with_spa(&store).await;
+    store.revoke(&t, "before", now() + 600).await.unwrap();
+    store.revoke(&t, "long-gone", now() - 10).await.unwrap();
+    store.close().await;
+
+    let (store, _) = SqliteStore::open_sealed(&path, &shares).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    assert!(store.is_revoked(&t, "before").await.unwrap(), "loaded at start");
+    assert!(!store.is_revoked(&t, "long-gone").await.unwrap(), "an expired record is not loaded");
+    assert!(!store.is_revoked(&t, "after").await.unwrap());
+    store.revoke(&t, "after", now() + 600).await.unwrap();
+    assert!(store.is_revoked(&t, "after").await.unwrap(), "seen at once");
+    store.insert_family(&t, &family("f", None)).await.unwrap();
+    store.insert_refresh(&t, &refresh_token("r", "f", "by-family")).await.unwrap();
+    store.revoke_family(&t, "f").await.unwrap();
+    assert!(store.is_revoked(&t, "by-family").await.unwrap(), "a family's access tokens too");
+    let globex = TenantKey::parse(GLOBEX).unwrap();
+    assert!(store.is_revoked(&globex, "x").await.unwrap(), "a tenant that does not exist");
+    assert!(store.drop_tenant(&t).await.unwrap());
+    assert!(store.is_revoked(&t, "anything").await.unwrap(), "a dropped tenant");
+    store.close().await;
+}

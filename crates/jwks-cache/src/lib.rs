@@ -31,6 +31,7 @@
 
 mod clock;
 mod config;
+pub mod discovery;
 mod error;
 mod keys;
 pub mod metrics;
@@ -43,6 +44,7 @@ mod validator;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ProviderConfig, RetryPolicy, SpkiPin, TrustRoots};
+pub use discovery::{Discovered, DiscoveryError, discover};
 pub use error::{ConfigError, FetchError, LookupError, ValidationError, ValidationErrorKind};
 pub use jsonwebtoken::Algorithm;
 pub use keys::{

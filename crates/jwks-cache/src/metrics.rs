@@ -22,6 +22,9 @@ pub const ERRORS: &str = "jwks_cache_refresh_errors_total";
 pub const REQUESTS: &str = "jwks_cache_http_requests_total";
 /// Counter: unknown-`kid` lookups refused without a refetch because of the rate limit.
 pub const UNKNOWN_KID_LIMITED: &str = "jwks_cache_unknown_kid_limited_total";
+/// Counter: discovery documents fetched, by `outcome` (`ok`, `error`: unreachable, refused,
+/// not a document, or naming another issuer).
+pub const DISCOVERIES: &str = "jwks_discovery_total";
 /// Gauge: usable keys in the current set.
 pub const KEYS: &str = "jwks_cache_keys";
 /// Gauge: Unix time of the last successful refresh, in seconds.
@@ -36,6 +39,7 @@ pub fn describe() {
     metrics::describe_counter!(ERRORS, "failed JWKS refreshes, after retries");
     metrics::describe_counter!(REQUESTS, "HTTP requests sent for JWKS, retries included");
     metrics::describe_counter!(UNKNOWN_KID_LIMITED, "unknown-kid lookups refused by the refetch rate limit");
+    metrics::describe_counter!(DISCOVERIES, "discovery documents fetched, by outcome");
     metrics::describe_gauge!(KEYS, "usable keys in the cached JWK set");
     metrics::describe_gauge!(LAST_REFRESH, "Unix time of the last successful JWKS refresh");
 }
@@ -69,4 +73,10 @@ impl Handles {
             last_refresh: metrics::gauge!(LAST_REFRESH, &label()),
         }
     }
+}
+
+/// Counts one discovery of `issuer`'s document.
+pub(crate) fn discovery(issuer: &str, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::counter!(DISCOVERIES, "provider" => issuer.to_owned(), "outcome" => outcome).increment(1);
 }

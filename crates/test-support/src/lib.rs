@@ -3,6 +3,7 @@
 //! tenants file, the services' loopback server configuration, an HTTPS client that trusts the
 //! demo CA and resolves a service's name to where it listens, and (features `kms`, `identity`)
 //! the KMS or Identity started in-process from such a directory ([`kms`], [`identity`]); and
+//! an ES256 signer with its JWKS for fixture issuers ([`jwt`]);
 //! for the throughput benchmarks, their bounded load and table of results ([`bench`]); a PostgreSQL server with a fresh database per test ([`postgres`]); and the
 //! check that an outside oracle is here, skipping loudly or failing under CI ([`oracle`]).
 //!
@@ -20,6 +21,7 @@ use service_kit::server::HttpConfig;
 pub mod bench;
 #[cfg(feature = "identity")]
 pub mod identity;
+pub mod jwt;
 #[cfg(feature = "kms")]
 pub mod kms;
 pub mod oracle;

@@ -317,6 +317,16 @@ async fn bearer(parts: &Parts, state: &AppState, token: &str) -> Result<Caller, 
             Ok(Caller(principal))
         }
         Err(crate::bearer::BearerDenied::Unavailable) => Err(ApiError::Unavailable),
+        Err(crate::bearer::BearerDenied::NotAuthority(reason)) => {
+            Err(ApiError::NotAllowed(match realm.detail() {
+                crate::config::ErrorDetail::Detailed => {
+                    format!("the token's issuer may not act for this tenant: {reason}")
+                }
+                crate::config::ErrorDetail::Minimal => {
+                    "the token's issuer may not act for this tenant".to_owned()
+                }
+            }))
+        }
         Err(crate::bearer::BearerDenied::Invalid(reason)) => {
             Err(ApiError::InvalidToken(match realm.detail() {
                 crate::config::ErrorDetail::Detailed => format!("the access token is not valid: {reason}"),

@@ -42,6 +42,9 @@ pub enum BearerSetupError {
     /// The HTTPS client for introspection could not be built.
     #[error("cannot build the introspection client: {0}")]
     Client(String),
+    /// The trust store's file (`auth.bearer.trust_file`) is unreadable or invalid.
+    #[error("cannot load the trust store")]
+    Trust(#[source] trust_store::TrustError),
 }
 
 /// Why a Bearer token was refused.
@@ -51,6 +54,9 @@ pub enum BearerDenied {
     Invalid(String),
     /// Identity's keys or introspection could not be reached: 503.
     Unavailable,
+    /// A valid token of a trusted issuer naming a tenant it is not the authority for: 403
+    /// (the reason, for detailed error bodies).
+    NotAuthority(String),
 }
 
 /// An asymmetric JOSE algorithm name, as pinned in configuration.
@@ -94,6 +100,10 @@ pub struct BearerRealm {
     txn: Option<(Validator, i64)>,
     introspection: Option<Introspector>,
     detail: ErrorDetail,
+    /// Other issuers, each the authority for some tenants.
+    trust: Option<Arc<trust_store::TrustHandle>>,
+    /// Identity's issuer (its tokens never go to the trust store).
+    issuer: String,
 }
 
 /// The `typ` of transaction tokens.
@@ -140,12 +150,30 @@ impl BearerRealm {
             .as_ref()
             .map(|i| Introspector::new(i, &config.ca_file, &config.resolve))
             .transpose()?;
-        Ok(Self { validator, txn, introspection, detail: config.error_detail })
+        let trust = config
+            .trust_file
+            .as_deref()
+            .map(|path| trust_store::TrustHandle::open(path).map(Arc::new))
+            .transpose()
+            .map_err(BearerSetupError::Trust)?;
+        Ok(Self {
+            validator,
+            txn,
+            introspection,
+            detail: config.error_detail,
+            trust,
+            issuer: config.issuer.clone(),
+        })
     }
 
     /// The JWKS provider (readiness waits for its first fetch; a background task refreshes it).
     pub fn provider(&self) -> &jwks_cache::Provider {
         self.validator.provider()
+    }
+
+    /// The trust store, when configured (the service watches it).
+    pub fn trust(&self) -> Option<&Arc<trust_store::TrustHandle>> {
+        self.trust.as_ref()
     }
 
     /// How much 401 bodies say.
@@ -160,6 +188,15 @@ impl BearerRealm {
             && header_typ(token).as_deref() == Some(TXN_TOKEN_TYP)
         {
             return transaction(validator, *longest, token).await;
+        }
+        if let Some(trust) = &self.trust
+            && let Some(iss) = trust_store::unverified_issuer(token).filter(|iss| *iss != self.issuer)
+        {
+            let store = trust.current();
+            if store.knows(&iss) {
+                return federated(&store, token).await;
+            }
+            return Err(BearerDenied::Invalid("untrusted_issuer".into()));
         }
         let claims: Claims = self.validator.validate_as(token).await.map_err(denied)?;
         if let Some(introspector) = &self.introspection
@@ -213,6 +250,24 @@ async fn transaction(validator: &Validator, longest: i64, token: &str) -> Result
     let mut principal = principal(&claims)?;
     principal.txn = Some(txn);
     Ok(principal)
+}
+
+/// A token of another issuer in the trust store: verified there (keys, `aud`, `typ`, and the
+/// tenant it names must be one its issuer is authority for), then mapped like Identity's.
+async fn federated(store: &trust_store::TrustStore, token: &str) -> Result<Principal, BearerDenied> {
+    use trust_store::Refusal;
+    let verified = store.verify(token).await.map_err(|refusal| match refusal {
+        Refusal::NotAuthority { .. } => BearerDenied::NotAuthority(refusal.to_string()),
+        Refusal::Unavailable(why) => {
+            tracing::warn!(reason = %why, "a trusted issuer's keys are unavailable");
+            BearerDenied::Unavailable
+        }
+        other => BearerDenied::Invalid(other.to_string()),
+    })?;
+    let claims: Claims = serde_json::from_value(verified.claims)
+        .map_err(|_| BearerDenied::Invalid("the token's claims do not have the expected shape".into()))?;
+    tracing::info!(issuer = %verified.issuer, subject = %claims.sub, tenant = %verified.tenant.canonical(), "token of a trusted issuer");
+    principal(&claims)
 }
 
 fn principal(claims: &Claims) -> Result<Principal, BearerDenied> {

@@ -204,6 +204,10 @@ pub struct BearerConfig {
     /// Transaction tokens of the same issuer (off when absent).
     #[serde(default)]
     pub transaction_tokens: Option<TxnTokenConfig>,
+    /// Other issuers whose access tokens are accepted, each for the tenants it is authority for
+    /// (`trust.yml`, the trust store's format; reloaded on change and on SIGHUP).
+    #[serde(default)]
+    pub trust_file: Option<PathBuf>,
 }
 
 /// `auth.bearer.transaction_tokens:` — Identity's transaction tokens (`typ: txntoken+jwt`),

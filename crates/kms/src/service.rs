@@ -138,6 +138,10 @@ pub async fn start_with(config: &KmsConfig, options: StartOptions) -> Result<Run
         None => None,
         Some(b) => Some(Arc::new(crate::bearer::BearerRealm::new(b)?)),
     };
+    if let Some(trust) = bearer.as_ref().and_then(|realm| realm.trust()) {
+        // Reloaded on change and on SIGHUP; a broken file leaves the store in force.
+        background.push(trust.spawn_watch(Duration::from_secs(1)));
+    }
     if let Some(realm) = &bearer {
         // Not ready until Identity's keys have been fetched once; then refreshed ahead of expiry.
         let jwks = readiness.dependency("identity_jwks");

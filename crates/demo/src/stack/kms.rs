@@ -388,6 +388,7 @@ fn write_config(state: &State, identity: Option<SocketAddr>) -> std::io::Result<
                         trust_domain: super::exchange::TRUST_DOMAIN.to_owned(),
                         max_lifetime: Duration::from_secs(300),
                     }),
+                    trust_file: None,
                 }
             }),
         },

@@ -135,7 +135,15 @@ async fn call(env: &Env, token: &str, path: &str, body: Value) -> (u16, Value, S
 async fn with_fixture_issuer(
     transaction_tokens: Option<TxnTokenConfig>,
 ) -> (Env, Arc<Issuer>, Signer, service_kit::server::RunningServer) {
-    let dir = prepare();
+    with_fixture_issuer_in(prepare(), transaction_tokens, None).await
+}
+
+/// [`with_fixture_issuer`] over `dir`, with a trust store file.
+async fn with_fixture_issuer_in(
+    dir: test_support::TestDir,
+    transaction_tokens: Option<TxnTokenConfig>,
+    trust_file: Option<std::path::PathBuf>,
+) -> (Env, Arc<Issuer>, Signer, service_kit::server::RunningServer) {
     let issuer = Arc::new(Issuer::default());
     let (signer, jwks_doc) = Signer::new();
     *issuer.jwks.lock().unwrap() = jwks_doc;
@@ -168,6 +176,7 @@ async fn with_fixture_issuer(
         }),
         error_detail: ErrorDetail::Detailed,
         transaction_tokens,
+        trust_file,
     };
     (start_in(dir, Some(bearer)).await, issuer, signer, fixture)
 }
@@ -364,4 +373,99 @@ async fn transaction_tokens_carry_their_txn_into_the_operation() {
     assert!(body["detail"].as_str().unwrap().ends_with("wrong_type"), "{body}");
     env.kms.shutdown().await.unwrap();
     fixture.shutdown().await.unwrap();
+}
+
+/// A partner issuer trusted through the trust store, authority for tenant A only: its tokens
+/// encrypt in tenant A, are refused with 403 naming the rule for tenant B, and the primary
+/// issuer's rules (audience, type) hold for it too.
+#[tokio::test]
+async fn a_trusted_issuer_is_accepted_for_its_tenants_and_refused_for_others() {
+    let dir = prepare();
+    let partner = test_support::jwt::Signer::new("partner-1");
+    let jwks_doc = partner.jwks();
+    let served_issuer = Arc::new(Mutex::new(String::new()));
+    let (doc_issuer, doc_jwks) = (served_issuer.clone(), jwks_doc.clone());
+    let router = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || {
+                let issuer = doc_issuer.lock().unwrap().clone();
+                async move { axum::Json(json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")})) }
+            }),
+        )
+        .route(
+            "/jwks",
+            get(move || {
+                let doc = doc_jwks.clone();
+                async move { axum::Json(doc) }
+            }),
+        );
+    let server = service_kit::server::start(&dir.loopback("identity"), router, service_kit::Readiness::new())
+        .await
+        .unwrap();
+    let partner_iss = format!("https://identity.demo.local:{}", server.addr.port());
+    *served_issuer.lock().unwrap() = partner_iss.clone();
+    let trust = dir.write(
+        "trust.yml",
+        format!(
+            "issuers:\n  - issuer: {partner_iss}\n    audiences: [{AUDIENCE}]\n    tenants: [{TENANT}]\n    ca_file: {}\n    resolve: {{ identity.demo.local: \"{}\" }}\n",
+            dir.pki().ca_bundle().display(),
+            server.addr
+        ),
+    );
+    let (env, issuer, _signer, fixture) = with_fixture_issuer_in(dir, None, Some(trust)).await;
+    issuer.jwks_up.store(true, Ordering::SeqCst);
+    let (status, _) = env
+        .call(
+            Some(("manager", "m-pass")),
+            "POST",
+            "/pools",
+            Some(json!({"name": "p", "algorithm": "A256GCM"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let token = |edit: &dyn Fn(&mut Value)| {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut claims = json!({
+            "iss": partner_iss, "sub": "partner-svc", "aud": AUDIENCE, "exp": now + 300, "iat": now, "nbf": now,
+            "scope": "kms:encrypt kms:read", "tenant_id": TENANT, "roles": ["service"],
+        });
+        edit(&mut claims);
+        partner.token("at+jwt", &claims)
+    };
+    let plaintext = json!({"plaintext": "aGVsbG8="});
+    let (status, body, _) = call(&env, &token(&|_| {}), "/pools/p/encrypt", plaintext.clone()).await;
+    assert_eq!(status, 200, "a partner token for its tenant encrypts: {body}");
+
+    let other = token(&|c| c["tenant_id"] = "5d2a9e71-3c8b-4f6d-8e2a-1b7c9d0e3f42".into());
+    let (status, body, _) = call(&env, &other, "/pools/p/encrypt", plaintext.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("issuer {partner_iss} is not the authority for tenant 5d2a9e71")),
+        "{detail}"
+    );
+
+    for (why, bad) in [
+        ("wrong_audience", token(&|c| c["aud"] = "https://other.example".into())),
+        (
+            "expired",
+            token(&|c| {
+                c["exp"] = 1.into();
+                c["iat"] = 0.into();
+                c["nbf"] = 0.into();
+            }),
+        ),
+        ("untrusted_issuer", token(&|c| c["iss"] = "https://stranger.example".into())),
+    ] {
+        let (status, body, _) = call(&env, &bad, "/pools/p/encrypt", plaintext.clone()).await;
+        assert_eq!(status, 401, "{why}: {body}");
+        assert!(body["detail"].as_str().unwrap().ends_with(why), "{why}: {body}");
+    }
+    // Scope ∩ roles holds for federated tokens too.
+    let auditor = token(&|c| c["roles"] = json!(["auditor"]));
+    assert_eq!(call(&env, &auditor, "/pools/p/encrypt", plaintext).await.0, 403);
+    env.kms.shutdown().await.unwrap();
+    fixture.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
 }

@@ -117,6 +117,7 @@ async fn run(bench::Params { requests, concurrency, rounds }: bench::Params, wri
     config.token_exchange = identity::config::ExchangeConfig {
         trust_domain: None,
         txn_token_ttl: None,
+        trust_file: None,
         actors: vec![identity::config::ActorPolicy {
             client_id: "bench".into(),
             subject_token_types: vec!["access_token".into()],

@@ -49,6 +49,8 @@ pub struct AppState {
     pub consent: Arc<crate::consent::ConsentText>,
     /// Who may exchange what (token exchange, transaction tokens).
     pub exchange: Arc<crate::exchange::ExchangePolicy>,
+    /// Other issuers whose tokens may be exchanged (`token_exchange.trust_file`).
+    pub trust: Option<Arc<trust_store::TrustHandle>>,
     /// Our access tokens whose signature was verified (keyed by an HMAC of the token), so that
     /// introspection, userinfo and token exchange verify each token once a minute at most.
     pub verified: Arc<CredentialCache<Arc<AccessClaims>>>,

@@ -163,6 +163,11 @@ pub struct ExchangeConfig {
     pub txn_token_ttl: Option<Duration>,
     /// Who may exchange, and what.
     pub actors: Vec<ActorPolicy>,
+    /// Other issuers whose tokens may be subjects (`trust.yml`, the trust store's format;
+    /// reloaded on change and on SIGHUP). An actor names the ones it may present in
+    /// `subject_issuers`.
+    #[serde(default)]
+    pub trust_file: Option<PathBuf>,
 }
 
 /// One actor's rules (`token_exchange.actors[]`).
@@ -175,7 +180,8 @@ pub struct ActorPolicy {
     /// `txn_token` (a transaction token presented again for a downstream call), and
     /// `unsigned_context` (no token: claims the actor asserts, see `unsigned_context_claims`).
     pub subject_token_types: Vec<String>,
-    /// Issuers whose subject tokens it may present; `self` is this issuer (default: `[self]`).
+    /// Issuers whose subject tokens it may present: `self` is this issuer, any other an issuer
+    /// of the trust store (`trust_file`), checked at start (default: `[self]`).
     #[serde(default = "self_issuer")]
     pub subject_issuers: Vec<String>,
     /// Token types it may ask for: `txn_token`, `access_token`.
@@ -209,8 +215,9 @@ fn yes() -> bool {
     true
 }
 
-/// Subject token types an actor may be allowed, by short name.
-pub const SUBJECT_TOKEN_TYPES: [&str; 4] = ["access_token", "id_token", "txn_token", "unsigned_context"];
+/// Subject token types an actor may be allowed, by short name (`jwt`: a JWT of another issuer).
+pub const SUBJECT_TOKEN_TYPES: [&str; 5] =
+    ["access_token", "id_token", "txn_token", "jwt", "unsigned_context"];
 /// Token types an actor may be allowed to ask for.
 pub const REQUESTED_TOKEN_TYPES: [&str; 2] = ["txn_token", "access_token"];
 /// Claims an unsigned context may carry.
@@ -253,11 +260,15 @@ impl ExchangeConfig {
             }
             v.check(!a.requested_token_types.is_empty(), key("requested_token_types"), "list at least one");
             for issuer in &a.subject_issuers {
-                // The trust store (external issuers) is not part of this release: only `self`.
                 v.check(
-                    issuer == "self",
+                    issuer == "self" || issuer.starts_with("https://"),
                     key("subject_issuers"),
-                    format!("{issuer:?} is not a known issuer (only `self`, this issuer, is)"),
+                    format!("{issuer:?} is neither `self` nor an issuer URL"),
+                );
+                v.check(
+                    issuer == "self" || self.trust_file.is_some(),
+                    key("subject_issuers"),
+                    format!("{issuer:?} is another issuer, but token_exchange.trust_file is not set"),
                 );
             }
             v.check(
@@ -439,7 +450,7 @@ unseal:
                 "audiences",
             ),
             (
-                "      subject_token_types: [access_token]\n      requested_token_types: [txn_token]\n      subject_issuers: [https://evil]\n",
+                "      subject_token_types: [access_token]\n      requested_token_types: [txn_token]\n      subject_issuers: [evil]\n",
                 "subject_issuers",
             ),
             (

@@ -4,8 +4,10 @@
 //!
 //! The caller is the **actor**: an authenticated confidential client with `token-exchange`
 //! among its grant types and an entry in the policy. It presents a **subject**: one of our
-//! access tokens (unrevoked), ID tokens or transaction tokens, or — only where its policy says
-//! so — an unsigned context of claims it asserts itself. What it gets never says more than the
+//! access tokens (unrevoked), ID tokens or transaction tokens; a token of another issuer that
+//! the trust store lists and the actor's `subject_issuers` names (verified by `trust-store`:
+//! keys, audience, type, and a tenant its issuer is authority for); or — only where its policy
+//! says so — an unsigned context of claims it asserts itself. What it gets never says more than the
 //! subject did:
 //!
 //! * the **scope** is the subject's, or fewer scopes (never another);
@@ -44,6 +46,8 @@ pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 /// A transaction token (the draft's identifier).
 pub const TXN_TOKEN: &str = "urn:ietf:params:oauth:token-type:txn_token";
+/// A JWT (of another issuer, from the trust store).
+pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// An unsigned context: a base64url JSON object of claims the actor asserts. The draft leaves
 /// internally initiated transactions to the deployment; this is ours.
 pub const UNSIGNED_CONTEXT: &str = "urn:demo:params:oauth:token-type:unsigned-context";
@@ -85,6 +89,7 @@ fn short(urn: &str) -> Option<&'static str> {
         ACCESS_TOKEN => Some("access_token"),
         ID_TOKEN => Some("id_token"),
         TXN_TOKEN => Some("txn_token"),
+        JWT => Some("jwt"),
         UNSIGNED_CONTEXT => Some("unsigned_context"),
         _ => None,
     }
@@ -174,7 +179,26 @@ pub(crate) async fn exchange(
             }
             unsigned_context(subject_token, policy, &caller, &rule("unsigned_context_claims"))?
         }
-        kind => verified_subject(s, kind, subject_token).await?,
+        kind => match trust_store::unverified_issuer(subject_token).filter(|iss| *iss != s.issuer) {
+            // Another issuer's token: through the trust store, if the actor may present its tokens.
+            Some(iss) if matches!(kind, "access_token" | "jwt") => {
+                if !policy.subject_issuers.contains(&iss) {
+                    return Err(unauthorized(format!("{} does not list {iss}", rule("subject_issuers"))));
+                }
+                external_subject(s, subject_token).await?
+            }
+            _ if kind == "jwt" => {
+                return Err(OAuthError::invalid_request(
+                    "subject_token_type jwt is for tokens of other issuers; use access_token, id_token or txn_token for ours",
+                ));
+            }
+            _ => {
+                if !policy.subject_issuers.iter().any(|i| i == "self") {
+                    return Err(unauthorized(format!("{} does not list self", rule("subject_issuers"))));
+                }
+                verified_subject(s, kind, subject_token).await?
+            }
+        },
     };
     if subject.tenant_id != caller.tenant_id {
         return Err(unauthorized(format!(
@@ -389,6 +413,38 @@ async fn verified_subject(s: &AppState, kind: &str, token: &str) -> Result<Subje
             })
         }
     }
+}
+
+/// A token of another issuer, verified by the trust store (keys, audience, type, and a tenant it
+/// is authority for); its scope and roles are what it says, its revocation its issuer's
+/// business.
+async fn external_subject(s: &AppState, token: &str) -> Result<Subject, OAuthError> {
+    let Some(trust) = &s.trust else {
+        return Err(OAuthError::invalid_request(
+            "no trust store is configured: tokens of other issuers are not accepted",
+        ));
+    };
+    let verified = trust
+        .current()
+        .verify(token)
+        .await
+        .map_err(|refusal| OAuthError::invalid_request(format!("subject_token refused: {refusal}")))?;
+    let c = &verified.claims;
+    let text = |name: &str| c.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    Ok(Subject {
+        sub: text("sub").ok_or_else(|| OAuthError::invalid_request("subject_token has no sub"))?,
+        tenant_id: verified.tenant.canonical(),
+        roles: c
+            .get("roles")
+            .and_then(|r| r.as_array())
+            .map(|r| r.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default(),
+        scopes: split(&text("scope").unwrap_or_default()),
+        exp: c.get("exp").and_then(serde_json::Value::as_i64).unwrap_or(0),
+        act: c.get("act").and_then(|a| serde_json::from_value(a.clone()).ok()),
+        txn: None,
+        tctx: None,
+    })
 }
 
 /// An unsigned context: a base64url JSON object of claims the actor asserts, limited to the

@@ -70,6 +70,21 @@ pub enum StartError {
     /// The crypto library could not initialise.
     #[error("the crypto library failed to initialise")]
     Crypto,
+    /// `token_exchange.trust_file` is unreadable or invalid.
+    #[error("cannot load the trust store")]
+    Trust(#[source] trust_store::TrustError),
+    /// An actor's `subject_issuers` names an issuer the trust store does not list.
+    #[error(
+        "token_exchange: actor {actor} names subject issuer {issuer}, which {file} does not list; add it there or remove it from the actor"
+    )]
+    UnknownIssuer {
+        /// The actor.
+        actor: String,
+        /// The issuer.
+        issuer: String,
+        /// The trust file.
+        file: std::path::PathBuf,
+    },
 }
 
 impl From<crate::store::OpenError> for StartError {
@@ -181,6 +196,28 @@ async fn serve(
     }
     let clients =
         Arc::new(CredentialCache::new(Duration::from_secs(60), 10_000).map_err(|_| StartError::Crypto)?);
+    let trust = match &config.token_exchange.trust_file {
+        None => None,
+        Some(path) => {
+            let handle = Arc::new(trust_store::TrustHandle::open(path).map_err(StartError::Trust)?);
+            // Every issuer an actor names must be in the store (`self` aside).
+            let store = handle.current();
+            for actor in &config.token_exchange.actors {
+                if let Some(missing) = actor.subject_issuers.iter().find(|i| *i != "self" && !store.knows(i))
+                {
+                    return Err(StartError::UnknownIssuer {
+                        actor: actor.client_id.clone(),
+                        issuer: missing.clone(),
+                        file: path.clone(),
+                    });
+                }
+            }
+            // Reloaded on change and on SIGHUP; the watcher ends once the handle is dropped
+            // with the server's state.
+            drop(handle.spawn_watch(Duration::from_secs(1)));
+            Some(handle)
+        }
+    };
     let state = AppState {
         issuer: config.issuer.clone(),
         store: store.clone(),
@@ -191,6 +228,7 @@ async fn serve(
         ttl: (&config.tokens).into(),
         consent: Arc::new(consent),
         exchange: Arc::new(crate::exchange::ExchangePolicy::new(&config.token_exchange, &config.issuer)),
+        trust: trust.clone(),
         verified: Arc::new(
             CredentialCache::new(Duration::from_secs(60), 10_000).map_err(|_| StartError::Crypto)?,
         ),

@@ -28,6 +28,7 @@ pub(crate) fn policy() -> ExchangeConfig {
     ExchangeConfig {
         trust_domain: Some(TRUST_DOMAIN.to_owned()),
         txn_token_ttl: None,
+        trust_file: None,
         actors: vec![ActorPolicy {
             client_id: GATEWAY.to_owned(),
             subject_token_types: vec!["access_token".to_owned(), "txn_token".to_owned()],

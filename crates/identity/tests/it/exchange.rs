@@ -96,6 +96,7 @@ fn policy() -> ExchangeConfig {
     ExchangeConfig {
         trust_domain: Some(TRUST_DOMAIN.into()),
         txn_token_ttl: None,
+        trust_file: None,
         actors: vec![
             actor("gateway"),
             ActorPolicy {
@@ -664,4 +665,139 @@ async fn discovery_lists_the_exchange_grant_only_when_an_actor_may_use_it() {
         .unwrap();
     assert!(!doc["grant_types_supported"].as_array().unwrap().iter().any(|g| g == EXCHANGE), "{doc}");
     plain.identity.shutdown().await.unwrap();
+}
+
+/// A partner issuer in the trust store: its token for acme is exchanged (the actor lists it),
+/// for globex it is refused (not its authority), and an actor that does not list it cannot
+/// present it.
+#[tokio::test]
+async fn a_token_of_a_trusted_issuer_is_exchanged_for_its_tenant() {
+    use axum::routing::get;
+    let dir = Arc::new(TestDir::with_demo_pki());
+    let partner = test_support::jwt::Signer::new("partner-1");
+    let (jwks_doc, issuer_cell) = (partner.jwks(), Arc::new(std::sync::Mutex::new(String::new())));
+    let cell = issuer_cell.clone();
+    let router = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || {
+                let issuer = cell.lock().unwrap().clone();
+                async move {
+                    axum::Json(serde_json::json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")}))
+                }
+            }),
+        )
+        .route(
+            "/jwks",
+            get(move || {
+                let doc = jwks_doc.clone();
+                async move { axum::Json(doc) }
+            }),
+        );
+    let server = service_kit::server::start(&dir.loopback("kms"), router, service_kit::Readiness::new())
+        .await
+        .unwrap();
+    let partner_iss = format!("https://kms.demo.local:{}", server.addr.port());
+    *issuer_cell.lock().unwrap() = partner_iss.clone();
+    let trust = dir.write(
+        "trust.yml",
+        format!(
+            "issuers:\n  - issuer: {partner_iss}\n    audiences: [{TRUST_DOMAIN}]\n    tenants: [0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10]\n    ca_file: {}\n    resolve: {{ kms.demo.local: \"{}\" }}\n",
+            dir.pki().ca_bundle().display(),
+            server.addr
+        ),
+    );
+    let mut exchange_policy = policy();
+    exchange_policy.trust_file = Some(trust);
+    exchange_policy.actors[0].subject_token_types.push("jwt".into());
+    exchange_policy.actors[0].subject_issuers.push(partner_iss.clone());
+    let tenants = format!("acme: 0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10\nglobex: {GLOBEX}\n");
+    let config = IdentityConfig {
+        token_exchange: exchange_policy,
+        ..seeded_config(&dir, SEED, &tenants, Tokens::default())
+    };
+    let env = start_config(dir, &config).await.unwrap();
+    let now = test_support::jwt::now();
+    let partner_token = |tenant: &str| {
+        partner.token(
+            "at+jwt",
+            &serde_json::json!({"iss": partner_iss, "sub": "partner-user-7", "aud": TRUST_DOMAIN, "exp": now + 120,
+                "iat": now, "scope": "kms:encrypt", "tenant_id": tenant, "roles": ["user"]}),
+        )
+    };
+    let gateway = client_token(&env, "gateway").await;
+    let ask = |subject: String, kind: &'static str| {
+        vec![
+            ("subject_token".to_owned(), subject),
+            ("subject_token_type".to_owned(), kind.to_owned()),
+            ("actor_token".to_owned(), gateway.clone()),
+            ("actor_token_type".to_owned(), ACCESS.to_owned()),
+            ("requested_token_type".to_owned(), TXN.to_owned()),
+        ]
+    };
+    let (status, body) = exchange_owned(
+        &env,
+        "gateway",
+        ask(partner_token("0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10"), "urn:ietf:params:oauth:token-type:jwt"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let c = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(
+        (c["sub"].as_str(), c["scope"].as_str(), c["act"]["sub"].as_str()),
+        (Some("partner-user-7"), Some("kms:encrypt"), Some("gateway"))
+    );
+    assert!(c["exp"].as_i64().unwrap() <= now + 120, "never past the partner token's expiry");
+
+    let globex = exchange_owned(&env, "gateway", ask(partner_token(GLOBEX), ACCESS)).await;
+    refused(&globex, "invalid_request", "is not the authority for tenant");
+    let impersonator = exchange_owned(
+        &env,
+        "impersonator",
+        vec![
+            ("subject_token".to_owned(), partner_token("0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10")),
+            ("subject_token_type".to_owned(), ACCESS.to_owned()),
+            ("requested_token_type".to_owned(), TXN.to_owned()),
+        ],
+    )
+    .await;
+    refused(
+        &impersonator,
+        "unauthorized_client",
+        "token_exchange.actors[impersonator].subject_issuers does not list",
+    );
+    // Our own token under the jwt type is refused; the stranger issuer is unknown to the store.
+    let (user_token, _) = alice(&env).await;
+    refused(
+        &exchange_owned(&env, "gateway", ask(user_token, "urn:ietf:params:oauth:token-type:jwt")).await,
+        "invalid_request",
+        "jwt is for tokens of other issuers",
+    );
+    env.identity.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+/// An actor naming an issuer the trust store does not list stops Identity at start, naming both.
+#[tokio::test]
+async fn an_actor_naming_an_issuer_the_trust_store_lacks_stops_the_start() {
+    let dir = Arc::new(TestDir::with_demo_pki());
+    let trust = dir.write(
+        "trust.yml",
+        "issuers:\n  - issuer: https://partner.example\n    audiences: [https://demo.local]\n    tenants: [0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10]\n",
+    );
+    let mut exchange_policy = policy();
+    exchange_policy.trust_file = Some(trust);
+    exchange_policy.actors[0].subject_issuers.push("https://stranger.example".into());
+    let tenants = format!("acme: 0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10\nglobex: {GLOBEX}\n");
+    let config = IdentityConfig {
+        token_exchange: exchange_policy,
+        ..seeded_config(&dir, SEED, &tenants, Tokens::default())
+    };
+    let err = start_config(dir, &config).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("actor gateway names subject issuer https://stranger.example")
+            && text.contains("trust.yml"),
+        "{text}"
+    );
 }

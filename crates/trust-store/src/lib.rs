@@ -288,6 +288,16 @@ impl Trusted {
     }
 }
 
+/// Counter: tokens verified against the trust store, by `issuer` (`unknown` for one not
+/// listed) and `outcome` (`ok`, `unknown_issuer`, `invalid`, `not_authority`, `no_tenant`,
+/// `unavailable`). Discovery documents are counted by `jwks-cache` (`jwks_discovery_total`), key
+/// lookups too (`jwks_cache_hits_total`, `jwks_cache_misses_total`).
+pub const VERIFICATIONS: &str = "trust_store_verifications_total";
+
+fn count(issuer: &str, outcome: &'static str) {
+    metrics::counter!(VERIFICATIONS, "issuer" => issuer.to_owned(), "outcome" => outcome).increment(1);
+}
+
 /// The issuers of one version of the file.
 #[derive(Debug, Default)]
 pub struct TrustStore {
@@ -325,9 +335,24 @@ impl TrustStore {
         self.issuers.contains_key(iss)
     }
 
-    /// Verifies `token` (see the crate documentation).
+    /// Verifies `token` (see the crate documentation), counting the outcome ([`VERIFICATIONS`]).
     pub async fn verify(&self, token: &str) -> Result<Verified, Refusal> {
-        let iss = unverified_issuer(token).ok_or(Refusal::UnknownIssuer)?;
+        let iss = unverified_issuer(token).filter(|iss| self.issuers.contains_key(iss));
+        let outcome = self.verify_inner(iss.as_deref(), token).await;
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(Refusal::UnknownIssuer) => "unknown_issuer",
+            Err(Refusal::Invalid(_)) => "invalid",
+            Err(Refusal::NotAuthority { .. }) => "not_authority",
+            Err(Refusal::NoTenant) => "no_tenant",
+            Err(Refusal::Unavailable(_)) => "unavailable",
+        };
+        count(iss.as_deref().unwrap_or("unknown"), label);
+        outcome
+    }
+
+    async fn verify_inner(&self, iss: Option<&str>, token: &str) -> Result<Verified, Refusal> {
+        let iss = iss.ok_or(Refusal::UnknownIssuer)?.to_owned();
         let trusted = self.issuers.get(&iss).ok_or(Refusal::UnknownIssuer)?;
         let validator = trusted.validator().await?;
         let claims = validator.validate(token).await.map_err(|e| {

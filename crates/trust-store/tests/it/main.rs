@@ -107,6 +107,8 @@ async fn a_token_of_a_trusted_issuer_is_accepted_for_its_tenants_only() {
     let store = TrustStore::load(&f.write(&format!("issuers:\n{}", f.entry(&[ACME], "")))).unwrap();
     assert_eq!(store.issuers().collect::<Vec<_>>(), [f.issuer().as_str()]);
 
+    // The process's Prometheus recorder (the services' own), installed before the first count.
+    let metrics = service_kit::metrics::prometheus().expect("a metrics recorder");
     let verified = store.verify(&f.token(|_| {})).await.unwrap();
     assert_eq!((verified.issuer.as_str(), verified.tenant.canonical().as_str()), (f.issuer().as_str(), ACME));
     assert_eq!(verified.claims["sub"], "partner-svc");
@@ -125,6 +127,18 @@ async fn a_token_of_a_trusted_issuer_is_accepted_for_its_tenants_only() {
     ] {
         assert_eq!(store.verify(&token).await.unwrap_err(), want, "{why}");
     }
+    let text = metrics.render();
+    let series = |outcome: &str| {
+        format!("trust_store_verifications_total{{issuer=\"{}\",outcome=\"{outcome}\"}}", f.issuer())
+    };
+    for outcome in ["ok", "not_authority", "no_tenant", "invalid"] {
+        assert!(text.contains(&series(outcome)), "{outcome} is counted:\n{text}");
+    }
+    assert!(
+        text.contains("trust_store_verifications_total{issuer=\"unknown\",outcome=\"unknown_issuer\"}"),
+        "{text}"
+    );
+    assert!(text.contains("jwks_discovery_total"), "discovery is counted:\n{text}");
     // Another key with the same kid: the signature does not verify.
     let forger = Signer::new("fixture-1");
     let forged = forger.token(

@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod fixture;
 pub mod healthcheck;
 pub mod logs;
 pub mod output;

@@ -68,6 +68,14 @@ fn every_design_flow_is_a_passing_step_again_on_reuse_and_after_a_reset() {
         "flow.identity.refresh-rotation",
         "flow.identity.refresh-reuse",
         "flow.basic.kms.encrypt",
+        // Issue 16: token exchange, and a second issuer through the KMS's trust store.
+        "flow.exchange.txn-token.kms",
+        "flow.exchange.unpermitted-actor",
+        "flow.exchange.wider-scope",
+        "stack.up.partner",
+        "flow.federation.partner-token",
+        "flow.federation.not-authority",
+        "flow.federation.trust-reload",
     ] {
         assert!(steps.contains(&(want, "passed")), "{want} did not pass: {steps:?}");
     }

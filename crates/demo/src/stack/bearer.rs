@@ -75,6 +75,12 @@ pub(crate) async fn round_trip(c: &Ctx, token: &str) -> Result<(), StepError> {
     Ok(())
 }
 
+/// Encrypts with `token`, answering the status and the problem's detail (for refusals).
+pub(crate) async fn encrypt_status(c: &Ctx, token: &str) -> Result<(u16, String), StepError> {
+    let got = call(c, ENCRYPT, Some(token), &plaintext()).await?;
+    Ok((got.status, problem_detail(&got.body)))
+}
+
 /// The path every flow encrypts at.
 const ENCRYPT: &str = "/pools/payments/encrypt";
 

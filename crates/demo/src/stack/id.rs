@@ -36,6 +36,12 @@ pub const FLOW_EXCHANGE_TXN_TOKEN_KMS: StepId = StepId::new("flow.exchange.txn-t
 pub const FLOW_EXCHANGE_UNPERMITTED_ACTOR: StepId = StepId::new("flow.exchange.unpermitted-actor");
 /// `flow.exchange.wider-scope`
 pub const FLOW_EXCHANGE_WIDER_SCOPE: StepId = StepId::new("flow.exchange.wider-scope");
+/// `flow.federation.not-authority`
+pub const FLOW_FEDERATION_NOT_AUTHORITY: StepId = StepId::new("flow.federation.not-authority");
+/// `flow.federation.partner-token`
+pub const FLOW_FEDERATION_PARTNER_TOKEN: StepId = StepId::new("flow.federation.partner-token");
+/// `flow.federation.trust-reload`
+pub const FLOW_FEDERATION_TRUST_RELOAD: StepId = StepId::new("flow.federation.trust-reload");
 /// `flow.identity.client-credentials`
 pub const FLOW_IDENTITY_CLIENT_CREDENTIALS: StepId = StepId::new("flow.identity.client-credentials");
 /// `flow.identity.code-pkce`
@@ -68,6 +74,8 @@ pub const STACK_UP: StepId = StepId::new("stack.up");
 pub const STACK_UP_IDENTITY: StepId = StepId::new("stack.up.identity");
 /// `stack.up.kms`
 pub const STACK_UP_KMS: StepId = StepId::new("stack.up.kms");
+/// `stack.up.partner`
+pub const STACK_UP_PARTNER: StepId = StepId::new("stack.up.partner");
 /// `stack.up.postgres` (embedded dev profile)
 pub const STACK_UP_POSTGRES: StepId = StepId::new("stack.up.postgres");
 /// `state.prepare`

@@ -56,7 +56,7 @@ pub(crate) fn start(plan: Plan<Ctx>, health_timeout: Duration, bearer: bool, dev
     let (config_phase, config_after, mut health_after): (Phase, &[StepId], Vec<StepId>) = if bearer {
         (
             Phase::Start,
-            &[id::STATE_PREPARE, id::STACK_UP_IDENTITY],
+            &[id::STATE_PREPARE, id::STACK_UP_IDENTITY, id::STACK_UP_PARTNER],
             vec![id::STACK_UP_KMS, id::HEALTH_IDENTITY],
         )
     } else {
@@ -388,7 +388,7 @@ fn write_config(state: &State, identity: Option<SocketAddr>) -> std::io::Result<
                         trust_domain: super::exchange::TRUST_DOMAIN.to_owned(),
                         max_lifetime: Duration::from_secs(300),
                     }),
-                    trust_file: None,
+                    trust_file: Some(super::federation::trust_file(state)),
                 }
             }),
         },

@@ -11,6 +11,7 @@
 mod bearer;
 pub mod docker;
 mod exchange;
+mod federation;
 pub mod id;
 mod identity;
 mod kms;
@@ -161,6 +162,8 @@ pub struct RunningStack {
     docker: Option<(PathBuf, String)>,
     /// Embedded dev profile: the PostgreSQL cluster (stopped after the services).
     postgres: Option<postgres::EmbeddedCluster>,
+    /// Embedded `all`: the fixture issuer in the KMS's trust store.
+    partner: Option<crate::fixture::FixtureIssuer>,
 }
 
 impl RunningStack {
@@ -193,6 +196,9 @@ impl RunningStack {
         {
             errors.push(format!("Identity did not stop cleanly: {e}"));
         }
+        if let Some(partner) = self.partner.take() {
+            partner.shutdown().await;
+        }
         if let Some(cluster) = self.postgres.take() {
             let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
         }
@@ -218,6 +224,7 @@ pub(crate) struct Ctx {
     identity: identity::IdentityCtx,
     docker: docker::DockerCtx,
     postgres: postgres::PostgresCtx,
+    partner: federation::PartnerCtx,
 }
 
 impl Ctx {
@@ -267,6 +274,7 @@ async fn execute(
         identity: identity::IdentityCtx::default(),
         docker: docker::DockerCtx::default(),
         postgres: postgres::PostgresCtx::default(),
+        partner: federation::PartnerCtx::default(),
     });
     // One plan for both runtimes: the runtime starts the stack and takes it down; the checks
     // and flows in between are the same.
@@ -330,6 +338,7 @@ async fn execute(
         kms: ctx.kms.running.lock().await.take(),
         docker,
         postgres: ctx.postgres.cluster.lock().ok().and_then(|mut slot| slot.take()),
+        partner: ctx.partner.take().await,
     }
 }
 
@@ -456,7 +465,12 @@ pub(crate) fn embedded_start(
     match stack {
         Stack::Kms => kms::start(plan, health_timeout, false, dev),
         Stack::Identity => identity::start(plan, health_timeout, dev),
-        Stack::All => kms::start(identity::start(plan, health_timeout, dev), health_timeout, true, dev),
+        Stack::All => federation::embedded(kms::start(
+            identity::start(plan, health_timeout, dev),
+            health_timeout,
+            true,
+            dev,
+        )),
     }
 }
 
@@ -485,6 +499,7 @@ pub(crate) fn teardown_step(ephemeral: bool) -> Step<Ctx> {
         kms.map_err(|e| StepError { causes: vec![e], ..StepError::new("the KMS did not stop cleanly") })?;
         identity
             .map_err(|e| StepError { causes: vec![e], ..StepError::new("Identity did not stop cleanly") })?;
+        c.partner.stop().await;
         // The database last (dropping the cluster stops it).
         let cluster = c.postgres.cluster.lock().ok().and_then(|mut slot| slot.take());
         if let Some(cluster) = cluster {

@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod engine;
+mod fixture;
 mod report;
 mod stack;

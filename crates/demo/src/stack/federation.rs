@@ -1,0 +1,129 @@
+//! `demo all`'s federation flows on the embedded runtime (issue 16): a fixture issuer
+//! (`crate::fixture`, a partner's identity provider in this process, with its own CA and key) is
+//! in the KMS's trust store as the authority for tenant globex; its token encrypts and decrypts
+//! there, is refused for acme (403 naming the rule), and keeps working while a broken trust
+//! file is refused by the KMS's reload.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::bearer::{KMS_AUDIENCE, round_trip};
+use super::{Ctx, id};
+use crate::engine::{Phase, Plan, Step, StepError};
+use crate::fixture::FixtureIssuer;
+
+/// The running fixture issuer.
+#[derive(Debug, Default)]
+pub(crate) struct PartnerCtx {
+    running: tokio::sync::Mutex<Option<FixtureIssuer>>,
+    /// The trust file the KMS reads, and what it holds.
+    trust: std::sync::OnceLock<(std::path::PathBuf, String)>,
+}
+
+impl PartnerCtx {
+    /// Stops the fixture issuer (teardown).
+    pub(crate) async fn stop(&self) {
+        if let Some(partner) = self.take().await {
+            partner.shutdown().await;
+        }
+    }
+
+    /// The fixture issuer, for a stack kept running.
+    pub(crate) async fn take(&self) -> Option<FixtureIssuer> {
+        self.running.lock().await.take()
+    }
+}
+
+/// The trust file of the embedded KMS (`STATE/config/trust.yml`).
+pub(crate) fn trust_file(state: &crate::state::State) -> std::path::PathBuf {
+    state.config_dir().join("trust.yml")
+}
+
+/// The id of `tenant` in the state's tenants file (`name: uuid` lines).
+fn tenant_id(state: &crate::state::State, tenant: &str) -> Result<String, StepError> {
+    let text = std::fs::read_to_string(state.tenants_file())
+        .map_err(|e| StepError::from_error("cannot read the tenants file", &e))?;
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim() == tenant)
+        .map(|(_, id)| id.trim().to_owned())
+        .ok_or_else(|| StepError::new(format!("the tenants file has no tenant {tenant}")))
+}
+
+/// A token of the partner for `tenant` (sub `partner-user`, the KMS's audience, encrypt and
+/// decrypt, role user).
+async fn partner_token(c: &Ctx, tenant: &str) -> Result<String, StepError> {
+    let tenant_id = tenant_id(c.state()?, tenant)?;
+    let running = c.partner.running.lock().await;
+    let partner = running.as_ref().ok_or_else(|| StepError::new("the fixture issuer is not running"))?;
+    partner
+        .token(serde_json::json!({
+            "sub": "partner-user", "aud": KMS_AUDIENCE, "tenant_id": tenant_id,
+            "scope": "kms:encrypt kms:decrypt", "roles": ["user"],
+        }))
+        .map_err(|e| StepError::from_error("the fixture issuer cannot sign", &e))
+}
+
+/// Adds the fixture issuer's start (before the KMS's configuration, which names its trust
+/// file) and the federation flows.
+pub(crate) fn embedded(plan: Plan<Ctx>) -> Plan<Ctx> {
+    plan.step(
+        Step::new(id::STACK_UP_PARTNER, Phase::Start, |c: Arc<Ctx>| async move {
+            let state = c.state()?;
+            let partner = FixtureIssuer::start(&state.root().join("partner"))
+                .await
+                .map_err(|e| StepError::from_error("the fixture issuer did not start", &e))?;
+            let globex = tenant_id(state, "globex")?;
+            let text = format!("issuers:\n{}", partner.trust_entry(&[KMS_AUDIENCE], &[&globex]));
+            let path = trust_file(state);
+            std::fs::create_dir_all(state.config_dir())
+                .and_then(|()| std::fs::write(&path, &text))
+                .map_err(|e| StepError::from_error("cannot write the KMS's trust file", &e))?;
+            let _ = c.partner.trust.set((path, text));
+            *c.partner.running.lock().await = Some(partner);
+            Ok(())
+        })
+        .after(&[id::STATE_PREPARE])
+        .critical(),
+    )
+    .step(
+        Step::new(id::FLOW_FEDERATION_PARTNER_TOKEN, Phase::Flows, |c: Arc<Ctx>| async move {
+            round_trip(&c, &partner_token(&c, "globex").await?).await
+        })
+        .after(&[id::HEALTH_KMS, id::STACK_UP_PARTNER])
+        .verifies("a token of the fixture issuer (another issuer, its own CA and key, in the KMS's trust store for tenant globex) encrypts and decrypts at the KMS in globex"),
+    )
+    .step(
+        Step::new(id::FLOW_FEDERATION_NOT_AUTHORITY, Phase::Flows, |c: Arc<Ctx>| async move {
+            let token = partner_token(&c, "acme").await?;
+            let (status, detail) = super::bearer::encrypt_status(&c, &token).await?;
+            if status != 403 || !detail.contains("is not the authority for tenant") {
+                return Err(StepError::new(format!(
+                    "a fixture issuer token for acme answered {status} ({detail}), expected 403 naming the rule"
+                )));
+            }
+            Ok(())
+        })
+        .after(&[id::HEALTH_KMS, id::STACK_UP_PARTNER])
+        .verifies("a token of the fixture issuer naming acme, a tenant it is not the authority for, is refused with 403 saying so"),
+    )
+    .step(
+        Step::new(id::FLOW_FEDERATION_TRUST_RELOAD, Phase::Flows, |c: Arc<Ctx>| async move {
+            let (path, good) = c.partner.trust.get().cloned().ok_or_else(|| StepError::new("no trust file"))?;
+            let broken = good.replace("https://", "http://");
+            std::fs::write(&path, broken).map_err(|e| StepError::from_error("cannot write the trust file", &e))?;
+            // The KMS checks the file every second and reloads a change once it stopped
+            // changing: well past that, the broken file has been refused.
+            tokio::time::sleep(Duration::from_millis(3_500)).await;
+            let still = round_trip(&c, &partner_token(&c, "globex").await?).await;
+            std::fs::write(&path, &good).map_err(|e| StepError::from_error("cannot restore the trust file", &e))?;
+            still.map_err(|e| StepError {
+                causes: [vec![e.message], e.causes].concat(),
+                ..StepError::new("after a broken trust file, the fixture issuer's token no longer works")
+            })
+        })
+        .after(&[id::FLOW_FEDERATION_PARTNER_TOKEN, id::FLOW_FEDERATION_NOT_AUTHORITY])
+        .verifies("a broken trust file (an http issuer) is refused by the KMS's reload and the trust store in force keeps working: the fixture issuer's token still encrypts and decrypts")
+        .heavy(),
+    )
+}

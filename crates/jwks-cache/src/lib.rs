@@ -52,7 +52,7 @@ pub use keys::{
 };
 pub use provider::{BackgroundRefresh, CacheState, Counts, Provider, ProviderStatus};
 pub use registry::Registry;
-pub use validator::{FORBIDDEN_HEADERS, Validator, ValidatorConfig};
+pub use validator::{FORBIDDEN_HEADERS, Validator, ValidatorConfig, algorithm_by_name};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -333,6 +333,24 @@ fn normalise_typ(typ: &str) -> String {
     lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
 }
 
+/// An asymmetric JOSE algorithm by its name, as configurations pin them (`ES256`, `EdDSA`,
+/// `PS256`…); `None` for anything else, symmetric ones (`HS256`) and `none` included.
+pub fn algorithm_by_name(name: &str) -> Option<jsonwebtoken::Algorithm> {
+    use jsonwebtoken::Algorithm;
+    Some(match name {
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -97,18 +97,7 @@ fn at_jwt() -> String {
 
 /// An algorithm name, as pinned in `algorithms`.
 fn algorithm(name: &str) -> Option<Algorithm> {
-    Some(match name {
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "EdDSA" => Algorithm::EdDSA,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        _ => return None,
-    })
+    jwks_cache::algorithm_by_name(name)
 }
 
 fn https(url: &str) -> bool {

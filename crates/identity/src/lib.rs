@@ -7,7 +7,7 @@
 //! per actor, RFC 9068 access tokens, ID tokens, userinfo, RP-initiated logout, introspection
 //! (RFC 7662) and revocation (RFC 7009).
 //!
-//! What it must not do: share code with the KMS other than through `pki`, `service-kit` and
+//! What it must not do: share code with the KMS other than through `pki`, `service-kit`, `trust-store` and
 //! `barrier`; accept an algorithm from a token; take secrets from anywhere but files; advertise
 //! in discovery anything it does not implement.
 

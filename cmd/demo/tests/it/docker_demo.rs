@@ -92,6 +92,12 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
         if id.starts_with("config.") || id.starts_with("stack.") {
             continue;
         }
+        // The one known gap (issue 16, docs/demo-all.md): the fixture issuer runs in the CLI's
+        // process, which the KMS's container does not reach, so the federation flows are the
+        // embedded runtime's only. Nothing else may be.
+        if id.starts_with("flow.federation.") {
+            continue;
+        }
         assert!(steps.iter().any(|s| s["id"] == id), "{id} runs embedded but not on docker");
     }
     // Telemetry cannot be had on a machine without a registry: the run says so.

@@ -283,6 +283,10 @@ impl Trusted {
 /// lookups too (`jwks_cache_hits_total`, `jwks_cache_misses_total`).
 pub const VERIFICATIONS: &str = "trust_store_verifications_total";
 
+/// Counter: reloads of the trust file, by `outcome` (`ok`, `refused`: the file did not validate
+/// and the store in force stayed).
+pub const RELOADS: &str = "trust_store_reloads_total";
+
 fn count(issuer: &str, outcome: &'static str) {
     metrics::counter!(VERIFICATIONS, "issuer" => issuer.to_owned(), "outcome" => outcome).increment(1);
 }
@@ -425,6 +429,7 @@ impl TrustHandle {
         let next = match read(&self.path).and_then(|file| TrustStore::build(file, Some(&previous))) {
             Ok(next) => next,
             Err(e) => {
+                metrics::counter!(RELOADS, "outcome" => "refused").increment(1);
                 tracing::warn!(path = %self.path.display(), error = %e, "trust store reload refused; the previous one stays in force");
                 return Err(e);
             }
@@ -439,6 +444,7 @@ impl TrustHandle {
         outcome.removed =
             previous.issuers.keys().filter(|i| !next.issuers.contains_key(*i)).cloned().collect();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        metrics::counter!(RELOADS, "outcome" => "ok").increment(1);
         tracing::info!(path = %self.path.display(), kept = outcome.kept.len(), loaded = outcome.loaded.len(), removed = outcome.removed.len(), "trust store reloaded");
         Ok(outcome)
     }

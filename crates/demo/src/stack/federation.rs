@@ -64,6 +64,27 @@ async fn partner_token(c: &Ctx, tenant: &str) -> Result<String, StepError> {
         .map_err(|e| StepError::from_error("the fixture issuer cannot sign", &e))
 }
 
+/// The KMS's count of refused trust-file reloads, from its admin `/metrics`.
+async fn refused_reloads(c: &Ctx) -> Result<u64, StepError> {
+    let admin = *c.kms.admin.get().ok_or_else(|| StepError::new("the KMS is not running"))?;
+    let client = super::service_client(c.state()?, "kms.demo.local", admin)?;
+    let text = client
+        .get(format!("https://kms.demo.local:{}/metrics", admin.port()))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| StepError::from_error("cannot read the KMS's /metrics", &e))?
+        .text()
+        .await
+        .map_err(|e| StepError::from_error("cannot read the KMS's /metrics", &e))?;
+    let series = format!("{}{{outcome=\"refused\"}}", trust_store::RELOADS);
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
+}
+
 /// Adds the fixture issuer's start (before the KMS's configuration, which names its trust
 /// file) and the federation flows.
 pub(crate) fn embedded(plan: Plan<Ctx>) -> Plan<Ctx> {
@@ -110,20 +131,33 @@ pub(crate) fn embedded(plan: Plan<Ctx>) -> Plan<Ctx> {
     .step(
         Step::new(id::FLOW_FEDERATION_TRUST_RELOAD, Phase::Flows, |c: Arc<Ctx>| async move {
             let (path, good) = c.partner.trust.get().cloned().ok_or_else(|| StepError::new("no trust file"))?;
+            let refused_before = refused_reloads(&c).await?;
             let broken = good.replace("https://", "http://");
             std::fs::write(&path, broken).map_err(|e| StepError::from_error("cannot write the trust file", &e))?;
             // The KMS checks the file every second and reloads a change once it stopped
-            // changing: well past that, the broken file has been refused.
-            tokio::time::sleep(Duration::from_millis(3_500)).await;
+            // changing; its /metrics counts the refusal.
+            let started = std::time::Instant::now();
+            let refused = loop {
+                if refused_reloads(&c).await? > refused_before {
+                    break true;
+                }
+                if started.elapsed() > Duration::from_secs(8) {
+                    break false;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
             let still = round_trip(&c, &partner_token(&c, "globex").await?).await;
             std::fs::write(&path, &good).map_err(|e| StepError::from_error("cannot restore the trust file", &e))?;
+            if !refused {
+                return Err(StepError::new("the KMS did not refuse the broken trust file within 8 s"));
+            }
             still.map_err(|e| StepError {
                 causes: [vec![e.message], e.causes].concat(),
                 ..StepError::new("after a broken trust file, the fixture issuer's token no longer works")
             })
         })
         .after(&[id::FLOW_FEDERATION_PARTNER_TOKEN, id::FLOW_FEDERATION_NOT_AUTHORITY])
-        .verifies("a broken trust file (an http issuer) is refused by the KMS's reload and the trust store in force keeps working: the fixture issuer's token still encrypts and decrypts")
+        .verifies("a broken trust file (an http issuer) is refused by the KMS's reload (its /metrics counts the refusal) and the trust store in force keeps working: the fixture issuer's token still encrypts and decrypts")
         .heavy(),
     )
 }

@@ -18,7 +18,8 @@
 //!
 //! **Delegation** (an `actor_token`: the caller's own access token) and **impersonation** (no
 //! actor token; only for actors with `impersonation: true`) both record the actor in `act`,
-//! nested after the subject's own `act`.
+//! nested after the subject's own `act`. A subject token carrying `may_act` (RFC 8693 §4.4;
+//! tokens of other issuers may) admits only the actor it names.
 //!
 //! Refusals are RFC 8693 §2.2.2 errors (`invalid_request`, `invalid_scope`, `invalid_target`,
 //! `unauthorized_client`) whose description names the rule that refused: never a 500.
@@ -115,6 +116,9 @@ struct Subject {
     scopes: Vec<String>,
     exp: i64,
     act: Option<Act>,
+    /// Who the subject token says may act for it (`may_act.sub`, RFC 8693 §4.4): when set, the
+    /// only actor admitted.
+    may_act: Option<String>,
     /// A transaction token's id, kept by its replacement.
     txn: Option<String>,
     /// The transaction context the subject brings (a transaction token's, an unsigned
@@ -245,6 +249,13 @@ pub(crate) async fn exchange(
             caller.client_id.clone()
         }
     };
+    if let Some(may_act) = &subject.may_act
+        && *may_act != actor
+    {
+        return Err(unauthorized(format!(
+            "the subject token's may_act admits {may_act:?} only, not {actor:?}"
+        )));
+    }
     let act = Act::chain(&actor, subject.act.as_ref());
     if act.depth() > MAX_ACT_DEPTH {
         return Err(OAuthError::invalid_request(format!(
@@ -376,6 +387,7 @@ async fn verified_subject(s: &AppState, kind: &str, token: &str) -> Result<Subje
                 scopes: split(&c.scope),
                 exp: c.exp,
                 act: c.act.clone(),
+                may_act: None,
                 txn: None,
                 tctx: None,
             })
@@ -395,6 +407,7 @@ async fn verified_subject(s: &AppState, kind: &str, token: &str) -> Result<Subje
                 scopes: client.scopes.into_iter().filter(|x| x != "openid").collect(),
                 exp: c.exp,
                 act: None,
+                may_act: None,
                 txn: None,
                 tctx: None,
             })
@@ -408,6 +421,7 @@ async fn verified_subject(s: &AppState, kind: &str, token: &str) -> Result<Subje
                 scopes: split(&c.scope),
                 exp: c.exp,
                 act: c.act,
+                may_act: None,
                 txn: Some(c.txn),
                 tctx: Some(c.tctx),
             })
@@ -442,6 +456,7 @@ async fn external_subject(s: &AppState, token: &str) -> Result<Subject, OAuthErr
         scopes: split(&text("scope").unwrap_or_default()),
         exp: c.get("exp").and_then(serde_json::Value::as_i64).unwrap_or(0),
         act: c.get("act").and_then(|a| serde_json::from_value(a.clone()).ok()),
+        may_act: c.get("may_act").and_then(|m| m.get("sub")).and_then(|s| s.as_str()).map(str::to_owned),
         txn: None,
         tctx: None,
     })
@@ -495,6 +510,7 @@ fn unsigned_context(
         scopes,
         exp: i64::MAX,
         act: None,
+        may_act: None,
         txn: None,
         tctx,
     })

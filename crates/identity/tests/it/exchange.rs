@@ -738,6 +738,24 @@ async fn a_token_of_a_trusted_issuer_is_exchanged_for_its_tenant() {
     );
     assert!(c["exp"].as_i64().unwrap() <= now + 120, "never past the partner token's expiry");
 
+    // A subject that names who may act for it (`may_act`) admits that actor only.
+    let may_act = |who: &str| {
+        partner.token(
+            "at+jwt",
+            &serde_json::json!({"iss": partner_iss, "sub": "partner-user-8", "aud": TRUST_DOMAIN, "exp": now + 120,
+                "iat": now, "scope": "kms:encrypt", "tenant_id": "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10",
+                "roles": ["user"], "may_act": {"sub": who}}),
+        )
+    };
+    let (status, body) = exchange_owned(&env, "gateway", ask(may_act("gateway"), ACCESS)).await;
+    assert_eq!(status, 200, "may_act names the gateway: {body}");
+    let refused_actor = exchange_owned(&env, "gateway", ask(may_act("another-service"), ACCESS)).await;
+    refused(
+        &refused_actor,
+        "unauthorized_client",
+        "may_act admits \"another-service\" only, not \"gateway\"",
+    );
+
     let globex = exchange_owned(&env, "gateway", ask(partner_token(GLOBEX), ACCESS)).await;
     refused(&globex, "invalid_request", "is not the authority for tenant");
     let impersonator = exchange_owned(

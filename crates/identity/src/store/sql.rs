@@ -92,6 +92,20 @@ macro_rules! sql_store {
                 Ok(tenant.map(|t| $crate::store::TenantKey::parse(&t)).transpose()?)
             }
 
+            /// One row of `statement` (one `$1`, `key`) in `tenant`'s namespace; `None` when
+            /// there is no such row, or no such tenant.
+            async fn read_row(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                statement: &str,
+                key: &str,
+            ) -> Result<Option<<$db as sqlx::Database>::Row>, $crate::store::StoreError> {
+                let Some(mut scope) = self.read_scope(tenant).await? else { return Ok(None) };
+                let row = sqlx::query(statement).bind(key).fetch_optional(&mut *scope).await.map_err(Self::fail)?;
+                Self::end_read(scope).await?;
+                Ok(row)
+            }
+
             async fn user_where(
                 &self,
                 tenant: &$crate::store::TenantKey,
@@ -102,9 +116,7 @@ macro_rules! sql_store {
                 let sql = format!(
                     "SELECT user_id, username, password_hash, name, email, roles FROM users WHERE {column} = $1"
                 );
-                let Some(mut scope) = self.read_scope(tenant).await? else { return Ok(None) };
-                let row = sqlx::query(&sql).bind(value).fetch_optional(&mut *scope).await.map_err(Self::fail)?;
-                Self::end_read(scope).await?;
+                let row = self.read_row(tenant, &sql, value).await?;
                 row.as_ref().map(|r| $crate::store::decode::user(r, tenant)).transpose()
             }
         }
@@ -174,16 +186,14 @@ macro_rules! sql_store {
                 client_id: &str,
             ) -> Result<Option<$crate::store::StoredClient>, $crate::store::StoreError> {
                 let Some(tenant) = self.client_tenant(client_id).await? else { return Ok(None) };
-                let Some(mut scope) = self.read_scope(&tenant).await? else { return Ok(None) };
-                let row = sqlx::query(
-                    "SELECT client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, \
-                     roles, post_logout_redirect_uris, display_name FROM clients WHERE client_id = $1",
-                )
-                .bind(client_id)
-                .fetch_optional(&mut *scope)
-                .await
-                .map_err(Self::fail)?;
-                Self::end_read(scope).await?;
+                let row = self
+                    .read_row(
+                        &tenant,
+                        "SELECT client_id, client_type, secret_hash, scopes, audiences, grant_types, redirect_uris, \
+                         roles, post_logout_redirect_uris, display_name FROM clients WHERE client_id = $1",
+                        client_id,
+                    )
+                    .await?;
                 row.as_ref().map(|r| $crate::store::decode::client(r, &tenant)).transpose()
             }
 
@@ -313,16 +323,14 @@ macro_rules! sql_store {
                 tenant: &$crate::store::TenantKey,
                 hash: &str,
             ) -> Result<Option<$crate::store::AuthCode>, $crate::store::StoreError> {
-                let Some(mut scope) = self.read_scope(tenant).await? else { return Ok(None) };
-                let row = sqlx::query(
-                    "SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, \
-                     used_at, access_jti, access_exp, family_id, session_hash FROM auth_codes WHERE code_hash = $1",
-                )
-                .bind(hash)
-                .fetch_optional(&mut *scope)
-                .await
-                .map_err(Self::fail)?;
-                Self::end_read(scope).await?;
+                let row = self
+                    .read_row(
+                        tenant,
+                        "SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, expires_at, \
+                         used_at, access_jti, access_exp, family_id, session_hash FROM auth_codes WHERE code_hash = $1",
+                        hash,
+                    )
+                    .await?;
                 row.as_ref().map($crate::store::decode::code).transpose()
             }
 
@@ -458,17 +466,15 @@ macro_rules! sql_store {
                 tenant: &$crate::store::TenantKey,
                 hash: &str,
             ) -> Result<Option<$crate::store::RefreshToken>, $crate::store::StoreError> {
-                let Some(mut scope) = self.read_scope(tenant).await? else { return Ok(None) };
-                let row = sqlx::query(
-                    "SELECT t.family_id, f.client_id, f.user_id, t.scope, f.auth_time, t.expires_at, t.used_at, \
-                     f.revoked_at, f.created_at FROM refresh_tokens t \
-                     JOIN refresh_families f ON f.family_id = t.family_id WHERE t.token_hash = $1",
-                )
-                .bind(hash)
-                .fetch_optional(&mut *scope)
-                .await
-                .map_err(Self::fail)?;
-                Self::end_read(scope).await?;
+                let row = self
+                    .read_row(
+                        tenant,
+                        "SELECT t.family_id, f.client_id, f.user_id, t.scope, f.auth_time, t.expires_at, t.used_at, \
+                         f.revoked_at, f.created_at FROM refresh_tokens t \
+                         JOIN refresh_families f ON f.family_id = t.family_id WHERE t.token_hash = $1",
+                        hash,
+                    )
+                    .await?;
                 row.as_ref().map($crate::store::decode::refresh).transpose()
             }
 

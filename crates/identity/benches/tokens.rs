@@ -180,13 +180,33 @@ async fn run(bench::Params { requests, concurrency, rounds }: bench::Params, wri
         ));
     }
     let load = async |workload: &Workload<'_>, n| match workload {
-        Workload::Echo(url) => post_load(&client, url.clone(), None, n, concurrency).await,
-        Workload::ClientCredentials(identity) => {
-            let url = format!("{}/token", identity.base);
-            post_load(&client, url, Some(("bench", SECRET)), n, concurrency).await
+        Workload::Echo(url) => {
+            let body = CLIENT_CREDENTIALS.to_owned();
+            form_load(&client, url.clone(), None, body, None, n, concurrency).await
         }
-        Workload::Exchange(identity) => exchange_load(&client, identity, n, concurrency).await,
-        Workload::Introspect(identity) => introspect_load(&client, identity, n, concurrency).await,
+        Workload::ClientCredentials(identity) => {
+            let (url, body) = (format!("{}/token", identity.base), CLIENT_CREDENTIALS.to_owned());
+            form_load(&client, url, Some(("bench", SECRET)), body, Some(TOKEN), n, concurrency).await
+        }
+        Workload::Exchange(identity) => {
+            let url = format!("{}/token", identity.base);
+            form_load(
+                &client,
+                url,
+                Some(("bench", SECRET)),
+                exchange_form(identity),
+                Some(TOKEN),
+                n,
+                concurrency,
+            )
+            .await
+        }
+        Workload::Introspect(identity) => {
+            let url = format!("{}/introspect", identity.base);
+            let body = serde_urlencoded::to_string([("token", identity.subject.as_str())]).unwrap();
+            form_load(&client, url, Some(("bench", SECRET)), body, Some(b"{\"active\":true"), n, concurrency)
+                .await
+        }
         Workload::Code(identity) => {
             let codes = mint_codes(&client, identity, n, concurrency).await;
             code_load(&client, identity, codes, concurrency).await
@@ -462,102 +482,53 @@ async fn refresh_load(
     .await
 }
 
-/// Sends `total` `client_credentials` requests (or, without `auth`, the same form to the echo)
-/// with `concurrency` workers; returns requests per second. Every answer must be 200 (and a
-/// token must look like a JWT), so an error cannot pass for speed.
-async fn post_load(
+/// Sends `total` POSTs of the form `body` to `url` (with Basic `auth` when given) with
+/// `concurrency` workers; returns requests per second. Every answer must be 200 and start with
+/// `expect` when given (a token, an active introspection), so an error cannot pass for speed.
+async fn form_load(
     client: &reqwest::Client,
     url: String,
     auth: Option<(&'static str, &'static str)>,
+    body: String,
+    expect: Option<&'static [u8]>,
     total: usize,
     concurrency: usize,
 ) -> f64 {
-    let (client, url) = (client.clone(), Arc::<str>::from(url));
+    let (client, url, body) = (client.clone(), Arc::<str>::from(url), Arc::<str>::from(body));
     bench::load(total, concurrency, move || {
-        let (client, url) = (client.clone(), url.clone());
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
         async move {
             let mut req = client
                 .post(&*url)
                 .header("content-type", "application/x-www-form-urlencoded")
-                .body("grant_type=client_credentials");
+                .body(body.to_string());
             if let Some((id, secret)) = auth {
                 req = req.basic_auth(id, Some(secret));
             }
             let resp = req.send().await.unwrap();
-            assert_eq!(resp.status(), 200, "{url}");
-            let body = resp.bytes().await.unwrap();
-            if auth.is_some() {
-                assert!(body.starts_with(b"{\"access_token\":\"ey"), "not a token");
+            let status = resp.status();
+            let text = resp.bytes().await.unwrap();
+            assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&text));
+            if let Some(prefix) = expect {
+                assert!(text.starts_with(prefix), "unexpected answer: {}", String::from_utf8_lossy(&text));
             }
         }
     })
     .await
 }
 
-/// Sends `total` token exchanges of the instance's subject for a transaction token, as `bench`,
-/// with `concurrency` workers; returns exchanges per second. Every answer must be 200 with a
-/// token.
-async fn exchange_load(
-    client: &reqwest::Client,
-    identity: &Instance,
-    total: usize,
-    concurrency: usize,
-) -> f64 {
-    let body = Arc::<str>::from(
-        serde_urlencoded::to_string([
-            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
-            ("subject_token", identity.subject.as_str()),
-            ("subject_token_type", "urn:ietf:params:oauth:token-type:access_token"),
-            ("requested_token_type", "urn:ietf:params:oauth:token-type:txn_token"),
-        ])
-        .unwrap(),
-    );
-    let (client, url) = (client.clone(), Arc::<str>::from(format!("{}/token", identity.base)));
-    bench::load(total, concurrency, move || {
-        let (client, url, body) = (client.clone(), url.clone(), body.clone());
-        async move {
-            let resp = client
-                .post(&*url)
-                .basic_auth("bench", Some(SECRET))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            let status = resp.status();
-            let text = resp.bytes().await.unwrap();
-            assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&text));
-            assert!(text.starts_with(b"{\"access_token\":\"ey"), "not a token");
-        }
-    })
-    .await
-}
+/// The `client_credentials` form (sent to the echo too).
+const CLIENT_CREDENTIALS: &str = "grant_type=client_credentials";
+/// A token answer starts so.
+const TOKEN: &[u8] = b"{\"access_token\":\"ey";
 
-/// Sends `total` introspections of the instance's subject token, as `bench`, with
-/// `concurrency` workers; returns introspections per second. Every answer must say active.
-async fn introspect_load(
-    client: &reqwest::Client,
-    identity: &Instance,
-    total: usize,
-    concurrency: usize,
-) -> f64 {
-    let body = Arc::<str>::from(serde_urlencoded::to_string([("token", identity.subject.as_str())]).unwrap());
-    let (client, url) = (client.clone(), Arc::<str>::from(format!("{}/introspect", identity.base)));
-    bench::load(total, concurrency, move || {
-        let (client, url, body) = (client.clone(), url.clone(), body.clone());
-        async move {
-            let resp = client
-                .post(&*url)
-                .basic_auth("bench", Some(SECRET))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200, "{url}");
-            let text = resp.bytes().await.unwrap();
-            assert!(text.starts_with(b"{\"active\":true"), "not active: {}", String::from_utf8_lossy(&text));
-        }
-    })
-    .await
+/// The form of the `exchange` workload: the instance's subject for a transaction token.
+fn exchange_form(identity: &Instance) -> String {
+    serde_urlencoded::to_string([
+        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("subject_token", identity.subject.as_str()),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+        ("requested_token_type", "urn:ietf:params:oauth:token-type:txn_token"),
+    ])
+    .unwrap()
 }

@@ -48,7 +48,7 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Stand the KMS up, seed it, check it and run its flows (embedded runtime).
+    /// Stand the KMS up, seed it, check it and run its flows.
     Kms(RunArgs),
     /// Stand Identity up, seed it, check it and run its OAuth / OpenID Connect flows.
     Identity(RunArgs),
@@ -142,9 +142,9 @@ pub struct RunArgs {
     /// Where the services run: docker if an engine answers, else embedded (in-process).
     #[arg(long, value_enum, default_value_t = RuntimeKind::Auto)]
     pub runtime: RuntimeKind,
-    /// The environment: demo (persistent, demo data), ci (ephemeral data), dev (persistent;
-    /// SQLite until PostgreSQL lands), prod (docker only: the production template, no demo data,
-    /// no flows).
+    /// The environment: demo (persistent, demo data), ci (ephemeral data), dev (persistent, on
+    /// PostgreSQL: a throwaway cluster from the host's binaries when embedded, a postgres service
+    /// on Docker), prod (docker only: the production template, no demo data, no flows).
     #[arg(long, value_enum, default_value_t = ProfileArg::Demo)]
     pub profile: ProfileArg,
     /// Docker: do not start the telemetry collector (the telemetry network is still created).

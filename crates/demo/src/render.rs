@@ -192,6 +192,14 @@ impl Printer {
                 "  KMS          {url}/docs/ (Swagger UI; Basic accounts in credentials.md)\n"
             ));
         }
+        if let Some(partner) = stack.partner() {
+            text.push_str(&format!(
+                "  partner      {}/.well-known/openid-configuration (fixture issuer in the KMS's trust store {}; its own CA {})\n",
+                partner.issuer(),
+                crate::stack::trust_file(&stack.state).display(),
+                partner.ca_bundle().display()
+            ));
+        }
         text.push_str(&format!("  credentials  {}", stack.state.credentials_file().display()));
         err(&text);
     }

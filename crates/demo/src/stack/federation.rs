@@ -35,7 +35,7 @@ impl PartnerCtx {
 }
 
 /// The trust file of the embedded KMS (`STATE/config/trust.yml`).
-pub(crate) fn trust_file(state: &crate::state::State) -> std::path::PathBuf {
+pub fn trust_file(state: &crate::state::State) -> std::path::PathBuf {
     state.config_dir().join("trust.yml")
 }
 
@@ -64,7 +64,9 @@ async fn partner_token(c: &Ctx, tenant: &str) -> Result<String, StepError> {
         .map_err(|e| StepError::from_error("the fixture issuer cannot sign", &e))
 }
 
-/// The KMS's count of refused trust-file reloads, from its admin `/metrics`.
+/// The KMS's count of refused trust-file reloads, from its admin `/metrics`. Embedded, the
+/// services share the process's one metrics recorder, so this is the process's count: only the
+/// KMS reads a trust file in the demo (Identity's `token_exchange` has none), so it is the KMS's.
 async fn refused_reloads(c: &Ctx) -> Result<u64, StepError> {
     let admin = *c.kms.admin.get().ok_or_else(|| StepError::new("the KMS is not running"))?;
     let client = super::service_client(c.state()?, "kms.demo.local", admin)?;

@@ -12,6 +12,8 @@ mod bearer;
 pub mod docker;
 mod exchange;
 mod federation;
+
+pub use federation::trust_file;
 pub mod id;
 mod identity;
 mod kms;
@@ -171,6 +173,11 @@ impl RunningStack {
     /// `kms.demo.local` to the running services; redirects are not followed.
     pub fn client(&self) -> Option<&reqwest::Client> {
         self.client.as_ref()
+    }
+
+    /// Embedded `all`: the fixture issuer the KMS trusts (for tenant globex).
+    pub fn partner(&self) -> Option<&crate::fixture::FixtureIssuer> {
+        self.partner.as_ref()
     }
 
     /// The secret file of a seeded confidential client (`demo-confidential`, `kms-service`).
@@ -545,7 +552,8 @@ fn write_credentials(state: &State) -> std::io::Result<()> {
              | globex-user | globex-user-demo | globex | user |\n\n\
              Identity users (sign in at /authorize; random passwords, one file each):\n\n\
              | user | password file |\n|---|---|\n{users}\n\
-             Identity confidential clients (the public client `demo-spa` has no secret):\n\n\
+             Identity confidential clients (the public client `demo-spa` has no secret; `demo-gateway` \
+             is the token-exchange actor):\n\n\
              | client | secret file |\n|---|---|\n{clients}\n\
              Trust only {}\n",
             state.ca_bundle().display()

@@ -261,27 +261,7 @@ impl ProviderConfig {
 
     /// Checks the configuration and returns the parsed URL.
     pub(crate) fn validate(&self) -> Result<reqwest::Url, ConfigError> {
-        let url = reqwest::Url::parse(&self.jwks_url)
-            .map_err(|e| ConfigError::InvalidUrl { url: self.jwks_url.clone(), reason: e.to_string() })?;
-        if url.scheme() != "https" {
-            return Err(ConfigError::InsecureUrl { url: self.jwks_url.clone() });
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(ConfigError::CredentialsInUrl { issuer: self.issuer.clone() });
-        }
-        let host = host_of(&url).ok_or_else(|| ConfigError::InvalidUrl {
-            url: self.jwks_url.clone(),
-            reason: "no host".to_owned(),
-        })?;
-        if self.allowed_domains.is_empty() {
-            return Err(ConfigError::NoAllowedDomains { issuer: self.issuer.clone(), host });
-        }
-        for entry in &self.allowed_domains {
-            check_domain_entry(entry)?;
-        }
-        if !domain_allowed(&self.allowed_domains, &host) {
-            return Err(ConfigError::DomainNotAllowed { host, allowed: self.allowed_domains.clone() });
-        }
+        let url = self.check_url(&self.jwks_url)?;
         let limit = |field, ok: bool, reason: &str| {
             if ok { Ok(()) } else { Err(ConfigError::Limit { field, reason: reason.to_owned() }) }
         };
@@ -318,6 +298,34 @@ impl ProviderConfig {
 }
 
 /// The URL's host, lower-case, IPv6 without brackets.
+impl ProviderConfig {
+    /// Checks a URL this provider would fetch (its JWKS, a discovery document, the JWKS it names):
+    /// `https://`, no credentials, a host among the allowed domains (whose entries are checked
+    /// too). Returns it parsed.
+    pub(crate) fn check_url(&self, text: &str) -> Result<reqwest::Url, ConfigError> {
+        let url = reqwest::Url::parse(text)
+            .map_err(|e| ConfigError::InvalidUrl { url: text.to_owned(), reason: e.to_string() })?;
+        if url.scheme() != "https" {
+            return Err(ConfigError::InsecureUrl { url: text.to_owned() });
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ConfigError::CredentialsInUrl { issuer: self.issuer.clone() });
+        }
+        let host = host_of(&url)
+            .ok_or_else(|| ConfigError::InvalidUrl { url: text.to_owned(), reason: "no host".to_owned() })?;
+        if self.allowed_domains.is_empty() {
+            return Err(ConfigError::NoAllowedDomains { issuer: self.issuer.clone(), host });
+        }
+        for entry in &self.allowed_domains {
+            check_domain_entry(entry)?;
+        }
+        if !domain_allowed(&self.allowed_domains, &host) {
+            return Err(ConfigError::DomainNotAllowed { host, allowed: self.allowed_domains.clone() });
+        }
+        Ok(url)
+    }
+}
+
 pub(crate) fn host_of(url: &reqwest::Url) -> Option<String> {
     url.host_str().map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
 }

@@ -6,7 +6,7 @@
 //! Discovery §4.3): a document naming another issuer is the mix-up attack, refused. Its
 //! `jwks_uri` must be `https://` on an allowed domain.
 
-use crate::config::{ProviderConfig, domain_allowed, host_of};
+use crate::config::ProviderConfig;
 
 /// What a discovery document gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,20 +81,27 @@ pub fn well_known_url(issuer: &str) -> String {
     format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))
 }
 
+/// The HTTPS client discovery uses for `config` (its roots, pins, allowed redirects): build it
+/// once per issuer and pass it to [`discover_with`].
+pub fn client(config: &ProviderConfig) -> Result<reqwest::Client, crate::error::ConfigError> {
+    crate::tls::http_client(config)
+}
+
 /// Fetches the discovery document at `url` with `config`'s HTTPS rules (its `jwks_url` is not
-/// used) and returns its `jwks_uri`, after checking that it names `config.issuer`.
+/// used) and returns its `jwks_uri`, after checking that it names `config.issuer`. Builds a
+/// client for this one call: [`discover_with`] reuses one.
 pub async fn discover(config: &ProviderConfig, url: &str) -> Result<Discovered, DiscoveryError> {
-    let refused = |reason: &str| DiscoveryError::Url { url: url.to_owned(), reason: reason.to_owned() };
-    let parsed = reqwest::Url::parse(url).map_err(|e| refused(&e.to_string()))?;
-    if parsed.scheme() != "https" {
-        return Err(refused("not https"));
-    }
-    let host = host_of(&parsed).ok_or_else(|| refused("no host"))?;
-    if !domain_allowed(&config.allowed_domains, &host) {
-        return Err(refused(&format!("{host} is not an allowed domain")));
-    }
-    let client = crate::tls::http_client(config)?;
-    let outcome = fetch(&client, config, url).await;
+    discover_with(&client(config)?, config, url).await
+}
+
+/// [`discover`] with a client from [`client`].
+pub async fn discover_with(
+    client: &reqwest::Client,
+    config: &ProviderConfig,
+    url: &str,
+) -> Result<Discovered, DiscoveryError> {
+    config.check_url(url).map_err(|e| DiscoveryError::Url { url: url.to_owned(), reason: e.to_string() })?;
+    let outcome = fetch(client, config, url).await;
     crate::metrics::discovery(&config.issuer, outcome.is_ok());
     outcome
 }
@@ -136,16 +143,10 @@ async fn fetch(
             found: found.chars().take(256).collect(),
         });
     }
-    let jwks = |reason: &str| DiscoveryError::JwksUri { url: url.to_owned(), reason: reason.to_owned() };
-    let jwks_uri = object.get("jwks_uri").and_then(|v| v.as_str()).ok_or_else(|| jwks("missing"))?;
-    let parsed = reqwest::Url::parse(jwks_uri).map_err(|_| jwks("not a URL"))?;
-    if parsed.scheme() != "https" {
-        return Err(jwks("not https"));
-    }
-    match host_of(&parsed) {
-        Some(host) if domain_allowed(&config.allowed_domains, &host) => {}
-        _ => return Err(jwks("not on an allowed domain")),
-    }
+    let jwks = |reason: String| DiscoveryError::JwksUri { url: url.to_owned(), reason };
+    let jwks_uri =
+        object.get("jwks_uri").and_then(|v| v.as_str()).ok_or_else(|| jwks("missing".to_owned()))?;
+    config.check_url(jwks_uri).map_err(|e| jwks(e.to_string()))?;
     Ok(Discovered { jwks_uri: jwks_uri.to_owned() })
 }
 

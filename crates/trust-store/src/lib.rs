@@ -95,11 +95,6 @@ fn at_jwt() -> String {
     "at+jwt".to_owned()
 }
 
-/// An algorithm name, as pinned in `algorithms`.
-fn algorithm(name: &str) -> Option<Algorithm> {
-    jwks_cache::algorithm_by_name(name)
-}
-
 fn https(url: &str) -> bool {
     url.strip_prefix("https://").is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
 }
@@ -132,7 +127,7 @@ impl Validate for TrustFile {
             v.check(!e.algorithms.is_empty(), key("algorithms"), "list at least one");
             for a in &e.algorithms {
                 v.check(
-                    algorithm(a).is_some(),
+                    jwks_cache::algorithm_by_name(a).is_some(),
                     key("algorithms"),
                     format!("{a:?} is not an asymmetric JOSE algorithm this store knows"),
                 );
@@ -221,6 +216,8 @@ struct Trusted {
     entry: IssuerEntry,
     tenants: HashSet<TenantKey>,
     roots: TrustRoots,
+    /// The HTTPS client for its discovery document, made once.
+    discovery: std::sync::OnceLock<reqwest::Client>,
     validator: OnceCell<Validator>,
 }
 
@@ -232,7 +229,7 @@ impl Trusted {
             None => TrustRoots::System,
         };
         let tenants = entry.tenants.iter().filter_map(|t| TenantKey::parse(t).ok()).collect();
-        Ok(Self { entry, tenants, roots, validator: OnceCell::new() })
+        Ok(Self { entry, tenants, roots, discovery: std::sync::OnceLock::new(), validator: OnceCell::new() })
     }
 
     fn provider_config(&self, jwks_url: &str) -> ProviderConfig {
@@ -258,17 +255,27 @@ impl Trusted {
                             .unwrap_or_else(|| jwks_cache::discovery::well_known_url(&self.entry.issuer));
                         // The discovery URL's host is allowed like the JWKS's would be.
                         let config = self.provider_config(&well_known);
-                        let found = jwks_cache::discover(&config, &well_known).await.map_err(|e| {
-                            tracing::warn!(issuer = %self.entry.issuer, error = %e, "discovery failed");
-                            Refusal::Unavailable(e.to_string())
-                        })?;
+                        let client = match self.discovery.get() {
+                            Some(client) => client,
+                            None => {
+                                let client = jwks_cache::discovery::client(&config)
+                                    .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+                                self.discovery.get_or_init(|| client)
+                            }
+                        };
+                        let found = jwks_cache::discovery::discover_with(client, &config, &well_known)
+                            .await
+                            .map_err(|e| {
+                                tracing::warn!(issuer = %self.entry.issuer, error = %e, "discovery failed");
+                                Refusal::Unavailable(e.to_string())
+                            })?;
                         found.jwks_uri
                     }
                 };
                 let provider = jwks_cache::Provider::new(self.provider_config(&jwks_url))
                     .map_err(|e| Refusal::Unavailable(e.to_string()))?;
                 let algorithms: Vec<Algorithm> =
-                    self.entry.algorithms.iter().filter_map(|a| algorithm(a)).collect();
+                    self.entry.algorithms.iter().filter_map(|a| jwks_cache::algorithm_by_name(a)).collect();
                 let settings = ValidatorConfig::new(self.entry.audiences.clone(), &algorithms)
                     .with_required_typ(self.entry.token_type.clone());
                 Validator::new(provider, settings).map_err(|e| Refusal::Unavailable(e.to_string()))

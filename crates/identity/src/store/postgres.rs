@@ -134,14 +134,6 @@ impl PgStore {
         Ok(new.is_some())
     }
 
-    async fn tenant_keys(&self) -> Result<Vec<TenantKey>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Self::fail)?;
-        ids.iter().map(|id| Ok(TenantKey::parse(id)?)).collect()
-    }
-
     fn fail(e: sqlx::Error) -> StoreError {
         StoreError::classify(e, service_kit::postgres::is_unavailable)
     }
@@ -240,10 +232,6 @@ const COPY_INTO_TENANT: [&str; 6] = [
 ];
 
 sql_store!(PgStore, sqlx::Postgres, {
-    async fn tenants(&self) -> Result<Vec<TenantKey>, StoreError> {
-        self.tenant_keys().await
-    }
-
     async fn drop_tenant(&self, tenant: &TenantKey) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(Self::fail)?;
         if !Self::forget_tenant(&mut tx, tenant).await? {
@@ -262,7 +250,14 @@ sql_store!(PgStore, sqlx::Postgres, {
         // other read and every write of a tenant's rows stays scoped to its role.
         let statement =
             format!("SELECT EXISTS (SELECT 1 FROM {}.revoked_tokens WHERE jti = $1)", tenant.schema());
-        match sqlx::query_scalar::<_, bool>(&statement).bind(jti).fetch_one(&self.pool).await {
+        // Not kept prepared: the text differs per tenant, and sqlx keeps 100 statements per
+        // connection; an unnamed statement still goes in one round trip.
+        match sqlx::query_scalar::<_, bool>(&statement)
+            .bind(jti)
+            .persistent(false)
+            .fetch_one(&self.pool)
+            .await
+        {
             Ok(hit) => Ok(hit),
             // No such schema or table: the tenant does not exist (any more), so neither does
             // the token.

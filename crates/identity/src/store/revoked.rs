@@ -11,7 +11,7 @@
 //! every replica at once (DESIGN §10), which no notification between processes guarantees. It
 //! reads the record in one round trip instead (`super::postgres`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -34,10 +34,19 @@ pub(crate) enum Answer {
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub(crate) struct RevokedSet {
-    /// (tenant, jti) → expiry (Unix seconds).
-    revoked: Mutex<HashMap<(TenantKey, String), i64>>,
-    tenants: Mutex<HashSet<TenantKey>>,
+    inner: Mutex<Inner>,
     loaded: AtomicBool,
+}
+
+/// The known tenants (the keys) with their revocations: jti → expiry (Unix seconds).
+#[derive(Debug, Default)]
+struct Inner {
+    tenants: HashMap<TenantKey, HashMap<String, i64>>,
+    /// Revocations held, all tenants together.
+    entries: usize,
+    /// At this many entries a revocation first sweeps the expired ones (then twice what is
+    /// left, so that a large set of live revocations is not swept on every revocation).
+    next_sweep: usize,
 }
 
 /// One committed change.
@@ -50,25 +59,36 @@ pub(crate) enum Change {
 }
 
 impl RevokedSet {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Replaces everything with a fresh load (`revoked`: every unexpired revocation of every
     /// tenant); from now on the set answers.
     pub(crate) fn load(&self, tenants: Vec<TenantKey>, revoked: Vec<((TenantKey, String), i64)>) {
-        *self.revoked.lock().unwrap_or_else(|e| e.into_inner()) = revoked.into_iter().collect();
-        *self.tenants.lock().unwrap_or_else(|e| e.into_inner()) = tenants.into_iter().collect();
+        let mut inner = Inner { next_sweep: SWEEP_AT, ..Inner::default() };
+        for tenant in tenants {
+            inner.tenants.entry(tenant).or_default();
+        }
+        for ((tenant, jti), exp) in revoked {
+            inner.tenants.entry(tenant).or_default().insert(jti, exp);
+            inner.entries += 1;
+        }
+        inner.next_sweep = inner.next_sweep.max(2 * inner.entries);
+        *self.inner() = inner;
         self.loaded.store(true, Ordering::SeqCst);
     }
 
     /// What the memory says about `jti` of `tenant`.
     pub(crate) fn lookup(&self, tenant: &TenantKey, jti: &str) -> Answer {
-        if !self.loaded.load(Ordering::SeqCst)
-            || !self.tenants.lock().unwrap_or_else(|e| e.into_inner()).contains(tenant)
-        {
+        if !self.loaded.load(Ordering::SeqCst) {
             return Answer::Unknown;
         }
+        let inner = self.inner();
+        let Some(revoked) = inner.tenants.get(tenant) else { return Answer::Unknown };
         // A record past its token's expiry says nothing (the database sweeps those): the token
         // is refused for its expiry anyway.
-        let key = (*tenant, jti.to_owned());
-        match self.revoked.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        match revoked.get(jti) {
             Some(until) if *until >= super::now() => Answer::Revoked,
             _ => Answer::Live,
         }
@@ -76,23 +96,30 @@ impl RevokedSet {
 
     /// A tenant known to exist (made here, or found in the database).
     pub(crate) fn know(&self, tenant: TenantKey) {
-        self.tenants.lock().unwrap_or_else(|e| e.into_inner()).insert(tenant);
+        self.inner().tenants.entry(tenant).or_default();
     }
 
     /// Applies a committed change.
     pub(crate) fn apply(&self, change: Change) {
+        let mut inner = self.inner();
         match change {
             Change::Revoked { tenant, jti, exp } => {
-                let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
-                if revoked.len() >= SWEEP_AT {
+                if inner.entries >= inner.next_sweep.max(SWEEP_AT) {
                     let now = super::now();
-                    revoked.retain(|_, until| *until >= now);
+                    for revoked in inner.tenants.values_mut() {
+                        revoked.retain(|_, until| *until >= now);
+                    }
+                    inner.entries = inner.tenants.values().map(HashMap::len).sum();
+                    inner.next_sweep = SWEEP_AT.max(2 * inner.entries);
                 }
-                revoked.insert((tenant, jti), exp);
+                if inner.tenants.entry(tenant).or_default().insert(jti, exp).is_none() {
+                    inner.entries += 1;
+                }
             }
             Change::Dropped(tenant) => {
-                self.tenants.lock().unwrap_or_else(|e| e.into_inner()).remove(&tenant);
-                self.revoked.lock().unwrap_or_else(|e| e.into_inner()).retain(|(t, _), _| *t != tenant);
+                if let Some(revoked) = inner.tenants.remove(&tenant) {
+                    inner.entries -= revoked.len();
+                }
             }
         }
     }

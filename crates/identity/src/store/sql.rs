@@ -78,6 +78,15 @@ macro_rules! sql_store {
                 Ok(gone.rows_affected() == 1)
             }
 
+            /// Every tenant the catalog lists.
+            async fn tenant_keys(&self) -> Result<Vec<$crate::store::TenantKey>, $crate::store::StoreError> {
+                let ids: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
+                    .fetch_all(self.catalog())
+                    .await
+                    .map_err(Self::fail)?;
+                ids.iter().map(|id| Ok($crate::store::TenantKey::parse(id)?)).collect()
+            }
+
             /// The tenant of a client, from the directory.
             async fn client_tenant(
                 &self,
@@ -124,6 +133,10 @@ macro_rules! sql_store {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             $($own)*
+
+            async fn tenants(&self) -> Result<Vec<$crate::store::TenantKey>, $crate::store::StoreError> {
+                self.tenant_keys().await
+            }
 
             async fn keys(&self) -> Result<Vec<$crate::store::StoredKey>, $crate::store::StoreError> {
                 let rows = sqlx::query(

@@ -140,7 +140,7 @@ impl SqliteStore {
         let tenants = self.tenant_keys().await?;
         let mut all = Vec::new();
         for tenant in &tenants {
-            let Some(pool) = self.tenant_pool(tenant).await? else { continue };
+            let pool = self.files.pool(tenant).await?;
             let rows: Vec<(String, i64)> =
                 sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at >= $1")
                     .bind(super::now())
@@ -151,14 +151,6 @@ impl SqliteStore {
         }
         self.revoked.load(tenants, all);
         Ok(())
-    }
-
-    async fn tenant_keys(&self) -> Result<Vec<TenantKey>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Self::fail)?;
-        ids.iter().map(|id| Ok(TenantKey::parse(id)?)).collect()
     }
 
     /// A local file is unavailable only when no connection could be had in time.
@@ -247,10 +239,6 @@ const COPY_INTO_TENANT: [&str; 6] = [
 ];
 
 sql_store!(SqliteStore, sqlx::Sqlite, {
-    async fn tenants(&self) -> Result<Vec<TenantKey>, StoreError> {
-        self.tenant_keys().await
-    }
-
     async fn drop_tenant(&self, tenant: &TenantKey) -> Result<bool, StoreError> {
         let _registering = self.registering.lock().await;
         let mut tx = self.pool.begin().await.map_err(Self::fail)?;

@@ -33,6 +33,7 @@ use serde_json::{Map, Value};
 
 use crate::api::{AppState, OAuthError, Public, authenticate_client};
 use crate::config::{ActorPolicy, ExchangeConfig};
+use crate::store::decode::list as split;
 use crate::store::{StoredClient, TenantKey, now};
 use crate::token::{require_grant, sign_failed, store_failed};
 use crate::tokens::{
@@ -267,7 +268,7 @@ pub(crate) async fn exchange(
     let scopes = match params.get("scope") {
         None => subject.scopes.clone(),
         Some(asked) => {
-            let asked: Vec<String> = asked.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect();
+            let asked = split(asked);
             if let Some(wider) = asked.iter().find(|x| !subject.scopes.contains(x)) {
                 return Err(invalid_scope(format!(
                     "scope {wider:?} is not in the subject token's scope: an exchange only narrows"
@@ -536,8 +537,4 @@ fn decode_object(text: &str, what: &str) -> Result<Map<String, Value>, OAuthErro
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(bad("is not a JSON object")),
     }
-}
-
-fn split(scope: &str) -> Vec<String> {
-    scope.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect()
 }

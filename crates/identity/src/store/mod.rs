@@ -458,7 +458,8 @@ pub(crate) mod decode {
         TenantKey,
     };
 
-    fn list(s: &str) -> Vec<String> {
+    /// A space-separated list (scopes, grant types, URIs), empty items dropped.
+    pub(crate) fn list(s: &str) -> Vec<String> {
         s.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect()
     }
 

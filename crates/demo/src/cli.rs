@@ -201,17 +201,30 @@ pub struct ServeArgs {
     #[arg(value_enum)]
     pub service: ServiceArg,
     /// Its configuration file (YAML; keys can be overridden with KMS__… or IDENTITY__… variables).
-    #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+    /// Required for kms and identity.
+    #[arg(long, value_name = "FILE", required_if_eq_any = [("service", "kms"), ("service", "identity")])]
+    pub config: Option<PathBuf>,
     /// Apply the demo seed named in the configuration (tenants, pools, key versions) first.
     #[arg(long)]
     pub demo: bool,
+    /// partner: the fixture issuer's directory (its PKI and signing key, made there on first use).
+    #[arg(long, value_name = "DIR", required_if_eq("service", "partner"))]
+    pub dir: Option<PathBuf>,
+    /// partner: where its API listens; its issuer is https://partner.demo.local:<this port>.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+    pub listen: std::net::SocketAddr,
+    /// partner: where its admin port (readyz, livez) listens.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9443")]
+    pub admin_listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ServiceArg {
     Kms,
     Identity,
+    /// The fixture issuer: a partner's token issuer (discovery document and JWKS) for
+    /// federation tests; `demo all --runtime docker` runs it in a container.
+    Partner,
 }
 
 #[derive(Debug, Args)]
@@ -312,11 +325,24 @@ pub fn run(cli: Cli) -> u8 {
             };
         }
         Command::Serve(args) => {
-            let service = match args.service {
-                ServiceArg::Kms => crate::serve::Service::Kms,
-                ServiceArg::Identity => crate::serve::Service::Identity,
+            let service = match (args.service, args.config, args.dir) {
+                (ServiceArg::Kms, Some(config), _) => crate::serve::Service::Kms { config, demo: args.demo },
+                (ServiceArg::Identity, Some(config), _) => {
+                    crate::serve::Service::Identity { config, demo: args.demo }
+                }
+                (ServiceArg::Partner, _, Some(dir)) => crate::serve::Service::Partner {
+                    dir,
+                    listen: args.listen,
+                    admin_listen: args.admin_listen,
+                },
+                // clap requires --config for kms and identity, --dir for partner: not reached.
+                (service, ..) => {
+                    let missing = if service == ServiceArg::Partner { "--dir" } else { "--config" };
+                    printer.line(&format!("error: demo serve needs {missing} for this service"));
+                    return 2;
+                }
             };
-            ("serve", crate::serve::run_blocking(service, &args.config, args.demo))
+            ("serve", crate::serve::run_blocking(service))
         }
         Command::Pki(args) => ("pki", crate::pki_cmd::run(&args.into()).map(|report| printer.pki(&report))),
     };

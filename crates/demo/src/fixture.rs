@@ -56,72 +56,59 @@ pub enum FixtureError {
     Sign(String),
 }
 
-/// A running fixture issuer. See the module documentation.
-pub struct FixtureIssuer {
+/// The fixture issuer's signing side: its issuer URL and key, without a server. The Docker
+/// runtime signs with it on the host while the issuer's documents are served from a container
+/// (`demo serve partner`) reading the same directory.
+pub struct FixtureSigner {
     issuer: String,
     pair: EcdsaKeyPair,
     ca_bundle: PathBuf,
-    server: service_kit::server::RunningServer,
 }
 
-impl std::fmt::Debug for FixtureIssuer {
+impl std::fmt::Debug for FixtureSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FixtureIssuer").field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("FixtureSigner").field("issuer", &self.issuer).finish_non_exhaustive()
     }
 }
 
-impl FixtureIssuer {
-    /// Starts on 127.0.0.1 (a free port) from `dir`, making its PKI and key there on first use.
-    pub async fn start(dir: &Path) -> Result<Self, FixtureError> {
-        let key_err = |path: &Path, reason: String| FixtureError::Key { path: path.to_owned(), reason };
-        std::fs::create_dir_all(dir).map_err(|e| key_err(dir, e.to_string()))?;
-        let spec = pki::PkiSpec::for_services(pki::DEFAULT_DOMAIN, &["partner"], &[]);
-        let pki = pki::ensure(&dir.join("pki"), &spec, &Default::default()).map_err(FixtureError::Pki)?.dir;
-        let key_file = dir.join("signing-key.pk8");
-        let pair = load_or_make_key(&key_file).map_err(|reason| key_err(&key_file, reason))?;
-        let jwk = public_jwk(&pair);
+/// What [`prepare`] made or found in a fixture issuer's directory.
+struct Material {
+    pki: pki::PkiDir,
+    pair: EcdsaKeyPair,
+}
 
-        let config = service_kit::server::HttpConfig::loopback(&pki, "partner");
-        // The issuer names its port, known only once bound: the documents read it when asked.
-        let issuer_cell: std::sync::Arc<std::sync::OnceLock<String>> = std::sync::Arc::default();
-        let (discovery_issuer, jwks_doc) = (issuer_cell.clone(), json!({ "keys": [jwk] }));
-        let router = axum::Router::new()
-            .route(
-                "/.well-known/openid-configuration",
-                axum::routing::get(move || {
-                    let issuer = discovery_issuer.get().cloned().unwrap_or_default();
-                    async move {
-                        axum::Json(json!({
-                            "issuer": issuer,
-                            "jwks_uri": format!("{issuer}/jwks"),
-                            "id_token_signing_alg_values_supported": ["ES256"],
-                        }))
-                    }
-                }),
-            )
-            .route(
-                "/jwks",
-                axum::routing::get(move || {
-                    let doc = jwks_doc.clone();
-                    async move { axum::Json(doc) }
-                }),
-            );
-        let server = service_kit::server::start(&config, router, service_kit::Readiness::new())
-            .await
-            .map_err(FixtureError::Server)?;
-        let issuer = format!("https://{HOST}:{}", server.addr.port());
-        let _ = issuer_cell.set(issuer.clone());
-        Ok(Self { issuer, pair, ca_bundle: pki.ca_bundle(), server })
+/// Makes the PKI and the signing key in `dir` on first use; reuses them after.
+fn prepare(dir: &Path) -> Result<Material, FixtureError> {
+    let key_err = |path: &Path, reason: String| FixtureError::Key { path: path.to_owned(), reason };
+    std::fs::create_dir_all(dir).map_err(|e| key_err(dir, e.to_string()))?;
+    let spec = pki::PkiSpec::for_services(pki::DEFAULT_DOMAIN, &["partner"], &[]);
+    let pki = pki::ensure(&dir.join("pki"), &spec, &Default::default()).map_err(FixtureError::Pki)?.dir;
+    let key_file = dir.join("signing-key.pk8");
+    let pair = load_or_make_key(&key_file).map_err(|reason| key_err(&key_file, reason))?;
+    Ok(Material { pki, pair })
+}
+
+/// Makes the fixture issuer's PKI and signing key in `dir` if missing (checking them if not).
+pub fn ensure(dir: &Path) -> Result<(), FixtureError> {
+    prepare(dir).map(drop)
+}
+
+/// The issuer URL of a fixture issuer whose API listens on `port`.
+pub fn issuer_url(port: u16) -> String {
+    format!("https://{HOST}:{port}")
+}
+
+impl FixtureSigner {
+    /// The signer of the fixture issuer kept in `dir` and known as `issuer` (making its PKI and
+    /// key there on first use, as [`FixtureIssuer::start`] does).
+    pub fn open(dir: &Path, issuer: &str) -> Result<Self, FixtureError> {
+        let m = prepare(dir)?;
+        Ok(Self { issuer: issuer.to_owned(), pair: m.pair, ca_bundle: m.pki.ca_bundle() })
     }
 
-    /// Its issuer URL (`https://partner.demo.local:PORT`).
+    /// Its issuer URL.
     pub fn issuer(&self) -> &str {
         &self.issuer
-    }
-
-    /// Where it listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr
     }
 
     /// The CA bundle its certificate chains to (its own CA, not the demo's).
@@ -149,18 +136,101 @@ impl FixtureIssuer {
         let sig = self.pair.sign(&rng, input.as_bytes()).map_err(|e| FixtureError::Sign(e.to_string()))?;
         Ok(format!("{input}.{}", B64.encode(sig.as_ref())))
     }
+}
+
+/// A running fixture issuer. See the module documentation.
+pub struct FixtureIssuer {
+    signer: FixtureSigner,
+    server: service_kit::server::RunningServer,
+}
+
+impl std::fmt::Debug for FixtureIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FixtureIssuer").field("issuer", &self.signer.issuer).finish_non_exhaustive()
+    }
+}
+
+impl FixtureIssuer {
+    /// Starts on 127.0.0.1 (a free port) from `dir`, making its PKI and key there on first use.
+    pub async fn start(dir: &Path) -> Result<Self, FixtureError> {
+        Self::serve(dir, SocketAddr::from(([127, 0, 0, 1], 0)), SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Serves from `dir` with its API on `listen` and its admin port (`/readyz`, `/livez`) on
+    /// `admin_listen`: `demo serve partner` in a container. Its issuer is
+    /// `https://partner.demo.local:<the API port>`.
+    pub async fn serve(
+        dir: &Path,
+        listen: SocketAddr,
+        admin_listen: SocketAddr,
+    ) -> Result<Self, FixtureError> {
+        let m = prepare(dir)?;
+        let jwk = public_jwk(&m.pair);
+        let mut config = service_kit::server::HttpConfig::loopback(&m.pki, "partner");
+        config.listen = listen;
+        config.admin_listen = admin_listen;
+        // The issuer names its port, known only once bound: the documents read it when asked.
+        let issuer_cell: std::sync::Arc<std::sync::OnceLock<String>> = std::sync::Arc::default();
+        let (discovery_issuer, jwks_doc) = (issuer_cell.clone(), json!({ "keys": [jwk] }));
+        let router = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || {
+                    let issuer = discovery_issuer.get().cloned().unwrap_or_default();
+                    async move {
+                        axum::Json(json!({
+                            "issuer": issuer,
+                            "jwks_uri": format!("{issuer}/jwks"),
+                            "id_token_signing_alg_values_supported": ["ES256"],
+                        }))
+                    }
+                }),
+            )
+            .route(
+                "/jwks",
+                axum::routing::get(move || {
+                    let doc = jwks_doc.clone();
+                    async move { axum::Json(doc) }
+                }),
+            );
+        let server = service_kit::server::start(&config, router, service_kit::Readiness::new())
+            .await
+            .map_err(FixtureError::Server)?;
+        let issuer = issuer_url(server.addr.port());
+        let _ = issuer_cell.set(issuer.clone());
+        let signer = FixtureSigner { issuer, pair: m.pair, ca_bundle: m.pki.ca_bundle() };
+        Ok(Self { signer, server })
+    }
+
+    /// Its issuer URL (`https://partner.demo.local:PORT`).
+    pub fn issuer(&self) -> &str {
+        self.signer.issuer()
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// Its signing side.
+    pub fn signer(&self) -> &FixtureSigner {
+        &self.signer
+    }
+
+    /// The CA bundle its certificate chains to (its own CA, not the demo's).
+    pub fn ca_bundle(&self) -> &Path {
+        self.signer.ca_bundle()
+    }
+
+    /// An ES256 access token: [`FixtureSigner::token`].
+    pub fn token(&self, claims: Value) -> Result<String, FixtureError> {
+        self.signer.token(claims)
+    }
 
     /// Its entry for a trust store file (`issuers:` item, YAML): the issuer, the `audiences` its
     /// tokens may carry, the `tenants` it is authority for, its CA and where it listens.
     pub fn trust_entry(&self, audiences: &[&str], tenants: &[&str]) -> String {
-        format!(
-            "  - issuer: {}\n    audiences: [{}]\n    tenants: [{}]\n    ca_file: {}\n    resolve: {{ {HOST}: \"{}\" }}\n",
-            self.issuer,
-            audiences.join(", "),
-            tenants.join(", "),
-            self.ca_bundle.display(),
-            self.server.addr
-        )
+        trust_entry(self.issuer(), audiences, tenants, self.ca_bundle(), Some(self.server.addr))
     }
 
     /// Stops serving.
@@ -169,6 +239,34 @@ impl FixtureIssuer {
             tracing::warn!(error = %e, "the fixture issuer did not stop cleanly");
         }
     }
+
+    /// Serves until SIGINT or SIGTERM, then stops.
+    pub async fn run_until_signal(self) {
+        service_kit::server::shutdown_signal().await;
+        self.shutdown().await;
+    }
+}
+
+/// A trust store entry (`issuers:` item, YAML) for a fixture issuer known as `issuer`, its
+/// certificate chaining to `ca_file`; `resolve` maps its host name to an address where no DNS
+/// name does (loopback).
+pub fn trust_entry(
+    issuer: &str,
+    audiences: &[&str],
+    tenants: &[&str],
+    ca_file: &Path,
+    resolve: Option<SocketAddr>,
+) -> String {
+    let mut entry = format!(
+        "  - issuer: {issuer}\n    audiences: [{}]\n    tenants: [{}]\n    ca_file: {}\n",
+        audiences.join(", "),
+        tenants.join(", "),
+        ca_file.display(),
+    );
+    if let Some(addr) = resolve {
+        entry.push_str(&format!("    resolve: {{ {HOST}: \"{addr}\" }}\n"));
+    }
+    entry
 }
 
 fn load_or_make_key(path: &Path) -> Result<EcdsaKeyPair, String> {

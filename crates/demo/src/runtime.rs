@@ -54,7 +54,7 @@ impl Runtime {
             Self::Embedded => {
                 crate::stack::embedded_start(plan, stack, health_timeout, profile == Profile::Dev)
             }
-            Self::Docker => crate::stack::docker::steps(plan, stack, health_timeout, profile == Profile::Dev),
+            Self::Docker => crate::stack::docker::steps(plan, stack, health_timeout, profile),
         }
     }
 

@@ -70,6 +70,9 @@ pub enum StateError {
     /// Share generation failed.
     #[error("cannot generate unseal shares")]
     Barrier(#[source] barrier::BarrierError),
+    /// The fixture issuer's PKI or key could not be made.
+    #[error(transparent)]
+    Fixture(crate::fixture::FixtureError),
 }
 
 impl StateError {
@@ -95,6 +98,10 @@ impl StateError {
             },
             Self::Pki(_) => "the certificates were changed or damaged: run again with --reset-demo to regenerate the environment".to_owned(),
             Self::Barrier(_) => "the system's random source failed: run again".to_owned(),
+            Self::Fixture(_) => format!(
+                "the fixture issuer's files under {} were changed or damaged: run again with --reset-demo to regenerate the environment",
+                root.join("partner").display()
+            ),
         }
     }
 }
@@ -160,6 +167,14 @@ impl State {
                 let secret = zeroize::Zeroizing::new(Alphanumeric.sample_string(&mut rand::thread_rng(), 40));
                 write_new(&path, secret.as_bytes())?;
             }
+        }
+        // What `deployments/all` mounts besides: the fixture issuer's directory, and a trust
+        // store that lists no issuer until a run names the partner in it.
+        crate::fixture::ensure(&state.partner_dir()).map_err(StateError::Fixture)?;
+        let trust = state.trust_file();
+        if !trust.exists() {
+            mkdir(&state.trust_dir())?;
+            write_new(&trust, b"issuers: []\n")?;
         }
         Ok(state)
     }
@@ -271,6 +286,18 @@ impl State {
     /// Databases.
     pub fn data_dir(&self) -> PathBuf {
         self.root.join("data")
+    }
+    /// The fixture issuer's PKI and signing key (`demo::fixture`).
+    pub fn partner_dir(&self) -> PathBuf {
+        self.root.join("partner")
+    }
+    /// The KMS container's trust store directory (mounted at `/etc/demo/trust`).
+    pub fn trust_dir(&self) -> PathBuf {
+        self.root.join("trust")
+    }
+    /// The KMS container's trust store (`auth.bearer.trust_file`).
+    pub fn trust_file(&self) -> PathBuf {
+        self.trust_dir().join("trust.yml")
     }
     /// Tenant name → id.
     pub fn tenants_file(&self) -> PathBuf {

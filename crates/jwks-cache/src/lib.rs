@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod conditional;
 mod config;
 pub mod discovery;
 mod error;
@@ -44,7 +45,7 @@ mod validator;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ProviderConfig, RetryPolicy, SpkiPin, TrustRoots};
-pub use discovery::{Discovered, DiscoveryError, discover};
+pub use discovery::{Discovered, Discovery, DiscoveryError, discover};
 pub use error::{ConfigError, FetchError, LookupError, ValidationError, ValidationErrorKind};
 pub use jsonwebtoken::Algorithm;
 pub use keys::{

@@ -25,6 +25,10 @@ pub const UNKNOWN_KID_LIMITED: &str = "jwks_cache_unknown_kid_limited_total";
 /// Counter: discovery documents fetched, by `outcome` (`ok`, `error`: unreachable, refused,
 /// not a document, or naming another issuer).
 pub const DISCOVERIES: &str = "jwks_discovery_total";
+/// Counter: discovery documents asked of a [`crate::Discovery`], by `provider` and `outcome`:
+/// `hit` (the kept document was fresh), `miss` (fetched), `revalidated` (a 304 confirmed it),
+/// `stale` (the issuer failed and the last good document was served).
+pub const DISCOVERY_LOOKUPS: &str = "jwks_discovery_lookups_total";
 /// Gauge: usable keys in the current set.
 pub const KEYS: &str = "jwks_cache_keys";
 /// Gauge: Unix time of the last successful refresh, in seconds.
@@ -40,6 +44,10 @@ pub fn describe() {
     metrics::describe_counter!(REQUESTS, "HTTP requests sent for JWKS, retries included");
     metrics::describe_counter!(UNKNOWN_KID_LIMITED, "unknown-kid lookups refused by the refetch rate limit");
     metrics::describe_counter!(DISCOVERIES, "discovery documents fetched, by outcome");
+    metrics::describe_counter!(
+        DISCOVERY_LOOKUPS,
+        "discovery documents asked for, by outcome (hit, miss, revalidated, stale)"
+    );
     metrics::describe_gauge!(KEYS, "usable keys in the cached JWK set");
     metrics::describe_gauge!(LAST_REFRESH, "Unix time of the last successful JWKS refresh");
 }

@@ -24,11 +24,12 @@ use std::time::{Duration, SystemTime};
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 use http::HeaderValue;
-use http::header::{ACCEPT, CONTENT_LENGTH, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use http::header::{ETAG, LAST_MODIFIED};
 use http_cache_semantics::{AfterResponse, CacheOptions, CachePolicy};
 use serde::Serialize;
 
 use crate::clock::{Clock, from_unix_millis, unix_millis, unix_secs_f64};
+use crate::conditional::{self, Answer, Validators};
 use crate::config::ProviderConfig;
 use crate::error::{ConfigError, FetchError, LookupError};
 use crate::keys::{JwksError, KeySet, VerifierKey};
@@ -710,83 +711,42 @@ impl Inner {
 
     async fn fetch_once(&self, current: Option<&Cached>) -> Result<Cached, FetchError> {
         let url = self.url.to_string();
-        let mut request = http::Request::new(());
-        *request.uri_mut() = self.uri.clone();
-        let headers = request.headers_mut();
-        headers.insert(ACCEPT, HeaderValue::from_static("application/jwk-set+json, application/json"));
-        if let Some(c) = current {
-            if let Some(etag) = &c.etag {
-                headers.insert(IF_NONE_MATCH, etag.clone());
-            }
-            if let Some(modified) = &c.last_modified {
-                headers.insert(IF_MODIFIED_SINCE, modified.clone());
-            }
-        }
-        let (request, ()) = request.into_parts();
         self.health.lock().unwrap_or_else(PoisonError::into_inner).last_attempt =
             Some(self.config.clock.now());
         bump(&self.counts.requests);
         self.metrics.requests.increment(1);
-        let mut response = self
-            .client
-            .get(self.url.clone())
-            .headers(request.headers.clone())
-            .send()
+        let limit = self.config.max_response_bytes;
+        let validators =
+            current.map(|c| Validators { etag: c.etag.as_ref(), last_modified: c.last_modified.as_ref() });
+        let accept = "application/jwk-set+json, application/json";
+        let answer = conditional::get(&self.client, &self.url, &self.uri, accept, validators, limit)
             .await
             .map_err(|e| tls::classify(&url, self.config.request_timeout, &e))?;
-        let mut parts = http::Response::new(()).into_parts().0;
-        parts.status = response.status();
-        parts.headers = response.headers().clone();
         let now = self.config.clock.now();
-
-        if parts.status == http::StatusCode::NOT_MODIFIED {
-            let Some(c) = current else { return Err(FetchError::UnexpectedNotModified { url }) };
-            // A 304 answers the conditions we sent, which came from our one stored response.
-            // Servers may leave the validators out (RFC 9110 §15.4.5 does not require
-            // Last-Modified), and the cache rules would then refuse to match it: a 304 with
-            // no validator at all confirms ours.
-            if !parts.headers.contains_key(ETAG) && !parts.headers.contains_key(LAST_MODIFIED) {
-                if let Some(etag) = &c.etag {
-                    parts.headers.insert(ETAG, etag.clone());
-                }
-                if let Some(modified) = &c.last_modified {
-                    parts.headers.insert(LAST_MODIFIED, modified.clone());
-                }
+        let (request, parts, body) = match answer {
+            Answer::Ok { request, response, body } => (request, response, body),
+            Answer::NotModified { request, response } => {
+                let Some(c) = current else { return Err(FetchError::UnexpectedNotModified { url }) };
+                return match c.policy.after_response(&request, &response, now) {
+                    AfterResponse::NotModified(policy, _) => {
+                        let ttl = policy.time_to_live(now);
+                        Ok(Cached::new(
+                            &self.config,
+                            c.keys.clone(),
+                            c.body.clone(),
+                            policy,
+                            response.headers.get(ETAG).cloned().or_else(|| c.etag.clone()),
+                            response.headers.get(LAST_MODIFIED).cloned().or_else(|| c.last_modified.clone()),
+                            now,
+                            ttl,
+                        ))
+                    }
+                    AfterResponse::Modified(..) => Err(FetchError::UnexpectedNotModified { url }),
+                };
             }
-            return match c.policy.after_response(&request, &parts, now) {
-                AfterResponse::NotModified(policy, _) => {
-                    let ttl = policy.time_to_live(now);
-                    Ok(Cached::new(
-                        &self.config,
-                        c.keys.clone(),
-                        c.body.clone(),
-                        policy,
-                        parts.headers.get(ETAG).cloned().or_else(|| c.etag.clone()),
-                        parts.headers.get(LAST_MODIFIED).cloned().or_else(|| c.last_modified.clone()),
-                        now,
-                        ttl,
-                    ))
-                }
-                AfterResponse::Modified(..) => Err(FetchError::UnexpectedNotModified { url }),
-            };
-        }
-        if parts.status != http::StatusCode::OK {
-            return Err(FetchError::Status { url, status: parts.status.as_u16() });
-        }
-        let limit = self.config.max_response_bytes;
-        let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
-            return Err(FetchError::TooLarge { url, limit });
-        }
-        let mut body = Vec::with_capacity(declared.map_or(4096, |len| len as usize).min(limit));
-        while let Some(chunk) =
-            response.chunk().await.map_err(|e| tls::classify(&url, self.config.request_timeout, &e))?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(FetchError::TooLarge { url, limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
+            Answer::Status(status) => return Err(FetchError::Status { url, status }),
+            Answer::TooLarge => return Err(FetchError::TooLarge { url, limit }),
+        };
         let keys = KeySet::from_jwks_json(&body, self.config.max_keys).map_err(|e| match e {
             JwksError::TooManyKeys { count } => {
                 FetchError::TooManyKeys { url: url.clone(), count, limit: self.config.max_keys }

@@ -13,6 +13,7 @@
 //!     token_type: at+jwt                           # the `typ` its tokens must carry (default)
 //!     tenants: [0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10]   # the tenants it is authority for
 //!     ca_file: /run/secrets/partner-ca.pem         # roots for its HTTPS (default: the system's)
+//! cache_dir: /var/lib/demo/trust-cache             # documents and keys kept across restarts
 //! ```
 //!
 //! **Verifying** a token: its unverified `iss` picks the issuer (an issuer not listed is
@@ -21,10 +22,13 @@
 //! must be one the issuer is authority for ([`Refusal::NotAuthority`] otherwise: a token of
 //! issuer X naming a tenant of issuer Y is no token for that tenant).
 //!
-//! **Discovery** (`jwks_cache::discover`) runs on an issuer's first token, not at load, so an
+//! **Discovery** (`jwks_cache::Discovery`) runs on an issuer's first token, not at load, so an
 //! issuer that is down does not make a valid file invalid; the document must name exactly the
 //! issuer it was fetched for (the mix-up attack is refused) and is fetched again until it
-//! succeeds. Keys are then cached by `jwks-cache` (HTTP caching, stale-while-error).
+//! succeeds. The document and the keys are then cached by `jwks-cache` (HTTP caching with
+//! revalidation, stale-while-error); with `cache_dir:` both are also kept on disk, so a restart
+//! while an issuer is down still verifies within the stale window. A document that names a new
+//! `jwks_uri` moves the issuer to the keys there.
 //!
 //! **Reloading** ([`TrustHandle`]): the file is validated first; a file that fails validation is
 //! refused with the reason and the store in force stays; issuers whose entry did not change keep
@@ -42,7 +46,6 @@ use jwks_cache::{Algorithm, ProviderConfig, TrustRoots, Validator, ValidatorConf
 use serde::Deserialize;
 use service_kit::config::{Validate, Validator as ConfigValidator};
 use service_kit::db::TenantKey;
-use tokio::sync::OnceCell;
 
 /// `trust.yml`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -50,6 +53,11 @@ use tokio::sync::OnceCell;
 pub struct TrustFile {
     /// The trusted issuers.
     pub issuers: Vec<IssuerEntry>,
+    /// Where each issuer's discovery document and key set are kept between restarts (made
+    /// 0700 if missing), so a restart while an issuer is down still verifies its tokens within
+    /// the stale window. None by default: they are kept in memory only.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// One issuer (`issuers[]`).
@@ -162,6 +170,32 @@ pub enum TrustError {
         #[source]
         source: jwks_cache::ConfigError,
     },
+    /// An issuer's discovery URL is unusable.
+    #[error("issuer {issuer}: {source}")]
+    Discovery {
+        /// The issuer.
+        issuer: String,
+        /// Why.
+        #[source]
+        source: jwks_cache::DiscoveryError,
+    },
+    /// `cache_dir` cannot be made.
+    #[error(
+        "cannot make the trust store's cache_dir {path}: {source}; make it writable for the service, or remove cache_dir"
+    )]
+    CacheDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Makes `dir` (0700) if missing.
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 /// Why a token was refused.
@@ -210,30 +244,54 @@ pub struct Verified {
     pub claims: serde_json::Value,
 }
 
-/// One issuer's entry with its validator, made on the first token (discovery then).
+/// One issuer's entry, its discovery document (cached by `jwks-cache`) and its validator, made
+/// on the first token and again when the document names another `jwks_uri`.
 #[derive(Debug)]
 struct Trusted {
     entry: IssuerEntry,
     tenants: HashSet<TenantKey>,
     roots: TrustRoots,
-    /// The HTTPS client for its discovery document, made once.
-    discovery: std::sync::OnceLock<reqwest::Client>,
-    validator: OnceCell<Validator>,
+    cache_dir: Option<PathBuf>,
+    /// With `enable_discovery`: the document.
+    discovery: Option<jwks_cache::Discovery>,
+    /// The validator of the keys at the `jwks_uri` it was made for.
+    validator: RwLock<Option<(String, Arc<Validator>)>>,
 }
 
 impl Trusted {
-    fn new(entry: IssuerEntry) -> Result<Self, TrustError> {
+    fn new(entry: IssuerEntry, cache_dir: Option<&Path>) -> Result<Self, TrustError> {
         let roots = match &entry.ca_file {
             Some(path) => TrustRoots::from_pem_file(path)
                 .map_err(|source| TrustError::Issuer { issuer: entry.issuer.clone(), source })?,
             None => TrustRoots::System,
         };
         let tenants = entry.tenants.iter().filter_map(|t| TenantKey::parse(t).ok()).collect();
-        Ok(Self { entry, tenants, roots, discovery: std::sync::OnceLock::new(), validator: OnceCell::new() })
+        let mut trusted = Self {
+            entry,
+            tenants,
+            roots,
+            cache_dir: cache_dir.map(Path::to_owned),
+            discovery: None,
+            validator: RwLock::new(None),
+        };
+        if trusted.entry.enable_discovery {
+            let url = trusted
+                .entry
+                .well_known_url
+                .clone()
+                .unwrap_or_else(|| jwks_cache::discovery::well_known_url(&trusted.entry.issuer));
+            // The discovery URL's host is allowed like the JWKS's would be.
+            let mut config = trusted.provider_config(&url);
+            config.snapshot_path = trusted.cache_file("discovery");
+            let discovery = jwks_cache::Discovery::new(config, &url)
+                .map_err(|source| TrustError::Discovery { issuer: trusted.entry.issuer.clone(), source })?;
+            trusted.discovery = Some(discovery);
+        }
+        Ok(trusted)
     }
 
-    fn provider_config(&self, jwks_url: &str) -> ProviderConfig {
-        let mut config = ProviderConfig::new(self.entry.issuer.clone(), jwks_url.to_owned());
+    fn provider_config(&self, url: &str) -> ProviderConfig {
+        let mut config = ProviderConfig::new(self.entry.issuer.clone(), url.to_owned());
         config.trust = self.roots.clone();
         config.tls13_only = true;
         config.resolve = self.entry.resolve.iter().map(|(h, a)| (h.clone(), *a)).collect();
@@ -241,46 +299,52 @@ impl Trusted {
         config
     }
 
-    /// The validator, discovering the keys' URL on first use.
-    async fn validator(&self) -> Result<&Validator, Refusal> {
-        self.validator
-            .get_or_try_init(|| async {
-                let jwks_url = match (&self.entry.jwks_uri, self.entry.enable_discovery) {
-                    (Some(url), false) => url.clone(),
-                    _ => {
-                        let well_known = self
-                            .entry
-                            .well_known_url
-                            .clone()
-                            .unwrap_or_else(|| jwks_cache::discovery::well_known_url(&self.entry.issuer));
-                        // The discovery URL's host is allowed like the JWKS's would be.
-                        let config = self.provider_config(&well_known);
-                        let client = match self.discovery.get() {
-                            Some(client) => client,
-                            None => {
-                                let client = jwks_cache::discovery::client(&config)
-                                    .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-                                self.discovery.get_or_init(|| client)
-                            }
-                        };
-                        let found = jwks_cache::discovery::discover_with(client, &config, &well_known)
-                            .await
-                            .map_err(|e| {
-                                tracing::warn!(issuer = %self.entry.issuer, error = %e, "discovery failed");
-                                Refusal::Unavailable(e.to_string())
-                            })?;
-                        found.jwks_uri
-                    }
-                };
-                let provider = jwks_cache::Provider::new(self.provider_config(&jwks_url))
-                    .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-                let algorithms: Vec<Algorithm> =
-                    self.entry.algorithms.iter().filter_map(|a| jwks_cache::algorithm_by_name(a)).collect();
-                let settings = ValidatorConfig::new(self.entry.audiences.clone(), &algorithms)
-                    .with_required_typ(self.entry.token_type.clone());
-                Validator::new(provider, settings).map_err(|e| Refusal::Unavailable(e.to_string()))
-            })
-            .await
+    /// `<cache_dir>/<the issuer, letters and digits kept>-<what>.json`.
+    fn cache_file(&self, what: &str) -> Option<PathBuf> {
+        let name: String = self
+            .entry
+            .issuer
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+            .collect();
+        self.cache_dir.as_ref().map(|dir| dir.join(format!("{name}-{what}.json")))
+    }
+
+    /// The validator of the keys the issuer names now (by discovery, or its explicit JWKS).
+    async fn validator(&self) -> Result<Arc<Validator>, Refusal> {
+        let jwks_url = match (&self.discovery, &self.entry.jwks_uri) {
+            (Some(discovery), _) => discovery.jwks_uri().await.map_err(|e| {
+                tracing::warn!(issuer = %self.entry.issuer, error = %e, "discovery failed");
+                Refusal::Unavailable(e.to_string())
+            })?,
+            (None, Some(url)) => url.clone(),
+            // Validation requires one or the other.
+            (None, None) => return Err(Refusal::Unavailable("no jwks_uri and no discovery".to_owned())),
+        };
+        let made_for = |slot: &Option<(String, Arc<Validator>)>| {
+            slot.as_ref().filter(|(url, _)| *url == jwks_url).map(|(_, v)| v.clone())
+        };
+        if let Some(v) = made_for(&self.validator.read().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(v);
+        }
+        let mut slot = self.validator.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = made_for(&slot) {
+            return Ok(v);
+        }
+        if let Some((old, _)) = slot.as_ref() {
+            tracing::info!(issuer = %self.entry.issuer, from = %old, to = %jwks_url, "the issuer's jwks_uri changed");
+        }
+        let mut config = self.provider_config(&jwks_url);
+        config.snapshot_path = self.cache_file("jwks");
+        let provider = jwks_cache::Provider::new(config).map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        let algorithms: Vec<Algorithm> =
+            self.entry.algorithms.iter().filter_map(|a| jwks_cache::algorithm_by_name(a)).collect();
+        let settings = ValidatorConfig::new(self.entry.audiences.clone(), &algorithms)
+            .with_required_typ(self.entry.token_type.clone());
+        let validator =
+            Arc::new(Validator::new(provider, settings).map_err(|e| Refusal::Unavailable(e.to_string()))?);
+        *slot = Some((jwks_url, validator.clone()));
+        Ok(validator)
     }
 }
 
@@ -313,12 +377,18 @@ impl TrustStore {
     /// The store of `file`, reusing `previous`'s issuers whose entry is unchanged (with their
     /// discovered keys and caches).
     fn build(file: TrustFile, previous: Option<&TrustStore>) -> Result<Self, TrustError> {
+        let cache_dir = file.cache_dir.as_deref();
+        if let Some(dir) = cache_dir {
+            make_private_dir(dir).map_err(|source| TrustError::CacheDir { path: dir.to_owned(), source })?;
+        }
         let mut issuers = BTreeMap::new();
         for entry in file.issuers {
-            let kept = previous.and_then(|p| p.issuers.get(&entry.issuer)).filter(|t| t.entry == entry);
+            let kept = previous
+                .and_then(|p| p.issuers.get(&entry.issuer))
+                .filter(|t| t.entry == entry && t.cache_dir.as_deref() == cache_dir);
             let trusted = match kept {
                 Some(t) => t.clone(),
-                None => Arc::new(Trusted::new(entry)?),
+                None => Arc::new(Trusted::new(entry, cache_dir)?),
             };
             issuers.insert(trusted.entry.issuer.clone(), trusted);
         }

@@ -92,10 +92,10 @@ fn plain_docker_compose_accepts_the_files_and_brings_the_stack_up() {
         assert!(up.status.success(), "up --wait failed: {}\n{}", String::from_utf8_lossy(&up.stderr), logs());
         let ps = compose("all", &env, &["-p", &project, "ps", "--format", "json"]);
         let text = String::from_utf8_lossy(&ps.stdout);
-        for service in ["identity", "kms"] {
+        for service in ["identity", "kms", "partner"] {
             assert!(text.contains(&format!("\"Service\":\"{service}\"")), "{text}");
         }
-        assert_eq!(text.matches("\"Health\":\"healthy\"").count(), 2, "{text}");
+        assert_eq!(text.matches("\"Health\":\"healthy\"").count(), 3, "{text}");
         // The KMS answers on its published port, over TLS with our CA.
         let status = tokio::runtime::Runtime::new().unwrap().block_on(async {
             let client = reqwest::Client::builder()

@@ -42,8 +42,10 @@ fn secret_values(state: &std::path::Path) -> Vec<String> {
         // Multi-line files (tenants.yml): each value line.
         values.extend(text.lines().map(str::trim).filter(|l| l.len() >= 12).map(str::to_owned));
     }
-    for service in ["kms", "identity"] {
-        let key = std::fs::read_to_string(state.join(format!("pki/leaves/{service}/key.pem"))).unwrap();
+    // The services' TLS keys, and the fixture issuer's (its own PKI under partner/).
+    for key in ["pki/leaves/kms/key.pem", "pki/leaves/identity/key.pem", "partner/pki/leaves/partner/key.pem"]
+    {
+        let key = std::fs::read_to_string(state.join(key)).unwrap();
         values.extend(key.lines().filter(|l| !l.starts_with("-----")).map(str::to_owned));
     }
     assert!(values.len() > 10, "the state directory holds secrets: {values:?}");
@@ -92,12 +94,6 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
         if id.starts_with("config.") || id.starts_with("stack.") {
             continue;
         }
-        // The one known gap (issue 16, docs/demo-all.md): the fixture issuer runs in the CLI's
-        // process, which the KMS's container does not reach, so the federation flows are the
-        // embedded runtime's only. Nothing else may be.
-        if id.starts_with("flow.federation.") {
-            continue;
-        }
         assert!(steps.iter().any(|s| s["id"] == id), "{id} runs embedded but not on docker");
     }
     // Telemetry cannot be had on a machine without a registry: the run says so.
@@ -114,19 +110,26 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
 
     let project = format!("demo-all-{}", state_suffix(state));
     let containers = compose_ps(&project);
-    assert_eq!(containers.len(), 2, "docker compose -p {project} ps lists both services");
+    assert_eq!(
+        containers.len(),
+        3,
+        "docker compose -p {project} ps lists both services and the fixture issuer"
+    );
     let secrets = secret_values(&state_path);
     for id in &containers {
         let inspect = Command::new("docker").args(["inspect", id]).output().unwrap();
         let inspect = String::from_utf8_lossy(&inspect.stdout);
-        let env: serde_json::Value = serde_json::from_str(&inspect).unwrap();
-        let env = env[0]["Config"]["Env"].to_string();
+        let doc: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+        let env = doc[0]["Config"]["Env"].to_string();
         assert!(!env.contains("SECRET") && !env.contains("PASSWORD"), "environment: {env}");
         for value in &secrets {
             assert!(!inspect.contains(value.as_str()), "a secret value appears in `docker inspect {id}`");
         }
-        // ci is ephemeral: the data is on a tmpfs, in no volume.
-        assert!(inspect.contains("\"/var/lib/demo\""), "{inspect}");
+        // ci is ephemeral: the services' data is on a tmpfs, in no volume (the fixture issuer
+        // keeps none).
+        if !doc[0]["Name"].as_str().unwrap().contains("-partner-") {
+            assert!(inspect.contains("\"/var/lib/demo\""), "{inspect}");
+        }
     }
     let volumes = Command::new("docker")
         .args(["volume", "ls", "-q", "--filter", &format!("label=com.docker.compose.project={project}")])
@@ -137,7 +140,7 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
     let status = crate::demo().args(["status", "--output", "json", "--state-dir", state]).output().unwrap();
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let services = &status["stacks"][0]["services"];
-    assert_eq!(services.as_array().map(Vec::len), Some(2), "{status:#}");
+    assert_eq!(services.as_array().map(Vec::len), Some(3), "{status:#}");
     assert!(services.as_array().unwrap().iter().all(|s| s["status"].as_str().unwrap().contains("(healthy)")));
     // What the telemetry collector scrapes: the KMS's /metrics, read by Prometheus's own parser
     // (observed now, asserted after the cleanup).
@@ -164,7 +167,7 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
     assert_eq!(again.0, 0, "second run (stack reused): {:#}\n{}", again.1, again.2);
     assert_eq!(reused, containers, "the second run reuses the running containers");
     assert_eq!(reset.0, 0, "--reset-demo: {:#}\n{}", reset.1, reset.2);
-    assert_eq!(after_reset.len(), 2);
+    assert_eq!(after_reset.len(), 3);
     assert!(after_reset.iter().all(|c| !containers.contains(c)), "--reset-demo recreates the containers");
     assert_ne!(ca_before, ca_after, "--reset-demo issues a new CA");
     assert_ne!(tenants_before, tenants_after, "--reset-demo draws new tenant ids");
@@ -176,9 +179,16 @@ fn demo_all_on_docker_passes_reuses_and_goes_down() {
     );
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
     let families = families.unwrap();
-    for family in
-        ["http_server_requests", "http_server_request_duration_seconds", "jwks_cache_hits", "jwks_cache_keys"]
-    {
+    // The federation flows ran in the container: the trust store verified the partner's tokens,
+    // its discovery document was looked up (and kept).
+    for family in [
+        "http_server_requests",
+        "http_server_request_duration_seconds",
+        "jwks_cache_hits",
+        "jwks_cache_keys",
+        "trust_store_verifications",
+        "jwks_discovery_lookups",
+    ] {
         assert!(families.iter().any(|f| f == family), "/metrics lacks {family}: {families:?}");
     }
     for project in [project, format!("demo-telemetry-{}", state_suffix(state))] {

@@ -70,7 +70,11 @@ async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
     let result = async move {
         let (engine, project, options) = (engine2, project2, options2);
         let first = stack::up(&engine, &project, &options).await.unwrap();
-        assert_eq!(first.created, ["identity", "kms"], "dependency order: Identity healthy, then the KMS");
+        assert_eq!(
+            first.created,
+            ["identity", "kms", "partner"],
+            "dependency order: Identity healthy, then the KMS (the fixture issuer depends on nothing)"
+        );
         stack::wait_for(&engine, &project, "kms", Condition::Healthy, options.timeout).await.unwrap();
 
         // docker compose sees our objects as its own.
@@ -80,7 +84,7 @@ async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
                 .output()
                 .unwrap();
             let text = String::from_utf8_lossy(&ps.stdout);
-            assert_eq!(text.matches("\"Health\":\"healthy\"").count(), 2, "{text}");
+            assert_eq!(text.matches("\"Health\":\"healthy\"").count(), 3, "{text}");
             assert!(
                 !String::from_utf8_lossy(&ps.stderr).contains("WARN"),
                 "{}",
@@ -102,7 +106,7 @@ async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
         assert_eq!(pools.status(), 200);
 
         let second = stack::up(&engine, &project, &options).await.unwrap();
-        assert_eq!(second.reused, ["identity", "kms"], "an unchanged stack is reused");
+        assert_eq!(second.reused, ["identity", "kms", "partner"], "an unchanged stack is reused");
         assert!(second.created.is_empty());
 
         // A changed service (its admin port now published on a fixed host port) is recreated;
@@ -112,7 +116,7 @@ async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
         let admin = kms.ports.iter_mut().find(|p| p.published.is_none()).unwrap();
         admin.published = Some(free_port());
         let third = stack::up(&engine, &changed, &options).await.unwrap();
-        assert_eq!(third.reused, ["identity"], "unchanged: kept");
+        assert_eq!(third.reused, ["identity", "partner"], "unchanged: kept");
         assert_eq!(third.created, ["kms"], "changed: recreated");
         stack::wait_for(&engine, &changed, "kms", Condition::Healthy, options.timeout).await.unwrap();
     };

@@ -313,3 +313,64 @@ fn catches_sigterm(pid: u32) -> bool {
         .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
         .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
 }
+
+#[test]
+fn partner_serves_its_discovery_document_and_keys_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = ServeChild(
+        Command::new(assert_cmd::cargo::cargo_bin("demo"))
+            .args(["serve", "partner", "--dir"])
+            .arg(dir.path())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
+    let line =
+        stderr.find(|l| l.contains("the fixture issuer is serving")).expect("the partner's ready line");
+    // Drained to the end: its shutdown lines need a reader.
+    let drained = std::thread::spawn(move || stderr.collect::<Vec<_>>());
+    let issuer = format!("https://partner.demo.local:{port}");
+    assert!(line.contains(&issuer), "{line}");
+
+    let (document, jwks) = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pki = pki::PkiDir::new(dir.path().join("pki"));
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(pki::client_config_for(&pki, None).unwrap())
+            .resolve("partner.demo.local", std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .build()
+            .unwrap();
+        let get = |path: &str| {
+            let request = client.get(format!("{issuer}{path}"));
+            async move { request.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+        };
+        (get("/.well-known/openid-configuration").await, get("/jwks").await)
+    });
+    assert_eq!(document["issuer"], issuer.as_str());
+    assert_eq!(document["jwks_uri"], format!("{issuer}/jwks"));
+    assert_eq!(
+        (jwks["keys"][0]["kid"].as_str(), jwks["keys"][0]["crv"].as_str()),
+        (Some("partner-1"), Some("P-256"))
+    );
+    // Its key is kept in the directory, 0600.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("signing-key.pk8")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(jwks["keys"][0].get("d").is_none(), "a public key only");
+    let status = sigterm_and_wait(&mut child);
+    assert!(status.success(), "{status}: {:?}", drained.join().unwrap());
+}
+
+#[test]
+fn serve_names_the_argument_a_service_needs() {
+    for (args, missing) in [(&["serve", "kms"][..], "--config"), (&["serve", "partner"][..], "--dir")] {
+        let out = Command::new(assert_cmd::cargo::cargo_bin("demo")).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(missing), "{args:?}: {stderr}");
+    }
+}

@@ -171,6 +171,14 @@ fn write_files(root: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Waits for `service` of the stack to be healthy by the engine's healthcheck.
+pub(crate) async fn wait_healthy(c: &Ctx, service: &str, timeout: Duration) -> Result<(), StepError> {
+    let project = c.docker.project.get().ok_or_else(|| StepError::new("the stack is not up"))?;
+    stack::wait_for(engine(c)?, project, service, Condition::Healthy, timeout)
+        .await
+        .map_err(|e| StepError::of(&e))
+}
+
 fn engine(c: &Ctx) -> Result<&Engine, StepError> {
     c.docker.engine.get().ok_or_else(|| StepError::new("no Docker engine"))
 }
@@ -335,7 +343,10 @@ fn load_project(
 }
 
 /// The start steps for `stack`.
-pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration, dev: bool) -> Plan<Ctx> {
+pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration, profile: Profile) -> Plan<Ctx> {
+    let dev = profile == Profile::Dev;
+    // The fixture issuer is demo data: prod runs no partner and trusts no other issuer.
+    let partner = stack == Stack::All && profile != Profile::Prod;
     let services: &'static [&'static str] = match stack {
         Stack::Kms => &["kms"],
         Stack::Identity => &["identity"],
@@ -449,6 +460,9 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration, dev
                 } else {
                     env
                 };
+                if stack == Stack::All {
+                    super::federation::prepare_docker(&c, partner)?;
+                }
                 let files = compose_files(&dir, stack.command(), c.options.profile)?;
                 // prod has its own project and volumes: it never mounts data a demo run seeded.
                 let variant = if c.options.profile == Profile::Prod { "-prod" } else { "" };
@@ -504,10 +518,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration, dev
     if dev {
         plan = plan.step(
             Step::new(id::HEALTH_POSTGRES, Phase::Health, move |c: Arc<Ctx>| async move {
-                let project = c.docker.project.get().ok_or_else(|| StepError::new("the stack is not up"))?;
-                stack::wait_for(engine(&c)?, project, "postgres", Condition::Healthy, health_timeout)
-                    .await
-                    .map_err(|e| StepError::of(&e))
+                wait_healthy(&c, "postgres", health_timeout).await
             })
             .after(&[id::STACK_UP])
             .verifies("the database container is healthy by its healthcheck (pg_isready over TCP, which passes once its first-start setup is done)")
@@ -567,7 +578,8 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration, dev
         Step::new(id::VERIFY_DOCKER_HEALTHCHECKS, Phase::Flows, move |c: Arc<Ctx>| async move {
             let project = c.docker.project.get().ok_or_else(|| StepError::new("the stack is not up"))?;
             let engine = engine(&c)?;
-            for service in services {
+            let fixture: &[&str] = if partner { &["partner"] } else { &[] };
+            for service in services.iter().chain(fixture) {
                 stack::wait_for(engine, project, service, Condition::Healthy, health_timeout)
                     .await
                     .map_err(|e| StepError::of(&e))?;
@@ -584,7 +596,7 @@ pub(crate) fn steps(plan: Plan<Ctx>, stack: Stack, health_timeout: Duration, dev
         .timeout(health_timeout + Duration::from_secs(5))
         .critical(),
     );
-    plan
+    if partner { super::federation::docker(plan, health_timeout) } else { plan }
 }
 
 /// Our readiness probe for `up`: the service's `readyz` on its published admin port, over TLS

@@ -6,6 +6,7 @@
 
 mod cache;
 mod corpus;
+mod discovery;
 mod fuzz;
 mod security;
 mod support;

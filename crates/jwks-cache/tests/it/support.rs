@@ -63,6 +63,11 @@ pub struct Issuer {
     pub cache_control: Mutex<String>,
     /// Send `Last-Modified` (and honour If-Modified-Since) instead of an ETag.
     pub last_modified_only: std::sync::atomic::AtomicBool,
+    /// The discovery document (`/.well-known/openid-configuration`; 404 when `None`), served
+    /// with `cache_control` and an ETag of its own.
+    pub discovery: Mutex<Option<Value>>,
+    pub discovery_requests: AtomicUsize,
+    pub discovery_not_modified: AtomicUsize,
 }
 
 impl Issuer {
@@ -99,6 +104,31 @@ impl Issuer {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
         (body, format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12])))
     }
+}
+
+async fn discovery(State(issuer): State<Arc<Issuer>>, headers: HeaderMap) -> Response {
+    issuer.discovery_requests.fetch_add(1, Ordering::SeqCst);
+    let Some(document) = issuer.discovery.lock().unwrap().clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let body = document.to_string();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
+    let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]));
+    let cache_control = issuer.cache_control.lock().unwrap().clone();
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        issuer.discovery_not_modified.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control)])
+            .into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache_control),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn jwks(State(issuer): State<Arc<Issuer>>, headers: HeaderMap) -> Response {
@@ -196,8 +226,14 @@ impl Fixture {
             keys: Mutex::new(vec![key.jwk()]),
             cache_control: Mutex::new("max-age=300".to_owned()),
             last_modified_only: Default::default(),
+            discovery: Mutex::new(None),
+            discovery_requests: AtomicUsize::new(0),
+            discovery_not_modified: AtomicUsize::new(0),
         });
-        let app = Router::new().route("/jwks", get(jwks)).with_state(issuer.clone());
+        let app = Router::new()
+            .route("/jwks", get(jwks))
+            .route("/.well-known/openid-configuration", get(discovery))
+            .with_state(issuer.clone());
         let server = server::start(&tmp.loopback("identity"), app, Readiness::new()).await.unwrap();
         Self { tmp, server, issuer, clock: ManualClock::starting_now(), key }
     }
@@ -213,6 +249,11 @@ impl Fixture {
 
     pub fn url(&self) -> String {
         format!("https://{HOST}:{}/jwks", self.addr().port())
+    }
+
+    /// The discovery document's URL.
+    pub fn discovery_url(&self) -> String {
+        format!("https://{HOST}:{}/.well-known/openid-configuration", self.addr().port())
     }
 
     /// A unique issuer name (metrics are labelled by issuer, and tests share one recorder).

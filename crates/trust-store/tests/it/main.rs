@@ -44,7 +44,7 @@ struct Fixture {
     signer: Signer,
     served: Arc<Served>,
     addr: SocketAddr,
-    _server: service_kit::server::RunningServer,
+    server: Option<service_kit::server::RunningServer>,
 }
 
 impl Fixture {
@@ -65,10 +65,17 @@ impl Fixture {
                 .await
                 .unwrap();
         let addr = server.addr;
-        let fixture = Self { dir, signer, served, addr, _server: server };
+        let fixture = Self { dir, signer, served, addr, server: Some(server) };
         *fixture.served.base.lock().unwrap() = fixture.issuer();
         *fixture.served.discovery_issuer.lock().unwrap() = fixture.issuer();
         fixture
+    }
+
+    /// Stops serving: the issuer is down.
+    async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.unwrap();
+        }
     }
 
     fn issuer(&self) -> String {
@@ -139,6 +146,12 @@ async fn a_token_of_a_trusted_issuer_is_accepted_for_its_tenants_only() {
         "{text}"
     );
     assert!(text.contains("jwks_discovery_total"), "discovery is counted:\n{text}");
+    // One fetch of the document, every later token a hit on the kept one.
+    for outcome in ["miss", "hit"] {
+        let series =
+            format!("jwks_discovery_lookups_total{{provider=\"{}\",outcome=\"{outcome}\"}}", f.issuer());
+        assert!(text.contains(&series), "{series}:\n{text}");
+    }
     // Another key with the same kid: the signature does not verify.
     let forger = Signer::new("fixture-1");
     let forged = forger.token(
@@ -243,4 +256,32 @@ async fn a_reload_keeps_unchanged_issuers_and_refuses_a_broken_file() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!handle.current().knows("https://partner.example"), "removed with the reload");
+}
+
+#[tokio::test]
+async fn with_a_cache_dir_a_restart_verifies_while_the_issuer_is_down() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut f = Fixture::start().await;
+    let cache = f.dir.path().join("trust-cache");
+    let entry = f.entry(&[ACME], "");
+    let cached = f.dir.write("cached.yml", format!("cache_dir: {}\nissuers:\n{entry}", cache.display()));
+    let uncached = f.dir.write("uncached.yml", format!("issuers:\n{entry}"));
+    TrustStore::load(&cached).unwrap().verify(&f.token(|_| {})).await.unwrap();
+    assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o700);
+    // The document and the key set are written off the request path.
+    let started = std::time::Instant::now();
+    let files = || std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+    while files() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the snapshots were not written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    f.stop().await;
+    let token = f.token(|_| {});
+    TrustStore::load(&cached).unwrap().verify(&token).await.unwrap();
+    // The same restart without a cache has nothing to verify with.
+    assert!(matches!(
+        TrustStore::load(&uncached).unwrap().verify(&token).await,
+        Err(Refusal::Unavailable(_))
+    ));
 }

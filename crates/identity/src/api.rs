@@ -54,6 +54,8 @@ pub struct AppState {
     /// Our access tokens whose signature was verified (keyed by an HMAC of the token), so that
     /// introspection, userinfo and token exchange verify each token once a minute at most.
     pub verified: Arc<CredentialCache<Arc<AccessClaims>>>,
+    /// API keys: the MAC key and the settings.
+    pub api_keys: Arc<crate::apikeys::ApiKeys>,
 }
 
 /// One of our access tokens, verified ([`verify_own`]) or found verified in the last minute;
@@ -114,6 +116,11 @@ pub fn router(state: AppState) -> Router {
         .route("/revoke", post(revoke))
         .route("/userinfo", get(userinfo).post(userinfo))
         .route("/end_session", get(authorize::end_session_get).post(authorize::end_session_post))
+        .route("/api/v1/api-keys", get(crate::apikeys::list).post(crate::apikeys::create))
+        .route("/api/v1/api-keys/verify", post(crate::apikeys::verify_endpoint))
+        .route("/api/v1/api-keys/{id}", axum::routing::delete(crate::apikeys::delete))
+        .route("/api/v1/api-keys/{id}/rotate", post(crate::apikeys::rotate))
+        .route("/api/v1/api-keys/{id}/restore", post(crate::apikeys::restore))
         .with_state(state)
 }
 

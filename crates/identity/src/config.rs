@@ -32,6 +32,9 @@ pub struct IdentityConfig {
     /// Token exchange (RFC 8693) and transaction tokens: which client may exchange what.
     #[serde(default)]
     pub token_exchange: ExchangeConfig,
+    /// API keys: how long deleted keys stay restorable, who may verify keys.
+    #[serde(default)]
+    pub api_keys: ApiKeysConfig,
     /// Demo seeding, applied with `--demo`.
     #[serde(default)]
     pub seed: Option<SeedConfig>,
@@ -320,6 +323,40 @@ pub struct SeedConfig {
     pub secrets_dir: PathBuf,
 }
 
+/// `api_keys:` (docs/identity.md, "API keys").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysConfig {
+    /// How long a deleted key stays listable and restorable before it is purged (default 30d).
+    #[serde(default = "thirty_days", with = "humantime_serde")]
+    pub retention: Duration,
+    /// The longest rotation overlap a caller may ask for (default 7d).
+    #[serde(default = "seven_days", with = "humantime_serde")]
+    pub max_overlap: Duration,
+    /// The confidential clients that may verify keys (`POST /api/v1/api-keys/verify`): the
+    /// resource servers that accept them, such as the KMS's `kms-service`. None by default.
+    #[serde(default)]
+    pub verifiers: Vec<String>,
+    /// The audience a token must carry to manage keys (default: the issuer). A fixed name
+    /// where the issuer's port varies, as the demo's `https://identity.demo.local:8082`.
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+fn thirty_days() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+fn seven_days() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+impl Default for ApiKeysConfig {
+    fn default() -> Self {
+        Self { retention: thirty_days(), max_overlap: seven_days(), verifiers: Vec::new(), audience: None }
+    }
+}
+
 impl Validate for IdentityConfig {
     fn validate(&self, v: &mut Validator) {
         self.server.validate(v);
@@ -338,6 +375,14 @@ impl Validate for IdentityConfig {
         v.check(!self.unseal.share_files.is_empty(), "unseal.share_files", "list the unseal share files");
         self.throttle.validate("throttle.", v);
         self.token_exchange.validate(v);
+        let k = &self.api_keys;
+        let day = Duration::from_secs(86_400);
+        v.check(
+            k.retention >= day && k.retention <= 365 * day,
+            "api_keys.retention",
+            "must be between 1d and 365d",
+        );
+        v.check(k.max_overlap <= 30 * day, "api_keys.max_overlap", "must be at most 30d");
         let t = &self.tokens;
         let secs = Duration::from_secs;
         for (key, ttl, min, max, range) in [

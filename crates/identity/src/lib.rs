@@ -12,6 +12,7 @@
 //! in discovery anything it does not implement.
 
 pub mod api;
+pub mod apikeys;
 mod authorize;
 pub mod config;
 pub mod consent;

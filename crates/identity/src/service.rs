@@ -70,6 +70,9 @@ pub enum StartError {
     /// The crypto library could not initialise.
     #[error("the crypto library failed to initialise")]
     Crypto,
+    /// The API keys' sealed MAC key could not be made or opened.
+    #[error("cannot set up API keys")]
+    ApiKeys(#[source] crate::apikeys::ApiKeyError),
     /// `token_exchange.trust_file` is unreadable or invalid.
     #[error("cannot load the trust store")]
     Trust(#[source] trust_store::TrustError),
@@ -185,7 +188,13 @@ async fn serve(
     root: barrier::RootKey,
     readiness: Readiness,
 ) -> Result<(Arc<SigningKeys>, RunningServer), StartError> {
-    let keys = Arc::new(SigningKeys::load_or_init(store.clone(), Arc::new(root)).await?);
+    let root = Arc::new(root);
+    let api_keys = Arc::new(
+        crate::apikeys::ApiKeys::load_or_init(store.as_ref(), &root, config.api_keys.clone())
+            .await
+            .map_err(StartError::ApiKeys)?,
+    );
+    let keys = Arc::new(SigningKeys::load_or_init(store.clone(), root).await?);
     let mut consent = ConsentText::default();
     if let (true, Some(seed)) = (options.demo, &config.seed) {
         let seeded =
@@ -232,10 +241,29 @@ async fn serve(
         verified: Arc::new(
             CredentialCache::new(Duration::from_secs(60), 10_000).map_err(|_| StartError::Crypto)?,
         ),
+        api_keys: api_keys.clone(),
     };
+    spawn_purge(Arc::downgrade(&store), config.api_keys.clone());
     readiness.dependency("signing_keys").ready();
     let server = service_kit::server::start(&config.server, api::router(state), readiness).await?;
     Ok((keys, server))
+}
+
+/// Purges the API keys deleted longer ago than the retention: at start, then hourly, until
+/// the store is dropped (the server stopped).
+fn spawn_purge(store: std::sync::Weak<dyn Store>, config: crate::config::ApiKeysConfig) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let Some(store) = store.upgrade() else { return };
+            match crate::apikeys::purge(&store, &config).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "deleted API keys past their retention purged"),
+                Err(e) => tracing::warn!(error = %e, "cannot purge deleted API keys"),
+            }
+        }
+    });
 }
 
 /// `demo serve identity --config FILE [--demo]`.

@@ -147,6 +147,9 @@ pub enum AuthMethod {
     Basic,
     /// A Bearer token from Identity.
     Bearer,
+    /// An API key of Identity.
+    #[serde(rename = "api_key")]
+    ApiKey,
 }
 
 #[cfg(test)]

@@ -110,6 +110,10 @@ pub enum ApiError {
     /// (the text is the reason in detailed mode, a fixed sentence in minimal mode).
     #[error("{0}")]
     InvalidToken(String),
+    /// An API key that is not valid: 401 with `WWW-Authenticate: ApiKey` (the reason in
+    /// detailed mode).
+    #[error("{0}")]
+    InvalidApiKey(String),
     /// Too many failed logins: 429 with `Retry-After`.
     #[error("too many failed logins; retry in {0} s")]
     Locked(u64),
@@ -156,6 +160,11 @@ impl IntoResponse for ApiError {
                 Problem::new(StatusCode::UNAUTHORIZED, "invalid-token", "The access token is not valid")
                     .with_detail(detail),
                 Some((header::WWW_AUTHENTICATE, r#"Bearer realm="kms", error="invalid_token""#.to_owned())),
+            ),
+            ApiError::InvalidApiKey(_) => (
+                Problem::new(StatusCode::UNAUTHORIZED, "invalid-api-key", "The API key is not valid")
+                    .with_detail(detail),
+                Some((header::WWW_AUTHENTICATE, r#"ApiKey realm="kms""#.to_owned())),
             ),
             ApiError::Locked(secs) => (
                 Problem::new(
@@ -270,8 +279,11 @@ impl FromRequestParts<AppState> for Caller {
         if scheme.eq_ignore_ascii_case("bearer") {
             return bearer(parts, state, rest.trim()).await;
         }
+        if scheme.eq_ignore_ascii_case("apikey") {
+            return api_key(parts, state, rest.trim()).await;
+        }
         if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(ApiError::Unauthenticated("use the Basic or Bearer scheme"));
+            return Err(ApiError::Unauthenticated("use the Basic, Bearer or ApiKey scheme"));
         }
         let decoded = B64
             .decode(rest.trim())
@@ -336,9 +348,35 @@ async fn bearer(parts: &Parts, state: &AppState, token: &str) -> Result<Caller, 
     }
 }
 
+async fn api_key(parts: &Parts, state: &AppState, key: &str) -> Result<Caller, ApiError> {
+    let Some((realm, keys)) = state.bearer.as_ref().and_then(|b| Some((b, b.api_keys()?))) else {
+        return Err(ApiError::Unauthenticated("API keys are not accepted here (auth.bearer.api_keys)"));
+    };
+    match keys.authenticate(key).await {
+        Ok(principal) => {
+            let route = parts.extensions.get::<axum::extract::MatchedPath>().map_or("", |p| p.as_str());
+            tracing::info!(subject = %principal.subject, tenant = %principal.tenant, %route, method = %parts.method, "operation with an API key");
+            Ok(Caller(principal))
+        }
+        Err(crate::bearer::BearerDenied::Invalid(reason)) => {
+            Err(ApiError::InvalidApiKey(match realm.detail() {
+                crate::config::ErrorDetail::Detailed => reason,
+                crate::config::ErrorDetail::Minimal => "the API key is not valid".to_owned(),
+            }))
+        }
+        Err(_) => Err(ApiError::Unavailable),
+    }
+}
+
 impl Caller {
     fn require(&self, scope: Scope) -> Result<&Principal, ApiError> {
         self.0.require(scope).map_err(ApiError::Forbidden)?;
+        Ok(&self.0)
+    }
+
+    /// [`Self::require`] for an operation on `pool`: a scope held in that pool only counts.
+    fn require_in(&self, scope: Scope, pool: &str) -> Result<&Principal, ApiError> {
+        self.0.require_in(scope, pool).map_err(ApiError::Forbidden)?;
         Ok(&self.0)
     }
 }
@@ -385,7 +423,7 @@ async fn get_pool(
     caller: Caller,
     Path(pool): Path<String>,
 ) -> Result<Json<PoolInfo>, ApiError> {
-    let p = caller.require(Scope::Read)?;
+    let p = caller.require_in(Scope::Read, &pool)?;
     Ok(Json(s.kms.pool_info(p.tenant, &pool_name(&pool)?).await?))
 }
 
@@ -433,7 +471,7 @@ async fn version_jwk(
     caller: Caller,
     Path((pool, version)): Path<(String, u32)>,
 ) -> Result<Json<Jwk>, ApiError> {
-    let p = caller.require(Scope::Read)?;
+    let p = caller.require_in(Scope::Read, &pool)?;
     let kid = Kid::new(pool_name(&pool)?.as_str(), version);
     Ok(Json(s.kms.public_jwk(p.tenant, &kid).await?))
 }
@@ -454,7 +492,7 @@ async fn encrypt(
     Path(pool): Path<String>,
     Json(body): Json<EncryptRequest>,
 ) -> Result<Json<EncryptResponse>, ApiError> {
-    let p = caller.require(Scope::Encrypt)?;
+    let p = caller.require_in(Scope::Encrypt, &pool)?;
     let plaintext = b64("plaintext", &body.plaintext)?;
     let aad = body.aad.as_deref().map(|a| b64("aad", a)).transpose()?;
     let (kid, jwe) = s.kms.encrypt(p.tenant, &pool_name(&pool)?, &plaintext, aad.as_deref()).await?;
@@ -491,7 +529,7 @@ async fn datakey(
     caller: Caller,
     Path(pool): Path<String>,
 ) -> Result<Json<DataKeyResponse>, ApiError> {
-    let p = caller.require(Scope::Encrypt)?;
+    let p = caller.require_in(Scope::Encrypt, &pool)?;
     let (plaintext, kid, jwe) = s.kms.data_key(p.tenant, &pool_name(&pool)?).await?;
     Ok(Json(DataKeyResponse { kid: kid.to_string(), plaintext: B64.encode(&*plaintext), ciphertext: jwe }))
 }
@@ -505,7 +543,7 @@ async fn sign(
     Path(pool): Path<String>,
     Json(body): Json<SignRequest>,
 ) -> Result<Json<SignResponse>, ApiError> {
-    let p = caller.require(Scope::Sign)?;
+    let p = caller.require_in(Scope::Sign, &pool)?;
     let payload = b64("payload", &body.payload)?;
     let (kid, jws) = s.kms.sign(p.tenant, &pool_name(&pool)?, &payload).await?;
     Ok(Json(SignResponse { kid: kid.to_string(), jws }))
@@ -532,7 +570,7 @@ async fn wrap(
     Path(pool): Path<String>,
     Json(body): Json<WrapRequest>,
 ) -> Result<Json<WrapResponse>, ApiError> {
-    let p = caller.require(Scope::Wrap)?;
+    let p = caller.require_in(Scope::Wrap, &pool)?;
     let key = zeroize::Zeroizing::new(b64("key", &body.key)?);
     let (kid, wrapped) = s.kms.wrap(p.tenant, &pool_name(&pool)?, &key).await?;
     Ok(Json(WrapResponse { kid: kid.to_string(), wrapped: B64.encode(wrapped) }))

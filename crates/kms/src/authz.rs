@@ -87,13 +87,24 @@ pub struct Principal {
     pub method: AuthMethod,
     /// The transaction a transaction token was issued for (`txn`), logged with the operation.
     pub txn: Option<String>,
+    /// Scopes held in one pool only (an API key's `scope@pool:NAME` permissions), beside the
+    /// `scopes` held everywhere.
+    pub pool_scopes: std::collections::BTreeMap<String, Scopes>,
 }
 
 impl Principal {
     /// A principal whose scopes come from its roles (Basic users).
     pub fn from_roles(subject: &str, tenant: TenantId, roles: BTreeSet<Role>, method: AuthMethod) -> Self {
         let scopes = Scopes::expand(roles.iter().flat_map(|r| granted_by(*r).iter().copied()));
-        Self { subject: subject.to_owned(), tenant, roles, scopes, method, txn: None }
+        Self {
+            subject: subject.to_owned(),
+            tenant,
+            roles,
+            scopes,
+            method,
+            txn: None,
+            pool_scopes: Default::default(),
+        }
     }
 
     /// As `GET /api/v1/whoami` answers.
@@ -108,9 +119,18 @@ impl Principal {
         }
     }
 
-    /// `Ok` when `scope` is held, otherwise the scope that is missing.
+    /// `Ok` when `scope` is held everywhere, otherwise the scope that is missing.
     pub fn require(&self, scope: Scope) -> Result<(), Scope> {
         if self.scopes.has(scope) { Ok(()) } else { Err(scope) }
+    }
+
+    /// `Ok` when `scope` is held everywhere or in `pool`, otherwise the scope that is missing.
+    pub fn require_in(&self, scope: Scope, pool: &str) -> Result<(), Scope> {
+        if self.scopes.has(scope) || self.pool_scopes.get(pool).is_some_and(|s| s.has(scope)) {
+            Ok(())
+        } else {
+            Err(scope)
+        }
     }
 }
 

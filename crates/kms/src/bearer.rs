@@ -36,11 +36,11 @@ pub enum BearerSetupError {
     /// The JWKS cache refused the configuration.
     #[error("the Bearer realm's JWKS settings are unusable")]
     Jwks(#[source] jwks_cache::ConfigError),
-    /// The introspection client secret file is unusable.
-    #[error("cannot read the introspection client secret")]
+    /// The client secret file for Identity (introspection, API keys) is unusable.
+    #[error("cannot read the client secret for Identity")]
     Secret(#[source] service_kit::secret::SecretFileError),
-    /// The HTTPS client for introspection could not be built.
-    #[error("cannot build the introspection client: {0}")]
+    /// The HTTPS client for Identity (introspection, API keys) could not be built.
+    #[error("cannot build the client for Identity: {0}")]
     Client(String),
     /// The trust store's file (`auth.bearer.trust_file`) is unreadable or invalid.
     #[error("cannot load the trust store")]
@@ -93,6 +93,8 @@ pub struct BearerRealm {
     trust: Option<Arc<trust_store::TrustHandle>>,
     /// Identity's issuer (its tokens never go to the trust store).
     issuer: String,
+    /// Identity's API keys, when configured.
+    api_keys: Option<crate::apikey::ApiKeyRealm>,
 }
 
 /// The `typ` of transaction tokens.
@@ -145,6 +147,11 @@ impl BearerRealm {
             .map(|path| trust_store::TrustHandle::open(path).map(Arc::new))
             .transpose()
             .map_err(BearerSetupError::Trust)?;
+        let api_keys = config
+            .api_keys
+            .as_ref()
+            .map(|k| crate::apikey::ApiKeyRealm::new(k, &config.ca_file, &config.resolve))
+            .transpose()?;
         Ok(Self {
             validator,
             txn,
@@ -152,6 +159,7 @@ impl BearerRealm {
             detail: config.error_detail,
             trust,
             issuer: config.issuer.clone(),
+            api_keys,
         })
     }
 
@@ -163,6 +171,11 @@ impl BearerRealm {
     /// The trust store, when configured (the service watches it).
     pub fn trust(&self) -> Option<&Arc<trust_store::TrustHandle>> {
         self.trust.as_ref()
+    }
+
+    /// The API-key realm, when configured.
+    pub fn api_keys(&self) -> Option<&crate::apikey::ApiKeyRealm> {
+        self.api_keys.as_ref()
     }
 
     /// How much 401 bodies say.
@@ -281,7 +294,27 @@ fn principal(claims: &Claims) -> Result<Principal, BearerDenied> {
         scopes: effective,
         method: crate::authz::AuthMethod::Bearer,
         txn: None,
+        pool_scopes: Default::default(),
     })
+}
+
+/// The HTTPS client for Identity's endpoints (introspection, API key verification): TLS with
+/// `ca_file` only, `resolve`'s host mappings, 5 s, no redirects.
+pub(crate) fn identity_client(
+    ca_file: &std::path::Path,
+    resolve: &std::collections::BTreeMap<String, std::net::SocketAddr>,
+) -> Result<reqwest::Client, BearerSetupError> {
+    let tls = pki::ClientTlsFiles::trusting(ca_file)
+        .build()
+        .map_err(|e| BearerSetupError::Client(e.to_string()))?;
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none());
+    for (host, addr) in resolve {
+        builder = builder.resolve(host, *addr);
+    }
+    builder.build().map_err(|e| BearerSetupError::Client(e.to_string()))
 }
 
 /// Asks Identity (RFC 7662) whether tokens are still active.
@@ -323,17 +356,7 @@ impl Introspector {
     ) -> Result<Self, BearerSetupError> {
         let secret = service_kit::secret::read_secret_file(&config.client_secret_file)
             .map_err(BearerSetupError::Secret)?;
-        let tls = pki::ClientTlsFiles::trusting(ca_file)
-            .build()
-            .map_err(|e| BearerSetupError::Client(e.to_string()))?;
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none());
-        for (host, addr) in resolve {
-            builder = builder.resolve(host, *addr);
-        }
-        let client = builder.build().map_err(|e| BearerSetupError::Client(e.to_string()))?;
+        let client = identity_client(ca_file, resolve)?;
         let positive_ttl = match config.mode {
             IntrospectionMode::Interval => config.interval,
             _ => config.cache_ttl,

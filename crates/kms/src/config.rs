@@ -208,6 +208,27 @@ pub struct BearerConfig {
     /// (`trust.yml`, the trust store's format; reloaded on change and on SIGHUP).
     #[serde(default)]
     pub trust_file: Option<PathBuf>,
+    /// API keys of Identity (`Authorization: ApiKey dak_…`), verified there and cached.
+    #[serde(default)]
+    pub api_keys: Option<ApiKeysConfig>,
+}
+
+/// `auth.bearer.api_keys:` — Identity's API keys, a third realm: each key is verified at
+/// Identity (`/api/v1/api-keys/verify`, as a client named in Identity's `api_keys.verifiers`)
+/// and the answer reused for `cache_ttl`, which bounds how long a deleted or rotated-out key
+/// keeps working here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysConfig {
+    /// Identity's verification endpoint.
+    pub endpoint: String,
+    /// The KMS's client at Identity.
+    pub client_id: String,
+    /// Its secret, from a file.
+    pub client_secret_file: PathBuf,
+    /// How long an answer is reused (default 30 s, at most 5 min).
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub cache_ttl: Duration,
 }
 
 /// `auth.bearer.transaction_tokens:` — Identity's transaction tokens (`typ: txntoken+jwt`),
@@ -383,6 +404,18 @@ impl Validate for KmsConfig {
                     i.cache_ttl <= Duration::from_secs(30),
                     "auth.bearer.introspection.cache_ttl",
                     "at most 30s",
+                );
+            }
+            if let Some(k) = &b.api_keys {
+                v.check(
+                    k.endpoint.starts_with("https://"),
+                    "auth.bearer.api_keys.endpoint",
+                    "must be an https URL",
+                );
+                v.check(
+                    k.cache_ttl >= Duration::from_secs(1) && k.cache_ttl <= Duration::from_secs(300),
+                    "auth.bearer.api_keys.cache_ttl",
+                    "between 1s and 5m: a deleted key is accepted at most this long",
                 );
             }
         }

@@ -13,6 +13,7 @@
 //! the authenticated principal, or put key material in logs, errors or `Debug` output.
 
 pub mod api;
+pub mod apikey;
 pub mod authz;
 pub mod bearer;
 pub mod config;

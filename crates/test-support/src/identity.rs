@@ -23,6 +23,7 @@ pub fn config(dir: &TestDir, seed: Option<SeedConfig>) -> IdentityConfig {
         tokens: Default::default(),
         throttle: Default::default(),
         token_exchange: Default::default(),
+        api_keys: Default::default(),
         seed,
         log_format: Default::default(),
     }

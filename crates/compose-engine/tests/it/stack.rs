@@ -92,7 +92,13 @@ fn the_shipped_deployments_load() {
             // Secrets are files; the environment only says where the API listens and which
             // URLs it and its peers use: the published port, the same inside and out.
             for (key, value) in &service.environment {
-                let allowed = ["__SERVER__LISTEN", "__ISSUER", "__JWKS_URL", "__INTROSPECTION__ENDPOINT"];
+                let allowed = [
+                    "__SERVER__LISTEN",
+                    "__ISSUER",
+                    "__JWKS_URL",
+                    "__INTROSPECTION__ENDPOINT",
+                    "__API_KEYS__ENDPOINT",
+                ];
                 assert!(allowed.iter().any(|a| key.ends_with(a)), "deployments/{stack}: {key}={value}");
                 let port = value.rsplit(':').next().unwrap().split('/').next().unwrap();
                 let default = if key.starts_with("KMS__SERVER") { "8081" } else { "8082" };

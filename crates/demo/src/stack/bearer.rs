@@ -27,9 +27,19 @@ struct Answer {
 
 /// Calls the KMS with a Bearer token.
 async fn call(c: &Ctx, path: &str, token: Option<&str>, body: &impl Serialize) -> Result<Answer, StepError> {
+    call_as(c, path, token.map(|t| format!("Bearer {t}")).as_deref(), body).await
+}
+
+/// Calls the KMS with this `Authorization` header value.
+async fn call_as(
+    c: &Ctx,
+    path: &str,
+    authorization: Option<&str>,
+    body: &impl Serialize,
+) -> Result<Answer, StepError> {
     let mut req = c.kms.client()?.post(c.kms.url(path)?).json(body);
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
+    if let Some(value) = authorization {
+        req = req.header(reqwest::header::AUTHORIZATION, value);
     }
     let resp = req.send().await.map_err(|e| StepError::from_error(format!("POST {path} failed"), &e))?;
     let status = resp.status().as_u16();
@@ -66,9 +76,16 @@ async fn encrypt(c: &Ctx, what: &str, token: &str) -> Result<Jwe, StepError> {
 }
 
 pub(crate) async fn round_trip(c: &Ctx, token: &str) -> Result<(), StepError> {
-    let jwe = encrypt(c, "encrypt with a Bearer token", token).await?;
-    let dec = call(c, "/decrypt", Some(token), &DecryptRequest::from(jwe)).await?;
-    expect("decrypt with a Bearer token", &dec, 200)?;
+    round_trip_as(c, &format!("Bearer {token}"), "a Bearer token").await
+}
+
+/// Encrypt + decrypt with this `Authorization` value (`what` names it in errors).
+pub(crate) async fn round_trip_as(c: &Ctx, authorization: &str, what: &str) -> Result<(), StepError> {
+    let enc = call_as(c, ENCRYPT, Some(authorization), &plaintext()).await?;
+    expect(&format!("encrypt with {what}"), &enc, 200)?;
+    let jwe = parse::<EncryptResponse>(ENCRYPT, &enc.body)?.jwe;
+    let dec = call_as(c, "/decrypt", Some(authorization), &DecryptRequest::from(jwe)).await?;
+    expect(&format!("decrypt with {what}"), &dec, 200)?;
     if parse::<DecryptResponse>("/decrypt", &dec.body)?.plaintext != plaintext().plaintext {
         return Err(StepError::new("decrypt did not give the plaintext back"));
     }
@@ -77,7 +94,12 @@ pub(crate) async fn round_trip(c: &Ctx, token: &str) -> Result<(), StepError> {
 
 /// Encrypts with `token`, answering the status and the problem's detail (for refusals).
 pub(crate) async fn encrypt_status(c: &Ctx, token: &str) -> Result<(u16, String), StepError> {
-    let got = call(c, ENCRYPT, Some(token), &plaintext()).await?;
+    encrypt_status_as(c, &format!("Bearer {token}")).await
+}
+
+/// [`encrypt_status`] with this `Authorization` value.
+pub(crate) async fn encrypt_status_as(c: &Ctx, authorization: &str) -> Result<(u16, String), StepError> {
+    let got = call_as(c, ENCRYPT, Some(authorization), &plaintext()).await?;
     Ok((got.status, problem_detail(&got.body)))
 }
 

@@ -8,6 +8,12 @@ use crate::engine::StepId;
 pub const CONFIG_IDENTITY: StepId = StepId::new("config.identity");
 /// `config.kms`
 pub const CONFIG_KMS: StepId = StepId::new("config.kms");
+/// `flow.apikey.kms`
+pub const FLOW_APIKEY_KMS: StepId = StepId::new("flow.apikey.kms");
+/// `flow.apikey.lifecycle`
+pub const FLOW_APIKEY_LIFECYCLE: StepId = StepId::new("flow.apikey.lifecycle");
+/// `flow.apikey.pool-scoped`
+pub const FLOW_APIKEY_POOL_SCOPED: StepId = StepId::new("flow.apikey.pool-scoped");
 /// `flow.basic.kms.encrypt`
 pub const FLOW_BASIC_KMS_ENCRYPT: StepId = StepId::new("flow.basic.kms.encrypt");
 /// `flow.basic.kms.forbidden`

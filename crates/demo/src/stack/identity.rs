@@ -43,7 +43,7 @@ pub(crate) struct IdentityCtx {
 }
 
 impl IdentityCtx {
-    fn client(&self) -> Result<&reqwest::Client, StepError> {
+    pub(crate) fn client(&self) -> Result<&reqwest::Client, StepError> {
         self.client.get().ok_or_else(|| StepError::new("no HTTPS client"))
     }
     /// The issuer, which is also the base of every endpoint.
@@ -523,6 +523,11 @@ fn write_config(state: &State) -> std::io::Result<identity::config::IdentityConf
         tokens: Tokens::default(),
         throttle: Default::default(),
         token_exchange: super::exchange::policy(),
+        api_keys: identity::config::ApiKeysConfig {
+            verifiers: vec!["kms-service".to_owned()],
+            audience: Some(super::apikeys::IDENTITY_AUDIENCE.to_owned()),
+            ..Default::default()
+        },
         seed: Some(SeedConfig {
             file: seed,
             tenants_file: state.tenants_file(),

@@ -389,6 +389,12 @@ fn write_config(state: &State, identity: Option<SocketAddr>) -> std::io::Result<
                         max_lifetime: Duration::from_secs(300),
                     }),
                     trust_file: Some(super::federation::trust_file(state)),
+                    api_keys: Some(kms::config::ApiKeysConfig {
+                        endpoint: format!("{base}/api/v1/api-keys/verify"),
+                        client_id: "kms-service".to_owned(),
+                        client_secret_file: state.client_secret("kms-service"),
+                        cache_ttl: Duration::from_secs(30),
+                    }),
                 }
             }),
         },

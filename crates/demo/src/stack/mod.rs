@@ -8,6 +8,7 @@
 //! both, the KMS configured for Identity's tokens, and `bearer`'s cross-service flows); the
 //! state directory comes first and the teardown last, whatever failed in between.
 
+mod apikeys;
 mod bearer;
 pub mod docker;
 mod exchange;
@@ -486,7 +487,7 @@ fn checks(plan: Plan<Ctx>, stack: Stack) -> Plan<Ctx> {
     match stack {
         Stack::Kms => kms::checks(plan, false),
         Stack::Identity => identity::checks(plan),
-        Stack::All => kms::checks(identity::checks(plan), true),
+        Stack::All => apikeys::flows(kms::checks(identity::checks(plan), true)),
     }
 }
 

@@ -391,6 +391,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn revoke(&self, tenant: &TenantKey, jti: &str, expires_at: i64) -> Result<(), StoreError>;
     /// Whether a token id of `tenant` was revoked.
     async fn is_revoked(&self, tenant: &TenantKey, jti: &str) -> Result<bool, StoreError>;
+    /// A value the service sealed (`sealed_values`, wrapped by the root key), if made.
+    async fn sealed_value(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores a sealed value unless one of that name exists (another replica's: read it back).
+    async fn insert_sealed_value(&self, name: &str, wrapped: &[u8]) -> Result<(), StoreError>;
+    /// Adds an API key to `tenant` (a conflict when the owner has a live key of that name).
+    async fn insert_api_key(&self, tenant: &TenantKey, key: &ApiKeyRow) -> Result<(), StoreError>;
+    /// An API key of `tenant`, deleted or not.
+    async fn api_key(&self, tenant: &TenantKey, key_id: &str) -> Result<Option<ApiKeyRow>, StoreError>;
+    /// The API keys of `tenant` (of one owner when given), deleted ones included, oldest first.
+    async fn api_keys(
+        &self,
+        tenant: &TenantKey,
+        owner: Option<(OwnerKind, &str)>,
+    ) -> Result<Vec<ApiKeyRow>, StoreError>;
+    /// Applies `change`; false when the key does not exist or the change does not apply (a
+    /// delete of a deleted key, a restore of a live one, a use recorded recently).
+    async fn update_api_key(
+        &self,
+        tenant: &TenantKey,
+        key_id: &str,
+        change: &ApiKeyChange,
+    ) -> Result<bool, StoreError>;
+    /// Removes `tenant`'s keys deleted before `deleted_before`; how many.
+    async fn purge_api_keys(&self, tenant: &TenantKey, deleted_before: i64) -> Result<u64, StoreError>;
     /// Closes the connections (SQLite: after a WAL checkpoint).
     async fn close(&self);
 }
@@ -410,6 +434,88 @@ pub struct NewFamily<'a> {
     pub session_hash: Option<&'a str>,
 }
 
+/// Who owns an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnerKind {
+    /// A user of the tenant (its `user_id`).
+    User,
+    /// A confidential client of the tenant (its `client_id`).
+    Client,
+}
+
+impl OwnerKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Client => "client",
+        }
+    }
+}
+
+/// An API key's row (`api_keys`, in its tenant's namespace): never the secret, only its MAC.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    /// Its id (32 hex digits; the key carries it).
+    pub key_id: String,
+    /// Its name, unique per owner among the keys not deleted.
+    pub name: String,
+    /// Who owns it.
+    pub owner_kind: OwnerKind,
+    /// The owner's `user_id` or `client_id`.
+    pub owner_id: String,
+    /// HMAC-SHA256 of the current secret.
+    pub secret_mac: Vec<u8>,
+    /// HMAC-SHA256 of the previous secret, valid until `previous_until` (a rotation's overlap).
+    pub previous_mac: Option<Vec<u8>>,
+    /// End of the overlap (Unix seconds).
+    pub previous_until: Option<i64>,
+    /// Its permissions (`scope` or `scope@pool:NAME`).
+    pub permissions: Vec<String>,
+    /// Created (Unix seconds).
+    pub created_at: i64,
+    /// Expiry, if any.
+    pub expires_at: Option<i64>,
+    /// Last verified (at most a minute late).
+    pub last_used_at: Option<i64>,
+    /// Soft-deleted at; purged once the retention period has passed.
+    pub deleted_at: Option<i64>,
+}
+
+impl std::fmt::Debug for ApiKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyRow")
+            .field("key_id", &self.key_id)
+            .field("name", &self.name)
+            .field("owner_kind", &self.owner_kind)
+            .field("owner_id", &self.owner_id)
+            .field("permissions", &self.permissions)
+            .field("deleted_at", &self.deleted_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A change to an API key's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeyChange {
+    /// A new secret; the old one's MAC stays valid until the overlap ends (none: not at all).
+    Rotate {
+        /// The new secret's MAC.
+        secret_mac: Vec<u8>,
+        /// The old one's MAC and the end of the overlap (valid while `now < end`).
+        previous: Option<(Vec<u8>, i64)>,
+    },
+    /// Soft delete (only a key not deleted).
+    Delete,
+    /// Undo a soft delete (only a deleted key).
+    Restore,
+    /// Verified now (only when the last use is older than `older_than`).
+    Used {
+        /// Record only when the last use is before this.
+        older_than: i64,
+    },
+}
+
 /// The columns of either engine's rows, so that each record is decoded once (below) for both.
 /// One blanket implementation over sqlx's `Row`: its bounds say "this engine decodes text,
 /// 64-bit integers and bytes", which both do.
@@ -424,6 +530,8 @@ pub(crate) trait Columns {
     fn int_opt(&self, name: &str) -> Result<Option<i64>, StoreError>;
     /// A `BLOB` (SQLite) or `BYTEA` (PostgreSQL) column.
     fn bytes(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+    /// A nullable bytes column.
+    fn bytes_opt(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 impl<R> Columns for R
@@ -449,14 +557,35 @@ where
     fn bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         sqlx::Row::try_get(self, name).map_err(StoreError::Query)
     }
+    fn bytes_opt(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::Row::try_get(self, name).map_err(StoreError::Query)
+    }
 }
 
 /// Decoding each record from a row of `sql`'s queries (the column names are theirs).
 pub(crate) mod decode {
     use super::{
-        AuthCode, Columns, KeyState, RefreshToken, Session, StoreError, StoredClient, StoredKey, StoredUser,
-        TenantKey,
+        ApiKeyRow, AuthCode, Columns, KeyState, OwnerKind, RefreshToken, Session, StoreError, StoredClient,
+        StoredKey, StoredUser, TenantKey,
     };
+
+    pub(crate) fn api_key(r: &impl Columns) -> Result<ApiKeyRow, StoreError> {
+        Ok(ApiKeyRow {
+            key_id: r.text("key_id")?,
+            name: r.text("name")?,
+            // The schema allows only the two kinds.
+            owner_kind: if r.text("owner_kind")? == "client" { OwnerKind::Client } else { OwnerKind::User },
+            owner_id: r.text("owner_id")?,
+            secret_mac: r.bytes("secret_mac")?,
+            previous_mac: r.bytes_opt("previous_mac")?,
+            previous_until: r.int_opt("previous_until")?,
+            permissions: list(&r.text("permissions")?),
+            created_at: r.int("created_at")?,
+            expires_at: r.int_opt("expires_at")?,
+            last_used_at: r.int_opt("last_used_at")?,
+            deleted_at: r.int_opt("deleted_at")?,
+        })
+    }
 
     /// A space-separated list (scopes, grant types, URIs), empty items dropped.
     pub(crate) fn list(s: &str) -> Vec<String> {

@@ -573,9 +573,171 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn sealed_value(&self, name: &str) -> Result<Option<Vec<u8>>, $crate::store::StoreError> {
+                let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT wrapped FROM sealed_values WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(self.catalog())
+                    .await
+                    .map_err(Self::fail)?;
+                Ok(row.map(|(w,)| w))
+            }
+
+            async fn insert_sealed_value(&self, name: &str, wrapped: &[u8]) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("INSERT INTO sealed_values (name, wrapped) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                    .bind(name)
+                    .bind(wrapped)
+                    .execute(self.catalog())
+                    .await
+                    .map_err(Self::fail)?;
+                Ok(())
+            }
+
+            async fn insert_api_key(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                k: &$crate::store::ApiKeyRow,
+            ) -> Result<(), $crate::store::StoreError> {
+                let Some(mut tx) = self.write_scope(tenant).await? else {
+                    return Err($crate::store::StoreError::NoTenant);
+                };
+                sqlx::query(
+                    "INSERT INTO api_keys (key_id, name, owner_kind, owner_id, secret_mac, previous_mac, previous_until, \
+                     permissions, created_at, expires_at, last_used_at, deleted_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&k.key_id)
+                .bind(&k.name)
+                .bind(k.owner_kind.as_str())
+                .bind(&k.owner_id)
+                .bind(&k.secret_mac)
+                .bind(&k.previous_mac)
+                .bind(k.previous_until)
+                .bind(k.permissions.join(" "))
+                .bind(k.created_at)
+                .bind(k.expires_at)
+                .bind(k.last_used_at)
+                .bind(k.deleted_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| Self::conflict(e, || format!("an API key named {:?} of this owner", k.name)))?;
+                tx.commit().await.map_err(Self::fail)
+            }
+
+            async fn api_key(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                key_id: &str,
+            ) -> Result<Option<$crate::store::ApiKeyRow>, $crate::store::StoreError> {
+                let row = self
+                    .read_row(tenant, &format!("{} WHERE key_id = $1", $crate::store::sql::API_KEY_COLUMNS), key_id)
+                    .await?;
+                row.as_ref().map($crate::store::decode::api_key).transpose()
+            }
+
+            async fn api_keys(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                owner: Option<($crate::store::OwnerKind, &str)>,
+            ) -> Result<Vec<$crate::store::ApiKeyRow>, $crate::store::StoreError> {
+                let Some(mut scope) = self.read_scope(tenant).await? else { return Ok(Vec::new()) };
+                let rows = match owner {
+                    Some((kind, id)) => {
+                        sqlx::query(&format!(
+                            "{} WHERE owner_kind = $1 AND owner_id = $2 ORDER BY created_at, key_id",
+                            $crate::store::sql::API_KEY_COLUMNS
+                        ))
+                        .bind(kind.as_str())
+                        .bind(id)
+                        .fetch_all(&mut *scope)
+                        .await
+                    }
+                    None => {
+                        sqlx::query(&format!("{} ORDER BY created_at, key_id", $crate::store::sql::API_KEY_COLUMNS))
+                            .fetch_all(&mut *scope)
+                            .await
+                    }
+                }
+                .map_err(Self::fail)?;
+                Self::end_read(scope).await?;
+                rows.iter().map($crate::store::decode::api_key).collect()
+            }
+
+            async fn update_api_key(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                key_id: &str,
+                change: &$crate::store::ApiKeyChange,
+            ) -> Result<bool, $crate::store::StoreError> {
+                use $crate::store::ApiKeyChange;
+                let Some(mut tx) = self.write_scope(tenant).await? else { return Ok(false) };
+                let now = $crate::store::now();
+                // Each a conditional UPDATE: the condition is the rule ("only a live key"), and
+                // concurrent callers see one winner.
+                let changed = match change {
+                    ApiKeyChange::Rotate { secret_mac, previous } => {
+                        sqlx::query(
+                            "UPDATE api_keys SET secret_mac = $1, previous_mac = $2, previous_until = $3 \
+                             WHERE key_id = $4 AND deleted_at IS NULL",
+                        )
+                        .bind(secret_mac)
+                        .bind(previous.as_ref().map(|(mac, _)| mac.clone()))
+                        .bind(previous.as_ref().map(|(_, until)| *until))
+                        .bind(key_id)
+                        .execute(&mut *tx)
+                        .await
+                    }
+                    ApiKeyChange::Delete => {
+                        sqlx::query("UPDATE api_keys SET deleted_at = $1 WHERE key_id = $2 AND deleted_at IS NULL")
+                            .bind(now)
+                            .bind(key_id)
+                            .execute(&mut *tx)
+                            .await
+                    }
+                    ApiKeyChange::Restore => {
+                        sqlx::query("UPDATE api_keys SET deleted_at = NULL WHERE key_id = $1 AND deleted_at IS NOT NULL")
+                            .bind(key_id)
+                            .execute(&mut *tx)
+                            .await
+                    }
+                    ApiKeyChange::Used { older_than } => {
+                        sqlx::query(
+                            "UPDATE api_keys SET last_used_at = $1 WHERE key_id = $2 \
+                             AND (last_used_at IS NULL OR last_used_at < $3)",
+                        )
+                        .bind(now)
+                        .bind(key_id)
+                        .bind(*older_than)
+                        .execute(&mut *tx)
+                        .await
+                    }
+                }
+                .map_err(|e| Self::conflict(e, || "a live API key of that name and owner".to_owned()))?;
+                tx.commit().await.map_err(Self::fail)?;
+                Ok(changed.rows_affected() == 1)
+            }
+
+            async fn purge_api_keys(
+                &self,
+                tenant: &$crate::store::TenantKey,
+                deleted_before: i64,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let Some(mut tx) = self.write_scope(tenant).await? else { return Ok(0) };
+                let done = sqlx::query("DELETE FROM api_keys WHERE deleted_at IS NOT NULL AND deleted_at < $1")
+                    .bind(deleted_before)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::fail)?;
+                tx.commit().await.map_err(Self::fail)?;
+                Ok(done.rows_affected())
+            }
+
             async fn close(&self) {
                 self.close_pool().await;
             }
         }
     };
 }
+
+/// The columns `decode::api_key` reads.
+pub(crate) const API_KEY_COLUMNS: &str = "SELECT key_id, name, owner_kind, owner_id, secret_mac, previous_mac, \
+     previous_until, permissions, created_at, expires_at, last_used_at, deleted_at FROM api_keys";

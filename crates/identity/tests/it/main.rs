@@ -2,6 +2,7 @@
 // Tests unwrap freely: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod apikeys;
 mod browser;
 mod browser_signin;
 mod exchange;

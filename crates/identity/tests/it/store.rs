@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use identity::store::{
-    AuthCode, KeyState, NewFamily, NewRefresh, PgStore, Session, SqliteStore, Store, StoreError,
-    StoredClient, StoredKey, StoredUser, TenantKey, now,
+    ApiKeyChange, ApiKeyRow, AuthCode, KeyState, NewFamily, NewRefresh, OwnerKind, PgStore, Session,
+    SqliteStore, Store, StoreError, StoredClient, StoredKey, StoredUser, TenantKey, now,
 };
 use tokio::task::JoinSet;
 
@@ -70,6 +70,8 @@ on_both_engines!(
     a_rotation_racing_a_revocation_never_leaves_its_access_token_live,
     revocations_are_kept_until_expiry,
     tenants_keep_their_rows_apart_and_are_dropped_whole,
+    api_keys_rotate_delete_restore_and_purge_by_the_rules,
+    a_sealed_value_is_made_once,
 );
 
 /// The tenant of `client` and `user` below.
@@ -737,4 +739,85 @@ async fn sqlite_keeps_revocations_across_a_restart() {
     assert!(store.drop_tenant(&t).await.unwrap());
     assert!(store.is_revoked(&t, "anything").await.unwrap(), "a dropped tenant");
     store.close().await;
+}
+
+fn api_key(id: &str, name: &str, owner: &str) -> ApiKeyRow {
+    ApiKeyRow {
+        key_id: id.to_owned(),
+        name: name.to_owned(),
+        owner_kind: OwnerKind::Client,
+        owner_id: owner.to_owned(),
+        // Every byte value, as for signing keys.
+        secret_mac: (0..=255u8).collect(),
+        previous_mac: None,
+        previous_until: None,
+        permissions: vec!["kms:encrypt".into(), "kms:decrypt@pool:payments".into()],
+        created_at: now(),
+        expires_at: None,
+        last_used_at: None,
+        deleted_at: None,
+    }
+}
+
+async fn api_keys_rotate_delete_restore_and_purge_by_the_rules(store: Arc<dyn Store>) {
+    let a = with_spa(&store).await;
+    let b = TenantKey::parse(GLOBEX).unwrap();
+    store.insert_client(&StoredClient { tenant_id: GLOBEX.into(), ..client("globex-app") }).await.unwrap();
+    let k1 = api_key("11111111111111111111111111111111", "ci", "svc");
+    store.insert_api_key(&a, &k1).await.unwrap();
+    assert_eq!(store.api_key(&a, &k1.key_id).await.unwrap().as_ref(), Some(&k1), "round trip, bytes intact");
+    assert_eq!(store.api_key(&b, &k1.key_id).await.unwrap(), None, "a key is looked up in its tenant only");
+    // A name is unique per owner among live keys; another owner may use it.
+    match store.insert_api_key(&a, &api_key("22222222222222222222222222222222", "ci", "svc")).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("a second live key named ci: {other:?}"),
+    }
+    let other_owner =
+        ApiKeyRow { owner_kind: OwnerKind::User, ..api_key("33333333333333333333333333333333", "ci", "u-1") };
+    store.insert_api_key(&a, &other_owner).await.unwrap();
+    assert_eq!(
+        store.api_keys(&a, Some((OwnerKind::Client, "svc"))).await.unwrap(),
+        std::slice::from_ref(&k1)
+    );
+    assert_eq!(store.api_keys(&a, None).await.unwrap().len(), 2);
+
+    let rotate =
+        ApiKeyChange::Rotate { secret_mac: vec![9; 32], previous: Some((k1.secret_mac.clone(), now() + 60)) };
+    assert!(store.update_api_key(&a, &k1.key_id, &rotate).await.unwrap());
+    let rotated = store.api_key(&a, &k1.key_id).await.unwrap().unwrap();
+    assert_eq!((rotated.secret_mac, rotated.previous_mac), (vec![9; 32], Some(k1.secret_mac.clone())));
+
+    assert!(store.update_api_key(&a, &k1.key_id, &ApiKeyChange::Delete).await.unwrap());
+    assert!(!store.update_api_key(&a, &k1.key_id, &ApiKeyChange::Delete).await.unwrap(), "deleted once");
+    assert!(!store.update_api_key(&a, &k1.key_id, &rotate).await.unwrap(), "a deleted key is not rotated");
+    // Its name is free again; restoring the old key then conflicts.
+    store.insert_api_key(&a, &api_key("44444444444444444444444444444444", "ci", "svc")).await.unwrap();
+    match store.update_api_key(&a, &k1.key_id, &ApiKeyChange::Restore).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("restoring over a live name: {other:?}"),
+    }
+    assert!(
+        store.update_api_key(&a, "44444444444444444444444444444444", &ApiKeyChange::Delete).await.unwrap()
+    );
+    assert!(store.update_api_key(&a, &k1.key_id, &ApiKeyChange::Restore).await.unwrap());
+    assert!(!store.update_api_key(&a, &k1.key_id, &ApiKeyChange::Restore).await.unwrap(), "live already");
+
+    // A use is recorded at most once per granularity.
+    let used = ApiKeyChange::Used { older_than: now() - 60 };
+    assert!(store.update_api_key(&a, &k1.key_id, &used).await.unwrap());
+    assert!(!store.update_api_key(&a, &k1.key_id, &used).await.unwrap(), "recorded a moment ago");
+
+    // Purge: only keys deleted before the cutoff.
+    assert_eq!(store.purge_api_keys(&a, now() - 3600).await.unwrap(), 0, "deleted just now: kept");
+    assert_eq!(store.purge_api_keys(&a, now() + 1).await.unwrap(), 1);
+    assert_eq!(store.api_key(&a, "44444444444444444444444444444444").await.unwrap(), None);
+    assert!(store.api_key(&a, &k1.key_id).await.unwrap().is_some(), "a live key is never purged");
+}
+
+async fn a_sealed_value_is_made_once(store: Arc<dyn Store>) {
+    assert_eq!(store.sealed_value("api-key-mac").await.unwrap(), None);
+    store.insert_sealed_value("api-key-mac", &[1, 2, 3]).await.unwrap();
+    // A second replica's insert loses; both read the first.
+    store.insert_sealed_value("api-key-mac", &[4, 5, 6]).await.unwrap();
+    assert_eq!(store.sealed_value("api-key-mac").await.unwrap(), Some(vec![1, 2, 3]));
 }

@@ -177,6 +177,7 @@ async fn with_fixture_issuer_in(
         error_detail: ErrorDetail::Detailed,
         transaction_tokens,
         trust_file,
+        api_keys: None,
     };
     (start_in(dir, Some(bearer)).await, issuer, signer, fixture)
 }

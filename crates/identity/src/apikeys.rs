@@ -1,0 +1,857 @@
+//! API keys: long-lived credentials for services and scripts, owned by a user or a confidential
+//! client of a tenant, managed at `/api/v1/api-keys` and verified for resource servers at
+//! `/api/v1/api-keys/verify` (docs/identity.md, "API keys").
+//!
+//! **The key** is `dak_` followed by 93 base62 characters: the tenant (22), the key's id (22), a
+//! 256-bit secret (43) and a CRC-32 of everything before it (6). The prefix lets secret scanners
+//! find a key; the checksum lets anyone tell a typo or a truncated key from a real one offline,
+//! without asking the server. The tenant and id in the key find its row with no search.
+//!
+//! **Stored** is only an HMAC-SHA256 of the secret under a key sealed by the barrier (made at
+//! first start, `sealed_values`): a 256-bit random secret cannot be guessed from its MAC, so no
+//! slow hash is needed (docs/security.md), and verification costs microseconds. MACs are
+//! compared in constant time.
+//!
+//! **Rotation** gives a new secret and keeps the previous one valid until the overlap the caller
+//! asked for ends. **Deletion** is soft: a deleted key stops working at once, stays listable and
+//! restorable for `api_keys.retention`, then is purged.
+//!
+//! **Permissions** are scopes (`kms:encrypt`) or scopes on one pool (`kms:encrypt@pool:payments`),
+//! never more than the owner holds when the key is made — a client's own scopes, or the scopes of
+//! the user's token that asks — and re-checked on every verification: a client that lost a scope
+//! loses it from its keys, a user that no longer exists has no working key.
+
+use std::sync::Arc;
+
+use aws_lc_rs::hmac;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+use service_kit::problem::Problem;
+use service_kit::throttle::PeerAddr;
+use zeroize::Zeroizing;
+
+use crate::api::{AppState, Public, authenticate_client, verified_access};
+use crate::store::{ApiKeyChange, ApiKeyRow, OwnerKind, Store, StoreError, TenantKey, now};
+
+/// Every key starts with this.
+pub const PREFIX: &str = "dak_";
+/// The scope a token needs to manage API keys (with `api_keys.audience`, by default Identity's
+/// issuer, as its audience).
+pub const MANAGE_SCOPE: &str = "identity:api-keys";
+/// A key's length: the prefix and 93 base62 characters.
+pub const KEY_LEN: usize = PREFIX.len() + UUID_CHARS * 2 + SECRET_CHARS + CRC_CHARS;
+
+const UUID_CHARS: usize = 22;
+const SECRET_CHARS: usize = 43;
+const CRC_CHARS: usize = 6;
+/// The sealed value holding the MAC key, and its barrier context.
+const MAC_KEY: &str = "api-key-mac";
+/// `last_used_at` is written at most this often per key.
+const USE_GRANULARITY: i64 = 60;
+/// The longest name.
+const MAX_NAME: usize = 64;
+
+/// Why a text is not an API key (decided offline, before any lookup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    /// Not `dak_…`.
+    #[error("it does not start with {PREFIX}")]
+    Prefix,
+    /// Too short or too long (a truncated or pasted-twice key).
+    #[error("it is not {KEY_LEN} characters long")]
+    Length,
+    /// A character outside base62.
+    #[error("it has characters no key has")]
+    Characters,
+    /// The checksum does not match: a typo.
+    #[error("its checksum does not match (a typo?)")]
+    Checksum,
+}
+
+/// A key taken apart.
+pub struct ParsedKey {
+    /// Its tenant.
+    pub tenant: TenantKey,
+    /// Its id (32 hex digits).
+    pub key_id: String,
+    secret: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for ParsedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedKey")
+            .field("tenant", &self.tenant)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `bytes` as a big-endian number in base62, `width` digits (leading zeros kept). Written here
+/// because the key's layout needs fixed widths of 128- and 256-bit values, which the base62
+/// crates (variable-width, `u128` at most) do not offer; it is a few lines of long division.
+fn base62(bytes: &[u8], width: usize) -> String {
+    let mut number = bytes.to_vec();
+    let mut digits = vec![b'0'; width];
+    for slot in digits.iter_mut().rev() {
+        let mut rem = 0u32;
+        for b in number.iter_mut() {
+            let acc = (rem << 8) | u32::from(*b);
+            *b = (acc / 62) as u8;
+            rem = acc % 62;
+        }
+        *slot = ALPHABET[rem as usize];
+    }
+    // `width` is chosen so every value fits: 62^22 > 2^128, 62^43 > 2^256, 62^6 > 2^32.
+    String::from_utf8(digits).unwrap_or_default()
+}
+
+/// The inverse of [`base62`] into `N` bytes; `None` for a character outside the alphabet or a
+/// value that does not fit.
+fn unbase62<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    for c in text.bytes() {
+        let digit = ALPHABET.iter().position(|&a| a == c)? as u32;
+        let mut carry = digit;
+        for b in out.iter_mut().rev() {
+            let acc = u32::from(*b) * 62 + carry;
+            *b = (acc & 0xff) as u8;
+            carry = acc >> 8;
+        }
+        if carry != 0 {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+fn checksum(body: &str) -> String {
+    base62(&crc32fast::hash(body.as_bytes()).to_be_bytes(), CRC_CHARS)
+}
+
+/// Takes a presented key apart, checking its form and checksum (no lookup).
+pub fn parse(text: &str) -> Result<ParsedKey, Malformed> {
+    let rest = text.strip_prefix(PREFIX).ok_or(Malformed::Prefix)?;
+    if text.len() != KEY_LEN {
+        return Err(Malformed::Length);
+    }
+    if !rest.bytes().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(Malformed::Characters);
+    }
+    let (body, crc) = text.split_at(KEY_LEN - CRC_CHARS);
+    // Not secret: a checksum of the key, compared to catch typos.
+    if checksum(body) != crc {
+        return Err(Malformed::Checksum);
+    }
+    let (tenant, rest) = rest.split_at(UUID_CHARS);
+    let (id, rest) = rest.split_at(UUID_CHARS);
+    let secret = &rest[..SECRET_CHARS];
+    let tenant = unbase62::<16>(tenant).ok_or(Malformed::Characters)?;
+    let tenant =
+        TenantKey::parse(&uuid::Uuid::from_bytes(tenant).to_string()).map_err(|_| Malformed::Characters)?;
+    let id = unbase62::<16>(id).ok_or(Malformed::Characters)?;
+    let secret = Zeroizing::new(unbase62::<32>(secret).ok_or(Malformed::Characters)?);
+    Ok(ParsedKey { tenant, key_id: hex::encode(id), secret })
+}
+
+/// The text of the key with these parts: prefix, the base62 parts, the checksum.
+fn text_of(tenant: &TenantKey, id: &[u8; 16], secret: &[u8; 32]) -> Result<SecretString, ApiKeyError> {
+    let tenant = uuid::Uuid::parse_str(&tenant.canonical()).map_err(|_| ApiKeyError::Random)?;
+    let body = Zeroizing::new(format!(
+        "{PREFIX}{}{}{}",
+        base62(tenant.as_bytes(), UUID_CHARS),
+        base62(id, UUID_CHARS),
+        base62(secret, SECRET_CHARS)
+    ));
+    Ok(SecretString::from(format!("{}{}", body.as_str(), checksum(&body))))
+}
+
+/// A new secret for `tenant`, under the key id `id` (32 hex digits: a rotation) or a new one;
+/// its parts and its text (shown once).
+fn new_key(tenant: &TenantKey, id: Option<&str>) -> Result<(ParsedKey, SecretString), ApiKeyError> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let id: [u8; 16] = match id {
+        Some(hex) => *uuid::Uuid::parse_str(hex).map_err(|_| ApiKeyError::Random)?.as_bytes(),
+        None => {
+            let mut id = [0u8; 16];
+            aws_lc_rs::rand::SecureRandom::fill(&rng, &mut id).map_err(|_| ApiKeyError::Random)?;
+            id
+        }
+    };
+    let mut secret = Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::SecureRandom::fill(&rng, secret.as_mut()).map_err(|_| ApiKeyError::Random)?;
+    let text = text_of(tenant, &id, &secret)?;
+    Ok((ParsedKey { tenant: *tenant, key_id: hex::encode(id), secret }, text))
+}
+
+/// The API keys' machinery: the MAC key and the settings.
+pub struct ApiKeys {
+    mac: hmac::Key,
+    /// The settings.
+    pub config: crate::config::ApiKeysConfig,
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeys").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// API keys could not be set up or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiKeyError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The sealed MAC key could not be made or opened (the wrong root key?).
+    #[error("the API key MAC key cannot be unsealed: {0}")]
+    Seal(String),
+    /// The system's random source failed (or a key id was not 32 hex digits).
+    #[error("cannot make a key: the system's random source failed")]
+    Random,
+}
+
+impl ApiKeys {
+    /// Loads the MAC key (sealed in the store), making it at first start. Replicas that start
+    /// together agree: the first insert wins and everyone reads it back.
+    pub async fn load_or_init(
+        store: &dyn Store,
+        root: &barrier::RootKey,
+        config: crate::config::ApiKeysConfig,
+    ) -> Result<Self, ApiKeyError> {
+        let context = format!("identity/{MAC_KEY}");
+        if store.sealed_value(MAC_KEY).await?.is_none() {
+            let mut fresh = Zeroizing::new([0u8; 32]);
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            aws_lc_rs::rand::SecureRandom::fill(&rng, fresh.as_mut()).map_err(|_| ApiKeyError::Random)?;
+            let wrapped =
+                root.wrap(&context, fresh.as_ref()).map_err(|e| ApiKeyError::Seal(e.to_string()))?;
+            store.insert_sealed_value(MAC_KEY, &wrapped).await?;
+        }
+        let wrapped = store
+            .sealed_value(MAC_KEY)
+            .await?
+            .ok_or_else(|| ApiKeyError::Seal("it vanished after it was stored".to_owned()))?;
+        let raw = root.unwrap(&context, &wrapped).map_err(|e| ApiKeyError::Seal(e.to_string()))?;
+        Ok(Self { mac: hmac::Key::new(hmac::HMAC_SHA256, &raw), config })
+    }
+
+    fn mac(&self, key: &ParsedKey) -> Vec<u8> {
+        hmac::sign(&self.mac, key.secret.as_ref()).as_ref().to_vec()
+    }
+
+    /// Whether `key`'s secret is `row`'s (or, within the overlap, its previous one). Constant
+    /// time in the secret.
+    fn matches(&self, key: &ParsedKey, row: &ApiKeyRow, now: i64) -> bool {
+        let current = hmac::verify(&self.mac, key.secret.as_ref(), &row.secret_mac).is_ok();
+        let previous = match (&row.previous_mac, row.previous_until) {
+            (Some(mac), Some(until)) if now < until => {
+                hmac::verify(&self.mac, key.secret.as_ref(), mac).is_ok()
+            }
+            _ => false,
+        };
+        current | previous
+    }
+}
+
+/// A permission: a scope, on every pool or one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    /// The scope (`kms:encrypt`).
+    pub scope: String,
+    /// The one pool it applies to, if any.
+    pub pool: Option<String>,
+}
+
+impl Permission {
+    /// `scope` or `scope@pool:NAME`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let ok_scope =
+            |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|c| c.is_ascii_graphic() && c != b'@');
+        match text.split_once("@pool:") {
+            None => ok_scope(text).then(|| Self { scope: text.to_owned(), pool: None }),
+            Some((scope, pool)) => {
+                let ok_pool = !pool.is_empty()
+                    && pool.len() <= 64
+                    && pool.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.');
+                (ok_scope(scope) && ok_pool)
+                    .then(|| Self { scope: scope.to_owned(), pool: Some(pool.to_owned()) })
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        match &self.pool {
+            Some(pool) => format!("{}@pool:{pool}", self.scope),
+            None => self.scope.clone(),
+        }
+    }
+}
+
+/// A refused request's response (boxed: responses are large).
+type Refusal = Box<Response>;
+
+/// An API error: problem+json.
+fn problem(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Response {
+    Problem::new(status, slug, title).with_detail(detail).into_response()
+}
+
+fn store_failed(e: StoreError) -> Response {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "database unavailable");
+        Problem::unavailable("the database is unavailable; retry shortly").into_response()
+    } else {
+        tracing::error!(error = %e, "API key storage failed");
+        Problem::internal().into_response()
+    }
+}
+
+/// Who is managing keys: from an access token of ours with `identity:api-keys`.
+struct Caller {
+    tenant: TenantKey,
+    owner: (OwnerKind, String),
+    /// What the owner holds: a client's scopes, a user's token's scopes.
+    holds: Vec<String>,
+    admin: bool,
+}
+
+fn unauthorized(detail: &str) -> Refusal {
+    let mut response = problem(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required", detail);
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    Box::new(response)
+}
+
+fn refused_by_store(e: StoreError) -> Refusal {
+    Box::new(store_failed(e))
+}
+
+async fn caller(s: &AppState, headers: &HeaderMap) -> Result<Caller, Refusal> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("send an access token of this issuer: Authorization: Bearer …"))?;
+    let claims = verified_access(s, token).ok_or_else(|| unauthorized("the access token is not valid"))?;
+    let tenant =
+        TenantKey::parse(&claims.tenant_id).map_err(|_| unauthorized("the access token is not valid"))?;
+    if s.store.is_revoked(&tenant, &claims.jti).await.map_err(refused_by_store)? {
+        return Err(unauthorized("the access token was revoked"));
+    }
+    let forbidden =
+        |detail: String| Box::new(problem(StatusCode::FORBIDDEN, "forbidden", "Not allowed", detail));
+    let audience = s.api_keys.config.audience.as_deref().unwrap_or(&s.issuer);
+    if claims.aud != audience {
+        return Err(forbidden(format!("the access token's audience must be {audience}")));
+    }
+    let scopes: Vec<String> = claims.scope.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect();
+    if !scopes.iter().any(|x| x == MANAGE_SCOPE) {
+        return Err(forbidden(format!("the access token lacks the scope {MANAGE_SCOPE}")));
+    }
+    // A delegated token acts for someone else: it may not make that someone's credentials.
+    if claims.act.is_some() {
+        return Err(forbidden("a delegated (exchanged) token cannot manage API keys".to_owned()));
+    }
+    let admin = claims.roles.iter().any(|r| r == "tenant-admin");
+    if claims.sub == claims.client_id {
+        let client = s
+            .store
+            .client(&claims.client_id)
+            .await
+            .map_err(refused_by_store)?
+            .filter(|c| c.confidential && c.tenant_id == claims.tenant_id)
+            .ok_or_else(|| forbidden("only confidential clients own API keys".to_owned()))?;
+        return Ok(Caller {
+            tenant,
+            owner: (OwnerKind::Client, client.client_id),
+            holds: client.scopes,
+            admin,
+        });
+    }
+    Ok(Caller { tenant, owner: (OwnerKind::User, claims.sub.clone()), holds: scopes, admin })
+}
+
+fn view(row: &ApiKeyRow, now: i64) -> serde_json::Value {
+    let state = match (row.deleted_at, row.expires_at) {
+        (Some(_), _) => "deleted",
+        (None, Some(exp)) if exp < now => "expired",
+        _ => "active",
+    };
+    json!({
+        "id": row.key_id,
+        "name": row.name,
+        "owner": { "kind": row.owner_kind, "id": row.owner_id },
+        "permissions": row.permissions,
+        "state": state,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "last_used_at": row.last_used_at,
+        "deleted_at": row.deleted_at,
+        "previous_valid_until": row.previous_until.filter(|until| *until > now),
+    })
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: &Bytes) -> Result<T, Refusal> {
+    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !is_json {
+        return Err(Box::new(problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported content type",
+            "send application/json",
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(Problem::bad_request(format!("not the expected JSON: {e}")).into_response()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    name: String,
+    permissions: Vec<String>,
+    /// Lifetime in seconds (none: no expiry).
+    #[serde(default)]
+    expires_in: Option<i64>,
+}
+
+/// `POST /api/v1/api-keys`: a new key of the caller; the key is in the answer, once.
+pub(crate) async fn create(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = match caller(&s, &headers).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let request: CreateRequest = match json_body(&headers, &body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let bad = |detail: String| Problem::bad_request(detail).into_response();
+    if request.name.is_empty()
+        || request.name.chars().count() > MAX_NAME
+        || request.name.chars().any(char::is_control)
+    {
+        return bad(format!("name must be 1 to {MAX_NAME} characters, none of them control characters"));
+    }
+    if request.permissions.is_empty() || request.permissions.len() > 32 {
+        return bad("list 1 to 32 permissions".to_owned());
+    }
+    let mut permissions = Vec::new();
+    for text in &request.permissions {
+        let Some(p) = Permission::parse(text) else {
+            return bad(format!("{text:?} is not a permission (a scope, or scope@pool:NAME)"));
+        };
+        if p.scope == MANAGE_SCOPE || !caller.holds.contains(&p.scope) {
+            return problem(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Not allowed",
+                format!("a key cannot hold {:?}: its owner does not", p.scope),
+            );
+        }
+        if !permissions.contains(&p.text()) {
+            permissions.push(p.text());
+        }
+    }
+    let now = now();
+    let expires_at = match request.expires_in {
+        None => None,
+        Some(secs) if (60..=366 * 86_400).contains(&secs) => Some(now + secs),
+        Some(_) => return bad("expires_in must be between 60 and 31622400 seconds".to_owned()),
+    };
+    let (key, text) = match new_key(&caller.tenant, None) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot make an API key");
+            return Problem::internal().into_response();
+        }
+    };
+    let row = ApiKeyRow {
+        key_id: key.key_id.clone(),
+        name: request.name,
+        owner_kind: caller.owner.0,
+        owner_id: caller.owner.1,
+        secret_mac: s.api_keys.mac(&key),
+        previous_mac: None,
+        previous_until: None,
+        permissions,
+        created_at: now,
+        expires_at,
+        last_used_at: None,
+        deleted_at: None,
+    };
+    if let Err(e) = s.store.insert_api_key(&caller.tenant, &row).await {
+        return match e {
+            StoreError::Conflict(what) => {
+                problem(StatusCode::CONFLICT, "conflict", "Conflict", format!("{what} exists already"))
+            }
+            e => store_failed(e),
+        };
+    }
+    tracing::info!(tenant = %caller.tenant.canonical(), key_id = %row.key_id, owner = %row.owner_id, "API key created");
+    let mut answer = view(&row, now);
+    answer["key"] = json!(text.expose_secret());
+    let mut response = (StatusCode::CREATED, Json(answer)).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `GET /api/v1/api-keys`: the caller's keys (a tenant admin's: every key of the tenant),
+/// deleted ones within the retention included. Never a secret.
+pub(crate) async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let caller = match caller(&s, &headers).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let owner = (!caller.admin).then_some((caller.owner.0, caller.owner.1.as_str()));
+    match s.store.api_keys(&caller.tenant, owner).await {
+        Ok(rows) => {
+            let now = now();
+            Json(json!({ "keys": rows.iter().map(|r| view(r, now)).collect::<Vec<_>>() })).into_response()
+        }
+        Err(e) => store_failed(e),
+    }
+}
+
+/// The caller's key `id` (any key of the tenant for an admin); 404 otherwise, whether or not
+/// another owner has such a key.
+async fn owned(s: &AppState, caller: &Caller, id: &str) -> Result<ApiKeyRow, Refusal> {
+    if id.len() != 32 || !id.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Box::new(Problem::not_found().into_response()));
+    }
+    let row = s.store.api_key(&caller.tenant, id).await.map_err(refused_by_store)?;
+    row.filter(|r| {
+        caller.admin || (r.owner_kind, r.owner_id.as_str()) == (caller.owner.0, caller.owner.1.as_str())
+    })
+    .ok_or_else(|| Box::new(Problem::not_found().into_response()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    /// Seconds the old secret stays valid (default 0: not at all).
+    #[serde(default)]
+    overlap: i64,
+}
+
+/// `POST /api/v1/api-keys/{id}/rotate`: a new secret (in the answer, once); the old one stays
+/// valid for `overlap` seconds.
+pub(crate) async fn rotate(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = match caller(&s, &headers).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let request: RotateRequest = if body.is_empty() {
+        RotateRequest::default()
+    } else {
+        match json_body(&headers, &body) {
+            Ok(r) => r,
+            Err(r) => return *r,
+        }
+    };
+    let max = i64::try_from(s.api_keys.config.max_overlap.as_secs()).unwrap_or(i64::MAX);
+    if !(0..=max).contains(&request.overlap) {
+        return Problem::bad_request(format!("overlap must be between 0 and {max} seconds")).into_response();
+    }
+    let row = match owned(&s, &caller, &id).await {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    if row.deleted_at.is_some() {
+        return problem(
+            StatusCode::CONFLICT,
+            "conflict",
+            "Conflict",
+            "a deleted key cannot be rotated; restore it first",
+        );
+    }
+    // A new secret under the same id: the key's tenant and id stay, only the secret changes.
+    let (fresh, text) = match new_key(&caller.tenant, Some(&row.key_id)) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot make an API key");
+            return Problem::internal().into_response();
+        }
+    };
+    let now = now();
+    let change = ApiKeyChange::Rotate {
+        secret_mac: s.api_keys.mac(&fresh),
+        previous: (request.overlap > 0).then(|| (row.secret_mac.clone(), now + request.overlap)),
+    };
+    match s.store.update_api_key(&caller.tenant, &row.key_id, &change).await {
+        Ok(true) => {}
+        Ok(false) => return Problem::not_found().into_response(),
+        Err(e) => return store_failed(e),
+    }
+    tracing::info!(tenant = %caller.tenant.canonical(), key_id = %row.key_id, overlap = request.overlap, "API key rotated");
+    let row = match s.store.api_key(&caller.tenant, &row.key_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Problem::not_found().into_response(),
+        Err(e) => return store_failed(e),
+    };
+    let mut answer = view(&row, now);
+    answer["key"] = json!(text.expose_secret());
+    let mut response = Json(answer).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `DELETE /api/v1/api-keys/{id}`: soft delete; the key stops working at once.
+pub(crate) async fn delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    change(&s, &headers, &id, ApiKeyChange::Delete, "deleted", "the key is deleted already").await
+}
+
+/// `POST /api/v1/api-keys/{id}/restore`: undo a delete within the retention period.
+pub(crate) async fn restore(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    change(&s, &headers, &id, ApiKeyChange::Restore, "restored", "the key is not deleted").await
+}
+
+async fn change(
+    s: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    change: ApiKeyChange,
+    done: &str,
+    not_applicable: &str,
+) -> Response {
+    let caller = match caller(s, headers).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let row = match owned(s, &caller, id).await {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    match s.store.update_api_key(&caller.tenant, &row.key_id, &change).await {
+        Ok(true) => {}
+        Ok(false) => return problem(StatusCode::CONFLICT, "conflict", "Conflict", not_applicable),
+        Err(StoreError::Conflict(_)) => {
+            return problem(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                "the owner has a live key of that name now",
+            );
+        }
+        Err(e) => return store_failed(e),
+    }
+    tracing::info!(tenant = %caller.tenant.canonical(), key_id = %row.key_id, "API key {done}");
+    match s.store.api_key(&caller.tenant, &row.key_id).await {
+        Ok(Some(r)) => Json(view(&r, now())).into_response(),
+        Ok(None) => Problem::not_found().into_response(),
+        Err(e) => store_failed(e),
+    }
+}
+
+/// What a verification found (the reasons are for the resource server's log and its detailed
+/// errors; the key is not in any of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A working key.
+    Active {
+        /// Its tenant.
+        tenant: TenantKey,
+        /// Its row.
+        row: Box<ApiKeyRow>,
+        /// Its permissions now (a client owner's lost scopes removed).
+        permissions: Vec<String>,
+        /// The owner's roles.
+        roles: Vec<String>,
+    },
+    /// Not a working key, and why.
+    Inactive(&'static str),
+}
+
+/// Verifies a presented key: form and checksum, its row, its secret (current, or previous
+/// within the overlap), not deleted or expired, its owner still there, its permissions still
+/// held. Records the use (at most once a minute).
+pub async fn verify(s: &AppState, text: &str) -> Result<Verdict, StoreError> {
+    let key = match parse(text) {
+        Ok(k) => k,
+        Err(_) => return Ok(Verdict::Inactive("malformed")),
+    };
+    let Some(row) = s.store.api_key(&key.tenant, &key.key_id).await? else {
+        return Ok(Verdict::Inactive("unknown"));
+    };
+    let now = now();
+    if !s.api_keys.matches(&key, &row, now) {
+        return Ok(Verdict::Inactive("wrong secret"));
+    }
+    if row.deleted_at.is_some() {
+        return Ok(Verdict::Inactive("deleted"));
+    }
+    if row.expires_at.is_some_and(|exp| exp < now) {
+        return Ok(Verdict::Inactive("expired"));
+    }
+    let (holds, roles) = match row.owner_kind {
+        OwnerKind::Client => match s.store.client(&row.owner_id).await? {
+            Some(c) if c.tenant_id == key.tenant.canonical() => (Some(c.scopes), c.roles),
+            _ => return Ok(Verdict::Inactive("its owner no longer exists")),
+        },
+        OwnerKind::User => match s.store.user(&key.tenant, &row.owner_id).await? {
+            Some(u) => (None, u.roles),
+            None => return Ok(Verdict::Inactive("its owner no longer exists")),
+        },
+    };
+    let permissions: Vec<String> = row
+        .permissions
+        .iter()
+        .filter(|p| {
+            let scope = Permission::parse(p).map(|p| p.scope).unwrap_or_default();
+            holds.as_ref().is_none_or(|h| h.contains(&scope))
+        })
+        .cloned()
+        .collect();
+    if permissions.is_empty() {
+        return Ok(Verdict::Inactive("its owner no longer holds any of its permissions"));
+    }
+    let used = ApiKeyChange::Used { older_than: now - USE_GRANULARITY };
+    if let Err(e) = s.store.update_api_key(&key.tenant, &row.key_id, &used).await {
+        // The answer stands; the last-used time is a convenience.
+        tracing::warn!(error = %e, "cannot record an API key's use");
+    }
+    Ok(Verdict::Active { tenant: key.tenant, row: Box::new(row), permissions, roles })
+}
+
+/// `POST /api/v1/api-keys/verify` (form: `key`), for the resource servers named in
+/// `api_keys.verifiers`, authenticated as clients: `{"active": true, "tenant_id", "sub",
+/// "owner_kind", "key_id", "name", "permissions", "roles", "exp"}` or `{"active": false,
+/// "reason"}`.
+pub(crate) async fn verify_endpoint(
+    State(s): State<AppState>,
+    PeerAddr(from): PeerAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, crate::api::OAuthError> {
+    let params = crate::api::form(&headers, &body)?;
+    let caller = authenticate_client(&s, from, &headers, &params, Public::Refused).await?;
+    if !s.api_keys.config.verifiers.contains(&caller.client_id) {
+        return Ok(problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not allowed",
+            format!("client {} may not verify API keys (api_keys.verifiers)", caller.client_id),
+        ));
+    }
+    let text = params.get("key").ok_or_else(|| crate::api::OAuthError::invalid_request("key is missing"))?;
+    let verdict = verify(&s, text).await.map_err(|e| crate::api::OAuthError::store(e, "API key lookup"))?;
+    let body = match verdict {
+        Verdict::Active { tenant, row, permissions, roles } => json!({
+            "active": true,
+            "tenant_id": tenant.canonical(),
+            "sub": row.owner_id,
+            "owner_kind": row.owner_kind,
+            "key_id": row.key_id,
+            "name": row.name,
+            "permissions": permissions,
+            "roles": roles,
+            "exp": row.expires_at,
+        }),
+        Verdict::Inactive(reason) => json!({ "active": false, "reason": reason }),
+    };
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Purges the keys deleted longer ago than the retention, in every tenant.
+pub async fn purge(store: &Arc<dyn Store>, config: &crate::config::ApiKeysConfig) -> Result<u64, StoreError> {
+    let before = now() - i64::try_from(config.retention.as_secs()).unwrap_or(i64::MAX);
+    let mut purged = 0;
+    for tenant in store.tenants().await? {
+        purged += store.purge_api_keys(&tenant, before).await?;
+    }
+    Ok(purged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant() -> TenantKey {
+        TenantKey::parse("0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10").unwrap()
+    }
+
+    #[test]
+    fn a_generated_key_parses_back_and_every_damage_is_caught_offline() {
+        let (key, text) = new_key(&tenant(), None).unwrap();
+        let text = text.expose_secret();
+        assert_eq!(text.len(), KEY_LEN);
+        assert!(text.starts_with(PREFIX) && text[PREFIX.len()..].bytes().all(|c| c.is_ascii_alphanumeric()));
+        let back = parse(text).unwrap();
+        assert_eq!((back.tenant, back.key_id.as_str()), (tenant(), key.key_id.as_str()));
+        assert_eq!(back.secret.as_ref(), key.secret.as_ref());
+
+        assert_eq!(parse(&text[..KEY_LEN - 1]).unwrap_err(), Malformed::Length, "truncated");
+        assert_eq!(parse(PREFIX).unwrap_err(), Malformed::Length, "prefix only");
+        assert_eq!(parse(&format!("{text}x")).unwrap_err(), Malformed::Length);
+        assert_eq!(parse(&text.replacen(PREFIX, "dk__", 1)).unwrap_err(), Malformed::Prefix);
+        // One character changed anywhere (but the checksum's own): the checksum says so.
+        for i in PREFIX.len()..KEY_LEN - CRC_CHARS {
+            let mut damaged = text.as_bytes().to_vec();
+            damaged[i] = if damaged[i] == b'a' { b'b' } else { b'a' };
+            let damaged = String::from_utf8(damaged).unwrap();
+            assert_eq!(parse(&damaged).unwrap_err(), Malformed::Checksum, "position {i}");
+        }
+        let mut other = text.to_owned();
+        other.replace_range(10..11, "-");
+        assert_eq!(parse(&other).unwrap_err(), Malformed::Characters);
+    }
+
+    #[test]
+    fn base62_round_trips_at_the_edges() {
+        for bytes in [[0u8; 16], [0xff; 16], [1; 16]] {
+            assert_eq!(unbase62::<16>(&base62(&bytes, UUID_CHARS)), Some(bytes));
+        }
+        assert_eq!(unbase62::<32>(&base62(&[0xff; 32], SECRET_CHARS)), Some([0xff; 32]));
+        // A value too large for 16 bytes is refused, not wrapped.
+        assert_eq!(unbase62::<16>(&"z".repeat(UUID_CHARS)), None);
+    }
+
+    #[test]
+    fn rotation_keeps_tenant_and_id_and_changes_the_secret() {
+        let (old, _) = new_key(&tenant(), None).unwrap();
+        let (_, rotated) = new_key(&tenant(), Some(&old.key_id)).unwrap();
+        let back = parse(rotated.expose_secret()).unwrap();
+        assert_eq!((back.tenant, &back.key_id), (tenant(), &old.key_id));
+        assert_ne!(back.secret.as_ref(), old.secret.as_ref());
+    }
+
+    #[test]
+    fn permissions_are_scopes_or_scopes_on_one_pool() {
+        assert_eq!(
+            Permission::parse("kms:encrypt"),
+            Some(Permission { scope: "kms:encrypt".into(), pool: None })
+        );
+        assert_eq!(
+            Permission::parse("kms:encrypt@pool:payments"),
+            Some(Permission { scope: "kms:encrypt".into(), pool: Some("payments".into()) })
+        );
+        for bad in
+            ["", "kms:encrypt@pool:", "kms:encrypt@pool:a b", "@pool:x", "kms encrypt", "kms:encrypt@x"]
+        {
+            assert_eq!(Permission::parse(bad), None, "{bad:?}");
+        }
+    }
+}

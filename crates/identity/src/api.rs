@@ -128,7 +128,7 @@ pub fn router(state: AppState) -> Router {
 async fn discovery(State(s): State<AppState>) -> Json<serde_json::Value> {
     let i = &s.issuer;
     let mut grants = vec!["authorization_code", "client_credentials", "refresh_token"];
-    if s.exchange.enabled() {
+    if s.exchange.enabled() || !s.api_keys.config.token_audiences.is_empty() {
         grants.push(crate::exchange::GRANT_TYPE);
     }
     Json(serde_json::json!({

@@ -29,7 +29,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 use serde_json::json;
 use service_kit::problem::Problem;
@@ -38,158 +38,18 @@ use zeroize::Zeroizing;
 
 use crate::api::{AppState, Public, authenticate_client, verified_access};
 use crate::store::{ApiKeyChange, ApiKeyRow, OwnerKind, Store, StoreError, TenantKey, now};
+use service_kit::apikey::new_key;
+pub use service_kit::apikey::{KEY_LEN, Malformed, PREFIX, ParsedKey, parse};
 
-/// Every key starts with this.
-pub const PREFIX: &str = "dak_";
 /// The scope a token needs to manage API keys (with `api_keys.audience`, by default Identity's
 /// issuer, as its audience).
 pub const MANAGE_SCOPE: &str = "identity:api-keys";
-/// A key's length: the prefix and 93 base62 characters.
-pub const KEY_LEN: usize = PREFIX.len() + UUID_CHARS * 2 + SECRET_CHARS + CRC_CHARS;
-
-const UUID_CHARS: usize = 22;
-const SECRET_CHARS: usize = 43;
-const CRC_CHARS: usize = 6;
 /// The sealed value holding the MAC key, and its barrier context.
 const MAC_KEY: &str = "api-key-mac";
 /// `last_used_at` is written at most this often per key.
 const USE_GRANULARITY: i64 = 60;
 /// The longest name.
 const MAX_NAME: usize = 64;
-
-/// Why a text is not an API key (decided offline, before any lookup).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Malformed {
-    /// Not `dak_…`.
-    #[error("it does not start with {PREFIX}")]
-    Prefix,
-    /// Too short or too long (a truncated or pasted-twice key).
-    #[error("it is not {KEY_LEN} characters long")]
-    Length,
-    /// A character outside base62.
-    #[error("it has characters no key has")]
-    Characters,
-    /// The checksum does not match: a typo.
-    #[error("its checksum does not match (a typo?)")]
-    Checksum,
-}
-
-/// A key taken apart.
-pub struct ParsedKey {
-    /// Its tenant.
-    pub tenant: TenantKey,
-    /// Its id (32 hex digits).
-    pub key_id: String,
-    secret: Zeroizing<[u8; 32]>,
-}
-
-impl std::fmt::Debug for ParsedKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ParsedKey")
-            .field("tenant", &self.tenant)
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
-    }
-}
-
-const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/// `bytes` as a big-endian number in base62, `width` digits (leading zeros kept). Written here
-/// because the key's layout needs fixed widths of 128- and 256-bit values, which the base62
-/// crates (variable-width, `u128` at most) do not offer; it is a few lines of long division.
-fn base62(bytes: &[u8], width: usize) -> String {
-    let mut number = bytes.to_vec();
-    let mut digits = vec![b'0'; width];
-    for slot in digits.iter_mut().rev() {
-        let mut rem = 0u32;
-        for b in number.iter_mut() {
-            let acc = (rem << 8) | u32::from(*b);
-            *b = (acc / 62) as u8;
-            rem = acc % 62;
-        }
-        *slot = ALPHABET[rem as usize];
-    }
-    // `width` is chosen so every value fits: 62^22 > 2^128, 62^43 > 2^256, 62^6 > 2^32.
-    String::from_utf8(digits).unwrap_or_default()
-}
-
-/// The inverse of [`base62`] into `N` bytes; `None` for a character outside the alphabet or a
-/// value that does not fit.
-fn unbase62<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let mut out = [0u8; N];
-    for c in text.bytes() {
-        let digit = ALPHABET.iter().position(|&a| a == c)? as u32;
-        let mut carry = digit;
-        for b in out.iter_mut().rev() {
-            let acc = u32::from(*b) * 62 + carry;
-            *b = (acc & 0xff) as u8;
-            carry = acc >> 8;
-        }
-        if carry != 0 {
-            return None;
-        }
-    }
-    Some(out)
-}
-
-fn checksum(body: &str) -> String {
-    base62(&crc32fast::hash(body.as_bytes()).to_be_bytes(), CRC_CHARS)
-}
-
-/// Takes a presented key apart, checking its form and checksum (no lookup).
-pub fn parse(text: &str) -> Result<ParsedKey, Malformed> {
-    let rest = text.strip_prefix(PREFIX).ok_or(Malformed::Prefix)?;
-    if text.len() != KEY_LEN {
-        return Err(Malformed::Length);
-    }
-    if !rest.bytes().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(Malformed::Characters);
-    }
-    let (body, crc) = text.split_at(KEY_LEN - CRC_CHARS);
-    // Not secret: a checksum of the key, compared to catch typos.
-    if checksum(body) != crc {
-        return Err(Malformed::Checksum);
-    }
-    let (tenant, rest) = rest.split_at(UUID_CHARS);
-    let (id, rest) = rest.split_at(UUID_CHARS);
-    let secret = &rest[..SECRET_CHARS];
-    let tenant = unbase62::<16>(tenant).ok_or(Malformed::Characters)?;
-    let tenant =
-        TenantKey::parse(&uuid::Uuid::from_bytes(tenant).to_string()).map_err(|_| Malformed::Characters)?;
-    let id = unbase62::<16>(id).ok_or(Malformed::Characters)?;
-    let secret = Zeroizing::new(unbase62::<32>(secret).ok_or(Malformed::Characters)?);
-    Ok(ParsedKey { tenant, key_id: hex::encode(id), secret })
-}
-
-/// The text of the key with these parts: prefix, the base62 parts, the checksum.
-fn text_of(tenant: &TenantKey, id: &[u8; 16], secret: &[u8; 32]) -> Result<SecretString, ApiKeyError> {
-    let tenant = uuid::Uuid::parse_str(&tenant.canonical()).map_err(|_| ApiKeyError::Random)?;
-    let body = Zeroizing::new(format!(
-        "{PREFIX}{}{}{}",
-        base62(tenant.as_bytes(), UUID_CHARS),
-        base62(id, UUID_CHARS),
-        base62(secret, SECRET_CHARS)
-    ));
-    Ok(SecretString::from(format!("{}{}", body.as_str(), checksum(&body))))
-}
-
-/// A new secret for `tenant`, under the key id `id` (32 hex digits: a rotation) or a new one;
-/// its parts and its text (shown once).
-fn new_key(tenant: &TenantKey, id: Option<&str>) -> Result<(ParsedKey, SecretString), ApiKeyError> {
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let id: [u8; 16] = match id {
-        Some(hex) => *uuid::Uuid::parse_str(hex).map_err(|_| ApiKeyError::Random)?.as_bytes(),
-        None => {
-            let mut id = [0u8; 16];
-            aws_lc_rs::rand::SecureRandom::fill(&rng, &mut id).map_err(|_| ApiKeyError::Random)?;
-            id
-        }
-    };
-    let mut secret = Zeroizing::new([0u8; 32]);
-    aws_lc_rs::rand::SecureRandom::fill(&rng, secret.as_mut()).map_err(|_| ApiKeyError::Random)?;
-    let text = text_of(tenant, &id, &secret)?;
-    Ok((ParsedKey { tenant: *tenant, key_id: hex::encode(id), secret }, text))
-}
 
 /// The API keys' machinery: the MAC key and the settings.
 pub struct ApiKeys {
@@ -245,17 +105,15 @@ impl ApiKeys {
     }
 
     fn mac(&self, key: &ParsedKey) -> Vec<u8> {
-        hmac::sign(&self.mac, key.secret.as_ref()).as_ref().to_vec()
+        hmac::sign(&self.mac, key.secret()).as_ref().to_vec()
     }
 
     /// Whether `key`'s secret is `row`'s (or, within the overlap, its previous one). Constant
     /// time in the secret.
     fn matches(&self, key: &ParsedKey, row: &ApiKeyRow, now: i64) -> bool {
-        let current = hmac::verify(&self.mac, key.secret.as_ref(), &row.secret_mac).is_ok();
+        let current = hmac::verify(&self.mac, key.secret(), &row.secret_mac).is_ok();
         let previous = match (&row.previous_mac, row.previous_until) {
-            (Some(mac), Some(until)) if now < until => {
-                hmac::verify(&self.mac, key.secret.as_ref(), mac).is_ok()
-            }
+            (Some(mac), Some(until)) if now < until => hmac::verify(&self.mac, key.secret(), mac).is_ok(),
             _ => false,
         };
         current | previous
@@ -578,6 +436,16 @@ pub(crate) async fn rotate(
             "a deleted key cannot be rotated; restore it first",
         );
     }
+    // Only the owner: a rotation hands out the new secret, and an admin holding another
+    // owner's key would gain what that owner holds.
+    if (row.owner_kind, row.owner_id.as_str()) != (caller.owner.0, caller.owner.1.as_str()) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not allowed",
+            "only the key's owner may rotate it",
+        );
+    }
     // A new secret under the same id: the key's tenant and id stay, only the secret changes.
     let (fresh, text) = match new_key(&caller.tenant, Some(&row.key_id)) {
         Ok(k) => k,
@@ -588,12 +456,20 @@ pub(crate) async fn rotate(
     };
     let now = now();
     let change = ApiKeyChange::Rotate {
+        expected_mac: row.secret_mac.clone(),
         secret_mac: s.api_keys.mac(&fresh),
         previous: (request.overlap > 0).then(|| (row.secret_mac.clone(), now + request.overlap)),
     };
     match s.store.update_api_key(&caller.tenant, &row.key_id, &change).await {
         Ok(true) => {}
-        Ok(false) => return Problem::not_found().into_response(),
+        Ok(false) => {
+            return problem(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                "the key was rotated or deleted meanwhile; list it and retry",
+            );
+        }
         Err(e) => return store_failed(e),
     }
     tracing::info!(tenant = %caller.tenant.canonical(), key_id = %row.key_id, overlap = request.overlap, "API key rotated");
@@ -627,6 +503,12 @@ pub(crate) async fn restore(
     change(&s, &headers, &id, ApiKeyChange::Restore, "restored", "the key is not deleted").await
 }
 
+/// Whether a key deleted at `deleted_at` is past the retention period (to be purged).
+fn past_retention(config: &crate::config::ApiKeysConfig, deleted_at: Option<i64>, now: i64) -> bool {
+    let retention = i64::try_from(config.retention.as_secs()).unwrap_or(i64::MAX);
+    deleted_at.is_some_and(|at| at.saturating_add(retention) < now)
+}
+
 async fn change(
     s: &AppState,
     headers: &HeaderMap,
@@ -643,6 +525,14 @@ async fn change(
         Ok(r) => r,
         Err(r) => return *r,
     };
+    if change == ApiKeyChange::Restore && past_retention(&s.api_keys.config, row.deleted_at, now()) {
+        return problem(
+            StatusCode::GONE,
+            "gone",
+            "Gone",
+            "the key was deleted longer ago than the retention period",
+        );
+    }
     match s.store.update_api_key(&caller.tenant, &row.key_id, &change).await {
         Ok(true) => {}
         Ok(false) => return problem(StatusCode::CONFLICT, "conflict", "Conflict", not_applicable),
@@ -726,10 +616,13 @@ pub async fn verify(s: &AppState, text: &str) -> Result<Verdict, StoreError> {
     if permissions.is_empty() {
         return Ok(Verdict::Inactive("its owner no longer holds any of its permissions"));
     }
-    let used = ApiKeyChange::Used { older_than: now - USE_GRANULARITY };
-    if let Err(e) = s.store.update_api_key(&key.tenant, &row.key_id, &used).await {
-        // The answer stands; the last-used time is a convenience.
-        tracing::warn!(error = %e, "cannot record an API key's use");
+    // A write at most once a minute per key: the row read above says whether it is due.
+    if row.last_used_at.is_none_or(|at| at < now - USE_GRANULARITY) {
+        let used = ApiKeyChange::Used { older_than: now - USE_GRANULARITY };
+        if let Err(e) = s.store.update_api_key(&key.tenant, &row.key_id, &used).await {
+            // The answer stands; the last-used time is a convenience.
+            tracing::warn!(error = %e, "cannot record an API key's use");
+        }
     }
     Ok(Verdict::Active { tenant: key.tenant, row: Box::new(row), permissions, roles })
 }
@@ -780,7 +673,13 @@ pub async fn purge(store: &Arc<dyn Store>, config: &crate::config::ApiKeysConfig
     let before = now() - i64::try_from(config.retention.as_secs()).unwrap_or(i64::MAX);
     let mut purged = 0;
     for tenant in store.tenants().await? {
-        purged += store.purge_api_keys(&tenant, before).await?;
+        // One tenant failing does not keep the others' deleted keys.
+        match store.purge_api_keys(&tenant, before).await {
+            Ok(n) => purged += n,
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.canonical(), error = %e, "cannot purge this tenant's deleted API keys")
+            }
+        }
     }
     Ok(purged)
 }
@@ -788,55 +687,6 @@ pub async fn purge(store: &Arc<dyn Store>, config: &crate::config::ApiKeysConfig
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tenant() -> TenantKey {
-        TenantKey::parse("0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10").unwrap()
-    }
-
-    #[test]
-    fn a_generated_key_parses_back_and_every_damage_is_caught_offline() {
-        let (key, text) = new_key(&tenant(), None).unwrap();
-        let text = text.expose_secret();
-        assert_eq!(text.len(), KEY_LEN);
-        assert!(text.starts_with(PREFIX) && text[PREFIX.len()..].bytes().all(|c| c.is_ascii_alphanumeric()));
-        let back = parse(text).unwrap();
-        assert_eq!((back.tenant, back.key_id.as_str()), (tenant(), key.key_id.as_str()));
-        assert_eq!(back.secret.as_ref(), key.secret.as_ref());
-
-        assert_eq!(parse(&text[..KEY_LEN - 1]).unwrap_err(), Malformed::Length, "truncated");
-        assert_eq!(parse(PREFIX).unwrap_err(), Malformed::Length, "prefix only");
-        assert_eq!(parse(&format!("{text}x")).unwrap_err(), Malformed::Length);
-        assert_eq!(parse(&text.replacen(PREFIX, "dk__", 1)).unwrap_err(), Malformed::Prefix);
-        // One character changed anywhere (but the checksum's own): the checksum says so.
-        for i in PREFIX.len()..KEY_LEN - CRC_CHARS {
-            let mut damaged = text.as_bytes().to_vec();
-            damaged[i] = if damaged[i] == b'a' { b'b' } else { b'a' };
-            let damaged = String::from_utf8(damaged).unwrap();
-            assert_eq!(parse(&damaged).unwrap_err(), Malformed::Checksum, "position {i}");
-        }
-        let mut other = text.to_owned();
-        other.replace_range(10..11, "-");
-        assert_eq!(parse(&other).unwrap_err(), Malformed::Characters);
-    }
-
-    #[test]
-    fn base62_round_trips_at_the_edges() {
-        for bytes in [[0u8; 16], [0xff; 16], [1; 16]] {
-            assert_eq!(unbase62::<16>(&base62(&bytes, UUID_CHARS)), Some(bytes));
-        }
-        assert_eq!(unbase62::<32>(&base62(&[0xff; 32], SECRET_CHARS)), Some([0xff; 32]));
-        // A value too large for 16 bytes is refused, not wrapped.
-        assert_eq!(unbase62::<16>(&"z".repeat(UUID_CHARS)), None);
-    }
-
-    #[test]
-    fn rotation_keeps_tenant_and_id_and_changes_the_secret() {
-        let (old, _) = new_key(&tenant(), None).unwrap();
-        let (_, rotated) = new_key(&tenant(), Some(&old.key_id)).unwrap();
-        let back = parse(rotated.expose_secret()).unwrap();
-        assert_eq!((back.tenant, &back.key_id), (tenant(), &old.key_id));
-        assert_ne!(back.secret.as_ref(), old.secret.as_ref());
-    }
 
     #[test]
     fn permissions_are_scopes_or_scopes_on_one_pool() {

@@ -341,6 +341,10 @@ pub struct ApiKeysConfig {
     /// where the issuer's port varies, as the demo's `https://identity.demo.local:8082`.
     #[serde(default)]
     pub audience: Option<String>,
+    /// The audiences an access token exchanged for an API key may carry (the first is the
+    /// default). None by default: the exchange of API keys is off.
+    #[serde(default)]
+    pub token_audiences: Vec<String>,
 }
 
 fn thirty_days() -> Duration {
@@ -353,7 +357,13 @@ fn seven_days() -> Duration {
 
 impl Default for ApiKeysConfig {
     fn default() -> Self {
-        Self { retention: thirty_days(), max_overlap: seven_days(), verifiers: Vec::new(), audience: None }
+        Self {
+            retention: thirty_days(),
+            max_overlap: seven_days(),
+            verifiers: Vec::new(),
+            audience: None,
+            token_audiences: Vec::new(),
+        }
     }
 }
 

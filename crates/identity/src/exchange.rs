@@ -54,6 +54,10 @@ pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// internally initiated transactions to the deployment; this is ours.
 pub const UNSIGNED_CONTEXT: &str = "urn:demo:params:oauth:token-type:unsigned-context";
 
+/// The subject token type of an API key (`dak_…`, `crate::apikeys`): exchanged with no client
+/// authentication (the key is the credential) for an access token with the key's permissions.
+pub const API_KEY: &str = "urn:demo:params:oauth:token-type:api-key";
+
 /// The largest `request_details` (transaction context) or unsigned context accepted, decoded.
 const MAX_CONTEXT_BYTES: usize = 2048;
 /// The longest `act` chain accepted.
@@ -134,6 +138,9 @@ pub(crate) async fn exchange(
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<Value, OAuthError> {
+    if params.get("subject_token_type").map(String::as_str) == Some(API_KEY) {
+        return api_key_exchange(s, headers, params).await;
+    }
     let caller = authenticate_client(s, from, headers, params, Public::Refused).await?;
     require_grant(&caller, GRANT_TYPE)?;
     let rule = |field: &str| format!("token_exchange.actors[{}].{field}", caller.client_id);
@@ -357,6 +364,104 @@ pub(crate) async fn exchange(
         })
     };
     Ok(body)
+}
+
+/// An API key for an access token (the TAuth pattern): the key is the credential, so no client
+/// authenticates and no `act` is recorded. The token carries the key's permissions (or fewer:
+/// `scope`), one of `api_keys.token_audiences` (`audience`/`resource`), and lives at most the
+/// access token lifetime, `requested_lifetime` seconds if shorter, and never past the key's own
+/// expiry. Its `client_id` is `api-key:<key id>`, which says what minted it.
+async fn api_key_exchange(
+    s: &AppState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Value, OAuthError> {
+    let config = &s.api_keys.config;
+    if config.token_audiences.is_empty() {
+        return Err(unauthorized(
+            "API keys are not exchanged here (api_keys.token_audiences is empty)".into(),
+        ));
+    }
+    if headers.contains_key(axum::http::header::AUTHORIZATION)
+        || ["client_id", "client_secret", "actor_token", "actor_token_type"]
+            .iter()
+            .any(|p| params.contains_key(*p))
+    {
+        return Err(OAuthError::invalid_request(
+            "an API key is its own credential: send no client authentication and no actor_token",
+        ));
+    }
+    match params.get("requested_token_type").map(String::as_str) {
+        None | Some(ACCESS_TOKEN) => {}
+        Some(other) => {
+            return Err(OAuthError::invalid_request(format!(
+                "an API key is exchanged for an access token only, not {other:?}"
+            )));
+        }
+    }
+    let key =
+        params.get("subject_token").ok_or_else(|| OAuthError::invalid_request("subject_token is missing"))?;
+    let (tenant, row, permissions, roles) =
+        match crate::apikeys::verify(s, key).await.map_err(store_failed)? {
+            crate::apikeys::Verdict::Active { tenant, row, permissions, roles } => {
+                (tenant, row, permissions, roles)
+            }
+            crate::apikeys::Verdict::Inactive(reason) => {
+                return Err(OAuthError::invalid_request(format!("the API key is not valid: {reason}")));
+            }
+        };
+    let scopes = match params.get("scope") {
+        None => permissions,
+        Some(asked) => {
+            let asked = split(asked);
+            if let Some(wider) = asked.iter().find(|x| !permissions.contains(x)) {
+                return Err(invalid_scope(format!(
+                    "scope {wider:?} is not among the API key's permissions: an exchange only narrows"
+                )));
+            }
+            asked
+        }
+    };
+    let audience = match params.get("audience").or_else(|| params.get("resource")) {
+        Some(a) if config.token_audiences.contains(a) => a.clone(),
+        Some(a) => return Err(invalid_target(format!("api_keys.token_audiences does not list {a:?}"))),
+        None => config.token_audiences[0].clone(),
+    };
+    let now = now();
+    let mut ttl = s.ttl.access;
+    if let Some(asked) = params.get("requested_lifetime") {
+        match asked.parse::<i64>() {
+            Ok(secs) if (1..=s.ttl.access).contains(&secs) => ttl = secs,
+            _ => {
+                return Err(OAuthError::invalid_request(format!(
+                    "requested_lifetime must be 1 to {} seconds",
+                    s.ttl.access
+                )));
+            }
+        }
+    }
+    let exp = row.expires_at.map_or(now + ttl, |key_exp| (now + ttl).min(key_exp));
+    let scope = scopes.join(" ");
+    let claims = AccessClaims {
+        iss: s.issuer.clone(),
+        sub: row.owner_id.clone(),
+        aud: audience,
+        exp,
+        iat: now,
+        nbf: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        client_id: format!("api-key:{}", row.key_id),
+        scope: scope.clone(),
+        tenant_id: tenant.canonical(),
+        roles,
+        act: None,
+    };
+    let jwt = s.keys.sign(ACCESS_TOKEN_TYP, &claims).map_err(sign_failed)?;
+    tracing::info!(key_id = %row.key_id, owner = %row.owner_id, tenant = %claims.tenant_id, "API key exchanged for an access token");
+    Ok(serde_json::json!({
+        "access_token": jwt, "issued_token_type": ACCESS_TOKEN, "token_type": "Bearer",
+        "expires_in": exp - now, "scope": scope,
+    }))
 }
 
 /// Refuses a token whose `jti` is recorded as revoked in its tenant.

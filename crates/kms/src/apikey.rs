@@ -3,6 +3,7 @@
 //! `api_keys.verifiers`), and the answer — active or not — reused for `cache_ttl`, so a deleted
 //! or rotated-out key keeps working here at most that long (docs/kms.md, "API keys").
 //!
+//! A key whose form or checksum is wrong is refused here, before any call (and never cached).
 //! The principal is the key's owner in the key's tenant. Its scopes are the key's permissions
 //! intersected with what the owner's roles allow (as for Bearer tokens); a permission on one pool
 //! (`kms:encrypt@pool:payments`) holds in that pool only, so an operation that names no pool
@@ -15,7 +16,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use service_kit::credcache::CredentialCache;
 
-use crate::authz::{AuthMethod, Principal, Role, Scope, Scopes};
+use crate::authz::{AuthMethod, Principal, Role};
 use crate::bearer::{BearerDenied, BearerSetupError};
 use crate::config::ApiKeysConfig;
 use crate::model::TenantId;
@@ -79,6 +80,9 @@ impl ApiKeyRealm {
     pub async fn authenticate(&self, key: &str) -> Result<Principal, BearerDenied> {
         // Only the name matters to the cache's key: one namespace for keys.
         const NAME: &str = "api_key";
+        // The form and checksum first, here: junk costs Identity nothing and the cache no room.
+        let parsed = service_kit::apikey::parse(key)
+            .map_err(|why| BearerDenied::Invalid(format!("the API key is not valid: malformed ({why})")))?;
         let secret = SecretString::from(key.to_owned());
         let answer = match self.answers.get(NAME, &secret) {
             Some(answer) => answer,
@@ -89,6 +93,10 @@ impl ApiKeyRealm {
             }
         };
         match answer.as_ref() {
+            // The tenant the key names is the one Identity answered for (it looked it up there).
+            Ok(principal) if principal.tenant.0.to_string() != parsed.tenant.canonical() => {
+                Err(BearerDenied::Invalid("Identity answered for another tenant than the key names".into()))
+            }
             Ok(principal) => Ok(principal.clone()),
             Err(reason) => Err(BearerDenied::Invalid(reason.clone())),
         }
@@ -137,38 +145,16 @@ fn principal(answer: &Answer) -> Result<Principal, String> {
         .iter()
         .filter_map(|r| serde_json::from_value(serde_json::Value::String(r.clone())).ok())
         .collect();
-    let allowed = Scopes::expand(roles.iter().flat_map(|r| crate::authz::granted_by(*r).iter().copied()));
-    let mut everywhere = Vec::new();
-    let mut per_pool: BTreeMap<String, Vec<Scope>> = BTreeMap::new();
-    for permission in &answer.permissions {
-        match permission.split_once("@pool:") {
-            None => everywhere.extend(Scope::parse(permission)),
-            Some((scope, pool)) => {
-                if let Some(scope) = Scope::parse(scope) {
-                    per_pool.entry(pool.to_owned()).or_default().push(scope);
-                }
-            }
-        }
-    }
-    let within = |granted: Vec<Scope>| {
-        let granted = Scopes::expand(granted);
-        Scopes::expand(granted.iter().filter(|s| allowed.has(*s)))
-    };
+    let (scopes, pool_scopes) =
+        crate::authz::permitted(answer.permissions.iter().map(String::as_str), &roles);
     tracing::debug!(key_id = answer.key_id.as_deref().unwrap_or(""), %subject, "API key verified at Identity");
-    Ok(Principal {
-        subject,
-        tenant,
-        roles,
-        scopes: within(everywhere),
-        method: AuthMethod::ApiKey,
-        txn: None,
-        pool_scopes: per_pool.into_iter().map(|(pool, scopes)| (pool, within(scopes))).collect(),
-    })
+    Ok(Principal { subject, tenant, roles, scopes, method: AuthMethod::ApiKey, txn: None, pool_scopes })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authz::Scope;
 
     fn answer(permissions: &[&str], roles: &[&str]) -> Answer {
         Answer {

@@ -51,6 +51,34 @@ pub fn may_grant(roles: &BTreeSet<Role>, role: Role) -> bool {
     roles.contains(&Role::Admin) || (roles.contains(&Role::TenantAdmin) && role != Role::Admin)
 }
 
+/// The scopes of permission words (`kms:encrypt`, or `kms:encrypt@pool:NAME` for one pool: an
+/// API key's permissions, and the scope of a token exchanged for one) within what `roles`
+/// allow: those held everywhere, and those held in one pool only. Words that name no scope of
+/// ours are ignored.
+pub fn permitted<'a>(
+    words: impl IntoIterator<Item = &'a str>,
+    roles: &BTreeSet<Role>,
+) -> (Scopes, std::collections::BTreeMap<String, Scopes>) {
+    let allowed = Scopes::expand(roles.iter().flat_map(|r| granted_by(*r).iter().copied()));
+    let within = |granted: Vec<Scope>| {
+        let granted = Scopes::expand(granted);
+        Scopes::expand(granted.iter().filter(|s| allowed.has(*s)))
+    };
+    let mut everywhere = Vec::new();
+    let mut per_pool: std::collections::BTreeMap<String, Vec<Scope>> = Default::default();
+    for word in words {
+        match word.split_once("@pool:") {
+            None => everywhere.extend(Scope::parse(word)),
+            Some((scope, pool)) => {
+                if let (Some(scope), false) = (Scope::parse(scope), pool.is_empty()) {
+                    per_pool.entry(pool.to_owned()).or_default().push(scope);
+                }
+            }
+        }
+    }
+    (within(everywhere), per_pool.into_iter().map(|(pool, scopes)| (pool, within(scopes))).collect())
+}
+
 /// A set of scopes, closed under the hierarchy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scopes(BTreeSet<Scope>);

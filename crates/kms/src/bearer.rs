@@ -25,7 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use crate::authz::{Principal, Role, Scope, Scopes};
+use crate::authz::{Principal, Role};
 use crate::config::{BearerConfig, ErrorDetail, IntrospectionConfig, IntrospectionMode};
 use crate::model::TenantId;
 
@@ -284,9 +284,9 @@ fn principal(claims: &Claims) -> Result<Principal, BearerDenied> {
         .iter()
         .filter_map(|r| serde_json::from_value(serde_json::Value::String(r.clone())).ok())
         .collect();
-    let granted = Scopes::expand(claims.scope.split(' ').filter_map(Scope::parse));
-    let allowed = Scopes::expand(roles.iter().flat_map(|r| crate::authz::granted_by(*r).iter().copied()));
-    let effective = Scopes::expand(granted.iter().filter(|s| allowed.has(*s)));
+    // Scope ∩ roles; a word `scope@pool:NAME` (a token exchanged for an API key) holds in that
+    // pool only.
+    let (effective, pool_scopes) = crate::authz::permitted(claims.scope.split(' '), &roles);
     Ok(Principal {
         subject: claims.sub.clone(),
         tenant,
@@ -294,7 +294,7 @@ fn principal(claims: &Claims) -> Result<Principal, BearerDenied> {
         scopes: effective,
         method: crate::authz::AuthMethod::Bearer,
         txn: None,
-        pool_scopes: Default::default(),
+        pool_scopes,
     })
 }
 
@@ -445,6 +445,7 @@ impl Introspector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authz::Scope;
 
     fn claims(scope: &str, roles: &[&str]) -> Claims {
         Claims {

@@ -15,6 +15,7 @@
 //!
 //! What it must not do: know about keys, tokens, tenants or any one service's routes.
 
+pub mod apikey;
 pub mod config;
 pub mod credcache;
 pub mod db;

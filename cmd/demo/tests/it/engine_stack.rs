@@ -75,7 +75,9 @@ async fn the_engine_brings_the_all_stack_up_like_compose_and_takes_it_down() {
             ["identity", "kms", "partner"],
             "dependency order: Identity healthy, then the KMS (the fixture issuer depends on nothing)"
         );
-        stack::wait_for(&engine, &project, "kms", Condition::Healthy, options.timeout).await.unwrap();
+        for service in ["kms", "partner"] {
+            stack::wait_for(&engine, &project, service, Condition::Healthy, options.timeout).await.unwrap();
+        }
 
         // docker compose sees our objects as its own.
         if Command::new("docker").args(["compose", "version"]).output().is_ok_and(|o| o.status.success()) {

@@ -1,6 +1,7 @@
 //! `demo all`'s API key flows (issue 17): `demo-confidential` makes API keys at Identity with a
 //! management token (`identity:api-keys`); a key encrypts and decrypts at the KMS
-//! (`Authorization: ApiKey …`) and a damaged one is refused; a key for one pool is refused in
+//! (`Authorization: ApiKey …`), so does the access token it is exchanged for, and a damaged key
+//! is refused; a key for one pool is refused in
 //! another; a key is rotated with an overlap (both secrets verify), deleted (refused at once by
 //! Identity), restored. Each flow deletes the keys it made (they stay restorable for Identity's
 //! retention period, then are purged).
@@ -94,6 +95,19 @@ async fn make_key(
     Ok((id.to_owned(), key.to_owned()))
 }
 
+/// `key` exchanged at `/token` for an access token (RFC 8693, subject type API key) of 60 s.
+async fn exchange(c: &Ctx, key: &str) -> Result<String, StepError> {
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("subject_token_type", "urn:demo:params:oauth:token-type:api-key"),
+        ("subject_token", key),
+        ("requested_lifetime", "60"),
+    ];
+    let body =
+        expect_status("exchanging an API key for a token", post_form(c, "/token", None, &form).await?, 200)?;
+    body["access_token"].as_str().map(str::to_owned).ok_or_else(|| StepError::new("no access_token"))
+}
+
 /// Identity's verification of `key`, asked as the KMS asks (its client, a named verifier).
 async fn verify(c: &Ctx, key: &str) -> Result<Value, StepError> {
     let secret = secret(&c.state()?.client_secret("kms-service"))?;
@@ -115,6 +129,13 @@ pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
             let token = manage_token(&c).await?;
             let (id, key) = make_key(&c, &token, "demo", &["kms:encrypt", "kms:decrypt"]).await?;
             let used = round_trip_as(&c, &format!("ApiKey {key}"), "an API key").await;
+            // The same key exchanged for a short-lived JWT (no client authentication: the key is
+            // the credential), which the KMS takes as any Bearer token.
+            let exchanged = exchange(&c, &key).await;
+            let used_jwt = match &exchanged {
+                Ok(jwt) => round_trip_as(&c, &format!("Bearer {jwt}"), "a token exchanged for an API key").await,
+                Err(_) => Ok(()),
+            };
             // One character changed: the checksum tells, and the KMS refuses it with the reason.
             let mut damaged = key.clone().into_bytes();
             damaged[50] = if damaged[50] == b'a' { b'b' } else { b'a' };
@@ -122,6 +143,8 @@ pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
             let refused = encrypt_status_as(&c, &format!("ApiKey {damaged}")).await;
             delete(&c, &token, &id).await?;
             used?;
+            exchanged?;
+            used_jwt?;
             let (status, detail) = refused?;
             if status != 401 || !detail.contains("malformed") {
                 return Err(StepError::new(format!(
@@ -131,24 +154,19 @@ pub(crate) fn flows(plan: Plan<Ctx>) -> Plan<Ctx> {
             Ok(())
         })
         .after(&[id::HEALTH_KMS, id::VERIFY_IDENTITY_CLIENTS])
-        .verifies("an API key made at Identity (shown once) encrypts and decrypts at the KMS (Authorization: ApiKey); the key with one character changed is refused with 401 (its checksum)"),
+        .verifies("an API key made at Identity (shown once) encrypts and decrypts at the KMS (Authorization: ApiKey), and so does the 60 s access token it is exchanged for at /token; the key with one character changed is refused with 401 (its checksum)"),
     )
     .step(
         Step::new(id::FLOW_APIKEY_POOL_SCOPED, Phase::Flows, |c: Arc<Ctx>| async move {
             let token = manage_token(&c).await?;
-            let (id, key) = make_key(&c, &token, "orders-only", &["kms:encrypt@pool:orders"]).await?;
-            let got = encrypt_status_as(&c, &format!("ApiKey {key}")).await;
+            let permissions = ["kms:encrypt@pool:payments", "kms:decrypt@pool:payments"];
+            let (id, key) = make_key(&c, &token, "payments-only", &permissions).await?;
+            let outcome = pool_scoped(&c, &format!("ApiKey {key}")).await;
             delete(&c, &token, &id).await?;
-            let (status, detail) = got?;
-            if status != 403 {
-                return Err(StepError::new(format!(
-                    "a key for pool orders encrypting in payments answered {status} ({detail}), expected 403"
-                )));
-            }
-            Ok(())
+            outcome
         })
         .after(&[id::HEALTH_KMS, id::VERIFY_IDENTITY_CLIENTS])
-        .verifies("a key whose permission is kms:encrypt on pool orders only is refused encryption in pool payments (403)"),
+        .verifies("a key holding kms:encrypt and kms:decrypt on pool payments only encrypts in payments (200), is refused encryption in another pool (403) and decryption, which names no pool (403)"),
     )
     .step(
         Step::new(id::FLOW_APIKEY_LIFECYCLE, Phase::Flows, |c: Arc<Ctx>| async move {
@@ -186,6 +204,36 @@ async fn lifecycle(c: &Ctx, token: &str, id: &str, old: &str) -> Result<(), Step
     expect("restoring an API key", api(c, "POST", &format!("/{id}/restore"), token, None).await?, 200)?;
     if !active(&verify(c, new).await?) {
         return Err(StepError::new("a restored key does not verify"));
+    }
+    Ok(())
+}
+
+/// What a key holding encrypt and decrypt on pool `payments` only may do.
+async fn pool_scoped(c: &Ctx, authorization: &str) -> Result<(), StepError> {
+    let sample = super::bearer::sample();
+    let (status, detail, body) =
+        super::bearer::post_as(c, "/pools/payments/encrypt", authorization, &sample).await?;
+    if status != 200 {
+        return Err(StepError::new(format!(
+            "encrypting in payments answered {status} ({detail}), expected 200"
+        )));
+    }
+    let (status, detail, _) =
+        super::bearer::post_as(c, "/pools/orders/encrypt", authorization, &sample).await?;
+    if status != 403 {
+        return Err(StepError::new(format!(
+            "encrypting in pool orders answered {status} ({detail}), expected 403"
+        )));
+    }
+    let jwe = serde_json::from_slice::<kms_proto::EncryptResponse>(&body)
+        .map_err(|e| StepError::from_error("the encrypt answer is not the expected JSON", &e))?
+        .jwe;
+    let (status, detail, _) =
+        super::bearer::post_as(c, "/decrypt", authorization, &kms_proto::DecryptRequest::from(jwe)).await?;
+    if status != 403 {
+        return Err(StepError::new(format!(
+            "decrypting (no pool named) answered {status} ({detail}), expected 403"
+        )));
     }
     Ok(())
 }

@@ -97,6 +97,23 @@ pub(crate) async fn encrypt_status(c: &Ctx, token: &str) -> Result<(u16, String)
     encrypt_status_as(c, &format!("Bearer {token}")).await
 }
 
+/// POSTs `body` to the KMS's `path` with this `Authorization` value: the status, the
+/// problem's detail (for refusals) and the body.
+pub(crate) async fn post_as(
+    c: &Ctx,
+    path: &str,
+    authorization: &str,
+    body: &impl Serialize,
+) -> Result<(u16, String, Vec<u8>), StepError> {
+    let got = call_as(c, path, Some(authorization), body).await?;
+    Ok((got.status, problem_detail(&got.body), got.body))
+}
+
+/// A sample plaintext to encrypt.
+pub(crate) fn sample() -> EncryptRequest {
+    plaintext()
+}
+
 /// [`encrypt_status`] with this `Authorization` value.
 pub(crate) async fn encrypt_status_as(c: &Ctx, authorization: &str) -> Result<(u16, String), StepError> {
     let got = call_as(c, ENCRYPT, Some(authorization), &plaintext()).await?;

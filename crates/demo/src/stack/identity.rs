@@ -526,6 +526,7 @@ fn write_config(state: &State) -> std::io::Result<identity::config::IdentityConf
         api_keys: identity::config::ApiKeysConfig {
             verifiers: vec!["kms-service".to_owned()],
             audience: Some(super::apikeys::IDENTITY_AUDIENCE.to_owned()),
+            token_audiences: vec![super::bearer::KMS_AUDIENCE.to_owned()],
             ..Default::default()
         },
         seed: Some(SeedConfig {

@@ -500,12 +500,15 @@ impl std::fmt::Debug for ApiKeyRow {
 pub enum ApiKeyChange {
     /// A new secret; the old one's MAC stays valid until the overlap ends (none: not at all).
     Rotate {
+        /// The MAC the caller read: the rotation applies only if it is still the current one
+        /// (two rotations racing: one wins, the other is told).
+        expected_mac: Vec<u8>,
         /// The new secret's MAC.
         secret_mac: Vec<u8>,
         /// The old one's MAC and the end of the overlap (valid while `now < end`).
         previous: Option<(Vec<u8>, i64)>,
     },
-    /// Soft delete (only a key not deleted).
+    /// Soft delete (only a key not deleted); any rotation overlap ends with it.
     Delete,
     /// Undo a soft delete (only a deleted key).
     Restore,

@@ -674,20 +674,24 @@ macro_rules! sql_store {
                 // Each a conditional UPDATE: the condition is the rule ("only a live key"), and
                 // concurrent callers see one winner.
                 let changed = match change {
-                    ApiKeyChange::Rotate { secret_mac, previous } => {
+                    ApiKeyChange::Rotate { expected_mac, secret_mac, previous } => {
                         sqlx::query(
                             "UPDATE api_keys SET secret_mac = $1, previous_mac = $2, previous_until = $3 \
-                             WHERE key_id = $4 AND deleted_at IS NULL",
+                             WHERE key_id = $4 AND deleted_at IS NULL AND secret_mac = $5",
                         )
                         .bind(secret_mac)
                         .bind(previous.as_ref().map(|(mac, _)| mac.clone()))
                         .bind(previous.as_ref().map(|(_, until)| *until))
                         .bind(key_id)
+                        .bind(expected_mac)
                         .execute(&mut *tx)
                         .await
                     }
                     ApiKeyChange::Delete => {
-                        sqlx::query("UPDATE api_keys SET deleted_at = $1 WHERE key_id = $2 AND deleted_at IS NULL")
+                        sqlx::query(
+                            "UPDATE api_keys SET deleted_at = $1, previous_mac = NULL, previous_until = NULL \
+                             WHERE key_id = $2 AND deleted_at IS NULL",
+                        )
                             .bind(now)
                             .bind(key_id)
                             .execute(&mut *tx)

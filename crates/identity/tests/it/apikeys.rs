@@ -64,7 +64,11 @@ async fn start() -> Env {
     let dir = Arc::new(TestDir::with_demo_pki());
     let tenants = format!("acme: 0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10\nglobex: {GLOBEX}\n");
     let config = IdentityConfig {
-        api_keys: ApiKeysConfig { verifiers: vec!["kms-service".into()], ..Default::default() },
+        api_keys: ApiKeysConfig {
+            verifiers: vec!["kms-service".into()],
+            token_audiences: vec![crate::KMS_AUDIENCE.into()],
+            ..Default::default()
+        },
         ..seeded_config(&dir, SEED, &tenants, Tokens::default())
     };
     start_config(dir, &config).await.unwrap()
@@ -237,10 +241,13 @@ async fn users_own_keys_and_only_a_tenant_admin_sees_every_key() {
     assert_eq!(call(&env, "DELETE", &format!("/api/v1/api-keys/{id}"), &svc, None).await.0, 404);
     assert_eq!(call(&env, "POST", &format!("/api/v1/api-keys/{id}/rotate"), &svc, None).await.0, 404);
 
-    // Alice, tenant admin, sees and deletes it.
+    // Alice, tenant admin, sees and deletes it — but may not rotate it: a rotation hands out
+    // the new secret, and she would hold bob's key.
     let alice = user_token(&env, ("alice", ALICE_PASSWORD), "openid identity:api-keys").await;
     let (_, listed) = call(&env, "GET", "/api/v1/api-keys", &alice, None).await;
     assert_eq!(listed["keys"][0]["id"], id.as_str());
+    let (status, body) = call(&env, "POST", &format!("/api/v1/api-keys/{id}/rotate"), &alice, None).await;
+    assert_eq!(status, 403, "{body}");
     assert_eq!(call(&env, "DELETE", &format!("/api/v1/api-keys/{id}"), &alice, None).await.0, 200);
     assert_eq!(verify(&env, &key_of(&made)).await["reason"], "deleted");
 }
@@ -310,4 +317,120 @@ fn crc32(bytes: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+#[tokio::test]
+async fn an_api_key_is_exchanged_for_an_access_token_never_wider() {
+    let env = start().await;
+    let manage = token(&env, "svc", ISSUER, "identity:api-keys").await;
+    let (_, made) = make(
+        &env,
+        &manage,
+        json!({"name": "ci", "permissions": ["kms:encrypt", "kms:decrypt@pool:payments"]}),
+    )
+    .await;
+    let (key, id) = (key_of(&made), made["id"].as_str().unwrap().to_owned());
+    let exchange = |extra: &[(&'static str, &'static str)]| {
+        let mut form = vec![
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token_type", identity::exchange::API_KEY),
+        ];
+        form.extend_from_slice(extra);
+        form
+    };
+    let with_key = |mut form: Vec<(&'static str, &'static str)>, key: &str| {
+        let mut owned: Vec<(String, String)> =
+            form.drain(..).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        owned.push(("subject_token".into(), key.to_owned()));
+        owned
+    };
+    let post = |form: Vec<(String, String)>, basic: Option<(&'static str, &'static str)>| {
+        let env = &env;
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            env.post("/token", basic, &form).await
+        }
+    };
+
+    let (status, body) = post(with_key(exchange(&[]), &key), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "kms:encrypt kms:decrypt@pool:payments");
+    let claims = payload(body["access_token"].as_str().unwrap());
+    assert_eq!((claims["sub"].as_str(), claims["aud"].as_str()), (Some("svc"), Some(crate::KMS_AUDIENCE)));
+    assert_eq!(claims["client_id"], format!("api-key:{id}"));
+    assert_eq!(claims["tenant_id"], "0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10");
+    assert!(claims.get("act").is_none(), "the owner acts for itself");
+    // Introspection says it is live.
+    let (_, active) = env
+        .post(
+            "/introspect",
+            Some(("kms-service", KMS_SECRET)),
+            &[("token", body["access_token"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(active["active"], true, "{active}");
+
+    // Narrower: fewer scopes, a shorter life.
+    let (status, body) =
+        post(with_key(exchange(&[("scope", "kms:encrypt"), ("requested_lifetime", "30")]), &key), None).await;
+    assert_eq!(
+        (status, body["scope"].as_str(), body["expires_in"].as_i64()),
+        (200, Some("kms:encrypt"), Some(30)),
+        "{body}"
+    );
+
+    // Never wider, never elsewhere, never with other credentials.
+    for (why, form, basic, error) in [
+        ("a scope the key lacks", exchange(&[("scope", "kms:read")]), None, "invalid_scope"),
+        (
+            "the pool-wide form of a pool permission",
+            exchange(&[("scope", "kms:decrypt")]),
+            None,
+            "invalid_scope",
+        ),
+        (
+            "an audience not listed",
+            exchange(&[("audience", "https://other.demo.local")]),
+            None,
+            "invalid_target",
+        ),
+        ("a longer life", exchange(&[("requested_lifetime", "999999")]), None, "invalid_request"),
+        (
+            "a transaction token",
+            exchange(&[("requested_token_type", "urn:ietf:params:oauth:token-type:txn_token")]),
+            None,
+            "invalid_request",
+        ),
+        ("client authentication too", exchange(&[]), Some(("svc", KMS_SECRET)), "invalid_request"),
+        (
+            "an actor token",
+            exchange(&[
+                ("actor_token", "x"),
+                ("actor_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+            ]),
+            None,
+            "invalid_request",
+        ),
+    ] {
+        let (status, body) = post(with_key(form, &key), basic).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some(error)), "{why}: {body}");
+    }
+    let mut damaged = key.clone().into_bytes();
+    damaged[50] = if damaged[50] == b'a' { b'b' } else { b'a' };
+    let (status, body) = post(with_key(exchange(&[]), &String::from_utf8(damaged).unwrap()), None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("malformed"), "{body}");
+
+    // Deleted: no more tokens.
+    call(&env, "DELETE", &format!("/api/v1/api-keys/{id}"), &manage, None).await;
+    let (status, body) = post(with_key(exchange(&[]), &key), None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("deleted"), "{body}");
+}
+
+/// A JWT's claims, read without verifying (the tests check what was issued).
+fn payload(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }

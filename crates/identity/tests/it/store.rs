@@ -781,13 +781,24 @@ async fn api_keys_rotate_delete_restore_and_purge_by_the_rules(store: Arc<dyn St
     );
     assert_eq!(store.api_keys(&a, None).await.unwrap().len(), 2);
 
-    let rotate =
-        ApiKeyChange::Rotate { secret_mac: vec![9; 32], previous: Some((k1.secret_mac.clone(), now() + 60)) };
+    let stale = ApiKeyChange::Rotate { expected_mac: vec![7; 32], secret_mac: vec![8; 32], previous: None };
+    assert!(!store.update_api_key(&a, &k1.key_id, &stale).await.unwrap(), "rotated meanwhile: refused");
+    let rotate = ApiKeyChange::Rotate {
+        expected_mac: k1.secret_mac.clone(),
+        secret_mac: vec![9; 32],
+        previous: Some((k1.secret_mac.clone(), now() + 60)),
+    };
     assert!(store.update_api_key(&a, &k1.key_id, &rotate).await.unwrap());
     let rotated = store.api_key(&a, &k1.key_id).await.unwrap().unwrap();
     assert_eq!((rotated.secret_mac, rotated.previous_mac), (vec![9; 32], Some(k1.secret_mac.clone())));
 
     assert!(store.update_api_key(&a, &k1.key_id, &ApiKeyChange::Delete).await.unwrap());
+    let deleted = store.api_key(&a, &k1.key_id).await.unwrap().unwrap();
+    assert_eq!(
+        (deleted.previous_mac, deleted.previous_until),
+        (None, None),
+        "the overlap ends with a delete"
+    );
     assert!(!store.update_api_key(&a, &k1.key_id, &ApiKeyChange::Delete).await.unwrap(), "deleted once");
     assert!(!store.update_api_key(&a, &k1.key_id, &rotate).await.unwrap(), "a deleted key is not rotated");
     // Its name is free again; restoring the old key then conflicts.

@@ -134,7 +134,17 @@ pub struct Discovery {
     flight: tokio::sync::Mutex<()>,
     /// No fetch before this while a stale document can be served (after a failure).
     cooldown_until: Mutex<Option<SystemTime>>,
+    /// With nothing kept: the last failure and until when it is the answer, so callers queued
+    /// behind a failing fetch do not each fetch again ([`NO_DOCUMENT_RETRY`]).
+    failed: Mutex<Option<(SystemTime, String)>>,
+    /// `fetched_at` (Unix ms) of the last snapshot written, so a late write never replaces a
+    /// newer one.
+    snapshot_written_ms: Arc<Mutex<u64>>,
 }
+
+/// With no document kept, a failed discovery is not tried again for this long: waiting callers
+/// share the failure instead of each making a request (short, as a first token waits on it).
+const NO_DOCUMENT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Discovery {
     /// The discovery document of `config.issuer` at `url`, fetched on first use (or loaded from
@@ -154,6 +164,8 @@ impl Discovery {
             kept: RwLock::new(None),
             flight: tokio::sync::Mutex::new(()),
             cooldown_until: Mutex::new(None),
+            failed: Mutex::new(None),
+            snapshot_written_ms: Arc::new(Mutex::new(0)),
         };
         if let Some(path) = &discovery.config.snapshot_path {
             let loaded = snapshot::load(path, &discovery.config.issuer, url)
@@ -198,6 +210,15 @@ impl Discovery {
             self.count("stale");
             return Ok(kept.jwks_uri.clone());
         }
+        if stale.is_none()
+            && let Some((until, reason)) = self.failed.lock().unwrap_or_else(PoisonError::into_inner).clone()
+            && now < until
+        {
+            return Err(DiscoveryError::Fetch {
+                url: self.url.clone(),
+                reason: format!("failed just now: {reason}"),
+            });
+        }
         let outcome = self.fetch(previous.as_deref()).await;
         crate::metrics::discovery(&self.config.issuer, outcome.is_ok());
         match outcome {
@@ -206,12 +227,15 @@ impl Discovery {
                 let kept = Arc::new(kept);
                 *self.kept.write().unwrap_or_else(PoisonError::into_inner) = Some(kept.clone());
                 *self.cooldown_until.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = None;
                 self.write_snapshot(&kept);
                 Ok(kept.jwks_uri.clone())
             }
             Err(error) => {
                 *self.cooldown_until.lock().unwrap_or_else(PoisonError::into_inner) =
                     Some(now + self.config.failure_cooldown);
+                *self.failed.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((now + NO_DOCUMENT_RETRY, error.to_string()));
                 match stale {
                     Some(kept) => {
                         tracing::warn!(issuer = %self.config.issuer, %error, "discovery failed; serving the last good document");
@@ -297,10 +321,16 @@ impl Discovery {
             jwks: kept.body.clone(),
         };
         let issuer = self.config.issuer.clone();
-        // Fetches are one at a time, so snapshots are written in order.
+        let written = self.snapshot_written_ms.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = snapshot::store(&path, &snap) {
-                tracing::warn!(%issuer, error = %e, "cannot write the discovery snapshot");
+            // Writes run on their own threads: an older one finishing late must not win.
+            let mut last = written.lock().unwrap_or_else(PoisonError::into_inner);
+            if snap.fetched_at_ms < *last {
+                return;
+            }
+            match snapshot::store(&path, &snap) {
+                Ok(()) => *last = snap.fetched_at_ms,
+                Err(e) => tracing::warn!(%issuer, error = %e, "cannot write the discovery snapshot"),
             }
         });
     }

@@ -299,15 +299,19 @@ impl Trusted {
         config
     }
 
-    /// `<cache_dir>/<the issuer, letters and digits kept>-<what>.json`.
+    /// `<cache_dir>/<the issuer's host, for people>-<SHA-256 of the issuer, 16 bytes hex>-<what>.json`:
+    /// one file per issuer however alike two issuers' names are, and short whatever the issuer.
     fn cache_file(&self, what: &str) -> Option<PathBuf> {
-        let name: String = self
-            .entry
-            .issuer
+        let issuer = &self.entry.issuer;
+        let host: String = issuer
+            .trim_start_matches("https://")
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+            .take(48)
             .collect();
-        self.cache_dir.as_ref().map(|dir| dir.join(format!("{name}-{what}.json")))
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, issuer.as_bytes());
+        let hash: String = digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        self.cache_dir.as_ref().map(|dir| dir.join(format!("{host}-{hash}-{what}.json")))
     }
 
     /// The validator of the keys the issuer names now (by discovery, or its explicit JWKS).

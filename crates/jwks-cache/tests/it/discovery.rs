@@ -114,3 +114,22 @@ async fn a_snapshot_lets_a_restart_find_the_keys_while_the_issuer_is_down() {
     let late = Discovery::new(config, &fx.discovery_url()).unwrap();
     assert!(late.jwks_uri().await.is_err(), "past the stale window, a snapshot serves no more");
 }
+
+#[tokio::test]
+async fn with_nothing_kept_a_failure_is_shared_for_a_second_not_asked_again() {
+    let fx = Fixture::start().await;
+    let config = fx.config();
+    let discovery = Discovery::new(config.clone(), &fx.discovery_url()).unwrap();
+    assert!(matches!(discovery.jwks_uri().await.unwrap_err(), DiscoveryError::Status { status: 404, .. }));
+    for _ in 0..10 {
+        match discovery.jwks_uri().await.unwrap_err() {
+            DiscoveryError::Fetch { reason, .. } => assert!(reason.contains("failed just now"), "{reason}"),
+            other => panic!("the shared failure: {other}"),
+        }
+    }
+    assert_eq!(requests(&fx), 1, "callers within the second share the one failure");
+    serve_honest(&fx, &config.issuer);
+    fx.clock.advance(Duration::from_secs(2));
+    assert_eq!(discovery.jwks_uri().await.unwrap(), fx.url());
+    assert_eq!(requests(&fx), 2);
+}

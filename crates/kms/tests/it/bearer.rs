@@ -1,7 +1,8 @@
 //! The Bearer realm against a fixture issuer over real HTTPS: a JWKS endpoint that can be down,
 //! an introspection endpoint with a revocation list, and tokens signed with a key generated
 //! here. Readiness, the claim checks, scope ∩ roles, introspection in `sensitive` mode, and
-//! failing closed when Identity cannot be asked.
+//! failing closed when Identity cannot be asked; and API keys verified at Identity (cached for a
+//! bounded time, malformed ones refused without asking, held to their pools).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,6 +34,25 @@ struct Issuer {
     jwks: Mutex<Value>,
     revoked: Mutex<HashSet<String>>,
     introspections: AtomicUsize,
+    /// API key verification: the answer for each key text (unknown keys: inactive), whether
+    /// the endpoint answers, and how often it was asked.
+    api_keys: Mutex<std::collections::HashMap<String, Value>>,
+    verify_down: AtomicBool,
+    verifications: AtomicUsize,
+}
+
+async fn verify_key(State(issuer): State<Arc<Issuer>>, body: String) -> axum::response::Response {
+    if issuer.verify_down.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    issuer.verifications.fetch_add(1, Ordering::SeqCst);
+    let key = serde_urlencoded_pairs(&body)
+        .into_iter()
+        .find(|(k, _)| k == "key")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let answer = issuer.api_keys.lock().unwrap().get(&key).cloned();
+    axum::Json(answer.unwrap_or_else(|| json!({"active": false, "reason": "unknown"}))).into_response()
 }
 
 async fn jwks(State(issuer): State<Arc<Issuer>>) -> axum::response::Response {
@@ -151,6 +171,7 @@ async fn with_fixture_issuer_in(
     let router = Router::new()
         .route("/jwks", get(jwks))
         .route("/introspect", post(introspect))
+        .route("/api/v1/api-keys/verify", post(verify_key))
         .with_state(issuer.clone());
     let fixture =
         service_kit::server::start(&dir.loopback("identity"), router, service_kit::Readiness::new())
@@ -176,8 +197,13 @@ async fn with_fixture_issuer_in(
         }),
         error_detail: ErrorDetail::Detailed,
         transaction_tokens,
+        api_keys: Some(kms::config::ApiKeysConfig {
+            endpoint: format!("{base}/api/v1/api-keys/verify"),
+            client_id: "kms-service".into(),
+            client_secret_file: dir.write("api_key_secret", INTROSPECTION_SECRET),
+            cache_ttl: Duration::from_secs(1),
+        }),
         trust_file,
-        api_keys: None,
     };
     (start_in(dir, Some(bearer)).await, issuer, signer, fixture)
 }
@@ -469,4 +495,108 @@ async fn a_trusted_issuer_is_accepted_for_its_tenants_and_refused_for_others() {
     env.kms.shutdown().await.unwrap();
     fixture.shutdown().await.unwrap();
     server.shutdown().await.unwrap();
+}
+
+/// A well-formed key of `tenant` and Identity's answer for it.
+fn api_key(issuer: &Issuer, tenant: &str, permissions: &[&str], roles: &[&str]) -> String {
+    use secrecy::ExposeSecret as _;
+    let tenant_key = service_kit::db::TenantKey::parse(tenant).unwrap();
+    let (parsed, text) = service_kit::apikey::new_key(&tenant_key, None).unwrap();
+    let text = text.expose_secret().to_owned();
+    issuer.api_keys.lock().unwrap().insert(
+        text.clone(),
+        json!({"active": true, "tenant_id": tenant, "sub": "svc-client", "owner_kind": "client",
+               "key_id": parsed.key_id, "name": "ci", "permissions": permissions, "roles": roles}),
+    );
+    text
+}
+
+async fn call_with_key(env: &Env, key: &str, path: &str, body: Value) -> (u16, Value, String) {
+    let resp = env
+        .client
+        .post(env.url(path))
+        .header("authorization", format!("ApiKey {key}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let challenge =
+        resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, resp.json().await.unwrap_or(Value::Null), challenge)
+}
+
+#[tokio::test]
+async fn api_keys_are_verified_at_identity_cached_for_a_bounded_time_and_held_to_their_pools() {
+    let (env, issuer, _signer, _fixture) = with_fixture_issuer(None).await;
+    issuer.jwks_up.store(true, Ordering::SeqCst);
+    for pool in ["payments", "orders"] {
+        let body = json!({"name": pool, "algorithm": "A256GCM"});
+        assert_eq!(env.call(Some(("manager", "m-pass")), "POST", "/pools", Some(body)).await.0, 201);
+    }
+    let plaintext = json!({"plaintext": "aGVsbG8="});
+    let key = api_key(&issuer, TENANT, &["kms:encrypt", "kms:decrypt"], &["service"]);
+    let (status, enc, _) = call_with_key(&env, &key, "/pools/payments/encrypt", plaintext.clone()).await;
+    assert_eq!(status, 200, "{enc}");
+    let (status, _, _) = call_with_key(&env, &key, "/decrypt", json!({"jwe": enc["jwe"]})).await;
+    assert_eq!(status, 200);
+    let who = env
+        .client
+        .get(env.url("/whoami"))
+        .header("authorization", format!("ApiKey {key}"))
+        .send()
+        .await
+        .unwrap();
+    let who: Value = who.json().await.unwrap();
+    assert_eq!((who["method"].as_str(), who["subject"].as_str()), (Some("api_key"), Some("svc-client")));
+    assert_eq!(issuer.verifications.load(Ordering::SeqCst), 1, "one verification, then the cached answer");
+
+    // Deleted at Identity: accepted here until the cached answer ends (cache_ttl, 1 s), then refused.
+    issuer.api_keys.lock().unwrap().insert(key.clone(), json!({"active": false, "reason": "deleted"}));
+    assert_eq!(
+        call_with_key(&env, &key, "/pools/payments/encrypt", plaintext.clone()).await.0,
+        200,
+        "within cache_ttl"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body, challenge) =
+        call_with_key(&env, &key, "/pools/payments/encrypt", plaintext.clone()).await;
+    assert_eq!((status, challenge.as_str()), (401, r#"ApiKey realm="kms""#), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("deleted"), "{body}");
+
+    // Malformed: refused here, Identity never asked.
+    let asked = issuer.verifications.load(Ordering::SeqCst);
+    let mut damaged = key.clone().into_bytes();
+    damaged[50] = if damaged[50] == b'a' { b'b' } else { b'a' };
+    for bad in [String::from_utf8(damaged).unwrap(), "dak_".into(), "not-a-key".into(), key[..90].to_owned()]
+    {
+        let (status, body, _) = call_with_key(&env, &bad, "/pools/payments/encrypt", plaintext.clone()).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body["detail"].as_str().unwrap().contains("malformed"), "{body}");
+    }
+    assert_eq!(issuer.verifications.load(Ordering::SeqCst), asked, "malformed keys cost Identity nothing");
+
+    // A key for one pool: that pool only, and nothing that names no pool.
+    let pool_key =
+        api_key(&issuer, TENANT, &["kms:encrypt@pool:payments", "kms:decrypt@pool:payments"], &["service"]);
+    let (status, enc, _) = call_with_key(&env, &pool_key, "/pools/payments/encrypt", plaintext.clone()).await;
+    assert_eq!(status, 200, "{enc}");
+    assert_eq!(call_with_key(&env, &pool_key, "/pools/orders/encrypt", plaintext.clone()).await.0, 403);
+    assert_eq!(call_with_key(&env, &pool_key, "/decrypt", json!({"jwe": enc["jwe"]})).await.0, 403);
+    // Permissions meet roles: an auditor's key with kms:encrypt encrypts nothing.
+    let auditor = api_key(&issuer, TENANT, &["kms:encrypt"], &["auditor"]);
+    assert_eq!(call_with_key(&env, &auditor, "/pools/payments/encrypt", plaintext.clone()).await.0, 403);
+
+    // Identity answering for another tenant than the key names: refused.
+    let other = api_key(&issuer, TENANT, &["kms:encrypt"], &["service"]);
+    issuer.api_keys.lock().unwrap().get_mut(&other).unwrap()["tenant_id"] =
+        "7d1e2a90-4b3c-4f5e-8a6b-1c2d3e4f5a6b".into();
+    assert_eq!(call_with_key(&env, &other, "/pools/payments/encrypt", plaintext.clone()).await.0, 401);
+
+    // Identity unreachable: 503, and nothing cached.
+    issuer.verify_down.store(true, Ordering::SeqCst);
+    let fresh = api_key(&issuer, TENANT, &["kms:encrypt"], &["service"]);
+    assert_eq!(call_with_key(&env, &fresh, "/pools/payments/encrypt", plaintext.clone()).await.0, 503);
+    issuer.verify_down.store(false, Ordering::SeqCst);
+    assert_eq!(call_with_key(&env, &fresh, "/pools/payments/encrypt", plaintext).await.0, 200);
 }

@@ -547,6 +547,9 @@ async fn api_keys_are_verified_at_identity_cached_for_a_bounded_time_and_held_to
         .send()
         .await
         .unwrap();
+    // What authentication cost, on the response (W3C Server Timing).
+    let timing = who.headers()["server-timing"].to_str().unwrap().to_owned();
+    assert!(timing.starts_with("auth;dur=") && timing.contains(", total;dur="), "{timing}");
     let who: Value = who.json().await.unwrap();
     assert_eq!((who["method"].as_str(), who["subject"].as_str()), (Some("api_key"), Some("svc-client")));
     assert_eq!(issuer.verifications.load(Ordering::SeqCst), 1, "one verification, then the cached answer");

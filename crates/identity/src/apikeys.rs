@@ -648,7 +648,24 @@ pub(crate) async fn verify_endpoint(
         ));
     }
     let text = params.get("key").ok_or_else(|| crate::api::OAuthError::invalid_request("key is missing"))?;
-    let verdict = verify(&s, text).await.map_err(|e| crate::api::OAuthError::store(e, "API key lookup"))?;
+    let mut verdict =
+        verify(&s, text).await.map_err(|e| crate::api::OAuthError::store(e, "API key lookup"))?;
+    let mut act = None;
+    if let (Some(target), Verdict::Active { tenant, row, permissions, .. }) =
+        (params.get("impersonate"), &verdict)
+    {
+        match impersonated(&s, tenant, row, permissions, target)
+            .await
+            .map_err(|e| crate::api::OAuthError::store(e, "impersonation lookup"))?
+        {
+            Ok(as_entity) => {
+                tracing::info!(tenant = %tenant.canonical(), key_id = %row.key_id, owner = %row.owner_id, acting_as = %target, "API key used to impersonate");
+                act = Some(json!({ "sub": row.owner_id }));
+                verdict = as_entity;
+            }
+            Err(reason) => verdict = Verdict::Inactive(reason),
+        }
+    }
     let body = match verdict {
         Verdict::Active { tenant, row, permissions, roles } => json!({
             "active": true,
@@ -660,12 +677,45 @@ pub(crate) async fn verify_endpoint(
             "permissions": permissions,
             "roles": roles,
             "exp": row.expires_at,
+            "act": act,
         }),
         Verdict::Inactive(reason) => json!({ "active": false, "reason": reason }),
     };
     let mut response = Json(body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// The permission that lets a key act as another user or client of its tenant.
+pub const IMPERSONATE: &str = "identity:impersonate";
+
+/// A verified key acting as `target` (`user:<username>` or `client:<client_id>`, of the key's
+/// tenant): the verdict as that entity — its id, kind and roles, the key's permissions but
+/// [`IMPERSONATE`] — or why not. Only a key holding [`IMPERSONATE`] may.
+async fn impersonated(
+    s: &AppState,
+    tenant: &TenantKey,
+    row: &ApiKeyRow,
+    permissions: &[String],
+    target: &str,
+) -> Result<Result<Verdict, &'static str>, StoreError> {
+    if !permissions.iter().any(|p| p == IMPERSONATE) {
+        return Ok(Err("impersonation refused: the key does not hold identity:impersonate"));
+    }
+    let (kind, id, roles) = match target.split_once(':') {
+        Some(("user", name)) => match s.store.user_by_name(tenant, name).await? {
+            Some(u) => (OwnerKind::User, u.user_id, u.roles),
+            None => return Ok(Err("impersonation refused: no such user in the key's tenant")),
+        },
+        Some(("client", client_id)) => match s.store.client(client_id).await? {
+            Some(c) if c.tenant_id == tenant.canonical() => (OwnerKind::Client, c.client_id, c.roles),
+            _ => return Ok(Err("impersonation refused: no such client in the key's tenant")),
+        },
+        _ => return Ok(Err("impersonation refused: name user:<username> or client:<client_id>")),
+    };
+    let permissions = permissions.iter().filter(|p| *p != IMPERSONATE).cloned().collect();
+    let as_entity = ApiKeyRow { owner_kind: kind, owner_id: id, ..row.clone() };
+    Ok(Ok(Verdict::Active { tenant: *tenant, row: Box::new(as_entity), permissions, roles }))
 }
 
 /// Purges the keys deleted longer ago than the retention, in every tenant.

@@ -411,10 +411,30 @@ async fn api_key(parts: &Parts, state: &AppState, key: &str) -> Result<Caller, A
     let Some((realm, keys)) = state.bearer.as_ref().and_then(|b| Some((b, b.api_keys()?))) else {
         return Err(ApiError::Unauthenticated("API keys are not accepted here (auth.bearer.api_keys)"));
     };
-    match keys.authenticate(key).await {
+    // Acting as another entity of the key's tenant: Identity decides whether the key may.
+    let impersonate = match parts.headers.get("x-demo-impersonate") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(t) if !t.is_empty() && t.len() <= 200 => Some(t),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "X-Demo-Impersonate must be user:<name> or client:<id>".into(),
+                ));
+            }
+        },
+    };
+    match keys.authenticate(key, impersonate).await {
         Ok(principal) => {
             let route = parts.extensions.get::<axum::extract::MatchedPath>().map_or("", |p| p.as_str());
-            tracing::info!(subject = %principal.subject, tenant = %principal.tenant, %route, method = %parts.method, "operation with an API key");
+            match impersonate {
+                Some(entity) => {
+                    let actor = principal.actor.as_deref().unwrap_or("");
+                    tracing::info!(subject = %principal.subject, %actor, acting_as = %entity, tenant = %principal.tenant, %route, method = %parts.method, "operation with an API key, impersonating")
+                }
+                None => {
+                    tracing::info!(subject = %principal.subject, tenant = %principal.tenant, %route, method = %parts.method, "operation with an API key")
+                }
+            }
             Ok(Caller(principal))
         }
         Err(crate::bearer::BearerDenied::Invalid(reason)) => {

@@ -53,6 +53,9 @@ struct Answer {
     permissions: Vec<String>,
     #[serde(default)]
     roles: Vec<String>,
+    /// With impersonation: the key's owner, acting (`{"sub": …}`).
+    #[serde(default)]
+    act: Option<serde_json::Value>,
 }
 
 impl ApiKeyRealm {
@@ -77,18 +80,25 @@ impl ApiKeyRealm {
     }
 
     /// Authenticates a key.
-    pub async fn authenticate(&self, key: &str) -> Result<Principal, BearerDenied> {
-        // Only the name matters to the cache's key: one namespace for keys.
-        const NAME: &str = "api_key";
+    /// Authenticates a key; with `impersonate` (`user:<name>` or `client:<id>`, from the
+    /// `X-Demo-Impersonate` header) as that entity of the key's tenant, which Identity allows
+    /// only to a key holding `identity:impersonate`. Answers are cached per key and entity.
+    pub async fn authenticate(
+        &self,
+        key: &str,
+        impersonate: Option<&str>,
+    ) -> Result<Principal, BearerDenied> {
         // The form and checksum first, here: junk costs Identity nothing and the cache no room.
         let parsed = service_kit::apikey::parse(key)
             .map_err(|why| BearerDenied::Invalid(format!("the API key is not valid: malformed ({why})")))?;
         let secret = SecretString::from(key.to_owned());
-        let answer = match self.answers.get(NAME, &secret) {
+        // The cache's name: the entity acted as (none: the owner), so each is its own answer.
+        let name = format!("api_key:{}", impersonate.unwrap_or(""));
+        let answer = match self.answers.get(&name, &secret) {
             Some(answer) => answer,
             None => {
-                let answer = Arc::new(self.ask(key).await?);
-                self.answers.insert(NAME, &secret, answer.clone());
+                let answer = Arc::new(self.ask(key, impersonate).await?);
+                self.answers.insert(&name, &secret, answer.clone());
                 answer
             }
         };
@@ -103,12 +113,20 @@ impl ApiKeyRealm {
     }
 
     /// Asks Identity; `Err` only when Identity cannot answer (503 here, never cached).
-    async fn ask(&self, key: &str) -> Result<Result<Principal, String>, BearerDenied> {
+    async fn ask(
+        &self,
+        key: &str,
+        impersonate: Option<&str>,
+    ) -> Result<Result<Principal, String>, BearerDenied> {
+        let mut form = vec![("key", key)];
+        if let Some(target) = impersonate {
+            form.push(("impersonate", target));
+        }
         let response = self
             .client
             .post(&self.endpoint)
             .basic_auth(&self.client_id, Some(self.secret.expose_secret()))
-            .form(&[("key", key)])
+            .form(&form)
             .timeout(Duration::from_secs(5))
             .send()
             .await
@@ -147,8 +165,18 @@ fn principal(answer: &Answer) -> Result<Principal, String> {
         .collect();
     let (scopes, pool_scopes) =
         crate::authz::permitted(answer.permissions.iter().map(String::as_str), &roles);
-    tracing::debug!(key_id = answer.key_id.as_deref().unwrap_or(""), %subject, "API key verified at Identity");
-    Ok(Principal { subject, tenant, roles, scopes, method: AuthMethod::ApiKey, txn: None, pool_scopes })
+    let actor = answer.act.as_ref().and_then(|a| a["sub"].as_str()).map(str::to_owned);
+    tracing::debug!(key_id = answer.key_id.as_deref().unwrap_or(""), %subject, actor = actor.as_deref().unwrap_or(""), "API key verified at Identity");
+    Ok(Principal {
+        subject,
+        tenant,
+        roles,
+        scopes,
+        method: AuthMethod::ApiKey,
+        txn: None,
+        pool_scopes,
+        actor,
+    })
 }
 
 #[cfg(test)]
@@ -163,6 +191,7 @@ mod tests {
             tenant_id: Some("0b6f5c3e-7f4a-4d2b-9b1e-6a0c2d4e8f10".into()),
             sub: Some("svc".into()),
             key_id: Some("k".into()),
+            act: None,
             permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         }

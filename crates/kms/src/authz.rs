@@ -118,6 +118,8 @@ pub struct Principal {
     /// Scopes held in one pool only (an API key's `scope@pool:NAME` permissions), beside the
     /// `scopes` held everywhere.
     pub pool_scopes: std::collections::BTreeMap<String, Scopes>,
+    /// Who acts as the subject (an API key's owner impersonating it), logged with the operation.
+    pub actor: Option<String>,
 }
 
 impl Principal {
@@ -132,6 +134,7 @@ impl Principal {
             method,
             txn: None,
             pool_scopes: Default::default(),
+            actor: None,
         }
     }
 

@@ -295,6 +295,7 @@ fn principal(claims: &Claims) -> Result<Principal, BearerDenied> {
         method: crate::authz::AuthMethod::Bearer,
         txn: None,
         pool_scopes,
+        actor: None,
     })
 }
 

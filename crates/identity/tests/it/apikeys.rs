@@ -26,7 +26,7 @@ clients:
     type: confidential
     secret_file: kms_service
     grant_types: [client_credentials]
-    scopes: [identity:api-keys, kms:encrypt, kms:decrypt]
+    scopes: [identity:api-keys, identity:impersonate, kms:encrypt, kms:decrypt]
     audiences: [https://identity.demo.local:8082, https://kms.demo.local:8081]
     tenant: acme
     roles: [service]
@@ -433,4 +433,59 @@ fn payload(jwt: &str) -> Value {
     use base64::Engine as _;
     let part = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_key_holding_the_permission_acts_as_another_entity_of_its_tenant_only() {
+    let env = start().await;
+    let manage = token(&env, "svc", ISSUER, "identity:api-keys").await;
+    let (_, made) =
+        make(&env, &manage, json!({"name": "ops", "permissions": ["identity:impersonate", "kms:encrypt"]}))
+            .await;
+    let key = key_of(&made);
+    let (_, plain) = make(&env, &manage, json!({"name": "plain", "permissions": ["kms:encrypt"]})).await;
+    let plain = key_of(&plain);
+    let verify_as = |key: String, target: &'static str| {
+        let env = &env;
+        async move {
+            let form = [("key", key.as_str()), ("impersonate", target)];
+            let (status, body) =
+                env.post("/api/v1/api-keys/verify", Some(("kms-service", KMS_SECRET)), &form).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let bob = verify_as(key.clone(), "user:bob").await;
+    assert_eq!(bob["active"], true, "{bob}");
+    assert_eq!((bob["owner_kind"].as_str(), &bob["roles"]), (Some("user"), &json!(["user"])));
+    assert_ne!(bob["sub"], "svc", "the subject is bob");
+    assert_eq!(bob["act"], json!({"sub": "svc"}), "the key's owner is recorded as the actor");
+    assert_eq!(bob["permissions"], json!(["kms:encrypt"]), "impersonation is not passed on");
+    let client = verify_as(key.clone(), "client:kms-service").await;
+    assert_eq!(
+        (client["sub"].as_str(), client["owner_kind"].as_str()),
+        (Some("kms-service"), Some("client"))
+    );
+    for (why, key, target, reason) in [
+        ("a key without the permission", plain.clone(), "user:bob", "does not hold identity:impersonate"),
+        (
+            "a client of another tenant",
+            key.clone(),
+            "client:globex-svc",
+            "no such client in the key's tenant",
+        ),
+        ("nobody", key.clone(), "user:nobody", "no such user"),
+        ("no kind", key.clone(), "bob", "user:<username>"),
+    ] {
+        let body = verify_as(key, target).await;
+        assert_eq!(body["active"], false, "{why}: {body}");
+        assert!(body["reason"].as_str().unwrap().contains(reason), "{why}: {body}");
+    }
+    // Without the header's question, the key is its owner's, as before.
+    assert_eq!(verify(&env, &key).await["sub"], "svc");
+    // A user's token without identity:impersonate cannot put it on a key.
+    let bob_token = user_token(&env, ("bob", BOB_PASSWORD), "openid identity:api-keys kms:encrypt").await;
+    let (status, _) =
+        make(&env, &bob_token, json!({"name": "escalate", "permissions": ["identity:impersonate"]})).await;
+    assert_eq!(status, 403);
 }

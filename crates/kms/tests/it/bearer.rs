@@ -46,11 +46,13 @@ async fn verify_key(State(issuer): State<Arc<Issuer>>, body: String) -> axum::re
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     issuer.verifications.fetch_add(1, Ordering::SeqCst);
-    let key = serde_urlencoded_pairs(&body)
-        .into_iter()
-        .find(|(k, _)| k == "key")
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let form = serde_urlencoded_pairs(&body);
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    // An impersonation is answered from the entry `<key>|<target>`.
+    let key = match field("impersonate") {
+        Some(target) => format!("{}|{}", field("key").unwrap_or_default(), target.replace("%3A", ":")),
+        None => field("key").unwrap_or_default(),
+    };
     let answer = issuer.api_keys.lock().unwrap().get(&key).cloned();
     axum::Json(answer.unwrap_or_else(|| json!({"active": false, "reason": "unknown"}))).into_response()
 }
@@ -595,6 +597,51 @@ async fn api_keys_are_verified_at_identity_cached_for_a_bounded_time_and_held_to
     issuer.api_keys.lock().unwrap().get_mut(&other).unwrap()["tenant_id"] =
         "7d1e2a90-4b3c-4f5e-8a6b-1c2d3e4f5a6b".into();
     assert_eq!(call_with_key(&env, &other, "/pools/payments/encrypt", plaintext.clone()).await.0, 401);
+
+    // Acting as bob (X-Demo-Impersonate, which Identity allowed this key): bob's roles, and a
+    // separate cached answer — the same key without the header is still its owner.
+    let ops = api_key(&issuer, TENANT, &["kms:encrypt", "kms:read"], &["service"]);
+    issuer.api_keys.lock().unwrap().insert(
+        format!("{ops}|user:bob"),
+        json!({"active": true, "tenant_id": TENANT, "sub": "bob-id", "owner_kind": "user", "key_id": "k",
+               "name": "ops", "permissions": ["kms:encrypt", "kms:read"], "roles": ["auditor"], "act": {"sub": "svc-client"}}),
+    );
+    let who_as = |header: Option<&'static str>| {
+        let mut request = env.client.get(env.url("/whoami")).header("authorization", format!("ApiKey {ops}"));
+        if let Some(h) = header {
+            request = request.header("x-demo-impersonate", h);
+        }
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let as_bob = who_as(Some("user:bob")).await;
+    assert_eq!(
+        (as_bob["subject"].as_str(), &as_bob["roles"]),
+        (Some("bob-id"), &json!(["auditor"])),
+        "{as_bob}"
+    );
+    assert_eq!(who_as(None).await["subject"], "svc-client");
+    let (status, _, _) = {
+        let resp = env
+            .client
+            .post(env.url("/pools/payments/encrypt"))
+            .header("authorization", format!("ApiKey {ops}"))
+            .header("x-demo-impersonate", "user:bob")
+            .json(&plaintext)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), (), ())
+    };
+    assert_eq!(status, 403, "as bob, an auditor: the key's kms:encrypt meets bob's roles");
+    let refused = env
+        .client
+        .get(env.url("/whoami"))
+        .header("authorization", format!("ApiKey {ops}"))
+        .header("x-demo-impersonate", "user:nobody")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "Identity refused that impersonation");
 
     // Identity unreachable: 503, and nothing cached.
     issuer.verify_down.store(true, Ordering::SeqCst);

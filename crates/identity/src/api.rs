@@ -436,6 +436,16 @@ async fn introspect(
     {
         return Ok(inactive());
     }
+    // A token an API key was exchanged for lives no longer than the key: deleted or expired,
+    // its tokens are inactive too.
+    if let Some(key_id) = claims.client_id.strip_prefix("api-key:") {
+        let row =
+            s.store.api_key(&tenant, key_id).await.map_err(|e| OAuthError::store(e, "API key lookup"))?;
+        let now = now();
+        if !row.is_some_and(|r| r.deleted_at.is_none() && r.expires_at.is_none_or(|exp| exp >= now)) {
+            return Ok(inactive());
+        }
+    }
     Ok(answer(serde_json::json!({
         "active": true,
         "iss": claims.iss, "sub": claims.sub, "aud": claims.aud, "exp": claims.exp, "iat": claims.iat,

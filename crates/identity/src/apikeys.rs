@@ -139,7 +139,9 @@ impl Permission {
             Some((scope, pool)) => {
                 let ok_pool = !pool.is_empty()
                     && pool.len() <= 64
-                    && pool.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.');
+                    && pool
+                        .bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_');
                 (ok_scope(scope) && ok_pool)
                     .then(|| Self { scope: scope.to_owned(), pool: Some(pool.to_owned()) })
             }
@@ -446,6 +448,18 @@ pub(crate) async fn rotate(
             "only the key's owner may rotate it",
         );
     }
+    // And only with a token that holds what the key holds, as when it was made: a narrow token
+    // must not hand out a wide key's secret.
+    if let Some(lacking) =
+        row.permissions.iter().filter_map(|p| Permission::parse(p)).find(|p| !caller.holds.contains(&p.scope))
+    {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not allowed",
+            format!("the token does not hold {:?}, which the key holds", lacking.scope),
+        );
+    }
     // A new secret under the same id: the key's tenant and id stay, only the secret changes.
     let (fresh, text) = match new_key(&caller.tenant, Some(&row.key_id)) {
         Ok(k) => k,
@@ -651,10 +665,10 @@ pub(crate) async fn verify_endpoint(
     let mut verdict =
         verify(&s, text).await.map_err(|e| crate::api::OAuthError::store(e, "API key lookup"))?;
     let mut act = None;
-    if let (Some(target), Verdict::Active { tenant, row, permissions, .. }) =
+    if let (Some(target), Verdict::Active { tenant, row, permissions, roles }) =
         (params.get("impersonate"), &verdict)
     {
-        match impersonated(&s, tenant, row, permissions, target)
+        match impersonated(&s, tenant, row, permissions, roles, target)
             .await
             .map_err(|e| crate::api::OAuthError::store(e, "impersonation lookup"))?
         {
@@ -697,6 +711,7 @@ async fn impersonated(
     tenant: &TenantKey,
     row: &ApiKeyRow,
     permissions: &[String],
+    owner_roles: &[String],
     target: &str,
 ) -> Result<Result<Verdict, &'static str>, StoreError> {
     if !permissions.iter().any(|p| p == IMPERSONATE) {
@@ -714,6 +729,9 @@ async fn impersonated(
         _ => return Ok(Err("impersonation refused: name user:<username> or client:<client_id>")),
     };
     let permissions = permissions.iter().filter(|p| *p != IMPERSONATE).cloned().collect();
+    // Never more than the owner: the roles are those both hold, so acting as a more privileged
+    // entity gains nothing, and as a less privileged one is limited to what it may do.
+    let roles = roles.into_iter().filter(|r| owner_roles.contains(r)).collect();
     let as_entity = ApiKeyRow { owner_kind: kind, owner_id: id, ..row.clone() };
     Ok(Ok(Verdict::Active { tenant: *tenant, row: Box::new(as_entity), permissions, roles }))
 }

@@ -406,10 +406,18 @@ async fn api_key_exchange(
             crate::apikeys::Verdict::Active { tenant, row, permissions, roles } => {
                 (tenant, row, permissions, roles)
             }
-            crate::apikeys::Verdict::Inactive(reason) => {
-                return Err(OAuthError::invalid_request(format!("the API key is not valid: {reason}")));
+            // Only a malformed key (decided offline) is named: whether a key id exists is
+            // nobody's business here, where no one authenticates.
+            crate::apikeys::Verdict::Inactive("malformed") => {
+                return Err(OAuthError::invalid_request("the API key is not valid: malformed"));
+            }
+            crate::apikeys::Verdict::Inactive(_) => {
+                return Err(OAuthError::invalid_request("the API key is not valid"));
             }
         };
+    // Impersonation is a key's, never a token's.
+    let permissions: Vec<String> =
+        permissions.into_iter().filter(|p| p != crate::apikeys::IMPERSONATE).collect();
     let scopes = match params.get("scope") {
         None => permissions,
         Some(asked) => {
@@ -441,6 +449,9 @@ async fn api_key_exchange(
         }
     }
     let exp = row.expires_at.map_or(now + ttl, |key_exp| (now + ttl).min(key_exp));
+    if exp <= now {
+        return Err(OAuthError::invalid_request("the API key is not valid"));
+    }
     let scope = scopes.join(" ");
     let claims = AccessClaims {
         iss: s.issuer.clone(),

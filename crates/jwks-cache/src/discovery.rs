@@ -234,8 +234,10 @@ impl Discovery {
             Err(error) => {
                 *self.cooldown_until.lock().unwrap_or_else(PoisonError::into_inner) =
                     Some(now + self.config.failure_cooldown);
+                // From when the failure was known (a timeout may have taken seconds), so callers
+                // queued behind it share it.
                 *self.failed.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some((now + NO_DOCUMENT_RETRY, error.to_string()));
+                    Some((self.config.clock.now() + NO_DOCUMENT_RETRY, error.to_string()));
                 match stale {
                     Some(kept) => {
                         tracing::warn!(issuer = %self.config.issuer, %error, "discovery failed; serving the last good document");

@@ -327,6 +327,15 @@ async fn authenticate(parts: &Parts, state: &AppState) -> (&'static str, Result<
 }
 
 async fn authenticate_header(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let is_api_key = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(' ').next().is_some_and(|s| s.eq_ignore_ascii_case("apikey")));
+    if parts.headers.contains_key("x-demo-impersonate") && !is_api_key {
+        // Never ignored silently: the request would run as the caller itself.
+        return Err(ApiError::BadRequest("X-Demo-Impersonate is honoured with an API key only".into()));
+    }
     {
         let value = parts
             .headers

@@ -233,6 +233,10 @@ async fn users_own_keys_and_only_a_tenant_admin_sees_every_key() {
     // A user holds what their token holds: bob's token has no kms:decrypt.
     let (status, _) = make(&env, &bob, json!({"name": "more", "permissions": ["kms:decrypt"]})).await;
     assert_eq!(status, 403);
+    // Nor may a narrower token of bob's rotate his key and be handed its secret.
+    let narrow = user_token(&env, ("bob", BOB_PASSWORD), "openid identity:api-keys").await;
+    let (status, body) = call(&env, "POST", &format!("/api/v1/api-keys/{id}/rotate"), &narrow, None).await;
+    assert_eq!(status, 403, "{body}");
 
     // The service sees only its own keys, and bob's key is no key of its.
     let svc = token(&env, "svc", ISSUER, "identity:api-keys").await;
@@ -421,11 +425,20 @@ async fn an_api_key_is_exchanged_for_an_access_token_never_wider() {
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
     assert!(body["error_description"].as_str().unwrap().contains("malformed"), "{body}");
 
-    // Deleted: no more tokens.
+    // Deleted: no more tokens, and the ones it gave are inactive at introspection; the refusal
+    // does not say why (no one authenticates here: whether a key exists is not told).
+    let (_, minted) = post(with_key(exchange(&[]), &key), None).await;
+    let minted = minted["access_token"].as_str().unwrap().to_owned();
     call(&env, "DELETE", &format!("/api/v1/api-keys/{id}"), &manage, None).await;
     let (status, body) = post(with_key(exchange(&[]), &key), None).await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body["error_description"].as_str().unwrap().contains("deleted"), "{body}");
+    assert_eq!(
+        (status, body["error_description"].as_str()),
+        (400, Some("the API key is not valid")),
+        "{body}"
+    );
+    let (_, active) =
+        env.post("/introspect", Some(("kms-service", KMS_SECRET)), &[("token", minted.as_str())]).await;
+    assert_eq!(active["active"], false, "a deleted key's tokens: {active}");
 }
 
 /// A JWT's claims, read without verifying (the tests check what was issued).
@@ -457,7 +470,9 @@ async fn a_key_holding_the_permission_acts_as_another_entity_of_its_tenant_only(
     };
     let bob = verify_as(key.clone(), "user:bob").await;
     assert_eq!(bob["active"], true, "{bob}");
-    assert_eq!((bob["owner_kind"].as_str(), &bob["roles"]), (Some("user"), &json!(["user"])));
+    // Bob's roles meet the owner's (svc: service): nothing in common, so no roles at all —
+    // acting as someone never gives more than the owner holds.
+    assert_eq!((bob["owner_kind"].as_str(), &bob["roles"]), (Some("user"), &json!([])));
     assert_ne!(bob["sub"], "svc", "the subject is bob");
     assert_eq!(bob["act"], json!({"sub": "svc"}), "the key's owner is recorded as the actor");
     assert_eq!(bob["permissions"], json!(["kms:encrypt"]), "impersonation is not passed on");
@@ -466,6 +481,9 @@ async fn a_key_holding_the_permission_acts_as_another_entity_of_its_tenant_only(
         (client["sub"].as_str(), client["owner_kind"].as_str()),
         (Some("kms-service"), Some("client"))
     );
+    assert_eq!(client["roles"], json!([]), "kms-service has no roles here: none in common");
+    let itself = verify_as(key.clone(), "client:svc").await;
+    assert_eq!(itself["roles"], json!(["service"]), "roles both hold");
     for (why, key, target, reason) in [
         ("a key without the permission", plain.clone(), "user:bob", "does not hold identity:impersonate"),
         (

@@ -642,6 +642,15 @@ async fn api_keys_are_verified_at_identity_cached_for_a_bounded_time_and_held_to
         .await
         .unwrap();
     assert_eq!(refused.status(), 401, "Identity refused that impersonation");
+    let basic = env
+        .client
+        .get(env.url("/whoami"))
+        .basic_auth("manager", Some("m-pass"))
+        .header("x-demo-impersonate", "user:bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 400, "the header is never ignored with another scheme");
 
     // Identity unreachable: 503, and nothing cached.
     issuer.verify_down.store(true, Ordering::SeqCst);

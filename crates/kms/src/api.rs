@@ -340,7 +340,7 @@ async fn authenticate_header(parts: &Parts, state: &AppState) -> Result<Caller, 
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthenticated("send HTTP Basic credentials"))?;
+            .ok_or(ApiError::Unauthenticated("send credentials: Authorization: Basic, Bearer or ApiKey"))?;
         let value =
             value.to_str().map_err(|_| ApiError::Unauthenticated("the Authorization header is not text"))?;
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
@@ -384,6 +384,9 @@ fn sensitive(parts: &Parts) -> bool {
 }
 
 async fn bearer(parts: &Parts, state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    if token.starts_with(service_kit::apikey::PREFIX) {
+        return Err(ApiError::Unauthenticated("that is an API key: send it as Authorization: ApiKey dak_…"));
+    }
     let Some(realm) = &state.bearer else {
         return Err(ApiError::Unauthenticated("Bearer tokens are not accepted here (no issuer configured)"));
     };

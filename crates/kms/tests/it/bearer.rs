@@ -580,6 +580,10 @@ async fn api_keys_are_verified_at_identity_cached_for_a_bounded_time_and_held_to
         assert!(body["detail"].as_str().unwrap().contains("malformed"), "{body}");
     }
     assert_eq!(issuer.verifications.load(Ordering::SeqCst), asked, "malformed keys cost Identity nothing");
+    // A key sent as a Bearer token: 401 saying which scheme it takes.
+    let (status, body, _) = call(&env, &key, "/pools/payments/encrypt", plaintext.clone()).await;
+    assert_eq!(status, 401);
+    assert!(body["detail"].as_str().unwrap().contains("Authorization: ApiKey"), "{body}");
 
     // A key for one pool: that pool only, and nothing that names no pool.
     let pool_key =

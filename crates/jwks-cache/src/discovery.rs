@@ -137,9 +137,8 @@ pub struct Discovery {
     /// With nothing kept: the last failure and until when it is the answer, so callers queued
     /// behind a failing fetch do not each fetch again ([`NO_DOCUMENT_RETRY`]).
     failed: Mutex<Option<(SystemTime, String)>>,
-    /// `fetched_at` (Unix ms) of the last snapshot written, so a late write never replaces a
-    /// newer one.
-    snapshot_written_ms: Arc<Mutex<u64>>,
+    /// The snapshot file's writer (in order).
+    snapshots: snapshot::OrderedWriter,
 }
 
 /// With no document kept, a failed discovery is not tried again for this long: waiting callers
@@ -165,7 +164,7 @@ impl Discovery {
             flight: tokio::sync::Mutex::new(()),
             cooldown_until: Mutex::new(None),
             failed: Mutex::new(None),
-            snapshot_written_ms: Arc::new(Mutex::new(0)),
+            snapshots: snapshot::OrderedWriter::default(),
         };
         if let Some(path) = &discovery.config.snapshot_path {
             let loaded = snapshot::load(path, &discovery.config.issuer, url)
@@ -322,19 +321,7 @@ impl Discovery {
             policy: kept.policy.clone(),
             jwks: kept.body.clone(),
         };
-        let issuer = self.config.issuer.clone();
-        let written = self.snapshot_written_ms.clone();
-        tokio::task::spawn_blocking(move || {
-            // Writes run on their own threads: an older one finishing late must not win.
-            let mut last = written.lock().unwrap_or_else(PoisonError::into_inner);
-            if snap.fetched_at_ms < *last {
-                return;
-            }
-            match snapshot::store(&path, &snap) {
-                Ok(()) => *last = snap.fetched_at_ms,
-                Err(e) => tracing::warn!(%issuer, error = %e, "cannot write the discovery snapshot"),
-            }
-        });
+        self.snapshots.write(path, snap, "discovery");
     }
 
     /// Fetches the document, conditionally when one is kept; `true` with a 304.

@@ -121,8 +121,8 @@ struct Inner {
     health: Mutex<Health>,
     counts: Counters,
     metrics: Handles,
-    /// `fetched_at` (Unix ms) of the last snapshot written, so writes never go backwards.
-    snapshot_written_ms: Arc<Mutex<u64>>,
+    /// The snapshot file's writer (in order: writes never go backwards).
+    snapshots: snapshot::OrderedWriter,
 }
 
 /// The key cache of one issuer. Cheap to clone (clones share the cache). Lookups and
@@ -273,7 +273,7 @@ impl Provider {
             health: Mutex::new(Health::default()),
             counts: Counters::default(),
             metrics,
-            snapshot_written_ms: Arc::new(Mutex::new(0)),
+            snapshots: snapshot::OrderedWriter::default(),
             config,
         };
         if let Some(path) = &inner.config.snapshot_path {
@@ -628,7 +628,7 @@ impl Inner {
         self.metrics.last_refresh.set(unix_secs_f64(cached.fetched_at));
     }
 
-    /// Writes the snapshot off the async threads; never goes backwards in time.
+    /// Writes the snapshot (off the async threads, in order).
     fn write_snapshot(&self, path: std::path::PathBuf, cached: &Cached) {
         let snap = Snapshot {
             format: snapshot::FORMAT,
@@ -641,18 +641,7 @@ impl Inner {
             policy: cached.policy.clone(),
             jwks: cached.body.to_string(),
         };
-        let written = self.snapshot_written_ms.clone();
-        let issuer = self.config.issuer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut last = written.lock().unwrap_or_else(PoisonError::into_inner);
-            if snap.fetched_at_ms < *last {
-                return;
-            }
-            match snapshot::store(&path, &snap) {
-                Ok(()) => *last = snap.fetched_at_ms,
-                Err(e) => tracing::warn!(%issuer, error = %e, "cannot write the JWKS snapshot"),
-            }
-        });
+        self.snapshots.write(path, snap, "JWKS");
     }
 
     fn cached_from_snapshot(&self, snap: Snapshot) -> Result<Cached, String> {

@@ -66,6 +66,34 @@ pub(crate) fn load(path: &Path, issuer: &str, jwks_url: &str) -> Result<Option<S
     Ok(Some(snap))
 }
 
+/// Writes snapshots off the async threads and in order: each write runs on a blocking thread of
+/// its own, so one that finishes late must not replace a newer file; a snapshot older than the
+/// last one written is dropped. Shared by the key set's and the discovery document's caches.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OrderedWriter {
+    /// `fetched_at_ms` of the last snapshot written.
+    written_ms: std::sync::Arc<std::sync::Mutex<u64>>,
+}
+
+impl OrderedWriter {
+    /// Writes `snap` to `path` in the background; a failure is logged as `what`'s.
+    pub(crate) fn write(&self, path: PathBuf, snap: Snapshot, what: &'static str) {
+        let written = self.written_ms.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut last = written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if snap.fetched_at_ms < *last {
+                return;
+            }
+            match store(&path, &snap) {
+                Ok(()) => *last = snap.fetched_at_ms,
+                Err(e) => {
+                    tracing::warn!(issuer = %snap.issuer, error = %e, "cannot write the {what} snapshot")
+                }
+            }
+        });
+    }
+}
+
 /// Writes a snapshot atomically: readers see the old file or the new one, never a part.
 pub(crate) fn store(path: &Path, snap: &Snapshot) -> Result<(), SnapshotError> {
     let write_err = |source| SnapshotError::Write { path: path.to_path_buf(), source };

@@ -311,63 +311,80 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The realm the `Authorization` header names, and what it made of it.
-async fn authenticate(parts: &Parts, state: &AppState) -> (&'static str, Result<Caller, ApiError>) {
-    let scheme = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split_once(' ').map_or(v, |(scheme, _)| scheme).to_ascii_lowercase());
-    let realm = match scheme.as_deref() {
-        Some("bearer") => "bearer",
-        Some("apikey") => "api_key",
-        _ => "basic",
-    };
-    (realm, authenticate_header(parts, state).await)
+/// The `Authorization` header, taken apart once: the scheme it names and what follows.
+enum Presented<'a> {
+    Basic(&'a str),
+    Bearer(&'a str),
+    ApiKey(&'a str),
 }
 
-async fn authenticate_header(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
-    let is_api_key = parts
+impl Presented<'_> {
+    /// The realm label of [`AUTH_DURATION`].
+    fn realm(&self) -> &'static str {
+        match self {
+            Self::Basic(_) => "basic",
+            Self::Bearer(_) => "bearer",
+            Self::ApiKey(_) => "api_key",
+        }
+    }
+}
+
+fn presented(parts: &Parts) -> Result<Presented<'_>, ApiError> {
+    let value = parts
         .headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(' ').next().is_some_and(|s| s.eq_ignore_ascii_case("apikey")));
-    if parts.headers.contains_key("x-demo-impersonate") && !is_api_key {
-        // Never ignored silently: the request would run as the caller itself.
-        return Err(ApiError::BadRequest("X-Demo-Impersonate is honoured with an API key only".into()));
+        .ok_or(ApiError::Unauthenticated("send credentials: Authorization: Basic, Bearer or ApiKey"))?;
+    let value =
+        value.to_str().map_err(|_| ApiError::Unauthenticated("the Authorization header is not text"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(Presented::Bearer(rest))
+    } else if scheme.eq_ignore_ascii_case("apikey") {
+        Ok(Presented::ApiKey(rest))
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        Ok(Presented::Basic(rest))
+    } else {
+        Err(ApiError::Unauthenticated("use the Basic, Bearer or ApiKey scheme"))
     }
-    {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthenticated("send credentials: Authorization: Basic, Bearer or ApiKey"))?;
-        let value =
-            value.to_str().map_err(|_| ApiError::Unauthenticated("the Authorization header is not text"))?;
-        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-        if scheme.eq_ignore_ascii_case("bearer") {
-            return bearer(parts, state, rest.trim()).await;
-        }
-        if scheme.eq_ignore_ascii_case("apikey") {
-            return api_key(parts, state, rest.trim()).await;
-        }
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(ApiError::Unauthenticated("use the Basic, Bearer or ApiKey scheme"));
-        }
-        let decoded = B64
-            .decode(rest.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or(ApiError::Unauthenticated("malformed Basic credentials"))?;
-        let (user, password) =
-            decoded.split_once(':').ok_or(ApiError::Unauthenticated("malformed Basic credentials"))?;
-        let password = SecretString::from(password.to_owned());
-        let from = service_kit::throttle::PeerAddr::from_extensions(&parts.extensions).0;
-        match state.auth.basic(user, &password, from).await {
-            Ok(principal) => Ok(Caller(principal)),
-            Err(Denied::BadCredentials) => Err(ApiError::Unauthenticated("unknown user or wrong password")),
-            Err(Denied::Locked { retry_after }) => Err(ApiError::Locked(retry_after)),
-            Err(Denied::Unavailable) => Err(ApiError::Unavailable),
-        }
+}
+
+/// The realm the `Authorization` header names (`basic` when it names none), and what it made of
+/// the credentials.
+async fn authenticate(parts: &Parts, state: &AppState) -> (&'static str, Result<Caller, ApiError>) {
+    let presented = presented(parts);
+    let realm = presented.as_ref().map_or("basic", Presented::realm);
+    if parts.headers.contains_key("x-demo-impersonate") && !matches!(presented, Ok(Presented::ApiKey(_))) {
+        // Never ignored silently: the request would run as the caller itself.
+        return (
+            realm,
+            Err(ApiError::BadRequest("X-Demo-Impersonate is honoured with an API key only".into())),
+        );
+    }
+    let outcome = match presented {
+        Err(e) => Err(e),
+        Ok(Presented::Bearer(token)) => bearer(parts, state, token).await,
+        Ok(Presented::ApiKey(key)) => api_key(parts, state, key).await,
+        Ok(Presented::Basic(credentials)) => basic(parts, state, credentials).await,
+    };
+    (realm, outcome)
+}
+
+async fn basic(parts: &Parts, state: &AppState, credentials: &str) -> Result<Caller, ApiError> {
+    let decoded = B64
+        .decode(credentials)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or(ApiError::Unauthenticated("malformed Basic credentials"))?;
+    let (user, password) =
+        decoded.split_once(':').ok_or(ApiError::Unauthenticated("malformed Basic credentials"))?;
+    let password = SecretString::from(password.to_owned());
+    let from = service_kit::throttle::PeerAddr::from_extensions(&parts.extensions).0;
+    match state.auth.basic(user, &password, from).await {
+        Ok(principal) => Ok(Caller(principal)),
+        Err(Denied::BadCredentials) => Err(ApiError::Unauthenticated("unknown user or wrong password")),
+        Err(Denied::Locked { retry_after }) => Err(ApiError::Locked(retry_after)),
+        Err(Denied::Unavailable) => Err(ApiError::Unavailable),
     }
 }
 

@@ -104,13 +104,14 @@ pub async fn discover(config: &ProviderConfig, url: &str) -> Result<Discovered, 
     // No snapshot: the path in `config` is its key set's, not this document's.
     let config = ProviderConfig { snapshot_path: None, ..config.clone() };
     let discovery = Discovery::new(config, url)?;
-    discovery.jwks_uri().await.map(|jwks_uri| Discovered { jwks_uri })
+    discovery.jwks_uri().await.map(|jwks_uri| Discovered { jwks_uri: jwks_uri.to_string() })
 }
 
 /// The document as kept.
 #[derive(Debug)]
 struct Kept {
-    jwks_uri: String,
+    /// Shared with every caller: asked on every token, so handed out without a copy.
+    jwks_uri: Arc<str>,
     body: String,
     policy: CachePolicy,
     etag: Option<HeaderValue>,
@@ -139,6 +140,29 @@ pub struct Discovery {
     failed: Mutex<Option<(SystemTime, String)>>,
     /// The snapshot file's writer (in order).
     snapshots: snapshot::OrderedWriter,
+    /// [`crate::metrics::DISCOVERY_LOOKUPS`] by outcome, registered once (a hit is counted on
+    /// every token).
+    lookups: Lookups,
+}
+
+#[derive(Debug)]
+struct Lookups {
+    hit: metrics::Counter,
+    miss: metrics::Counter,
+    revalidated: metrics::Counter,
+    stale: metrics::Counter,
+}
+
+impl Lookups {
+    fn register(issuer: &str) -> Self {
+        let counter = |outcome: &'static str| metrics::counter!(crate::metrics::DISCOVERY_LOOKUPS, "provider" => issuer.to_owned(), "outcome" => outcome);
+        Self {
+            hit: counter("hit"),
+            miss: counter("miss"),
+            revalidated: counter("revalidated"),
+            stale: counter("stale"),
+        }
+    }
 }
 
 /// With no document kept, a failed discovery is not tried again for this long: waiting callers
@@ -154,6 +178,7 @@ impl Discovery {
         let parsed = config.check_url(url).map_err(|e| refused(e.to_string()))?;
         let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| refused(e.to_string()))?;
         let client = crate::tls::http_client(&config)?;
+        let lookups = Lookups::register(&config.issuer);
         let discovery = Self {
             config,
             url: url.to_owned(),
@@ -165,6 +190,7 @@ impl Discovery {
             cooldown_until: Mutex::new(None),
             failed: Mutex::new(None),
             snapshots: snapshot::OrderedWriter::default(),
+            lookups,
         };
         if let Some(path) = &discovery.config.snapshot_path {
             let loaded = snapshot::load(path, &discovery.config.issuer, url)
@@ -191,7 +217,7 @@ impl Discovery {
 
     /// The issuer's `jwks_uri`: from the kept document while it is fresh, else fetched (or
     /// revalidated); the last good one while the issuer fails within the stale window.
-    pub async fn jwks_uri(&self) -> Result<String, DiscoveryError> {
+    pub async fn jwks_uri(&self) -> Result<Arc<str>, DiscoveryError> {
         if let Some(uri) = self.fresh() {
             return Ok(uri);
         }
@@ -206,7 +232,7 @@ impl Discovery {
         let cooling =
             self.cooldown_until.lock().unwrap_or_else(PoisonError::into_inner).is_some_and(|t| now < t);
         if let (Some(kept), true) = (stale, cooling) {
-            self.count("stale");
+            self.lookups.stale.increment(1);
             return Ok(kept.jwks_uri.clone());
         }
         if stale.is_none()
@@ -222,7 +248,7 @@ impl Discovery {
         crate::metrics::discovery(&self.config.issuer, outcome.is_ok());
         match outcome {
             Ok((kept, revalidated)) => {
-                self.count(if revalidated { "revalidated" } else { "miss" });
+                if revalidated { &self.lookups.revalidated } else { &self.lookups.miss }.increment(1);
                 let kept = Arc::new(kept);
                 *self.kept.write().unwrap_or_else(PoisonError::into_inner) = Some(kept.clone());
                 *self.cooldown_until.lock().unwrap_or_else(PoisonError::into_inner) = None;
@@ -240,7 +266,7 @@ impl Discovery {
                 match stale {
                     Some(kept) => {
                         tracing::warn!(issuer = %self.config.issuer, %error, "discovery failed; serving the last good document");
-                        self.count("stale");
+                        self.lookups.stale.increment(1);
                         Ok(kept.jwks_uri.clone())
                     }
                     None => Err(error),
@@ -249,20 +275,16 @@ impl Discovery {
         }
     }
 
-    fn fresh(&self) -> Option<String> {
+    fn fresh(&self) -> Option<Arc<str>> {
         let kept = self.kept.read().unwrap_or_else(PoisonError::into_inner);
         let kept = kept.as_ref().filter(|k| self.config.clock.now() < k.fresh_until)?;
-        self.count("hit");
+        self.lookups.hit.increment(1);
         Some(kept.jwks_uri.clone())
-    }
-
-    fn count(&self, outcome: &'static str) {
-        metrics::counter!(crate::metrics::DISCOVERY_LOOKUPS, "provider" => self.config.issuer.clone(), "outcome" => outcome).increment(1);
     }
 
     fn kept(
         &self,
-        jwks_uri: String,
+        jwks_uri: Arc<str>,
         body: String,
         policy: CachePolicy,
         etag: Option<HeaderValue>,
@@ -287,7 +309,8 @@ impl Discovery {
     /// snapshot serves only through the stale window counted from its original expiry (so
     /// restarts cannot stretch it). One written "in the future" is refused.
     fn kept_from_snapshot(&self, snap: Snapshot) -> Result<Kept, String> {
-        let jwks_uri = parse(&self.config, &self.url, snap.jwks.as_bytes()).map_err(|e| e.to_string())?;
+        let jwks_uri: Arc<str> =
+            parse(&self.config, &self.url, snap.jwks.as_bytes()).map_err(|e| e.to_string())?.into();
         let fetched_at = from_unix_millis(snap.fetched_at_ms);
         let now = self.config.clock.now();
         if fetched_at > now + std::time::Duration::from_secs(60) {
@@ -373,7 +396,7 @@ impl Discovery {
         );
         let etag = response.headers.get(ETAG).cloned();
         let modified = response.headers.get(LAST_MODIFIED).cloned();
-        Ok((self.kept(jwks_uri, body, policy, etag, modified, now), false))
+        Ok((self.kept(jwks_uri.into(), body, policy, etag, modified, now), false))
     }
 }
 

@@ -255,7 +255,9 @@ struct Trusted {
     /// With `enable_discovery`: the document.
     discovery: Option<jwks_cache::Discovery>,
     /// The validator of the keys at the `jwks_uri` it was made for.
-    validator: RwLock<Option<(String, Arc<Validator>)>>,
+    validator: RwLock<Option<(Arc<str>, Arc<Validator>)>>,
+    /// The explicit `jwks_uri` (without discovery), shared with every token.
+    explicit_jwks: Option<Arc<str>>,
 }
 
 impl Trusted {
@@ -266,6 +268,7 @@ impl Trusted {
             None => TrustRoots::System,
         };
         let tenants = entry.tenants.iter().filter_map(|t| TenantKey::parse(t).ok()).collect();
+        let explicit_jwks = entry.jwks_uri.as_deref().map(Arc::from);
         let mut trusted = Self {
             entry,
             tenants,
@@ -273,6 +276,7 @@ impl Trusted {
             cache_dir: cache_dir.map(Path::to_owned),
             discovery: None,
             validator: RwLock::new(None),
+            explicit_jwks,
         };
         if trusted.entry.enable_discovery {
             let url = trusted
@@ -316,7 +320,7 @@ impl Trusted {
 
     /// The validator of the keys the issuer names now (by discovery, or its explicit JWKS).
     async fn validator(&self) -> Result<Arc<Validator>, Refusal> {
-        let jwks_url = match (&self.discovery, &self.entry.jwks_uri) {
+        let jwks_url = match (&self.discovery, &self.explicit_jwks) {
             (Some(discovery), _) => discovery.jwks_uri().await.map_err(|e| {
                 tracing::warn!(issuer = %self.entry.issuer, error = %e, "discovery failed");
                 Refusal::Unavailable(e.to_string())
@@ -325,7 +329,7 @@ impl Trusted {
             // Validation requires one or the other.
             (None, None) => return Err(Refusal::Unavailable("no jwks_uri and no discovery".to_owned())),
         };
-        let made_for = |slot: &Option<(String, Arc<Validator>)>| {
+        let made_for = |slot: &Option<(Arc<str>, Arc<Validator>)>| {
             slot.as_ref().filter(|(url, _)| *url == jwks_url).map(|(_, v)| v.clone())
         };
         if let Some(v) = made_for(&self.validator.read().unwrap_or_else(|e| e.into_inner())) {

@@ -25,22 +25,22 @@ async fn a_document_is_kept_while_fresh_and_revalidated_once_it_expires() {
     serve_honest(&fx, &config.issuer);
     let discovery = Discovery::new(config.clone(), &fx.discovery_url()).unwrap();
     for _ in 0..5 {
-        assert_eq!(discovery.jwks_uri().await.unwrap(), fx.url());
+        assert_eq!(&*discovery.jwks_uri().await.unwrap(), fx.url());
     }
     assert_eq!(requests(&fx), 1, "max-age=300: fetched once");
 
     fx.clock.advance(Duration::from_secs(301));
-    assert_eq!(discovery.jwks_uri().await.unwrap(), fx.url());
+    assert_eq!(&*discovery.jwks_uri().await.unwrap(), fx.url());
     assert_eq!(requests(&fx), 2);
     assert_eq!(fx.issuer.discovery_not_modified.load(Ordering::SeqCst), 1, "revalidated with its ETag: 304");
-    assert_eq!(discovery.jwks_uri().await.unwrap(), fx.url());
+    assert_eq!(&*discovery.jwks_uri().await.unwrap(), fx.url());
     assert_eq!(requests(&fx), 2, "fresh again after the 304");
 
     // The document moves the keys: the next fetch after expiry says so.
     let moved = format!("{}?v=2", fx.url());
     *fx.issuer.discovery.lock().unwrap() = Some(json!({ "issuer": config.issuer, "jwks_uri": moved }));
     fx.clock.advance(Duration::from_secs(301));
-    assert_eq!(discovery.jwks_uri().await.unwrap(), moved);
+    assert_eq!(&*discovery.jwks_uri().await.unwrap(), moved);
 }
 
 #[tokio::test]
@@ -53,10 +53,10 @@ async fn the_last_good_document_serves_while_the_issuer_fails_until_the_stale_wi
 
     *fx.issuer.discovery.lock().unwrap() = None;
     fx.clock.advance(Duration::from_secs(301));
-    assert_eq!(discovery.jwks_uri().await.unwrap(), fx.url(), "stale while the issuer fails");
+    assert_eq!(&*discovery.jwks_uri().await.unwrap(), fx.url(), "stale while the issuer fails");
     let after_failure = requests(&fx);
     for _ in 0..10 {
-        assert_eq!(discovery.jwks_uri().await.unwrap(), fx.url());
+        assert_eq!(&*discovery.jwks_uri().await.unwrap(), fx.url());
     }
     assert_eq!(requests(&fx), after_failure, "no request during the failure cooldown");
 
@@ -79,7 +79,7 @@ async fn a_refetched_document_naming_another_issuer_is_refused_and_the_kept_one_
     let evil = "https://identity.demo.local:1/evil-jwks";
     *fx.issuer.discovery.lock().unwrap() = Some(json!({ "issuer": "https://evil.test", "jwks_uri": evil }));
     fx.clock.advance(Duration::from_secs(301));
-    assert_eq!(discovery.jwks_uri().await.unwrap(), fx.url(), "the mix-up document is never adopted");
+    assert_eq!(&*discovery.jwks_uri().await.unwrap(), fx.url(), "the mix-up document is never adopted");
     // A fresh cache has nothing to fall back on: the mix-up is the error.
     let cold = Discovery::new(config, &fx.discovery_url()).unwrap();
     match cold.jwks_uri().await.unwrap_err() {
@@ -101,7 +101,7 @@ async fn a_snapshot_lets_a_restart_find_the_keys_while_the_issuer_is_down() {
 
     *fx.issuer.discovery.lock().unwrap() = None;
     let restarted = Discovery::new(config.clone(), &fx.discovery_url()).unwrap();
-    assert_eq!(restarted.jwks_uri().await.unwrap(), fx.url(), "from the snapshot while the issuer is down");
+    assert_eq!(&*restarted.jwks_uri().await.unwrap(), fx.url(), "from the snapshot while the issuer is down");
 
     // Another issuer's cache does not read it (and says nothing it should not).
     let mut other = config.clone();
@@ -130,6 +130,6 @@ async fn with_nothing_kept_a_failure_is_shared_for_a_second_not_asked_again() {
     assert_eq!(requests(&fx), 1, "callers within the second share the one failure");
     serve_honest(&fx, &config.issuer);
     fx.clock.advance(Duration::from_secs(2));
-    assert_eq!(discovery.jwks_uri().await.unwrap(), fx.url());
+    assert_eq!(&*discovery.jwks_uri().await.unwrap(), fx.url());
     assert_eq!(requests(&fx), 2);
 }

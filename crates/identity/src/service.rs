@@ -249,11 +249,13 @@ async fn serve(
     Ok((keys, server))
 }
 
-/// Purges the API keys deleted longer ago than the retention: at start, then hourly, until
-/// the store is dropped (the server stopped).
+/// Purges the API keys deleted longer ago than the retention: a minute after start (not during
+/// it: a purge visits every tenant's namespace), then hourly, until the store is dropped (the
+/// server stopped).
 fn spawn_purge(store: std::sync::Weak<dyn Store>, config: crate::config::ApiKeysConfig) {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        let hour = Duration::from_secs(3600);
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), hour);
         loop {
             every.tick().await;
             let Some(store) = store.upgrade() else { return };
